@@ -1,0 +1,67 @@
+"""Demo: a synthetic video world, a small conv two-tower recommender, trained on CPU in minutes.
+
+Commands:
+  python -m vidrec_jax.main --config=configs/demo.py --workdir=/tmp/vidrec_demo
+  python -m vidrec_jax.main --config=configs/demo.py:smoke --workdir=/tmp/vidrec_smoke
+  python -m vidrec_jax.main --config=configs/demo.py --workdir=/tmp/vidrec_demo --mode=eval
+Variants (after the colon, comma separated): `smoke` (tiny, seconds), `id_only` (no pixels).
+"""
+
+import ml_collections
+
+
+def world_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      seed=17, num_users=300, num_videos=500, num_topics=12, num_palettes=6, topic_purity=0.6,
+      cold_fraction=0.25, format_weights=dict(mp4=0.8, avi=0.1, flv=0.1),
+      min_frames=8, max_frames=48, resolution=64, fps=8, noise=0.02,
+      appearance_weight=1.0, motion_weight=1.0, user_bias_std=0.3, video_bias_std=0.2,
+      base_logit=-0.5, horizon_seconds=30 * 86400.0, train_until=0.7, valid_until=0.85,
+      slates_per_user=20, slate_size=8, cold_share_after_publish=0.4,
+      position_bias_power=0.5, label_noise=0.02))
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  variants = [a for a in arg.split(",") if a]
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.mode = "train"
+
+  c.data = ml_collections.ConfigDict(dict(
+      data_dir="",  # '' = WORKDIR/data; generated there on first use
+      world=world_config(), num_frames=8, frame_size=32, normalization="unit",
+      batch_size=128, eval_batch_size=256, num_workers=2, shuffle_seed=0, cache_videos=2000))
+
+  c.model = ml_collections.ConfigDict(dict(
+      name="two_tower", embed_dim=32, hidden=64, use_video_id=True, id_dropout=0.5,
+      frame_encoder=dict(name="conv", channels=(16, 32, 48), features=64, motion=True),
+      pooling="mean_max", heads=("click", "watch_time"), position_bias=True, max_positions=16,
+      dtype="float32", param_dtype="float32"))
+
+  c.train = ml_collections.ConfigDict(dict(
+      steps=1200, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
+      weight_decay=1e-4, grad_clip=1.0, loss_weights=dict(click=1.0, watch_time=0.1, like=0.5),
+      log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2))
+
+  c.mesh = ml_collections.ConfigDict(dict(
+      shape=dict(data=-1, fsdp=1, model=1),
+      rules=(("batch", ("data", "fsdp")), ("vocab", "model"), ("embed", "fsdp"),
+             ("mlp", "model"), ("conv_out", None), ("conv_in", None), ("time", None))))
+
+  c.eval = ml_collections.ConfigDict(dict(splits=("valid", "test"), ndcg_k=10))
+
+  for v in variants:
+    if v == "smoke":
+      c.data.world.update(num_users=24, num_videos=40, num_topics=4, min_frames=5,
+                          max_frames=14, resolution=32, slates_per_user=6, slate_size=5)
+      c.data.update(num_frames=6, frame_size=16, batch_size=16, eval_batch_size=32,
+                    num_workers=0)
+      c.model.update(embed_dim=8, hidden=12)
+      c.model.frame_encoder.update(channels=(4, 6), features=10)
+      c.train.update(steps=6, warmup_steps=2, log_every=2, checkpoint_every=3)
+    elif v == "id_only":
+      c.model.frame_encoder.name = "none"
+      c.model.id_dropout = 0.0
+    else:
+      raise ValueError(f"configs/demo.py: unknown variant {v!r}; allowed: smoke, id_only")
+  return c

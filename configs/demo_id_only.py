@@ -1,0 +1,15 @@
+"""The demo world and trainer with an ID-only model (no pixels): the cold-start baseline.
+
+  python -m vidrec_jax.main --config=configs/demo_id_only.py --workdir=/tmp/vidrec_id_only
+Variants: `smoke`.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+import demo  # noqa: E402
+
+
+def get_config(arg: str = ""):
+  return demo.get_config(",".join(["id_only"] + [a for a in arg.split(",") if a]))

@@ -1,0 +1,1 @@
+"""Data stage: synthetic world, video files, TFDS builder and Grain pipelines."""

@@ -1,0 +1,65 @@
+"""Writes a synthetic world to disk once: real video files plus the TFDS/ArrayRecord datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import ml_collections
+import tqdm
+from absl import logging
+
+from vidrec_jax.data import render
+from vidrec_jax.data import tfds_world
+from vidrec_jax.data import video_io
+from vidrec_jax.data import world as world_lib
+
+_STAMP = "world_config.json"
+
+
+def is_complete(data_dir: str, world_config: ml_collections.ConfigDict) -> bool:
+  """True when `data_dir` holds a finished world generated from exactly `world_config`."""
+  path = os.path.join(data_dir, _STAMP)
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    return json.load(f) == json.loads(world_config.to_json())
+
+
+def generate(data_dir: str, world_config: ml_collections.ConfigDict,
+             show_progress: bool = True) -> world_lib.World:
+  """Generates the world into `data_dir` (videos/, vidrec_world/ TFDS datasets, a config stamp).
+
+  The stamp is written last, so an interrupted generation is redone from scratch next time.
+  """
+  stamp = os.path.join(data_dir, _STAMP)
+  if os.path.exists(stamp):
+    os.remove(stamp)
+  world = world_lib.World(world_config)
+  video_dir = os.path.join(data_dir, "videos")
+  os.makedirs(video_dir, exist_ok=True)
+  for v in tqdm.tqdm(world.videos, desc="render+encode videos", disable=not show_progress,
+                     mininterval=2.0):
+    frames = render.render(v, world_config.resolution, world_config.noise, world_config.seed)
+    video_io.write_video(os.path.join(video_dir, v.filename), frames, world_config.fps)
+  tfds_dir = os.path.join(data_dir, tfds_world.NAME)
+  if os.path.exists(tfds_dir):
+    shutil.rmtree(tfds_dir)
+  for name in ("impressions", "videos"):
+    tfds_world.builder(data_dir, name, world).download_and_prepare(file_format="array_record")
+  with open(stamp, "w") as f:
+    f.write(world_config.to_json(indent=2))
+  n = world.impressions["split"]
+  logging.info("world: %d users, %d videos (%d cold), impressions train/valid/test = %d/%d/%d",
+               world_config.num_users, len(world.videos), sum(v.cold for v in world.videos),
+               (n == 0).sum(), (n == 1).sum(), (n == 2).sum())
+  return world
+
+
+def ensure(data_dir: str, world_config: ml_collections.ConfigDict) -> None:
+  """Generates the world unless an identical one is already complete in `data_dir`."""
+  if is_complete(data_dir, world_config):
+    logging.info("reusing the world in %s", data_dir)
+    return
+  generate(data_dir, world_config)

@@ -1,0 +1,234 @@
+"""Grain input pipelines: impressions + PyAV-decoded clips, sharded per JAX process.
+
+Training stream: ArrayRecord source -> per-epoch shuffle -> repeat -> this process's slice of each
+global batch -> decode/sample/normalise -> batch -> worker processes.  The slice is taken from the
+global example order, so the global batch at step s holds the same examples whatever the number of
+processes, and per-example randomness is seeded by the global example index for the same reason.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import sys
+
+import grain
+import ml_collections
+import numpy as np
+from absl import logging
+
+from vidrec_jax.data import ops
+from vidrec_jax.data import tfds_world
+from vidrec_jax.data import video_io
+
+
+class DataError(ValueError):
+  """A missing or unusable dataset; the message is one line naming the path."""
+
+
+def open_source(data_dir: str, config_name: str, split: str):
+  """The TFDS ArrayRecord data source of one split, or a one-line DataError."""
+  path = os.path.join(data_dir, tfds_world.NAME, config_name, tfds_world.VERSION)
+  if not os.path.isdir(path):
+    raise DataError(f"dataset not found: {path} does not exist (generate it with "
+                    f"--mode=generate, or set config.data.data_dir to a generated world)")
+  try:
+    return tfds_world.builder(data_dir, config_name).as_data_source(split)
+  except Exception as e:  # noqa: BLE001 - TFDS raises many types; the user needs one line.
+    raise DataError(f"dataset at {path} is unreadable for split {split!r}: "
+                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+
+
+def read_columns(source) -> dict[str, np.ndarray]:
+  """Reads every record of a source into numpy columns."""
+  n = len(source)
+  recs = source.__getitems__(list(range(n))) if n else []
+  if not recs:
+    return {}
+  return {k: np.asarray([r[k] for r in recs]) for k in recs[0]}
+
+
+@dataclasses.dataclass
+class Catalog:
+  """The video table: file names, lengths, titles and cold-start flags, indexed by video id."""
+
+  video_dir: str
+  filename: np.ndarray
+  num_frames: np.ndarray
+  title: np.ndarray
+  cold: np.ndarray
+
+  @classmethod
+  def load(cls, data_dir: str) -> "Catalog":
+    cols = read_columns(open_source(data_dir, "videos", "catalog"))
+    order = np.argsort(cols["video_id"])
+    if not np.array_equal(cols["video_id"][order], np.arange(len(order))):
+      raise DataError(f"video ids in {data_dir} are not 0..N-1")
+    dec = lambda a: np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a])
+    return cls(video_dir=os.path.join(data_dir, "videos"), filename=dec(cols["filename"][order]),
+               num_frames=cols["num_frames"][order], title=dec(cols["title"][order]),
+               cold=cols["cold"][order].astype(bool))
+
+  def __len__(self) -> int:
+    return len(self.filename)
+
+  def path(self, video_id: int) -> str:
+    return os.path.join(self.video_dir, self.filename[video_id])
+
+
+class Vocab:
+  """Maps raw ids to embedding rows; ids never seen in training map to the OOV row (= size)."""
+
+  def __init__(self, known_ids: np.ndarray, max_id: int):
+    known = np.unique(np.asarray(known_ids))
+    self.size = len(known)
+    self.table = np.full(max_id + 1, self.size, np.int32)
+    self.table[known] = np.arange(self.size, dtype=np.int32)
+
+  def __call__(self, ids):
+    ids = np.asarray(ids)
+    out = np.full(ids.shape, self.size, np.int32)
+    ok = (ids >= 0) & (ids < len(self.table))
+    out[ok] = self.table[ids[ok]]
+    return out
+
+
+class ClipLoader:
+  """Decodes clips with PyAV, samples TSN frames and keeps a per-process LRU of decoded videos.
+
+  A file that cannot be decoded is reported by path once, and its examples come back with
+  `valid=0` (zero frames), so batches keep a static shape and the step gives them zero weight.
+  """
+
+  def __init__(self, catalog: Catalog, num_segments: int, frame_size: int, normalization: str,
+               cache_videos: int):
+    self.catalog = catalog
+    self.num_segments = num_segments
+    self.frame_size = frame_size
+    self.normalization = normalization
+    self.cache_videos = cache_videos
+    self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+    self._bad: set[int] = set()
+
+  def __getstate__(self):  # worker processes start with an empty cache
+    d = dict(self.__dict__)
+    d["_cache"] = collections.OrderedDict()
+    return d
+
+  def _frames(self, video_id: int) -> np.ndarray | None:
+    if video_id in self._cache:
+      self._cache.move_to_end(video_id)
+      return self._cache[video_id]
+    if video_id in self._bad:
+      return None
+    try:
+      frames = video_io.decode_video(self.catalog.path(video_id), self.frame_size)
+    except video_io.VideoDecodeError as e:
+      self._bad.add(video_id)
+      logging.warning("skipping undecodable video %s", e)
+      return None
+    if self.cache_videos > 0:
+      self._cache[video_id] = frames
+      if len(self._cache) > self.cache_videos:
+        self._cache.popitem(last=False)
+    return frames
+
+  def clip(self, video_id: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+    """frames float32 (K, S, S, 3), mask float32 (K,), valid int32 scalar."""
+    k, s = self.num_segments, self.frame_size
+    frames = self._frames(int(video_id))
+    if frames is None:
+      return {"frames": np.zeros((k, s, s, 3), np.float32), "mask": np.zeros(k, np.float32),
+              "valid": np.int32(0)}
+    idx, mask = video_io.tsn_indices(len(frames), k, rng)
+    clip = frames[idx]
+    if rng is not None:
+      clip = ops.flip_horizontal(clip, rng)
+    return {"frames": ops.normalize(clip, self.normalization), "mask": mask, "valid": np.int32(1)}
+
+
+class GlobalBatchSlice(grain.MapDataset):
+  """This process's rows of each global batch, tagged with their global example index."""
+
+  def __init__(self, parent: grain.MapDataset, global_batch: int, process_index: int,
+               process_count: int):
+    super().__init__(parent)
+    if global_batch % process_count:
+      raise ValueError(f"data.batch_size={global_batch} must be divisible by the process count "
+                       f"{process_count}")
+    self._global = global_batch
+    self._local = global_batch // process_count
+    self._offset = process_index * self._local
+
+  def __len__(self) -> int:
+    return len(self._parent) // self._global * self._local
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    g = (index // self._local) * self._global + self._offset + index % self._local
+    return g, self._parent[g]
+
+
+class ImpressionExample(grain.transforms.Map):
+  """(global index, impression record) -> model example with the sampled clip and labels."""
+
+  def __init__(self, loader: ClipLoader, user_vocab: Vocab, video_vocab: Vocab, seed: int,
+               train: bool):
+    self.loader, self.user_vocab, self.video_vocab = loader, user_vocab, video_vocab
+    self.seed, self.train = seed, train
+
+  def map(self, element):
+    g, rec = element
+    rng = np.random.default_rng([self.seed, g]) if self.train else None
+    ex = self.loader.clip(rec["video_id"], rng)
+    ex.update(
+        index=np.int64(g), video_id=np.int64(rec["video_id"]),
+        user=self.user_vocab(rec["user_id"]), video=self.video_vocab(rec["video_id"]),
+        position=np.int32(rec["position"]), click=np.float32(rec["click"]),
+        watch_time=np.float32(rec["watch_time"]), like=np.float32(rec["like"]))
+    return ex
+
+
+def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Catalog,
+                  user_vocab: Vocab, video_vocab: Vocab, process_index: int, process_count: int
+                  ) -> grain.IterDataset:
+  """The infinite, checkpointable training stream of local batches for this process."""
+  d = config.data
+  src = open_source(data_dir, "impressions", "train")
+  ds = grain.MapDataset.source(src).shuffle(seed=d.shuffle_seed).repeat(None)
+  ds = GlobalBatchSlice(ds, d.batch_size, process_index, process_count)
+  loader = ClipLoader(catalog, d.num_frames, d.frame_size, d.normalization, d.cache_videos)
+  ds = ds.map(ImpressionExample(loader, user_vocab, video_vocab, d.shuffle_seed, train=True))
+  it = ds.to_iter_dataset().batch(d.batch_size // process_count, drop_remainder=True)
+  if d.num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.num_workers,
+                                                     per_worker_buffer_size=2))
+  return it
+
+
+class CatalogClip(grain.transforms.Map):
+  """video id -> its clip for evaluation (centre frame of each TSN segment)."""
+
+  def __init__(self, loader: ClipLoader):
+    self.loader = loader
+
+  def map(self, video_id):
+    ex = self.loader.clip(int(video_id), None)
+    ex["video_id"] = np.int64(video_id)
+    return ex
+
+
+def catalog_dataset(config: ml_collections.ConfigDict, catalog: Catalog, video_ids: np.ndarray
+                    ) -> grain.IterDataset:
+  """Clips of `video_ids` in order, in batches of data.eval_batch_size (last one short)."""
+  d = config.data
+  loader = ClipLoader(catalog, d.num_frames, d.frame_size, d.normalization, cache_videos=0)
+  ds = grain.MapDataset.source(np.asarray(video_ids)).map(CatalogClip(loader))
+  it = ds.to_iter_dataset().batch(d.eval_batch_size, drop_remainder=False)
+  if d.num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.num_workers))
+  return it
+
+

@@ -1,0 +1,1 @@
+"""Eval stage: metrics and evaluators."""

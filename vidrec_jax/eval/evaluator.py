@@ -1,0 +1,149 @@
+"""Evaluation against the oracle: each video and user is encoded once, then every logged pair of
+a split is scored, and metrics are reported for all, warm and cold-start videos."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+import tqdm
+from absl import logging
+
+from vidrec_jax.data import pipeline
+from vidrec_jax.eval import metrics as M
+from vidrec_jax.train import mesh as mesh_lib
+from vidrec_jax.train import steps
+from vidrec_jax.train.state import Setup
+
+
+def _pad(x: np.ndarray, n: int) -> np.ndarray:
+  if len(x) == n:
+    return x
+  pad = np.zeros((n - len(x),) + x.shape[1:], x.dtype)
+  return np.concatenate([x, pad])
+
+
+class Evaluator:
+  """Holds the jitted eval functions for one Setup; call `evaluate(params)`."""
+
+  def __init__(self, setup: Setup, data_dir: str, catalog: pipeline.Catalog,
+               user_vocab: pipeline.Vocab, video_vocab: pipeline.Vocab, show_progress: bool):
+    self.setup, self.data_dir, self.catalog = setup, data_dir, catalog
+    self.user_vocab, self.video_vocab = user_vocab, video_vocab
+    self.config = setup.config
+    self.show_progress = show_progress
+    ps = setup.param_shardings
+    self._items = jax.jit(functools.partial(steps.encode_items_step, setup),
+                          in_shardings=(ps, None))
+    self._users = jax.jit(functools.partial(steps.encode_users_step, setup),
+                          in_shardings=(ps, None))
+    self._score = jax.jit(functools.partial(steps.eval_step, setup),
+                          in_shardings=(ps, None, None))
+    self._splits = {}
+
+  def _split(self, split: str) -> dict[str, np.ndarray]:
+    if split not in self._splits:
+      self._splits[split] = pipeline.read_columns(
+          pipeline.open_source(self.data_dir, "impressions", split))
+    return self._splits[split]
+
+  def _shard(self, batch: dict) -> dict:
+    return mesh_lib.shard_batch(batch, self.setup.mesh, self.setup.rules)
+
+  def item_vectors(self, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(num_videos, D) item vectors and a bool (num_videos,) flag of decodable videos."""
+    bs = self.config.data.eval_batch_size
+    ids = np.arange(len(self.catalog))
+    vecs, valid = [], []
+    ds = pipeline.catalog_dataset(self.config, self.catalog, ids)
+    for b in tqdm.tqdm(ds, total=-(-len(ids) // bs), desc="eval: encode videos",
+                       disable=not self.show_progress, mininterval=2.0, leave=False):
+      n = len(b["video_id"])
+      batch = {"frames": _pad(b["frames"], bs), "mask": _pad(b["mask"], bs),
+               "video": _pad(self.video_vocab(b["video_id"]), bs)}
+      vecs.append(np.asarray(jax.device_get(self._items(params, self._shard(batch))))[:n])
+      valid.append(b["valid"].astype(bool))
+    return np.concatenate(vecs), np.concatenate(valid)
+
+  def user_vectors(self, params: dict) -> np.ndarray:
+    bs = self.config.data.eval_batch_size
+    rows = np.arange(self.user_vocab.size + 1, dtype=np.int32)
+    out = []
+    for a in range(0, len(rows), bs):
+      chunk = rows[a:a + bs]
+      v = self._users(params, self._shard({"u": _pad(chunk, bs)})["u"])
+      out.append(np.asarray(jax.device_get(v))[:len(chunk)])
+    return np.concatenate(out)
+
+  def predict(self, params: dict, user_vecs: np.ndarray, item_vecs: np.ndarray,
+              users: np.ndarray, videos: np.ndarray) -> dict[str, np.ndarray]:
+    """Head predictions for raw (user id, video id) pairs."""
+    bs = self.config.data.eval_batch_size * 8
+    u_rows, outs = self.user_vocab(users), []
+    for a in range(0, len(users), bs):
+      n = min(bs, len(users) - a)
+      batch = self._shard({"u": _pad(user_vecs[u_rows[a:a + n]], bs),
+                           "i": _pad(item_vecs[videos[a:a + n]], bs)})
+      outs.append({k: np.asarray(v)[:n]
+                   for k, v in jax.device_get(self._score(params, batch["u"], batch["i"])).items()})
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
+
+  def evaluate(self, params: dict, splits=None) -> dict[str, float]:
+    """Flat metrics such as `test/cold/auc`, `test/cold/oracle_gain`, `test/watch_time/mae`."""
+    splits = splits or self.config.eval.splits
+    item_vecs, decodable = self.item_vectors(params)
+    user_vecs = self.user_vectors(params)
+    out: dict[str, float] = {}
+    for split in splits:
+      cols = self._split(split)
+      keep = decodable[cols["video_id"]]
+      if (~keep).any():
+        bad = sorted(set(self.catalog.filename[cols["video_id"][~keep]].tolist()))
+        logging.warning("%s: %d impressions of %d undecodable videos left out: %s", split,
+                        (~keep).sum(), len(bad), ", ".join(bad[:10]))
+      cols = {k: v[keep] for k, v in cols.items()}
+      pred = self.predict(params, user_vecs, item_vecs, cols["user_id"], cols["video_id"])
+      out[f"{split}/skipped_impressions"] = float((~keep).sum())
+      for group, sel in (("all", np.ones(len(cols["click"]), bool)),
+                         ("warm", cols["cold"] == 0), ("cold", cols["cold"] == 1)):
+        out.update(self._group_metrics(f"{split}/{group}", cols, pred, sel))
+      if "watch_time" in pred:
+        out[f"{split}/watch_time/mse"] = M.mse(cols["watch_time"], pred["watch_time"])
+        out[f"{split}/watch_time/mae"] = M.mae(cols["watch_time"], pred["watch_time"])
+    return out
+
+  def _group_metrics(self, prefix: str, cols: dict, pred: dict, sel: np.ndarray) -> dict:
+    k = self.config.eval.ndcg_k
+    y, users = cols["click"][sel], cols["user_id"][sel]
+    r = {f"{prefix}/count": float(sel.sum()), f"{prefix}/click_rate": float(np.mean(y))
+         if sel.any() else float("nan")}
+    if "click" in pred and sel.any():
+      p, o = pred["click"][sel], cols["oracle_prob"][sel]
+      r[f"{prefix}/auc"] = M.auc(y, p)
+      r[f"{prefix}/oracle_auc"] = M.auc(y, o)
+      r[f"{prefix}/oracle_gain"] = M.oracle_gain(r[f"{prefix}/auc"], r[f"{prefix}/oracle_auc"])
+      r[f"{prefix}/gauc"] = M.group_auc(users, y, p)
+      r[f"{prefix}/logloss"] = M.logloss(y, p)
+      r[f"{prefix}/ndcg@{k}"] = M.ndcg_at_k(users, y, p, k)
+      r[f"{prefix}/oracle_ndcg@{k}"] = M.ndcg_at_k(users, y, o, k)
+    if "watch_time" in pred and sel.any():
+      r[f"{prefix}/watch_time_mse"] = M.mse(cols["watch_time"][sel], pred["watch_time"][sel])
+      r[f"{prefix}/watch_time_mae"] = M.mae(cols["watch_time"][sel], pred["watch_time"][sel])
+    if "like" in pred and sel.any():
+      r[f"{prefix}/like_auc"] = M.auc(cols["like"][sel], pred["like"][sel])
+    return r
+
+
+def format_table(metrics: dict[str, float]) -> str:
+  """A split x group table of the headline metrics."""
+  cols = ("count", "auc", "oracle_auc", "oracle_gain", "gauc", "logloss", "ndcg@10",
+          "watch_time_mae")
+  rows = sorted({k.rsplit("/", 1)[0] for k in metrics if k.count("/") == 2
+                 and k.split("/")[1] in ("all", "warm", "cold")})
+  lines = ["split/group".ljust(14) + "".join(c.rjust(15) for c in cols)]
+  for row in rows:
+    vals = [metrics.get(f"{row}/{c}", float("nan")) for c in cols]
+    lines.append(row.ljust(14) + "".join(
+        (f"{v:15.0f}" if c == "count" else f"{v:15.4f}") for c, v in zip(cols, vals)))
+  return "\n".join(lines)

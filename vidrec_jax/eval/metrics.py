@@ -1,0 +1,74 @@
+"""Ranking and regression metrics on numpy arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+  """1-based ranks with ties given their average rank."""
+  order = np.argsort(x, kind="mergesort")
+  ranks = np.empty(len(x), np.float64)
+  sx = x[order]
+  boundaries = np.concatenate([[0], np.flatnonzero(np.diff(sx)) + 1, [len(x)]])
+  for a, b in zip(boundaries[:-1], boundaries[1:]):
+    ranks[order[a:b]] = (a + b + 1) / 2.0
+  return ranks
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+  """ROC AUC (Mann-Whitney, ties count half); NaN when only one class is present."""
+  labels = np.asarray(labels) > 0.5
+  n_pos, n_neg = labels.sum(), (~labels).sum()
+  if n_pos == 0 or n_neg == 0:
+    return float("nan")
+  r = _average_ranks(np.asarray(scores, np.float64))
+  return float((r[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def group_auc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
+  """Mean per-group AUC weighted by group size, over groups that have both classes."""
+  total, weight = 0.0, 0
+  for g in np.unique(groups):
+    sel = groups == g
+    a = auc(labels[sel], scores[sel])
+    if not np.isnan(a):
+      total += a * sel.sum()
+      weight += sel.sum()
+  return total / weight if weight else float("nan")
+
+
+def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+  p = np.clip(np.asarray(probs, np.float64), eps, 1 - eps)
+  y = np.asarray(labels, np.float64)
+  return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def mse(y: np.ndarray, p: np.ndarray) -> float:
+  return float(np.mean(np.square(np.asarray(y, np.float64) - p)))
+
+
+def mae(y: np.ndarray, p: np.ndarray) -> float:
+  return float(np.mean(np.abs(np.asarray(y, np.float64) - p)))
+
+
+def ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+  """Mean NDCG@k over groups (users) that have at least one positive among their candidates."""
+  vals = []
+  discounts = 1.0 / np.log2(np.arange(2, k + 2))
+  for g in np.unique(groups):
+    sel = np.flatnonzero(groups == g)
+    y = np.asarray(labels[sel], np.float64)
+    if y.sum() <= 0:
+      continue
+    top = y[np.argsort(-scores[sel], kind="mergesort")][:k]
+    ideal = np.sort(y)[::-1][:k]
+    vals.append((top * discounts[:len(top)]).sum() / (ideal * discounts[:len(ideal)]).sum())
+  return float(np.mean(vals)) if vals else float("nan")
+
+
+def oracle_gain(model_auc: float, oracle_auc: float) -> float:
+  """(AUC_model - 0.5) / (AUC_oracle - 0.5): 0 is chance, 1 is the oracle."""
+  if np.isnan(model_auc) or np.isnan(oracle_auc) or oracle_auc <= 0.5:
+    return float("nan")
+  return float((model_auc - 0.5) / (oracle_auc - 0.5))

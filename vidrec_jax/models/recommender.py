@@ -1,0 +1,101 @@
+"""Two-tower multi-task recommender: a content item tower that works for cold-start videos, a
+user tower, and task heads on a shared trunk.
+
+The towers are separate methods so evaluation and retrieval encode each video once and each user
+once, then score pairs cheaply.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from vidrec_jax.models import encoders
+from vidrec_jax.models import heads as heads_lib
+from vidrec_jax.models import layers
+from vidrec_jax.models.partitioning import constrain, param
+
+
+class TwoTowerRecommender(nnx.Module):
+  """Item tower (pixels -> frame encoder -> temporal pooling, plus a video-ID embedding with an
+  out-of-vocabulary row), user tower (user-ID embedding), shared trunk and registered heads."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, num_users: int, num_videos: int, *,
+               rngs: nnx.Rngs):
+    dt, pdt = layers.as_dtype(cfg.dtype), layers.as_dtype(cfg.param_dtype)
+    kw = dict(dtype=dt, param_dtype=pdt, rngs=rngs)
+    d = cfg.embed_dim
+    self.id_dropout = cfg.id_dropout
+    self.num_videos = num_videos
+    emb_init = param(nnx.initializers.normal(0.05), ("vocab", "embed"))
+    self.user_embed = nnx.Embed(num_users + 1, d, embedding_init=emb_init, **kw)
+    self.video_embed = (nnx.Embed(num_videos + 1, d, embedding_init=emb_init, **kw)
+                        if cfg.use_video_id else None)
+    if cfg.frame_encoder.name == "none":
+      self.frame_encoder, self.pool = None, None
+    else:
+      if cfg.frame_encoder.name not in encoders.FRAME_ENCODERS:
+        raise ValueError(f"model.frame_encoder.name={cfg.frame_encoder.name!r} unknown; "
+                         f"registered: {sorted(encoders.FRAME_ENCODERS)} or 'none'")
+      self.frame_encoder = encoders.FRAME_ENCODERS[cfg.frame_encoder.name](cfg.frame_encoder, **kw)
+      pool_fn, mult = encoders.POOLINGS[cfg.pooling]
+      self.pool = pool_fn
+      self.content_proj = layers.MLP((cfg.frame_encoder.features * mult, d, d), ("embed", "mlp"),
+                                     **kw)
+    self.user_proj = layers.MLP((d, d, d), ("embed", "mlp"), **kw)
+    self.trunk = layers.MLP((3 * d, cfg.hidden, cfg.hidden), ("embed", "mlp"), **kw)
+    self.heads = nnx.Dict({h: heads_lib.HEADS[h](cfg.hidden, **kw) for h in cfg.heads})
+    self.position_logit = (nnx.Param(jnp.zeros((cfg.max_positions,), jnp.float32))
+                           if cfg.position_bias else None)
+    self.max_positions = cfg.max_positions
+
+  def encode_items(self, frames, mask, video, *, train: bool = False, key=None
+                   ) -> tuple[jax.Array, dict]:
+    """Item vectors (B, D) from clips (B, T, H, W, 3), frame masks (B, T) and video vocab rows."""
+    inter = {}
+    vec = 0.0
+    if self.frame_encoder is not None:
+      feats, inter = self.frame_encoder(frames, mask)
+      pooled = self.pool(feats, mask)
+      inter["pooled"] = pooled
+      vec = self.content_proj(pooled)
+    if self.video_embed is not None:
+      if train and self.id_dropout > 0:
+        # Dropping IDs to the OOV row teaches the tower to serve videos it has never seen.
+        drop = jax.random.bernoulli(key, self.id_dropout, video.shape)
+        video = jnp.where(drop, self.num_videos, video)
+      vec = vec + self.video_embed(video)
+    vec = constrain(jnp.asarray(vec), ("batch", "embed"))
+    inter["item"] = vec
+    return vec, inter
+
+  def encode_users(self, user) -> jax.Array:
+    return constrain(self.user_proj(self.user_embed(user)), ("batch", "embed"))
+
+  def score(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
+    """Raw head outputs for paired user and item vectors (B, D) each."""
+    h = jax.nn.gelu(self.trunk(jnp.concatenate([u, i, u * i], axis=-1)))
+    return {name: head(h) for name, head in self.heads.items()}
+
+  def __call__(self, batch: dict, *, train: bool = False, key=None) -> tuple[dict, dict]:
+    i, inter = self.encode_items(batch["frames"], batch["mask"], batch["video"], train=train,
+                                 key=key)
+    u = self.encode_users(batch["user"])
+    out = self.score(u, i)
+    if train and self.position_logit is not None:
+      pos = jnp.clip(batch["position"], 0, self.max_positions - 1)
+      out["position_logit"] = self.position_logit[...][pos]
+    inter["user"] = u
+    return out, inter
+
+
+MODELS = {"two_tower": TwoTowerRecommender}
+
+
+def build(cfg: ml_collections.ConfigDict, num_users: int, num_videos: int, rngs: nnx.Rngs):
+  """Builds the model named by `cfg.name` from the registry."""
+  if cfg.name not in MODELS:
+    raise ValueError(f"model.name={cfg.name!r} unknown; registered: {sorted(MODELS)}")
+  return MODELS[cfg.name](cfg, num_users, num_videos, rngs=rngs)

@@ -1,0 +1,1 @@
+"""Train stage: mesh and shardings, state, pure steps, checkpoints and the loop."""

@@ -1,0 +1,98 @@
+"""Config validation: every rejection names the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from vidrec_jax.data import ops
+from vidrec_jax.data import world as world_lib
+from vidrec_jax.models import encoders
+from vidrec_jax.models import heads
+from vidrec_jax.models import recommender
+
+MODES = ("train", "eval", "generate")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+class ConfigError(ValueError):
+  """A bad config value; str() is one line."""
+
+
+def _check(ok: bool, field: str, value, allowed: str) -> None:
+  if not ok:
+    raise ConfigError(f"config.{field}={value!r} is not allowed; {allowed}")
+
+
+def _positive_int(c, field: str) -> None:
+  v = c
+  for part in field.split("."):
+    v = v[part]
+  _check(isinstance(v, int) and v > 0, field, v, "expected a positive integer")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError on the first bad value or combination."""
+  c = config
+  _check(c.mode in MODES, "mode", c.mode, f"allowed: {', '.join(MODES)}")
+  w = c.data.world
+  for f in ("num_users", "num_videos", "num_topics", "min_frames", "max_frames", "resolution",
+            "fps", "slates_per_user", "slate_size"):
+    _positive_int(c, f"data.world.{f}")
+  _check(w.min_frames <= w.max_frames, "data.world.min_frames", w.min_frames,
+         f"must be <= data.world.max_frames={w.max_frames}")
+  _check(w.resolution % 2 == 0, "data.world.resolution", w.resolution,
+         "must be even (H.264 with yuv420p needs even sizes)")
+  _check(1 <= w.num_palettes <= len(world_lib.PALETTE), "data.world.num_palettes",
+         w.num_palettes, f"allowed: 1..{len(world_lib.PALETTE)}")
+  _check(0.0 <= w.cold_fraction < 1.0, "data.world.cold_fraction", w.cold_fraction,
+         "allowed: 0 <= value < 1")
+  _check(0.0 < w.train_until < w.valid_until < 1.0, "data.world.train_until", w.train_until,
+         f"need 0 < train_until < valid_until={w.valid_until} < 1")
+  _check(0.0 <= w.label_noise < 0.5, "data.world.label_noise", w.label_noise,
+         "allowed: 0 <= value < 0.5")
+  _check(set(w.format_weights) <= set(world_lib.FORMATS), "data.world.format_weights",
+         dict(w.format_weights), f"keys allowed: {', '.join(world_lib.FORMATS)}")
+  _check(w.slate_size <= w.num_videos * (1 - w.cold_fraction), "data.world.slate_size",
+         w.slate_size, "must not exceed the number of warm videos")
+  d = c.data
+  for f in ("num_frames", "frame_size", "batch_size", "eval_batch_size"):
+    _positive_int(c, f"data.{f}")
+  _check(isinstance(d.num_workers, int) and d.num_workers >= 0, "data.num_workers",
+         d.num_workers, "expected an integer >= 0")
+  _check(d.normalization in ops.NORMALIZATIONS, "data.normalization", d.normalization,
+         f"allowed: {', '.join(ops.NORMALIZATIONS)}")
+  m = c.model
+  _check(m.name in recommender.MODELS, "model.name", m.name,
+         f"registered: {', '.join(sorted(recommender.MODELS))}")
+  fe = m.frame_encoder.name
+  _check(fe == "none" or fe in encoders.FRAME_ENCODERS, "model.frame_encoder.name", fe,
+         f"registered: {', '.join(sorted(encoders.FRAME_ENCODERS))}, none")
+  _check(m.pooling in encoders.POOLINGS, "model.pooling", m.pooling,
+         f"registered: {', '.join(sorted(encoders.POOLINGS))}")
+  _check(len(m.heads) > 0 and all(h in heads.HEADS for h in m.heads), "model.heads", m.heads,
+         f"a non-empty subset of: {', '.join(sorted(heads.HEADS))}")
+  _check(fe != "none" or m.use_video_id, "model.use_video_id", m.use_video_id,
+         "must be True when model.frame_encoder.name='none' (the item tower needs an input)")
+  _check(0.0 <= m.id_dropout < 1.0, "model.id_dropout", m.id_dropout, "allowed: 0 <= value < 1")
+  for f in ("dtype", "param_dtype"):
+    _check(m[f] in DTYPES, f"model.{f}", m[f], f"allowed: {', '.join(DTYPES)}")
+  _positive_int(c, "model.embed_dim")
+  t = c.train
+  for f in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
+    _positive_int(c, f"train.{f}")
+  _check(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "must be > 0")
+  _check(t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, "must be >= 0")
+  _check(t.grad_clip > 0, "train.grad_clip", t.grad_clip, "must be > 0")
+  _check(t.eval_every >= 0, "train.eval_every", t.eval_every, "0 (off) or a positive integer")
+  for h in m.heads:
+    _check(h in t.loss_weights, "train.loss_weights", dict(t.loss_weights),
+           f"needs a weight for every head in model.heads ({h!r} missing)")
+  shape = dict(c.mesh.shape)
+  _check(set(shape) == {"data", "fsdp", "model"}, "mesh.shape", shape,
+         "needs exactly the axes data, fsdp, model")
+  _check(all(isinstance(v, int) and (v > 0 or v == -1) for v in shape.values()), "mesh.shape",
+         shape, "sizes must be positive integers, or -1 for one axis")
+  _check(list(shape.values()).count(-1) <= 1, "mesh.shape", shape, "at most one axis may be -1")
+  for split in c.eval.splits:
+    _check(split in world_lib.SPLITS, "eval.splits", c.eval.splits,
+           f"allowed: {', '.join(world_lib.SPLITS)}")
