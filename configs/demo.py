@@ -15,7 +15,8 @@ def world_config() -> ml_collections.ConfigDict:
       seed=17, num_users=300, num_videos=500, num_topics=12, num_palettes=6, topic_purity=0.6,
       cold_fraction=0.25, format_weights=dict(mp4=0.8, avi=0.1, flv=0.1),
       min_frames=8, max_frames=48, resolution=64, fps=8, noise=0.02,
-      appearance_weight=1.0, motion_weight=1.0, user_bias_std=0.3, video_bias_std=0.2,
+      num_personas=8, individual_taste_std=0.3, appearance_weight=1.2, motion_weight=1.2,
+      user_bias_std=0.15, video_bias_std=0.15,
       base_logit=-0.5, horizon_seconds=30 * 86400.0, train_until=0.7, valid_until=0.85,
       slates_per_user=20, slate_size=8, cold_share_after_publish=0.4,
       position_bias_power=0.5, label_noise=0.02))

@@ -27,8 +27,10 @@ def _parse(argv):
   """absl flag parsing, but a bad flag or config override is one line and exit status 2."""
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f"error: {e}".splitlines()[0], file=sys.stderr)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    # ml_collections reports an unknown override field as AttributeError('\'x\'\nDid you mean').
+    msg = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split()).strip("'")
+    print(f"error: bad flag or config override: {msg}", file=sys.stderr)
     sys.exit(EXIT_BAD_CONFIG)
 
 

@@ -1,7 +1,7 @@
 """Grain input pipelines: impressions + PyAV-decoded clips, sharded per JAX process.
 
 Training stream: ArrayRecord source -> per-epoch shuffle -> repeat -> this process's slice of each
-global batch -> decode/sample/normalise -> batch -> worker processes.  The slice is taken from the
+global batch -> decode/sample/normalise -> batch -> worker processes (each builds whole batches).  The slice is taken from the
 global example order, so the global batch at step s holds the same examples whatever the number of
 processes, and per-example randomness is seeded by the global example index for the same reason.
 """
@@ -201,7 +201,10 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Cat
   ds = GlobalBatchSlice(ds, d.batch_size, process_index, process_count)
   loader = ClipLoader(catalog, d.num_frames, d.frame_size, d.normalization, d.cache_videos)
   ds = ds.map(ImpressionExample(loader, user_vocab, video_vocab, d.shuffle_seed, train=True))
-  it = ds.to_iter_dataset().batch(d.batch_size // process_count, drop_remainder=True)
+  # Batches are formed before the worker split, so each worker builds whole batches and the
+  # stream is the same for any number of workers.
+  ds = ds.batch(d.batch_size // process_count, drop_remainder=True)
+  it = ds.to_iter_dataset()
   if d.num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.num_workers,
                                                      per_worker_buffer_size=2))

@@ -83,10 +83,13 @@ def tsn_indices(num_frames: int, num_segments: int, rng: np.random.Generator | N
     idx = np.concatenate([np.arange(num_frames), np.full(num_segments - num_frames, num_frames - 1)])
     mask = (np.arange(num_segments) < num_frames).astype(np.float32)
     return idx.astype(np.int32), mask
-  edges = np.linspace(0, num_frames, num_segments + 1)
+  # Integer segment starts strictly increase when num_frames >= num_segments, so the sampled
+  # frames are distinct and in order.
+  starts = np.floor(np.arange(num_segments + 1) * num_frames / num_segments).astype(np.int64)
+  lengths = starts[1:] - starts[:-1]
   if rng is None:
-    idx = np.floor((edges[:-1] + edges[1:]) / 2)
+    offset = lengths // 2
   else:
-    idx = np.floor(edges[:-1] + rng.random(num_segments) * (edges[1:] - edges[:-1]))
-  idx = np.minimum(idx, num_frames - 1).astype(np.int32)
+    offset = np.floor(rng.random(num_segments) * lengths).astype(np.int64)
+  idx = (starts[:-1] + offset).astype(np.int32)
   return idx, np.ones(num_segments, np.float32)

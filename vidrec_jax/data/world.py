@@ -1,8 +1,8 @@
 """A synthetic video world with a known truth.
 
 Every video has latent factors that show in its pixels: appearance (palette, shape, background
-texture) and motion (direction, speed, rotation).  Users have latent tastes over those factors; some
-tastes are visible only in appearance (palette, shape) and some only in motion (direction, speed), so
+texture) and motion (direction, speed, rotation).  Users belong to taste segments and have latent tastes
+over those factors; some tastes are visible only in appearance (palette, shape) and some only in motion (direction, speed), so
 a frame-by-frame encoder cannot recover all of the signal.  Impressions are logged in slates with
 position bias and label noise, and `World.oracle_logit` gives the true (position-free) click logit
 for any (user, video) pair.
@@ -116,12 +116,26 @@ class World:
 
   # -- users -----------------------------------------------------------------------------------
   def _make_users(self, rng: np.random.Generator) -> None:
+    """Users belong to taste segments (personas) and deviate from them individually.
+
+    Within each factor the taste is centred over the factor's levels, so a user's average
+    affinity over the catalogue is ~0: whom a user clicks on is decided by content, not by how
+    active the user is (that part is `user_bias`, kept small).
+    """
     c = self.config
-    f = self.features.shape[1]
-    scale = np.concatenate([
-        np.full(self.num_palettes, c.appearance_weight), np.full(len(SHAPES), c.appearance_weight),
-        np.full(len(DIRECTIONS), c.motion_weight), np.full(len(SPEEDS), c.motion_weight)])
-    self.user_taste = (rng.normal(size=(c.num_users, f)) * scale).astype(np.float32)
+    blocks = (self.num_palettes, len(SHAPES), len(DIRECTIONS), len(SPEEDS))
+    weights = (c.appearance_weight, c.appearance_weight, c.motion_weight, c.motion_weight)
+    persona = rng.integers(0, c.num_personas, c.num_users)
+    persona_taste = rng.normal(size=(c.num_personas, sum(blocks)))
+    taste = persona_taste[persona] + c.individual_taste_std * rng.normal(
+        size=(c.num_users, sum(blocks)))
+    start = 0
+    for n, wgt in zip(blocks, weights):
+      block = taste[:, start:start + n]
+      taste[:, start:start + n] = (block - block.mean(1, keepdims=True)) * wgt
+      start += n
+    self.user_persona = persona
+    self.user_taste = taste.astype(np.float32)
     self.user_bias = (rng.normal(size=c.num_users) * c.user_bias_std).astype(np.float32)
     self.video_bias = (rng.normal(size=c.num_videos) * c.video_bias_std).astype(np.float32)
 

@@ -45,13 +45,13 @@ def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices=None) -> Mesh:
 
 def _names(var: nnx.Variable) -> tuple:
   names = var.get_metadata().get("out_sharding")
-  return tuple(names) if names else (None,) * len(var.value.shape)
+  return tuple(names) if names else (None,) * len(var.get_value().shape)
 
 
 def param_shardings(abstract_params: nnx.State, mesh: Mesh, rules) -> dict:
   """NamedSharding per parameter (pure dict), from its logical axis names and the rules."""
   def one(var):
-    shape = var.value.shape
+    shape = var.get_value().shape
     return NamedSharding(mesh, logical_to_spec(_names(var), rules, shape, mesh))
   return jax.tree.map(one, abstract_params, is_leaf=lambda x: isinstance(x, nnx.Variable)
                       ).to_pure_dict()

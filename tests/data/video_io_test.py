@@ -1,0 +1,76 @@
+"""Real video files: writing, decoding of mp4/avi/flv of variable length, masks, bad files."""
+
+import os
+import tempfile
+
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
+
+from vidrec_jax.data import video_io
+
+
+def _clip(num_frames: int, size: int = 32) -> np.ndarray:
+  t = np.arange(num_frames)[:, None, None, None]
+  frames = np.zeros((num_frames, size, size, 3), np.uint8)
+  frames[...] = (t * 20 + 30).astype(np.uint8)  # brightness encodes the frame index
+  return frames
+
+
+class VideoIOTest(parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.dir = tempfile.mkdtemp()
+
+  @parameterized.product(fmt=["mp4", "avi", "flv"], num_frames=[5, 11])
+  def test_roundtrip_keeps_length_and_content(self, fmt, num_frames):
+    path = os.path.join(self.dir, f"clip.{fmt}")
+    frames = _clip(num_frames)
+    video_io.write_video(path, frames, fps=8)
+    decoded = video_io.decode_video(path)
+    self.assertEqual(decoded.shape, frames.shape)
+    np.testing.assert_allclose(decoded.mean(axis=(1, 2, 3)), frames.mean(axis=(1, 2, 3)), atol=6)
+    small = video_io.decode_video(path, size=16)
+    self.assertEqual(small.shape, (num_frames, 16, 16, 3))
+
+  def test_tsn_sampling_pads_short_clips_with_mask(self):
+    idx, mask = video_io.tsn_indices(3, 5, None)
+    np.testing.assert_array_equal(idx, [0, 1, 2, 2, 2])
+    np.testing.assert_array_equal(mask, [1, 1, 1, 0, 0])
+
+  def test_tsn_sampling_one_frame_per_segment(self):
+    rng = np.random.default_rng(0)
+    for n in (7, 8, 48, 301):
+      for r in (None, rng):
+        idx, mask = video_io.tsn_indices(n, 7, r)
+        self.assertTrue(np.all(mask == 1))
+        edges = np.linspace(0, n, 8)
+        self.assertTrue(np.all((idx >= np.floor(edges[:-1])) & (idx < np.ceil(edges[1:]))))
+        self.assertTrue(np.all(np.diff(idx) > 0))
+
+  def test_bad_files_raise_naming_the_path(self):
+    good = os.path.join(self.dir, "good.mp4")
+    video_io.write_video(good, _clip(12), fps=8)
+    data = open(good, "rb").read()
+    cases = {
+        "zero.mp4": b"",
+        "text.mp4": b"this is not a video at all\n" * 20,
+        "truncated.mp4": data[: len(data) // 3],
+    }
+    for name, content in cases.items():
+      path = os.path.join(self.dir, name)
+      with open(path, "wb") as f:
+        f.write(content)
+      with self.assertRaisesRegex(video_io.VideoDecodeError, name):
+        video_io.decode_video(path)
+    with self.assertRaisesRegex(video_io.VideoDecodeError, "missing.mp4"):
+      video_io.decode_video(os.path.join(self.dir, "missing.mp4"))
+
+  def test_unknown_suffix_is_refused(self):
+    with self.assertRaisesRegex(ValueError, "allowed"):
+      video_io.write_video(os.path.join(self.dir, "x.mkv"), _clip(2), fps=8)
+
+
+if __name__ == "__main__":
+  absltest.main()

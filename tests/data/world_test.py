@@ -1,0 +1,67 @@
+"""The synthetic world: deterministic from its seed, cold-start videos never in training."""
+
+import numpy as np
+from absl.testing import absltest
+
+from tests import helpers
+from vidrec_jax.data import render
+from vidrec_jax.data import world as world_lib
+
+
+class WorldTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.cfg = helpers.load_config().data.world
+
+  def test_deterministic_from_seed(self):
+    a, b = world_lib.World(self.cfg), world_lib.World(self.cfg)
+    for k in a.impressions:
+      np.testing.assert_array_equal(a.impressions[k], b.impressions[k])
+    self.assertEqual(a.videos, b.videos)
+    np.testing.assert_array_equal(render.render(a.videos[3], 32, 0.02, 1),
+                                  render.render(b.videos[3], 32, 0.02, 1))
+    other = self.cfg.copy_and_resolve_references()
+    other.seed += 1
+    c = world_lib.World(other)
+    self.assertFalse(np.array_equal(a.impressions["video_id"], c.impressions["video_id"]))
+
+  def test_cold_videos_never_in_training_and_do_appear_later(self):
+    w = world_lib.World(self.cfg)
+    cold = {v.video_id for v in w.videos if v.cold}
+    self.assertGreaterEqual(len(cold), 0.2 * len(w.videos))
+    train = set(w.split_impressions("train")["video_id"].tolist())
+    self.assertEmpty(train & cold)
+    for split in ("valid", "test"):
+      rows = w.split_impressions(split)
+      self.assertNotEmpty(set(rows["video_id"].tolist()) & cold)
+      np.testing.assert_array_equal(rows["cold"], np.isin(rows["video_id"], list(cold)))
+
+  def test_splits_are_ordered_in_time(self):
+    w = world_lib.World(self.cfg)
+    tr, va, te = (w.split_impressions(s)["timestamp"] for s in world_lib.SPLITS)
+    self.assertLess(tr.max(), va.min())
+    self.assertLess(va.max(), te.min())
+
+  def test_oracle_and_labels(self):
+    w = world_lib.World(self.cfg)
+    imp = w.impressions
+    np.testing.assert_allclose(w.oracle_prob(imp["user_id"], imp["video_id"]), imp["oracle_prob"],
+                               rtol=1e-6)
+    self.assertTrue(np.all(imp["watch_time"][imp["click"] == 0] == 0))
+    self.assertTrue(np.all(imp["like"] <= imp["click"]))
+    durations = np.array([v.num_frames for v in w.videos]) / self.cfg.fps
+    self.assertTrue(np.all(imp["watch_time"] <= durations[imp["video_id"]] + 1e-6))
+
+  def test_motion_is_invisible_in_a_single_frame(self):
+    # Two videos that differ only in direction have identical first frames.
+    w = world_lib.World(self.cfg)
+    v = w.videos[0]
+    other = world_lib.Video(**{**v.__dict__, "direction": (v.direction + 1) % 4})
+    a, b = render.render(v, 32, 0.0, 0), render.render(other, 32, 0.0, 0)
+    np.testing.assert_array_equal(a[0], b[0])
+    self.assertFalse(np.array_equal(a[1:], b[1:]))
+
+
+if __name__ == "__main__":
+  absltest.main()

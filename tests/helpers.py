@@ -1,0 +1,27 @@
+"""Shared fixtures: the smoke config and a world generated once per test process."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(arg: str = "smoke", name: str = "demo.py"):
+  spec = importlib.util.spec_from_file_location("cfg_" + name[:-3], os.path.join(REPO, "configs",
+                                                                                name))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
+
+
+@functools.cache
+def smoke_world_dir() -> str:
+  """A smoke-sized world written once per test process."""
+  from vidrec_jax.data import generate  # pylint: disable=g-import-not-at-top
+  d = tempfile.mkdtemp(prefix="vidrec_world_")
+  generate.generate(d, load_config().data.world, show_progress=False)
+  return d

@@ -1,0 +1,44 @@
+"""A fake batch and smoke-config Setup for step and checkpoint tests."""
+
+import jax
+import numpy as np
+
+from tests import helpers
+from vidrec_jax.train import mesh as mesh_lib
+from vidrec_jax.train.state import Setup
+
+NUM_USERS, NUM_VIDEOS = 11, 13  # odd sizes: shape bugs show
+
+
+def fake_batch(config, seed: int = 0, batch_size: int | None = None) -> dict:
+  d = config.data
+  rng = np.random.default_rng(seed)
+  b = batch_size or d.batch_size
+  mask = (np.arange(d.num_frames)[None] < rng.integers(2, d.num_frames + 1, (b, 1))).astype(
+      np.float32)
+  valid = np.ones(b, np.int32)
+  valid[1] = 0
+  return {
+      "frames": rng.normal(size=(b, d.num_frames, d.frame_size, d.frame_size, 3)).astype(
+          np.float32) * mask[..., None, None, None],
+      "mask": mask, "valid": valid,
+      "user": rng.integers(0, NUM_USERS + 1, b).astype(np.int32),
+      "video": rng.integers(0, NUM_VIDEOS + 1, b).astype(np.int32),
+      "position": rng.integers(0, 5, b).astype(np.int32),
+      "click": (rng.random(b) < 0.4).astype(np.float32),
+      "watch_time": rng.random(b).astype(np.float32) * 3,
+      "like": (rng.random(b) < 0.2).astype(np.float32),
+  }
+
+
+def setup_on(devices, shape, config=None) -> Setup:
+  config = config or helpers.load_config()
+  with config.unlocked():
+    config.mesh.shape = dict(zip(mesh_lib.AXES, shape))
+  return Setup(config, NUM_USERS, NUM_VIDEOS, mesh_lib.make_mesh(config.mesh, devices))
+
+
+def put(tree, shardings):
+  """Host copy -> arrays laid out by `shardings` (from numpy, so donation is safe)."""
+  return jax.tree.map(lambda x, s: jax.device_put(np.asarray(x), s), jax.device_get(tree),
+                      shardings)
