@@ -62,7 +62,8 @@ def main(_):
     ex += len(b["valid"])
     frames += int(b["mask"].sum())
   dt = time.perf_counter() - t
-  print(f"{'train pipeline (workers=%d, cache=%d)' % (config.data.num_workers, config.data.cache_videos):48s} "
+  label = f"train pipeline (workers={config.data.num_workers}, cache={config.data.cache_videos})"
+  print(f"{label:48s} "
         f"{ex / dt:10.0f} examples/s, {frames / dt:.0f} sampled frames/s")
 
 

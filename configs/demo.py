@@ -15,7 +15,7 @@ def world_config() -> ml_collections.ConfigDict:
       seed=17, num_users=300, num_videos=500, num_topics=12, num_palettes=6, topic_purity=0.6,
       cold_fraction=0.25, format_weights=dict(mp4=0.8, avi=0.1, flv=0.1),
       min_frames=8, max_frames=48, resolution=64, fps=8, noise=0.02,
-      num_personas=8, individual_taste_std=0.3, appearance_weight=1.2, motion_weight=1.2,
+      num_personas=8, individual_taste_std=0.3, appearance_weight=1.6, motion_weight=1.6,
       user_bias_std=0.15, video_bias_std=0.15,
       base_logit=-0.5, horizon_seconds=30 * 86400.0, train_until=0.7, valid_until=0.85,
       slates_per_user=20, slate_size=8, cold_share_after_publish=0.4,
@@ -30,8 +30,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict(dict(
       data_dir="",  # '' = WORKDIR/data; generated there on first use
-      world=world_config(), num_frames=8, frame_size=32, normalization="unit",
-      batch_size=128, eval_batch_size=256, num_workers=2, shuffle_seed=0, cache_videos=2000))
+      world=world_config(), num_frames=6, frame_size=32, motion=True, normalization="unit",
+      batch_size=128, eval_batch_size=256, num_workers=2, read_threads=1, prefetch_batches=2,
+      shuffle_seed=0, cache_videos=2000))
 
   c.model = ml_collections.ConfigDict(dict(
       name="two_tower", embed_dim=32, hidden=64, use_video_id=True, id_dropout=0.5,
@@ -40,7 +41,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       dtype="float32", param_dtype="float32"))
 
   c.train = ml_collections.ConfigDict(dict(
-      steps=1200, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
+      steps=2000, learning_rate=5e-3, warmup_steps=100, end_learning_rate_factor=0.05,
       weight_decay=1e-4, grad_clip=1.0, loss_weights=dict(click=1.0, watch_time=0.1, like=0.5),
       log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2))
 

@@ -55,7 +55,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(w.slate_size <= w.num_videos * (1 - w.cold_fraction), "data.world.slate_size",
          w.slate_size, "must not exceed the number of warm videos")
   d = c.data
-  for f in ("num_frames", "frame_size", "batch_size", "eval_batch_size"):
+  for f in ("num_frames", "frame_size", "batch_size", "eval_batch_size", "read_threads",
+            "prefetch_batches"):
     _positive_int(c, f"data.{f}")
   _check(isinstance(d.num_workers, int) and d.num_workers >= 0, "data.num_workers",
          d.num_workers, "expected an integer >= 0")
@@ -67,6 +68,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   fe = m.frame_encoder.name
   _check(fe == "none" or fe in encoders.FRAME_ENCODERS, "model.frame_encoder.name", fe,
          f"registered: {', '.join(sorted(encoders.FRAME_ENCODERS))}, none")
+  _check(fe == "none" or m.frame_encoder.motion == d.motion, "model.frame_encoder.motion",
+         m.frame_encoder.motion, f"must equal data.motion={d.motion} (the pipeline makes the "
+         "motion input)")
   _check(m.pooling in encoders.POOLINGS, "model.pooling", m.pooling,
          f"registered: {', '.join(sorted(encoders.POOLINGS))}")
   _check(len(m.heads) > 0 and all(h in heads.HEADS for h in m.heads), "model.heads", m.heads,

@@ -109,6 +109,25 @@ class PipelineTest(absltest.TestCase):
     self.assertTrue(np.all(b2["frames"][rows] == 0))
     self.assertTrue(any(os.path.basename(catalog.path(victim)) in m for m in logs.output))
 
+  def test_id_only_model_decodes_nothing(self):
+    c = helpers.load_config("smoke,id_only")
+    b = next(iter(_dataset(c, self.data_dir)))
+    self.assertNotIn("frames", b)
+    self.assertTrue(np.all(b["valid"] == 1))
+    self.assertEqual(b["user"].shape, (c.data.batch_size,))
+
+  def test_motion_is_the_next_frame_difference(self):
+    catalog = pipeline.Catalog.load(self.data_dir)
+    c = self.config.data
+    loader = pipeline.ClipLoader(catalog, c.num_frames, c.frame_size, c.normalization, 0,
+                                 motion=True)
+    ex = loader.clip(3, None)
+    frames = pipeline.video_io.decode_video(catalog.path(3), c.frame_size)
+    idx, mask = pipeline.video_io.tsn_indices(len(frames), c.num_frames, None)
+    nxt = np.minimum(idx + 1, len(frames) - 1)
+    expected = (frames[nxt].astype(np.float32) - frames[idx]) / 127.5 * mask[:, None, None, None]
+    np.testing.assert_allclose(ex["motion"], expected, atol=1e-5)
+
   def test_missing_dataset_is_one_line(self):
     with self.assertRaises(pipeline.DataError) as cm:
       pipeline.open_source("/nonexistent/vidrec", "impressions", "train")

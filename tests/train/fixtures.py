@@ -18,9 +18,9 @@ def fake_batch(config, seed: int = 0, batch_size: int | None = None) -> dict:
       np.float32)
   valid = np.ones(b, np.int32)
   valid[1] = 0
-  return {
-      "frames": rng.normal(size=(b, d.num_frames, d.frame_size, d.frame_size, 3)).astype(
-          np.float32) * mask[..., None, None, None],
+  clip_shape = (b, d.num_frames, d.frame_size, d.frame_size, 3)
+  out = {
+      "frames": rng.normal(size=clip_shape).astype(np.float32) * mask[..., None, None, None],
       "mask": mask, "valid": valid,
       "user": rng.integers(0, NUM_USERS + 1, b).astype(np.int32),
       "video": rng.integers(0, NUM_VIDEOS + 1, b).astype(np.int32),
@@ -29,6 +29,9 @@ def fake_batch(config, seed: int = 0, batch_size: int | None = None) -> dict:
       "watch_time": rng.random(b).astype(np.float32) * 3,
       "like": (rng.random(b) < 0.2).astype(np.float32),
   }
+  if d.motion:
+    out["motion"] = rng.normal(size=clip_shape).astype(np.float32) * mask[..., None, None, None]
+  return out
 
 
 def setup_on(devices, shape, config=None) -> Setup:

@@ -20,10 +20,5 @@ def normalize(frames: np.ndarray, mode: str) -> np.ndarray:
   return (frames.astype(np.float32) - mean) / std
 
 
-def flip_horizontal(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """Mirrors the whole clip left-right with probability 1/2."""
-  return frames[:, :, ::-1] if rng.random() < 0.5 else frames
-
-
-OPS: dict[str, Callable[..., np.ndarray]] = {"normalize": normalize, "flip": flip_horizontal}
+OPS: dict[str, Callable[..., np.ndarray]] = {"normalize": normalize}
 NORMALIZATIONS = tuple(_PIXEL_STATS)

@@ -1,7 +1,8 @@
 """Grain input pipelines: impressions + PyAV-decoded clips, sharded per JAX process.
 
 Training stream: ArrayRecord source -> per-epoch shuffle -> repeat -> this process's slice of each
-global batch -> decode/sample/normalise -> batch -> worker processes (each builds whole batches).  The slice is taken from the
+global batch -> decode/sample/normalise -> batch -> worker processes (each builds whole
+batches).  The slice is taken from the
 global example order, so the global batch at step s holds the same examples whatever the number of
 processes, and per-example randomness is seeded by the global example index for the same reason.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import sys
 
 import grain
 import ml_collections
@@ -65,7 +65,10 @@ class Catalog:
     order = np.argsort(cols["video_id"])
     if not np.array_equal(cols["video_id"][order], np.arange(len(order))):
       raise DataError(f"video ids in {data_dir} are not 0..N-1")
-    dec = lambda a: np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a])
+
+    def dec(a):
+      return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a])
+
     return cls(video_dir=os.path.join(data_dir, "videos"), filename=dec(cols["filename"][order]),
                num_frames=cols["num_frames"][order], title=dec(cols["title"][order]),
                cold=cols["cold"][order].astype(bool))
@@ -102,12 +105,13 @@ class ClipLoader:
   """
 
   def __init__(self, catalog: Catalog, num_segments: int, frame_size: int, normalization: str,
-               cache_videos: int):
+               cache_videos: int, motion: bool = False):
     self.catalog = catalog
     self.num_segments = num_segments
     self.frame_size = frame_size
     self.normalization = normalization
     self.cache_videos = cache_videos
+    self.motion = motion
     self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
     self._bad: set[int] = set()
 
@@ -135,17 +139,31 @@ class ClipLoader:
     return frames
 
   def clip(self, video_id: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
-    """frames float32 (K, S, S, 3), mask float32 (K,), valid int32 scalar."""
+    if self.num_segments == 0:  # a model without a content tower: nothing to decode
+      return {"valid": np.int32(1)}
+    return self._clip(video_id, rng)
+
+  def _clip(self, video_id: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+    """frames float32 (K, S, S, 3), mask float32 (K,), valid int32 scalar, and with `motion`
+    the TSN RGB difference: each sampled frame's difference to the next frame (K, S, S, 3)."""
     k, s = self.num_segments, self.frame_size
     frames = self._frames(int(video_id))
     if frames is None:
-      return {"frames": np.zeros((k, s, s, 3), np.float32), "mask": np.zeros(k, np.float32),
-              "valid": np.int32(0)}
+      out = {"frames": np.zeros((k, s, s, 3), np.float32), "mask": np.zeros(k, np.float32),
+             "valid": np.int32(0)}
+      if self.motion:
+        out["motion"] = np.zeros((k, s, s, 3), np.float32)
+      return out
     idx, mask = video_io.tsn_indices(len(frames), k, rng)
-    clip = frames[idx]
-    if rng is not None:
-      clip = ops.flip_horizontal(clip, rng)
-    return {"frames": ops.normalize(clip, self.normalization), "mask": mask, "valid": np.int32(1)}
+    # No mirroring augmentation: it would turn left-moving videos into right-moving ones, and
+    # motion direction is content that users have tastes for.
+    out = {"frames": ops.normalize(frames[idx], self.normalization), "mask": mask,
+           "valid": np.int32(1)}
+    if self.motion:
+      nxt = frames[np.minimum(idx + 1, len(frames) - 1)]
+      diff = ops.normalize(nxt, self.normalization) - out["frames"]
+      out["motion"] = diff * mask[:, None, None, None]
+    return out
 
 
 class GlobalBatchSlice(grain.MapDataset):
@@ -191,6 +209,15 @@ class ImpressionExample(grain.transforms.Map):
     return ex
 
 
+def _num_segments(config: ml_collections.ConfigDict) -> int:
+  """Frames to sample per clip; 0 when the model has no content tower (ID-only)."""
+  return 0 if config.model.frame_encoder.name == "none" else config.data.num_frames
+
+
+def _read_options(d: ml_collections.ConfigDict) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=d.read_threads, prefetch_buffer_size=d.prefetch_batches)
+
+
 def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Catalog,
                   user_vocab: Vocab, video_vocab: Vocab, process_index: int, process_count: int
                   ) -> grain.IterDataset:
@@ -199,12 +226,14 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Cat
   src = open_source(data_dir, "impressions", "train")
   ds = grain.MapDataset.source(src).shuffle(seed=d.shuffle_seed).repeat(None)
   ds = GlobalBatchSlice(ds, d.batch_size, process_index, process_count)
-  loader = ClipLoader(catalog, d.num_frames, d.frame_size, d.normalization, d.cache_videos)
+  loader = ClipLoader(catalog, _num_segments(config), d.frame_size, d.normalization,
+                      d.cache_videos, d.motion)
   ds = ds.map(ImpressionExample(loader, user_vocab, video_vocab, d.shuffle_seed, train=True))
   # Batches are formed before the worker split, so each worker builds whole batches and the
   # stream is the same for any number of workers.
   ds = ds.batch(d.batch_size // process_count, drop_remainder=True)
-  it = ds.to_iter_dataset()
+  # Elements are whole batches: read a few ahead, not Grain's default of hundreds.
+  it = ds.to_iter_dataset(_read_options(d))
   if d.num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.num_workers,
                                                      per_worker_buffer_size=2))
@@ -227,9 +256,11 @@ def catalog_dataset(config: ml_collections.ConfigDict, catalog: Catalog, video_i
                     ) -> grain.IterDataset:
   """Clips of `video_ids` in order, in batches of data.eval_batch_size (last one short)."""
   d = config.data
-  loader = ClipLoader(catalog, d.num_frames, d.frame_size, d.normalization, cache_videos=0)
+  loader = ClipLoader(catalog, _num_segments(config), d.frame_size, d.normalization,
+                      cache_videos=0, motion=d.motion)
   ds = grain.MapDataset.source(np.asarray(video_ids)).map(CatalogClip(loader))
-  it = ds.to_iter_dataset().batch(d.eval_batch_size, drop_remainder=False)
+  ds = ds.batch(d.eval_batch_size, drop_remainder=False)
+  it = ds.to_iter_dataset(_read_options(d))
   if d.num_workers > 0:
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.num_workers))
   return it

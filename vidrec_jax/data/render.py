@@ -26,7 +26,7 @@ def render(video: world_lib.Video, resolution: int, noise: float, seed: int) -> 
     pattern = ((np.floor(xx / (8 * scale)) + np.floor(yy / (8 * scale))) % 2).astype(np.float32)
   background = (40.0 + 30.0 * pattern)[..., None] * np.array([1.0, 0.9, 1.1], np.float32)
   color = world_lib.PALETTE[video.palette]
-  half = 11.0 * scale
+  half = 14.0 * scale
   velocity = world_lib.DIRECTIONS[video.direction] * world_lib.SPEEDS[video.speed] * scale
   omega = world_lib.ROTATIONS[video.rotation]
   frames = np.empty((video.num_frames, r, r, 3), np.uint8)

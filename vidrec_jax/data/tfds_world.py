@@ -1,9 +1,9 @@
 """TFDS builder for the synthetic world, written as ArrayRecord without TensorFlow.
 
 Two builder configs share one builder: `impressions` (splits train / valid / test, one record per
-logged impression, with the oracle's click probability) and `videos` (split `catalog`, one record per
-video with its file name, title, content type and latent factors).  Videos themselves are real
-files under `<data_dir>/videos/`, decoded with PyAV at train time.
+logged impression, with the oracle's click probability) and `videos` (split `catalog`, one
+record per video with its file name, title, content type and latent factors).  Videos
+themselves are real files under `<data_dir>/videos/`, decoded with PyAV at train time.
 """
 
 from __future__ import annotations

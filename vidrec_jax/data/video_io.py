@@ -19,7 +19,8 @@ def write_video(path: str, frames: np.ndarray, fps: int) -> None:
   """Encodes uint8 frames (T, H, W, 3) into `path`; the suffix picks the container and codec."""
   suffix = os.path.splitext(path)[1].lstrip(".").lower()
   if suffix not in ENCODERS:
-    raise ValueError(f"video suffix {suffix!r} not supported for writing; allowed: {sorted(ENCODERS)}")
+    raise ValueError(f"video suffix {suffix!r} not supported for writing; "
+                     f"allowed: {sorted(ENCODERS)}")
   codec, pix_fmt = ENCODERS[suffix]
   tmp = f"{path}.part.{suffix}"
   with av.open(tmp, mode="w") as container:
@@ -80,7 +81,8 @@ def tsn_indices(num_frames: int, num_segments: int, rng: np.random.Generator | N
   if num_frames <= 0:
     raise ValueError(f"num_frames must be positive, got {num_frames}")
   if num_frames < num_segments:
-    idx = np.concatenate([np.arange(num_frames), np.full(num_segments - num_frames, num_frames - 1)])
+    idx = np.concatenate([np.arange(num_frames),
+                          np.full(num_segments - num_frames, num_frames - 1)])
     mask = (np.arange(num_segments) < num_frames).astype(np.float32)
     return idx.astype(np.int32), mask
   # Integer segment starts strictly increase when num_frames >= num_segments, so the sampled

@@ -1,11 +1,11 @@
 """A synthetic video world with a known truth.
 
 Every video has latent factors that show in its pixels: appearance (palette, shape, background
-texture) and motion (direction, speed, rotation).  Users belong to taste segments and have latent tastes
-over those factors; some tastes are visible only in appearance (palette, shape) and some only in motion (direction, speed), so
-a frame-by-frame encoder cannot recover all of the signal.  Impressions are logged in slates with
-position bias and label noise, and `World.oracle_logit` gives the true (position-free) click logit
-for any (user, video) pair.
+texture) and motion (direction, speed, rotation).  Users belong to taste segments and have
+latent tastes over those factors; some tastes are visible only in appearance (palette, shape)
+and some only in motion (direction, speed), so a frame-by-frame encoder cannot recover all of
+the signal.  Impressions are logged in slates with position bias and label noise, and
+`World.oracle_logit` gives the true (position-free) click logit for any (user, video) pair.
 
 Everything is a deterministic function of the seed and the world ConfigDict.
 """
@@ -25,7 +25,7 @@ SHAPES = ("circle", "square", "triangle")
 TEXTURES = ("flat", "stripes", "checker")
 DIRECTIONS = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)  # (dx, dy)
 DIRECTION_NAMES = ("right", "left", "down", "up")
-SPEEDS = (1.0, 3.0)  # pixels per frame at 64 px, scaled with resolution
+SPEEDS = (1.5, 4.0)  # pixels per frame at 64 px, scaled with resolution
 ROTATIONS = (0.0, 0.25, -0.25)  # radians per frame
 CONTENT_TYPES = ("movie", "series", "news")
 TOPIC_WORDS = (

@@ -14,9 +14,9 @@ from vidrec_jax.models.partitioning import constrain
 class ConvFrameEncoder(nnx.Module):
   """A small strided conv net applied to every frame, optionally with a motion input.
 
-  With `motion=True` each frame is stacked with its difference from the previous sampled frame
-  (zero for the first frame and across padding), an early-fusion motion cue: the direction a
-  shape moves shows as a signed edge pattern in the difference image.
+  With `motion=True` each frame is stacked with its TSN RGB difference (the next frame minus this
+  one, computed by the input pipeline), an early-fusion motion cue: the direction a shape moves
+  shows as a signed edge pattern in the difference image.
   """
 
   def __init__(self, cfg: ml_collections.ConfigDict, *, dtype, param_dtype, rngs: nnx.Rngs):
@@ -26,25 +26,27 @@ class ConvFrameEncoder(nnx.Module):
     self.convs = nnx.List([
         layers.conv(a, b, 3, 2, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         for a, b in zip(chans[:-1], chans[1:])])
-    self.proj = layers.dense(chans[-1], cfg.features, ("conv_out", "embed"), dtype=dtype,
+    self.proj = layers.dense(2 * chans[-1], cfg.features, ("conv_out", "embed"), dtype=dtype,
                              param_dtype=param_dtype, rngs=rngs)
     self.features = cfg.features
     self.dtype = dtype
 
-  def __call__(self, frames: jax.Array, mask: jax.Array) -> tuple[jax.Array, dict]:
-    """frames (B, T, H, W, 3), mask (B, T) -> per-frame features (B, T, F), intermediates."""
+  def __call__(self, clip: dict) -> tuple[jax.Array, dict]:
+    """clip: frames (B, T, H, W, 3), mask (B, T), motion (B, T, H, W, 3) when `motion`.
+
+    Returns per-frame features (B, T, F) and intermediates.
+    """
+    frames = clip["frames"]
     b, t, h, w, _ = frames.shape
     x = frames.astype(self.dtype)
     if self.motion:
-      valid_pair = (mask[:, 1:] * mask[:, :-1])[..., None, None, None].astype(x.dtype)
-      diff = (x[:, 1:] - x[:, :-1]) * valid_pair
-      diff = jnp.concatenate([jnp.zeros_like(x[:, :1]), diff], axis=1)
-      x = jnp.concatenate([x, diff], axis=-1)
+      x = jnp.concatenate([x, clip["motion"].astype(self.dtype)], axis=-1)
     x = x.reshape(b * t, h, w, x.shape[-1])
     x = constrain(x, ("batch", None, None, None))
     for c in self.convs:
       x = jax.nn.relu(c(x))
-    x = x.mean(axis=(1, 2))
+    # Mean and max over space: the max keeps small objects and edges that a mean dilutes.
+    x = jnp.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=-1)
     x = self.proj(x).reshape(b, t, self.features)
     x = constrain(x, ("batch", "time", "embed"))
     return x, {"frame_features": x}

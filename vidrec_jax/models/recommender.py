@@ -18,6 +18,12 @@ from vidrec_jax.models import layers
 from vidrec_jax.models.partitioning import constrain, param
 
 
+def _rms_normalize(x: jax.Array) -> jax.Array:
+  """Unit root-mean-square vectors: the u*i interaction starts at O(1) instead of at the product
+  of two small initial scales, which otherwise stalls learning of the content tower."""
+  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + 1e-6)
+
+
 class TwoTowerRecommender(nnx.Module):
   """Item tower (pixels -> frame encoder -> temporal pooling, plus a video-ID embedding with an
   out-of-vocabulary row), user tower (user-ID embedding), shared trunk and registered heads."""
@@ -51,14 +57,15 @@ class TwoTowerRecommender(nnx.Module):
                            if cfg.position_bias else None)
     self.max_positions = cfg.max_positions
 
-  def encode_items(self, frames, mask, video, *, train: bool = False, key=None
+  def encode_items(self, clip: dict, video, *, train: bool = False, key=None
                    ) -> tuple[jax.Array, dict]:
-    """Item vectors (B, D) from clips (B, T, H, W, 3), frame masks (B, T) and video vocab rows."""
+    """Item vectors (B, D) from clips (frames (B, T, H, W, 3), mask (B, T), optional motion)
+    and video vocab rows (B,)."""
     inter = {}
     vec = 0.0
     if self.frame_encoder is not None:
-      feats, inter = self.frame_encoder(frames, mask)
-      pooled = self.pool(feats, mask)
+      feats, inter = self.frame_encoder(clip)
+      pooled = self.pool(feats, clip["mask"])
       inter["pooled"] = pooled
       vec = self.content_proj(pooled)
     if self.video_embed is not None:
@@ -67,12 +74,12 @@ class TwoTowerRecommender(nnx.Module):
         drop = jax.random.bernoulli(key, self.id_dropout, video.shape)
         video = jnp.where(drop, self.num_videos, video)
       vec = vec + self.video_embed(video)
-    vec = constrain(jnp.asarray(vec), ("batch", "embed"))
+    vec = constrain(_rms_normalize(jnp.asarray(vec)), ("batch", "embed"))
     inter["item"] = vec
     return vec, inter
 
   def encode_users(self, user) -> jax.Array:
-    return constrain(self.user_proj(self.user_embed(user)), ("batch", "embed"))
+    return constrain(_rms_normalize(self.user_proj(self.user_embed(user))), ("batch", "embed"))
 
   def score(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
     """Raw head outputs for paired user and item vectors (B, D) each."""
@@ -80,8 +87,7 @@ class TwoTowerRecommender(nnx.Module):
     return {name: head(h) for name, head in self.heads.items()}
 
   def __call__(self, batch: dict, *, train: bool = False, key=None) -> tuple[dict, dict]:
-    i, inter = self.encode_items(batch["frames"], batch["mask"], batch["video"], train=train,
-                                 key=key)
+    i, inter = self.encode_items(batch, batch["video"], train=train, key=key)
     u = self.encode_users(batch["user"])
     out = self.score(u, i)
     if train and self.position_logit is not None:

@@ -39,8 +39,8 @@ def train_step(setup: Setup, state: TrainState, batch: dict) -> tuple[TrainState
 
 
 def encode_items_step(setup: Setup, params: dict, batch: dict) -> jax.Array:
-  """Item vectors for a batch of clips (frames, mask, video vocab rows)."""
-  vec, _ = setup.model(params).encode_items(batch["frames"], batch["mask"], batch["video"])
+  """Item vectors for a batch of clips (frames, mask, optional motion) and video vocab rows."""
+  vec, _ = setup.model(params).encode_items(batch, batch["video"])
   return vec
 
 
