@@ -56,15 +56,17 @@ def main(_):
   vv = pipeline.Vocab(cols["video_id"], len(catalog) - 1)
   it = iter(pipeline.train_dataset(config, _DATA_DIR.value, catalog, uv, vv, 0, 1))
   next(it)  # worker start-up
-  t, ex, frames = time.perf_counter(), 0, 0
+  t, clips, impressions, frames = time.perf_counter(), 0, 0, 0
   for _ in range(_BATCHES.value):
     b = next(it)
-    ex += len(b["valid"])
+    clips += len(b["valid"])
+    impressions += int(b["weight"].sum())
     frames += int(b["mask"].sum())
   dt = time.perf_counter() - t
   label = f"train pipeline (workers={config.data.num_workers}, cache={config.data.cache_videos})"
   print(f"{label:48s} "
-        f"{ex / dt:10.0f} examples/s, {frames / dt:.0f} sampled frames/s")
+        f"{clips / dt:10.0f} clips/s, {impressions / dt:.0f} impressions/s, "
+        f"{frames / dt:.0f} sampled frames/s")
 
 
 if __name__ == "__main__":

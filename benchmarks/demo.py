@@ -37,7 +37,7 @@ def main(_):
     if r.returncode:
       print(r.stderr[-3000:])
       raise SystemExit(f"{name} failed with exit status {r.returncode}")
-    eps = [float(x) for x in re.findall(r"examples_per_second=([0-9.]+)", r.stderr)]
+    eps = [float(x) for x in re.findall(r"impressions_per_second=([0-9.]+)", r.stderr)]
     with open(os.path.join(workdir, "eval", "metrics.json")) as f:
       m = json.load(f)
     rows.append((name, wall, sum(eps[1:]) / max(len(eps) - 1, 1) if eps else float("nan"), m))

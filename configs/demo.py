@@ -31,7 +31,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       data_dir="",  # '' = WORKDIR/data; generated there on first use
       world=world_config(), num_frames=6, frame_size=32, motion=True, normalization="unit",
-      batch_size=128, eval_batch_size=256, num_workers=2, read_threads=1, prefetch_batches=2,
+      batch_size=64, impressions_per_clip=4, eval_batch_size=256, num_workers=2, read_threads=1,
+      prefetch_batches=2,
       shuffle_seed=0, cache_videos=2000))
 
   c.model = ml_collections.ConfigDict(dict(
@@ -41,7 +42,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       dtype="float32", param_dtype="float32"))
 
   c.train = ml_collections.ConfigDict(dict(
-      steps=2000, learning_rate=5e-3, warmup_steps=100, end_learning_rate_factor=0.05,
+      steps=2500, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
       weight_decay=1e-4, grad_clip=1.0, loss_weights=dict(click=1.0, watch_time=0.1, like=0.5),
       log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2))
 
@@ -56,7 +57,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if v == "smoke":
       c.data.world.update(num_users=24, num_videos=40, num_topics=4, min_frames=5,
                           max_frames=14, resolution=32, slates_per_user=6, slate_size=5)
-      c.data.update(num_frames=6, frame_size=16, batch_size=16, eval_batch_size=32,
+      c.data.update(num_frames=6, frame_size=16, batch_size=16, impressions_per_clip=3,
+                    eval_batch_size=32,
                     num_workers=0)
       c.model.update(embed_dim=8, hidden=12)
       c.model.frame_encoder.update(channels=(4, 6), features=10)

@@ -55,7 +55,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(w.slate_size <= w.num_videos * (1 - w.cold_fraction), "data.world.slate_size",
          w.slate_size, "must not exceed the number of warm videos")
   d = c.data
-  for f in ("num_frames", "frame_size", "batch_size", "eval_batch_size", "read_threads",
+  for f in ("num_frames", "frame_size", "batch_size", "impressions_per_clip", "eval_batch_size",
+            "read_threads",
             "prefetch_batches"):
     _positive_int(c, f"data.{f}")
   _check(isinstance(d.num_workers, int) and d.num_workers >= 0, "data.num_workers",

@@ -53,6 +53,20 @@ class PipelineTest(absltest.TestCase):
     np.testing.assert_array_equal(b["mask"].sum(1), np.minimum(lengths, k))
     self.assertFalse(np.any(catalog.cold[b["video_id"]]))
 
+  def test_each_training_impression_is_served_exactly_once_per_epoch(self):
+    src = pipeline.open_source(self.data_dir, "impressions", "train")
+    vids = np.array([r["video_id"] for r in src.__getitems__(list(range(len(src))))])
+    groups = pipeline.group_by_clip(vids, 3, seed=0)
+    rows = groups[groups >= 0]
+    np.testing.assert_array_equal(np.sort(rows), np.arange(len(src)))
+    for g in groups:  # one video per chunk, padding only at the end
+      real = g[g >= 0]
+      self.assertLen(set(vids[real].tolist()), 1)
+      self.assertTrue(np.all(g[len(real):] == -1))
+    ex = pipeline.GroupedSource(src, groups)[0]
+    self.assertEqual(ex["user_id"].shape, (3,))
+    np.testing.assert_array_equal(ex["weight"], (groups[0] >= 0).astype(np.float32))
+
   def test_iterator_state_resumes_identical_batches(self):
     it = iter(_dataset(self.config, self.data_dir))
     for _ in range(3):
@@ -114,7 +128,7 @@ class PipelineTest(absltest.TestCase):
     b = next(iter(_dataset(c, self.data_dir)))
     self.assertNotIn("frames", b)
     self.assertTrue(np.all(b["valid"] == 1))
-    self.assertEqual(b["user"].shape, (c.data.batch_size,))
+    self.assertEqual(b["user"].shape, (c.data.batch_size, c.data.impressions_per_clip))
 
   def test_motion_is_the_next_frame_difference(self):
     catalog = pipeline.Catalog.load(self.data_dir)

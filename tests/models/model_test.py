@@ -69,9 +69,8 @@ class ModelTest(absltest.TestCase):
   def test_forward_outputs(self):
     b = fixtures.fake_batch(self.config)
     out, inter = self.model(b, train=True, key=jax.random.PRNGKey(1))
-    n = len(b["user"])
     self.assertEqual(set(out), {"click", "watch_time", "position_logit"})
-    self.assertEqual(out["click"].shape, (n,))
+    self.assertEqual(out["click"].shape, b["user"].shape)  # (clips, impressions per clip)
     self.assertTrue(np.all(np.asarray(out["watch_time"]) >= 0))
     self.assertIn("frame_features", inter)
 

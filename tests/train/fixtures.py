@@ -16,18 +16,22 @@ def fake_batch(config, seed: int = 0, batch_size: int | None = None) -> dict:
   b = batch_size or d.batch_size
   mask = (np.arange(d.num_frames)[None] < rng.integers(2, d.num_frames + 1, (b, 1))).astype(
       np.float32)
+  m = d.impressions_per_clip
   valid = np.ones(b, np.int32)
   valid[1] = 0
+  weight = np.ones((b, m), np.float32)
+  weight[2, 1:] = 0  # a clip whose video had fewer impressions than M
   clip_shape = (b, d.num_frames, d.frame_size, d.frame_size, 3)
   out = {
       "frames": rng.normal(size=clip_shape).astype(np.float32) * mask[..., None, None, None],
       "mask": mask, "valid": valid,
-      "user": rng.integers(0, NUM_USERS + 1, b).astype(np.int32),
+      "weight": weight,
+      "user": rng.integers(0, NUM_USERS + 1, (b, m)).astype(np.int32),
       "video": rng.integers(0, NUM_VIDEOS + 1, b).astype(np.int32),
-      "position": rng.integers(0, 5, b).astype(np.int32),
-      "click": (rng.random(b) < 0.4).astype(np.float32),
-      "watch_time": rng.random(b).astype(np.float32) * 3,
-      "like": (rng.random(b) < 0.2).astype(np.float32),
+      "position": rng.integers(0, 5, (b, m)).astype(np.int32),
+      "click": (rng.random((b, m)) < 0.4).astype(np.float32),
+      "watch_time": rng.random((b, m)).astype(np.float32) * 3,
+      "like": (rng.random((b, m)) < 0.2).astype(np.float32),
   }
   if d.motion:
     out["motion"] = rng.normal(size=clip_shape).astype(np.float32) * mask[..., None, None, None]

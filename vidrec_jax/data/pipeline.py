@@ -189,8 +189,58 @@ class GlobalBatchSlice(grain.MapDataset):
     return g, self._parent[g]
 
 
+def group_by_clip(video_ids: np.ndarray, per_clip: int, seed: int) -> np.ndarray:
+  """Groups impression rows by video into chunks of `per_clip` rows, padded with -1.
+
+  One decoded and encoded clip then serves several logged impressions of that video (several
+  viewers), so the costly content tower runs once per chunk instead of once per impression.
+
+  Returns:
+    int64 (num_chunks, per_clip) row indices in a seeded random order within each video.
+  """
+  rng = np.random.default_rng(seed)
+  order = np.argsort(video_ids, kind="stable")
+  bounds = np.flatnonzero(np.diff(video_ids[order])) + 1
+  chunks = []
+  for rows in np.split(order, bounds):
+    rows = rng.permutation(rows)
+    for a in range(0, len(rows), per_clip):
+      chunk = np.full(per_clip, -1, np.int64)
+      part = rows[a:a + per_clip]
+      chunk[:len(part)] = part
+      chunks.append(chunk)
+  return np.stack(chunks) if chunks else np.zeros((0, per_clip), np.int64)
+
+
+class GroupedSource:
+  """Random-access source whose element i is one video with its chunk of impressions."""
+
+  def __init__(self, source, groups: np.ndarray):
+    self.source, self.groups = source, groups
+
+  def __len__(self) -> int:
+    return len(self.groups)
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    rows = self.groups[i]
+    real = rows[rows >= 0]
+    recs = self.source.__getitems__([int(r) for r in real])
+    n, m = len(recs), len(rows)
+
+    def col(key, dtype):
+      out = np.zeros(m, dtype)
+      out[:n] = [r[key] for r in recs]
+      return out
+
+    return {"video_id": np.int64(recs[0]["video_id"]), "user_id": col("user_id", np.int64),
+            "position": col("position", np.int32), "click": col("click", np.float32),
+            "watch_time": col("watch_time", np.float32), "like": col("like", np.float32),
+            "weight": (np.arange(m) < n).astype(np.float32)}
+
+
 class ImpressionExample(grain.transforms.Map):
-  """(global index, impression record) -> model example with the sampled clip and labels."""
+  """(global index, video with its impressions) -> example: the sampled clip, and per-impression
+  users, positions and labels of shape (impressions_per_clip,) with a `weight` mask."""
 
   def __init__(self, loader: ClipLoader, user_vocab: Vocab, video_vocab: Vocab, seed: int,
                train: bool):
@@ -202,10 +252,9 @@ class ImpressionExample(grain.transforms.Map):
     rng = np.random.default_rng([self.seed, g]) if self.train else None
     ex = self.loader.clip(rec["video_id"], rng)
     ex.update(
-        index=np.int64(g), video_id=np.int64(rec["video_id"]),
-        user=self.user_vocab(rec["user_id"]), video=self.video_vocab(rec["video_id"]),
-        position=np.int32(rec["position"]), click=np.float32(rec["click"]),
-        watch_time=np.float32(rec["watch_time"]), like=np.float32(rec["like"]))
+        index=np.int64(g), video_id=rec["video_id"], user=self.user_vocab(rec["user_id"]),
+        video=self.video_vocab(rec["video_id"]), position=rec["position"], click=rec["click"],
+        watch_time=rec["watch_time"], like=rec["like"], weight=rec["weight"])
     return ex
 
 
@@ -221,10 +270,17 @@ def _read_options(d: ml_collections.ConfigDict) -> grain.ReadOptions:
 def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Catalog,
                   user_vocab: Vocab, video_vocab: Vocab, process_index: int, process_count: int
                   ) -> grain.IterDataset:
-  """The infinite, checkpointable training stream of local batches for this process."""
+  """The infinite, checkpointable training stream of local batches for this process.
+
+  A batch holds data.batch_size / process_count clips, each with data.impressions_per_clip
+  impressions of its video.
+  """
   d = config.data
   src = open_source(data_dir, "impressions", "train")
-  ds = grain.MapDataset.source(src).shuffle(seed=d.shuffle_seed).repeat(None)
+  video_ids = np.asarray([r["video_id"] for r in src.__getitems__(list(range(len(src))))])
+  groups = group_by_clip(video_ids, d.impressions_per_clip, d.shuffle_seed)
+  ds = grain.MapDataset.source(GroupedSource(src, groups))
+  ds = ds.shuffle(seed=d.shuffle_seed).repeat(None)
   ds = GlobalBatchSlice(ds, d.batch_size, process_index, process_count)
   loader = ClipLoader(catalog, _num_segments(config), d.frame_size, d.normalization,
                       d.cache_videos, d.motion)

@@ -79,7 +79,8 @@ class TwoTowerRecommender(nnx.Module):
     return vec, inter
 
   def encode_users(self, user) -> jax.Array:
-    return constrain(_rms_normalize(self.user_proj(self.user_embed(user))), ("batch", "embed"))
+    u = _rms_normalize(self.user_proj(self.user_embed(user)))
+    return constrain(u, ("batch",) + (None,) * (u.ndim - 2) + ("embed",))
 
   def score(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
     """Raw head outputs for paired user and item vectors (B, D) each."""
@@ -87,9 +88,10 @@ class TwoTowerRecommender(nnx.Module):
     return {name: head(h) for name, head in self.heads.items()}
 
   def __call__(self, batch: dict, *, train: bool = False, key=None) -> tuple[dict, dict]:
+    """Head outputs (B, M) for B clips, each with M impressions (batch["user"] is (B, M))."""
     i, inter = self.encode_items(batch, batch["video"], train=train, key=key)
     u = self.encode_users(batch["user"])
-    out = self.score(u, i)
+    out = self.score(u, jnp.broadcast_to(i[:, None, :], u.shape))
     if train and self.position_logit is not None:
       pos = jnp.clip(batch["position"], 0, self.max_positions - 1)
       out["position_logit"] = self.position_logit[...][pos]

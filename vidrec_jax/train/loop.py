@@ -151,11 +151,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
       with activation_sharding(setup.mesh, setup.rules):
         state, metrics = train_step(state, mesh_lib.shard_batch(batch, setup.mesh, setup.rules))
       window.append(metrics)
-      examples += len(batch["valid"]) * jax.process_count()
+      examples += float(batch["weight"].sum()) * jax.process_count()
       bar.update(1)
       if step % t.log_every == 0 or step == t.steps:
         scalars = _reduce(window, window_start)
-        scalars["examples_per_second"] = examples / max(time.time() - t0, 1e-9)
+        scalars["impressions_per_second"] = examples / max(time.time() - t0, 1e-9)
         scalars["skipped_videos"] = float(len(bad_videos))
         window, window_start, t0, examples = [], step, time.time(), 0
         if ctx.host0:

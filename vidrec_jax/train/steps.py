@@ -12,10 +12,11 @@ from vidrec_jax.train.state import Setup, TrainState
 
 def losses(setup: Setup, params: dict, batch: dict, key: jax.Array, train: bool
            ) -> tuple[jax.Array, dict]:
-  """Weighted total loss and per-task losses; undecodable examples (valid=0) weigh nothing."""
+  """Weighted total loss and per-task losses over every real impression of the batch;
+  padding impressions and clips that could not be decoded (valid=0) weigh nothing."""
   model = setup.model(params)
   out, _ = model(batch, train=train, key=key)
-  w = batch["valid"].astype(jnp.float32)
+  w = batch["valid"].astype(jnp.float32)[:, None] * batch["weight"]
   denom = jnp.maximum(w.sum(), 1.0)
   per_task = {h: (heads_lib.HEADS[h].loss(out, batch) * w).sum() / denom
               for h in setup.config.model.heads}
