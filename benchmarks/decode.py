@@ -18,6 +18,7 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Config.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "A generated world.", required=True)
 _BATCHES = flags.DEFINE_integer("batches", 60, "Training batches to time.")
+_WARMUP = flags.DEFINE_integer("warmup", 40, "Training batches before timing (fills the caches).")
 
 
 def main(_):
@@ -55,7 +56,8 @@ def main(_):
   uv = pipeline.Vocab(cols["user_id"], int(cols["user_id"].max()))
   vv = pipeline.Vocab(cols["video_id"], len(catalog) - 1)
   it = iter(pipeline.train_dataset(config, _DATA_DIR.value, catalog, uv, vv, 0, 1))
-  next(it)  # worker start-up
+  for _ in range(_WARMUP.value):  # worker start-up and the first decode of each video
+    next(it)
   t, clips, impressions, frames = time.perf_counter(), 0, 0, 0
   for _ in range(_BATCHES.value):
     b = next(it)

@@ -42,7 +42,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       dtype="float32", param_dtype="float32"))
 
   c.train = ml_collections.ConfigDict(dict(
-      steps=2500, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
+      steps=2000, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
       weight_decay=1e-4, grad_clip=1.0, loss_weights=dict(click=1.0, watch_time=0.1, like=0.5),
       log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2))
 
