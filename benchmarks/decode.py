@@ -55,7 +55,8 @@ def main(_):
   cols = pipeline.read_columns(pipeline.open_source(_DATA_DIR.value, "impressions", "train"))
   uv = pipeline.Vocab(cols["user_id"], int(cols["user_id"].max()))
   vv = pipeline.Vocab(cols["video_id"], len(catalog) - 1)
-  it = iter(pipeline.train_dataset(config, _DATA_DIR.value, catalog, uv, vv, 0, 1))
+  it = iter(pipeline.train_dataset(config, _DATA_DIR.value, catalog, uv, vv, cols["video_id"],
+                                   0, 1))
   for _ in range(_WARMUP.value):  # worker start-up and the first decode of each video
     next(it)
   t, clips, impressions, frames = time.perf_counter(), 0, 0, 0

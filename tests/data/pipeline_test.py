@@ -12,16 +12,13 @@ from tests import helpers
 from vidrec_jax.data import pipeline
 
 
-def _vocabs(data_dir, catalog):
-  cols = pipeline.read_columns(pipeline.open_source(data_dir, "impressions", "train"))
-  return (pipeline.Vocab(cols["user_id"], int(cols["user_id"].max())),
-          pipeline.Vocab(cols["video_id"], len(catalog) - 1))
-
-
 def _dataset(config, data_dir, process_index=0, process_count=1):
   catalog = pipeline.Catalog.load(data_dir)
-  uv, vv = _vocabs(data_dir, catalog)
-  return pipeline.train_dataset(config, data_dir, catalog, uv, vv, process_index, process_count)
+  cols = pipeline.read_columns(pipeline.open_source(data_dir, "impressions", "train"))
+  uv = pipeline.Vocab(cols["user_id"], int(cols["user_id"].max()))
+  vv = pipeline.Vocab(cols["video_id"], len(catalog) - 1)
+  return pipeline.train_dataset(config, data_dir, catalog, uv, vv, cols["video_id"],
+                                process_index, process_count)
 
 
 def _assert_batches_equal(test, a, b):

@@ -268,17 +268,19 @@ def _read_options(d: ml_collections.ConfigDict) -> grain.ReadOptions:
 
 
 def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Catalog,
-                  user_vocab: Vocab, video_vocab: Vocab, process_index: int, process_count: int
-                  ) -> grain.IterDataset:
+                  user_vocab: Vocab, video_vocab: Vocab, train_video_ids: np.ndarray,
+                  process_index: int, process_count: int) -> grain.IterDataset:
   """The infinite, checkpointable training stream of local batches for this process.
 
   A batch holds data.batch_size / process_count clips, each with data.impressions_per_clip
-  impressions of its video.
+  impressions of its video.  `train_video_ids` is the video id of every train record, in record
+  order (the caller has read it already to build the vocabularies).
   """
   d = config.data
   src = open_source(data_dir, "impressions", "train")
-  video_ids = np.asarray([r["video_id"] for r in src.__getitems__(list(range(len(src))))])
-  groups = group_by_clip(video_ids, d.impressions_per_clip, d.shuffle_seed)
+  if len(train_video_ids) != len(src):
+    raise DataError(f"{len(train_video_ids)} train video ids given for {len(src)} train records")
+  groups = group_by_clip(np.asarray(train_video_ids), d.impressions_per_clip, d.shuffle_seed)
   ds = grain.MapDataset.source(GroupedSource(src, groups))
   ds = ds.shuffle(seed=d.shuffle_seed).repeat(None)
   ds = GlobalBatchSlice(ds, d.batch_size, process_index, process_count)

@@ -38,6 +38,7 @@ class Context:
   catalog: pipeline.Catalog
   user_vocab: pipeline.Vocab
   video_vocab: pipeline.Vocab
+  train_video_ids: np.ndarray  # video id of every train record, in record order
   setup: Setup
 
   @property
@@ -70,7 +71,8 @@ def make_context(config: ml_collections.ConfigDict, workdir: str, mesh=None,
   video_vocab = pipeline.Vocab(train_cols["video_id"], len(catalog) - 1)
   mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.mesh)
   setup = Setup(config, user_vocab.size, video_vocab.size, mesh)
-  return Context(config, workdir, data_dir, catalog, user_vocab, video_vocab, setup)
+  return Context(config, workdir, data_dir, catalog, user_vocab, video_vocab,
+                 train_cols["video_id"], setup)
 
 
 def _log_start(ctx: Context) -> None:
@@ -123,7 +125,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   if ctx.host0:
     _log_start(ctx)
   data = pipeline.train_dataset(config, ctx.data_dir, ctx.catalog, ctx.user_vocab,
-                                ctx.video_vocab, jax.process_index(), jax.process_count())
+                                ctx.video_vocab, ctx.train_video_ids, jax.process_index(),
+                                jax.process_count())
   data_iter = iter(data)
   ckpt = ctx.checkpointer()
   state = ckpt.restore(setup.abstract_state, data_iter)
