@@ -18,7 +18,7 @@ def world_config() -> ml_collections.ConfigDict:
       num_personas=8, individual_taste_std=0.3, appearance_weight=1.6, motion_weight=1.6,
       user_bias_std=0.15, video_bias_std=0.15,
       base_logit=-0.5, horizon_seconds=30 * 86400.0, train_until=0.7, valid_until=0.85,
-      slates_per_user=20, slate_size=8, cold_share_after_publish=0.4,
+      slates_per_user=40, slate_size=8, cold_share_after_publish=0.4,
       position_bias_power=0.5, label_noise=0.02))
 
 
