@@ -25,3 +25,13 @@ def smoke_world_dir() -> str:
   d = tempfile.mkdtemp(prefix="vidrec_world_")
   generate.generate(d, load_config().data.world, show_progress=False)
   return d
+
+
+def require_pretrained(name: str) -> None:
+  """Skips the calling test (class) when the pretrained weights of `name` are not installed."""
+  from absl.testing import absltest  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.models import backbones  # pylint: disable=g-import-not-at-top
+  try:
+    backbones.BACKBONES[name].default_checkpoint()
+  except FileNotFoundError as e:
+    raise absltest.SkipTest(f"pretrained weights of {name} are not installed: {e}") from e

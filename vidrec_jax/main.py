@@ -1,7 +1,8 @@
 r"""Entry point: python -m vidrec_jax.main --config=configs/demo.py --workdir=DIR [--mode=...].
 
 Modes: `train` (generate the world if needed, train with resume, evaluate), `eval` (evaluate the
-latest checkpoint), `generate` (write the synthetic world only).
+latest checkpoint), `generate` (write the synthetic world only), `extract` (write the backbone
+feature cache of every video, for configs with a pretrained backbone).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints and metrics.")
-_MODE = flags.DEFINE_enum("mode", None, ["train", "eval", "generate"],
+_MODE = flags.DEFINE_enum("mode", None, ["train", "eval", "generate", "extract"],
                           "Overrides config.mode when given.")
 
 EXIT_BAD_CONFIG = 2
@@ -49,6 +50,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   # Imported here so that flag errors do not pay for importing JAX.
   from vidrec_jax import validate  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data import features  # pylint: disable=g-import-not-at-top
   from vidrec_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 
   if _CONFIG.value is None or not _WORKDIR.value:
@@ -71,11 +73,16 @@ def main(argv):
   try:
     if config.mode == "generate":
       generate.ensure(loop.data_dir_of(config, workdir), config.data.world)
+    elif config.mode == "extract":
+      from vidrec_jax.train import extract  # pylint: disable=g-import-not-at-top
+      extract.extract(config, workdir, loop.data_dir_of(config, workdir),
+                      loop.features_dir_of(config, workdir))
     elif config.mode == "train":
       loop.train(config, workdir)
     else:
       loop.evaluate(config, workdir)
-  except (pipeline.DataError, FileNotFoundError, loop.NonFiniteLossError) as e:
+  except (pipeline.DataError, features.CacheError, FileNotFoundError,
+          loop.NonFiniteLossError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

@@ -6,11 +6,13 @@ import ml_collections
 
 from vidrec_jax.data import ops
 from vidrec_jax.data import world as world_lib
+from vidrec_jax.models import backbone_encoder
+from vidrec_jax.models import backbones
 from vidrec_jax.models import encoders
 from vidrec_jax.models import heads
 from vidrec_jax.models import recommender
 
-MODES = ("train", "eval", "generate")
+MODES = ("train", "eval", "generate", "extract")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -28,6 +30,34 @@ def _positive_int(c, field: str) -> None:
   for part in field.split("."):
     v = v[part]
   _check(isinstance(v, int) and v > 0, field, v, "expected a positive integer")
+
+
+def _validate_backbone(c: ml_collections.ConfigDict) -> None:
+  m, d = c.model, c.data
+  _check("backbone" in m, "model.backbone", None,
+         "model.frame_encoder.name='backbone' needs a model.backbone section (see "
+         "configs/pretrained.py)")
+  b = m.backbone
+  _check(b.name in backbones.BACKBONES, "model.backbone.name", b.name,
+         f"registered: {', '.join(sorted(backbones.BACKBONES))}")
+  allowed = backbones.abstract(b.name).outputs_allowed()
+  _check(len(b.outputs) > 0 and all(o in allowed for o in b.outputs), "model.backbone.outputs",
+         tuple(b.outputs), f"a non-empty subset of the spatial outputs: {', '.join(allowed)}")
+  _check(b.train_mode in backbone_encoder.TRAIN_MODES, "model.backbone.train_mode",
+         b.train_mode, f"allowed: {', '.join(backbone_encoder.TRAIN_MODES)}")
+  _positive_int(c, "model.backbone.grid")
+  _positive_int(c, "model.backbone.top_blocks")
+  _positive_int(c, "model.backbone.extract_batch_size")
+  if "cache_frames" in d:
+    _positive_int(c, "data.cache_frames")
+  _check(not b.from_cache or b.train_mode == "frozen", "model.backbone.from_cache",
+         b.from_cache, "cached features need model.backbone.train_mode='frozen'")
+  need = backbones.BACKBONES[b.name].normalization
+  _check(d.normalization == need, "data.normalization", d.normalization,
+         f"{b.name} was trained on inputs normalised as {need!r}")
+  _check(c.train.get("backbone_learning_rate_factor", 1.0) > 0,
+         "train.backbone_learning_rate_factor", c.train.get("backbone_learning_rate_factor"),
+         "must be > 0")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -78,6 +108,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
          f"a non-empty subset of: {', '.join(sorted(heads.HEADS))}")
   _check(fe != "none" or m.use_video_id, "model.use_video_id", m.use_video_id,
          "must be True when model.frame_encoder.name='none' (the item tower needs an input)")
+  if fe == "backbone":
+    _validate_backbone(c)
+  _check(c.mode != "extract" or fe == "backbone", "mode", c.mode,
+         "extract needs model.frame_encoder.name='backbone' (a pretrained backbone to run)")
   _check(0.0 <= m.id_dropout < 1.0, "model.id_dropout", m.id_dropout, "allowed: 0 <= value < 1")
   for f in ("dtype", "param_dtype"):
     _check(m[f] in DTYPES, f"model.{f}", m[f], f"allowed: {', '.join(DTYPES)}")

@@ -9,6 +9,8 @@ import numpy as np
 # Per-channel mean and std of the pixel values, on the 0..255 scale.
 _PIXEL_STATS = {
     "unit": (np.full(3, 127.5, np.float32), np.full(3, 127.5, np.float32)),
+    # EfficientNet-Lite's preprocessing: (x - 127) / 128.
+    "lite": (np.full(3, 127.0, np.float32), np.full(3, 128.0, np.float32)),
     "imagenet": (np.array([123.675, 116.28, 103.53], np.float32),
                  np.array([58.395, 57.12, 57.375], np.float32)),
 }

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from vidrec_jax.data import features
 from vidrec_jax.data import ops
 from vidrec_jax.data import tfds_world
 from vidrec_jax.data import video_io
@@ -263,18 +264,38 @@ def _num_segments(config: ml_collections.ConfigDict) -> int:
   return 0 if config.model.frame_encoder.name == "none" else config.data.num_frames
 
 
+def uses_feature_cache(config: ml_collections.ConfigDict) -> bool:
+  m = config.model
+  return m.frame_encoder.name == "backbone" and bool(m.backbone.from_cache)
+
+
+def _loader(config: ml_collections.ConfigDict, catalog: Catalog, features_dir: str | None,
+            cache_videos: int):
+  """Pixels (PyAV ClipLoader) or the backbone feature cache (FeatureLoader)."""
+  d = config.data
+  if uses_feature_cache(config):
+    if not features_dir:
+      raise DataError("model.backbone.from_cache=True but no feature cache directory was given")
+    meta = features.read_meta(features_dir)
+    return features.FeatureLoader(features_dir, _num_segments(config), int(meta["dim"]))
+  return ClipLoader(catalog, _num_segments(config), d.frame_size, d.normalization, cache_videos,
+                    d.motion)
+
+
 def _read_options(d: ml_collections.ConfigDict) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=d.read_threads, prefetch_buffer_size=d.prefetch_batches)
 
 
 def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Catalog,
                   user_vocab: Vocab, video_vocab: Vocab, train_video_ids: np.ndarray,
-                  process_index: int, process_count: int) -> grain.IterDataset:
+                  process_index: int, process_count: int, features_dir: str | None = None
+                  ) -> grain.IterDataset:
   """The infinite, checkpointable training stream of local batches for this process.
 
   A batch holds data.batch_size / process_count clips, each with data.impressions_per_clip
   impressions of its video.  `train_video_ids` is the video id of every train record, in record
-  order (the caller has read it already to build the vocabularies).
+  order (the caller has read it already to build the vocabularies).  Clips come from pixels, or
+  from the feature cache in `features_dir` when the config trains from cached features.
   """
   d = config.data
   src = open_source(data_dir, "impressions", "train")
@@ -284,8 +305,7 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Cat
   ds = grain.MapDataset.source(GroupedSource(src, groups))
   ds = ds.shuffle(seed=d.shuffle_seed).repeat(None)
   ds = GlobalBatchSlice(ds, d.batch_size, process_index, process_count)
-  loader = ClipLoader(catalog, _num_segments(config), d.frame_size, d.normalization,
-                      d.cache_videos, d.motion)
+  loader = _loader(config, catalog, features_dir, d.cache_videos)
   ds = ds.map(ImpressionExample(loader, user_vocab, video_vocab, d.shuffle_seed, train=True))
   # Batches are formed before the worker split, so each worker builds whole batches and the
   # stream is the same for any number of workers.
@@ -301,7 +321,7 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Cat
 class CatalogClip(grain.transforms.Map):
   """video id -> its clip for evaluation (centre frame of each TSN segment)."""
 
-  def __init__(self, loader: ClipLoader):
+  def __init__(self, loader):
     self.loader = loader
 
   def map(self, video_id):
@@ -310,12 +330,11 @@ class CatalogClip(grain.transforms.Map):
     return ex
 
 
-def catalog_dataset(config: ml_collections.ConfigDict, catalog: Catalog, video_ids: np.ndarray
-                    ) -> grain.IterDataset:
+def catalog_dataset(config: ml_collections.ConfigDict, catalog: Catalog, video_ids: np.ndarray,
+                    features_dir: str | None = None) -> grain.IterDataset:
   """Clips of `video_ids` in order, in batches of data.eval_batch_size (last one short)."""
   d = config.data
-  loader = ClipLoader(catalog, _num_segments(config), d.frame_size, d.normalization,
-                      cache_videos=0, motion=d.motion)
+  loader = _loader(config, catalog, features_dir, cache_videos=0)
   ds = grain.MapDataset.source(np.asarray(video_ids)).map(CatalogClip(loader))
   ds = ds.batch(d.eval_batch_size, drop_remainder=False)
   it = ds.to_iter_dataset(_read_options(d))

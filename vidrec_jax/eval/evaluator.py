@@ -28,8 +28,10 @@ class Evaluator:
   """Holds the jitted eval functions for one Setup; call `evaluate(params)`."""
 
   def __init__(self, setup: Setup, data_dir: str, catalog: pipeline.Catalog,
-               user_vocab: pipeline.Vocab, video_vocab: pipeline.Vocab, show_progress: bool):
+               user_vocab: pipeline.Vocab, video_vocab: pipeline.Vocab, show_progress: bool,
+               features_dir: str | None = None):
     self.setup, self.data_dir, self.catalog = setup, data_dir, catalog
+    self.features_dir = features_dir
     self.user_vocab, self.video_vocab = user_vocab, video_vocab
     self.config = setup.config
     self.show_progress = show_progress
@@ -56,11 +58,11 @@ class Evaluator:
     bs = self.config.data.eval_batch_size
     ids = np.arange(len(self.catalog))
     vecs, valid = [], []
-    ds = pipeline.catalog_dataset(self.config, self.catalog, ids)
+    ds = pipeline.catalog_dataset(self.config, self.catalog, ids, self.features_dir)
     for b in tqdm.tqdm(ds, total=-(-len(ids) // bs), desc="eval: encode videos",
                        disable=not self.show_progress, mininterval=2.0, leave=False):
       n = len(b["video_id"])
-      batch = {k: _pad(b[k], bs) for k in ("frames", "mask", "motion") if k in b}
+      batch = {k: _pad(b[k], bs) for k in ("frames", "mask", "motion", "features") if k in b}
       batch["video"] = _pad(self.video_vocab(b["video_id"]), bs)
       vecs.append(np.asarray(jax.device_get(self._items(params, self._shard(batch))))[:n])
       valid.append(b["valid"].astype(bool))

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from vidrec_jax.models import backbone_encoder
 from vidrec_jax.models import layers
 from vidrec_jax.models.partitioning import constrain
 
@@ -19,7 +20,9 @@ class ConvFrameEncoder(nnx.Module):
   shows as a signed edge pattern in the difference image.
   """
 
-  def __init__(self, cfg: ml_collections.ConfigDict, *, dtype, param_dtype, rngs: nnx.Rngs):
+  def __init__(self, model_cfg: ml_collections.ConfigDict, *, dtype, param_dtype,
+               rngs: nnx.Rngs):
+    cfg = model_cfg.frame_encoder
     self.motion = cfg.motion
     cin = 6 if cfg.motion else 3
     chans = (cin,) + tuple(cfg.channels)
@@ -52,7 +55,8 @@ class ConvFrameEncoder(nnx.Module):
     return x, {"frame_features": x}
 
 
-FRAME_ENCODERS = {"conv": ConvFrameEncoder}
+FRAME_ENCODERS = {"conv": ConvFrameEncoder,
+                  "backbone": backbone_encoder.BackboneFrameEncoder}
 
 
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:

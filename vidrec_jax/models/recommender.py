@@ -45,7 +45,7 @@ class TwoTowerRecommender(nnx.Module):
       if cfg.frame_encoder.name not in encoders.FRAME_ENCODERS:
         raise ValueError(f"model.frame_encoder.name={cfg.frame_encoder.name!r} unknown; "
                          f"registered: {sorted(encoders.FRAME_ENCODERS)} or 'none'")
-      self.frame_encoder = encoders.FRAME_ENCODERS[cfg.frame_encoder.name](cfg.frame_encoder, **kw)
+      self.frame_encoder = encoders.FRAME_ENCODERS[cfg.frame_encoder.name](cfg, **kw)
       pool_fn, mult = encoders.POOLINGS[cfg.pooling]
       self.pool = pool_fn
       self.content_proj = layers.MLP((cfg.frame_encoder.features * mult, d, d), ("embed", "mlp"),

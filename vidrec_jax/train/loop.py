@@ -14,6 +14,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
+from vidrec_jax.data import features
 from vidrec_jax.data import generate
 from vidrec_jax.data import pipeline
 from vidrec_jax.eval import evaluator as evaluator_lib
@@ -40,6 +41,7 @@ class Context:
   video_vocab: pipeline.Vocab
   train_video_ids: np.ndarray  # video id of every train record, in record order
   setup: Setup
+  features_dir: str  # the backbone feature cache (used when the config trains from it)
 
   @property
   def host0(self) -> bool:
@@ -47,7 +49,8 @@ class Context:
 
   def evaluator(self) -> evaluator_lib.Evaluator:
     return evaluator_lib.Evaluator(self.setup, self.data_dir, self.catalog, self.user_vocab,
-                                   self.video_vocab, show_progress=self.host0)
+                                   self.video_vocab, show_progress=self.host0,
+                                   features_dir=self.features_dir)
 
   def checkpointer(self) -> checkpointing.Checkpointer:
     t = self.config.train
@@ -57,6 +60,10 @@ class Context:
 
 def data_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
   return config.data.data_dir or os.path.join(workdir, "data")
+
+
+def features_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
+  return config.data.get("feature_cache") or os.path.join(workdir, "features")
 
 
 def make_context(config: ml_collections.ConfigDict, workdir: str, mesh=None,
@@ -69,10 +76,18 @@ def make_context(config: ml_collections.ConfigDict, workdir: str, mesh=None,
   # Vocabularies come from the training split only: anything else is out-of-vocabulary.
   user_vocab = pipeline.Vocab(train_cols["user_id"], int(train_cols["user_id"].max()))
   video_vocab = pipeline.Vocab(train_cols["video_id"], len(catalog) - 1)
+  features_dir = features_dir_of(config, workdir)
+  if pipeline.uses_feature_cache(config):
+    from vidrec_jax.train import extract  # pylint: disable=g-import-not-at-top
+    if generate_data and not config.data.get("feature_cache") and not os.path.exists(
+        os.path.join(features_dir, features.META)):
+      logging.info("no feature cache in %s yet: extracting it first", features_dir)
+      extract.extract(config, workdir, data_dir, features_dir)
+    features.check_meta(features_dir, extract.expected_meta(config))
   mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.mesh)
   setup = Setup(config, user_vocab.size, video_vocab.size, mesh)
   return Context(config, workdir, data_dir, catalog, user_vocab, video_vocab,
-                 train_cols["video_id"], setup)
+                 train_cols["video_id"], setup, features_dir)
 
 
 def _log_start(ctx: Context) -> None:
@@ -100,7 +115,7 @@ class _Summaries:
       return
     for k, v in scalars.items():
       if np.isfinite(v):
-        self.writer.add_scalar(k, v, step)
+        self.writer.add_scalar(k.replace("@", "_at_"), v, step)
     self.writer.flush()
 
   def close(self) -> None:
@@ -126,7 +141,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     _log_start(ctx)
   data = pipeline.train_dataset(config, ctx.data_dir, ctx.catalog, ctx.user_vocab,
                                 ctx.video_vocab, ctx.train_video_ids, jax.process_index(),
-                                jax.process_count())
+                                jax.process_count(), ctx.features_dir)
   data_iter = iter(data)
   ckpt = ctx.checkpointer()
   state = ckpt.restore(setup.abstract_state, data_iter)

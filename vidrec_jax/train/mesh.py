@@ -59,10 +59,30 @@ def param_shardings(abstract_params: nnx.State, mesh: Mesh, rules) -> dict:
 
 def opt_state_shardings(tx: optax.GradientTransformation, abstract_opt_state, param_sh: dict,
                         mesh: Mesh):
-  """Parameter-shaped optimizer slots follow their parameter; everything else is replicated."""
+  """Parameter-shaped optimizer slots follow their parameter; everything else is replicated.
+
+  A slot is matched to a parameter by path suffix (optax nests each params-shaped tree under its
+  state's field, e.g. `.../mu/<param path>`), which also works inside `multi_transform`, whose
+  masked states hold only some parameters.
+  """
+  del tx
   repl = NamedSharding(mesh, PartitionSpec())
-  return optax.tree_map_params(tx, lambda _, s: s, abstract_opt_state, param_sh,
-                               transform_non_params=lambda _: repl)
+  by_path = {tuple(_key(k) for k in path): sh
+             for path, sh in jax.tree_util.tree_flatten_with_path(param_sh)[0]}
+  depth = max((len(p) for p in by_path), default=0)
+
+  def one(path, leaf):
+    keys = tuple(_key(k) for k in path)
+    for n in range(min(depth, len(keys)), 0, -1):
+      sh = by_path.get(keys[-n:])
+      if sh is not None and len(sh.spec) <= len(getattr(leaf, "shape", ())):
+        return sh
+    return repl
+  return jax.tree_util.tree_map_with_path(one, abstract_opt_state)
+
+
+def _key(k):
+  return getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))
 
 
 def batch_sharding(mesh: Mesh, rules, ndim: int, shape=None) -> NamedSharding:

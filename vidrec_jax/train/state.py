@@ -13,6 +13,9 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from vidrec_jax.models import backbone_encoder
+from vidrec_jax.models import backbones
+from vidrec_jax.models import convert
 from vidrec_jax.models import recommender
 from vidrec_jax.train import mesh as mesh_lib
 
@@ -33,9 +36,30 @@ def learning_rate_schedule(t: ml_collections.ConfigDict) -> optax.Schedule:
       end_value=t.learning_rate * t.end_learning_rate_factor)
 
 
-def make_optimizer(t: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  return optax.chain(optax.clip_by_global_norm(t.grad_clip),
-                     optax.adamw(learning_rate_schedule(t), weight_decay=t.weight_decay))
+def make_optimizer(t: ml_collections.ConfigDict, labels: dict | None = None
+                   ) -> optax.GradientTransformation:
+  """Clipping, then AdamW with warmup + cosine. With `labels` (a params-shaped tree of
+  'default' / 'backbone' / 'frozen'), the backbone gets its own learning rate
+  (`train.backbone_learning_rate_factor` times the schedule) and frozen parameters get no update
+  at all (not even weight decay), so they stay bit-identical."""
+  clip = optax.clip_by_global_norm(t.grad_clip)
+  sched = learning_rate_schedule(t)
+  if labels is None:
+    return optax.chain(clip, optax.adamw(sched, weight_decay=t.weight_decay))
+  factor = t.get("backbone_learning_rate_factor", 1.0)
+  return optax.chain(clip, optax.multi_transform({
+      "default": optax.adamw(sched, weight_decay=t.weight_decay),
+      "backbone": optax.adamw(lambda step: factor * sched(step), weight_decay=t.weight_decay),
+      "frozen": optax.set_to_zero()}, labels))
+
+
+def param_labels(abstract_params: dict, model_cfg: ml_collections.ConfigDict) -> dict | None:
+  """'default' / 'backbone' / 'frozen' per parameter, or None for a model without a backbone."""
+  if model_cfg.frame_encoder.name != "backbone":
+    return None
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: backbone_encoder.backbone_label(convert.path_str(path), model_cfg),
+      abstract_params)
 
 
 class Setup:
@@ -50,7 +74,8 @@ class Setup:
     abstract_model = nnx.eval_shape(lambda: self._build(nnx.Rngs(0)))
     self.graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
     self.param_shardings = mesh_lib.param_shardings(abstract_params, mesh, self.rules)
-    self.tx = make_optimizer(config.train)
+    self.labels = param_labels(abstract_params.to_pure_dict(), config.model)
+    self.tx = make_optimizer(config.train, self.labels)
     abstract = jax.eval_shape(self._init, jax.random.PRNGKey(0))
     repl = NamedSharding(mesh, PartitionSpec())
     self.state_shardings = TrainState(
@@ -70,8 +95,30 @@ class Setup:
                       opt_state=self.tx.init(params), rng=rng)
 
   def init(self, seed: int) -> TrainState:
-    """A fresh state, born sharded: jit with out_shardings, never whole on one device."""
-    return jax.jit(self._init, out_shardings=self.state_shardings)(jax.random.PRNGKey(seed))
+    """A fresh state, born sharded: jit with out_shardings, never whole on one device. A
+    pretrained backbone's weights then replace its random initialisation, shard by shard."""
+    state = jax.jit(self._init, out_shardings=self.state_shardings)(jax.random.PRNGKey(seed))
+    b = self.config.model.get("backbone")
+    if self.config.model.frame_encoder.name == "backbone" and not b.from_cache:
+      arrays = backbones.converted_params(b.name, b.checkpoint or None)
+
+      def put(path, x, sharding):
+        key = convert.path_str(path)
+        if not key.startswith(backbone_encoder.BACKBONE_PREFIX):
+          return x
+        value = arrays[key[len(backbone_encoder.BACKBONE_PREFIX):]].astype(x.dtype)
+        return jax.make_array_from_callback(value.shape, sharding, lambda idx: value[idx])
+      state = state.replace(params=jax.tree_util.tree_map_with_path(
+          put, state.params, self.param_shardings))
+    return state
+
+  def stop_frozen(self, params: dict) -> dict:
+    """Frozen parameters as constants of the loss: no gradient flows into them at all, so a
+    frozen backbone costs a forward pass only."""
+    if self.labels is None:
+      return params
+    return jax.tree.map(lambda p, lab: jax.lax.stop_gradient(p) if lab == "frozen" else p,
+                        params, self.labels)
 
   def model(self, params: dict):
     return nnx.merge(self.graphdef, nnx.State(params))

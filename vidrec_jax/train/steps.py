@@ -14,7 +14,7 @@ def losses(setup: Setup, params: dict, batch: dict, key: jax.Array, train: bool
            ) -> tuple[jax.Array, dict]:
   """Weighted total loss and per-task losses over every real impression of the batch;
   padding impressions and clips that could not be decoded (valid=0) weigh nothing."""
-  model = setup.model(params)
+  model = setup.model(setup.stop_frozen(params))
   out, _ = model(batch, train=train, key=key)
   w = batch["valid"].astype(jnp.float32)[:, None] * batch["weight"]
   denom = jnp.maximum(w.sum(), 1.0)

@@ -1,0 +1,89 @@
+"""The feature cache: --mode=extract writes every decodable video's backbone features (bad files
+reported and skipped), the cached numbers equal the live backbone's, and training from the cache
+runs end to end."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+
+from tests import helpers
+from vidrec_jax.data import features
+from vidrec_jax.data import ops
+from vidrec_jax.data import pipeline
+from vidrec_jax.data import video_io
+from vidrec_jax.models import backbone_encoder
+from vidrec_jax.models import backbones
+
+CONFIG = os.path.join(helpers.REPO, "configs", "pretrained.py")
+
+
+def run_main(*args):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  return subprocess.run([sys.executable, "-m", "vidrec_jax.main", *args], capture_output=True,
+                        text=True, env=env, cwd=helpers.REPO, timeout=600, check=False)
+
+
+class ExtractTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    helpers.require_pretrained("efficientnet_lite0")
+    # A private copy of the smoke world with one video file broken.
+    cls.data_dir = os.path.join(tempfile.mkdtemp(), "data")
+    shutil.copytree(helpers.smoke_world_dir(), cls.data_dir)
+    catalog = pipeline.Catalog.load(cls.data_dir)
+    cls.catalog = catalog
+    cls.bad_id = 3
+    with open(catalog.path(cls.bad_id), "wb") as f:
+      f.write(b"this is not a video")
+    cls.workdir = tempfile.mkdtemp()
+    cls.common = [f"--config={CONFIG}:smoke", f"--workdir={cls.workdir}",
+                  f"--config.data.data_dir={cls.data_dir}"]
+    cls.extract = run_main(*cls.common, "--mode=extract")
+
+  def test_extract_skips_the_bad_file_by_name_and_caches_the_rest(self):
+    r = self.extract
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    self.assertIn(os.path.basename(self.catalog.path(self.bad_id)), r.stderr)
+    cache = os.path.join(self.workdir, "features")
+    with open(os.path.join(cache, features.META)) as f:
+      meta = json.load(f)
+    self.assertEqual(meta["num_skipped"], 1)
+    table = features.load_cache(cache)
+    self.assertLen(table, len(self.catalog) - 1)
+    self.assertNotIn(self.bad_id, table)
+
+  def test_cached_features_equal_the_live_backbone(self):
+    config = helpers.load_config("smoke", "pretrained.py")
+    b, d = config.model.backbone, config.data
+    table = features.load_cache(os.path.join(self.workdir, "features"))
+    vid = 5
+    frames = video_io.decode_video(self.catalog.path(vid), d.frame_size)
+    self.assertEqual(table[vid].shape, (len(frames), backbone_encoder.feature_dim(config.model)))
+    net = backbones.load(b.name)
+    live = backbone_encoder.frame_vectors(
+        net, jnp.asarray(ops.normalize(frames, d.normalization)), b.outputs, b.grid)
+    np.testing.assert_allclose(table[vid], np.asarray(live), rtol=1e-5, atol=1e-5)
+
+  def test_train_from_cache_and_a_mismatched_cache_is_one_line(self):
+    r = run_main(*self.common)
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    with open(os.path.join(self.workdir, "eval", "metrics.json")) as f:
+      self.assertIn("test/cold/oracle_gain", json.load(f))
+    r = run_main(*self.common, "--config.model.backbone.grid=2")
+    self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+    err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    self.assertLen(err, 1)
+    self.assertIn("grid=1", err[0])
+
+
+if __name__ == "__main__":
+  absltest.main()
