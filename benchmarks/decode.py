@@ -1,6 +1,6 @@
 """Decode throughput on the files of a generated world: raw PyAV vs the Grain pipeline.
 
-  python benchmarks/decode.py --data_dir=/tmp/vidrec_demo/data [--config=configs/demo.py]
+  python benchmarks/decode.py --data_dir=/tmp/vidrec_demo/data [--config=configs/demo.py:conv]
 
 Prints frames/s of (1) raw PyAV decoding of every file to RGB at native size, (2) the same at the
 model's frame size (resize inside PyAV), (3) the pipeline's ClipLoader with its cache off (every
@@ -15,7 +15,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py", "Config.")
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/demo.py:conv", "Config.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "A generated world.", required=True)
 _BATCHES = flags.DEFINE_integer("batches", 60, "Training batches to time.")
 _WARMUP = flags.DEFINE_integer("warmup", 40, "Training batches before timing (fills the caches).")

@@ -1,6 +1,8 @@
-"""Times configs/demo.py (and the ID-only baseline) end to end from an empty workdir.
+"""Times configs/demo.py (its conv variant and the ID-only baseline too) end to end from an
+empty workdir.
 
-  python benchmarks/demo.py [--root=/tmp/vidrec_bench] [--configs=demo.py,demo_id_only.py]
+  python benchmarks/demo.py [--root=/tmp/vidrec_bench] \
+      [--configs=demo.py,demo.py:conv,demo_id_only.py]
 
 Each config runs `python -m vidrec_jax.main` in a fresh workdir (data generation included) and the
 script prints wall time, training examples/s from the log, and cold/warm test metrics.
@@ -18,7 +20,8 @@ from absl import app
 from absl import flags
 
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_bench", "Where workdirs go (wiped).")
-_CONFIGS = flags.DEFINE_list("configs", ["demo.py", "demo_id_only.py"], "Config files.")
+_CONFIGS = flags.DEFINE_list("configs", ["demo.py", "demo.py:conv", "demo_id_only.py"],
+                             "Config files, with optional :variant.")
 _OVERRIDES = flags.DEFINE_list("overrides", [], "Extra --config.x=y flags for every run.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def main(_):
   rows = []
   for name in _CONFIGS.value:
-    workdir = os.path.join(_ROOT.value, name.replace(".py", ""))
+    workdir = os.path.join(_ROOT.value, name.replace(".py", "").replace(":", "_"))
     shutil.rmtree(workdir, ignore_errors=True)
     cmd = [sys.executable, "-m", "vidrec_jax.main", f"--config={REPO}/configs/{name}",
            f"--workdir={workdir}"] + [f"--config.{o}" for o in _OVERRIDES.value]

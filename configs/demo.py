@@ -1,10 +1,13 @@
-"""Demo: a synthetic video world, a small conv two-tower recommender, trained on CPU in minutes.
+"""Demo: a synthetic video world and a two-tower recommender whose item tower sits on a real
+ImageNet-pretrained EfficientNet-Lite0 (frozen, trained from its feature cache), on CPU in minutes.
 
 Commands:
   python -m vidrec_jax.main --config=configs/demo.py --workdir=/tmp/vidrec_demo
   python -m vidrec_jax.main --config=configs/demo.py:smoke --workdir=/tmp/vidrec_smoke
   python -m vidrec_jax.main --config=configs/demo.py --workdir=/tmp/vidrec_demo --mode=eval
-Variants (after the colon, comma separated): `smoke` (tiny, seconds), `id_only` (no pixels).
+Variants (after the colon, comma separated): `conv` (a small conv frame encoder trained from
+scratch on pixels + RGB difference instead of the pretrained backbone), `smoke` (tiny conv model,
+seconds), `id_only` (no pixels). configs/pretrained.py has the fine-tuning variants.
 """
 
 import ml_collections
@@ -66,6 +69,26 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     elif v == "id_only":
       c.model.frame_encoder.name = "none"
       c.model.id_dropout = 0.0
-    else:
-      raise ValueError(f"configs/demo.py: unknown variant {v!r}; allowed: smoke, id_only")
+    elif v != "conv":
+      raise ValueError(f"configs/demo.py: unknown variant {v!r}; allowed: conv, smoke, id_only")
+  if not set(variants) & {"conv", "smoke", "id_only"}:
+    use_pretrained_backbone(c)
   return c
+
+
+def use_pretrained_backbone(c: ml_collections.ConfigDict, smoke: bool = False) -> None:
+  """Item tower on a frozen ImageNet EfficientNet-Lite0: stage3 and stage5 outputs, each pooled
+  to a 2x2 grid, with the next sampled frame's feature difference; trained from the feature
+  cache (`--mode=extract` writes it; training extracts it first when missing)."""
+  c.data.update(frame_size=64, motion=False, normalization="lite", feature_cache="",
+                cache_frames=64)
+  c.model.frame_encoder = ml_collections.ConfigDict(dict(
+      name="backbone", features=64, hidden=128, temporal_difference="segments", motion=False))
+  c.model.backbone = ml_collections.ConfigDict(dict(
+      name="efficientnet_lite0", checkpoint="", outputs=("stage3", "stage5"), grid=2,
+      train_mode="frozen", top_blocks=2, from_cache=True, extract_batch_size=64))
+  c.train.backbone_learning_rate_factor = 0.1
+  if smoke:
+    c.data.update(frame_size=32, batch_size=8, eval_batch_size=16)
+    c.model.frame_encoder.update(features=10, hidden=12)
+    c.model.backbone.update(outputs=("stage2", "stage3"), grid=1, extract_batch_size=8)

@@ -52,6 +52,12 @@ def _validate_backbone(c: ml_collections.ConfigDict) -> None:
     _positive_int(c, "data.cache_frames")
   _check(not b.from_cache or b.train_mode == "frozen", "model.backbone.from_cache",
          b.from_cache, "cached features need model.backbone.train_mode='frozen'")
+  td = m.frame_encoder.get("temporal_difference", "none")
+  _check(td in backbone_encoder.TEMPORAL_DIFFERENCES, "model.frame_encoder.temporal_difference",
+         td, f"allowed: {', '.join(backbone_encoder.TEMPORAL_DIFFERENCES)}")
+  _check(td != "adjacent" or b.from_cache or d.motion, "data.motion", d.motion,
+         "must be True for temporal_difference='adjacent' from pixels (the next frame is "
+         "frame + the pipeline's RGB difference)")
   need = backbones.BACKBONES[b.name].normalization
   _check(d.normalization == need, "data.normalization", d.normalization,
          f"{b.name} was trained on inputs normalised as {need!r}")

@@ -73,6 +73,23 @@ class ExtractTest(absltest.TestCase):
         net, jnp.asarray(ops.normalize(frames, d.normalization)), b.outputs, b.grid)
     np.testing.assert_allclose(table[vid], np.asarray(live), rtol=1e-5, atol=1e-5)
 
+  def test_loader_samples_tsn_segments_and_the_frames_right_after_them(self):
+    cache = os.path.join(self.workdir, "features")
+    table = features.load_cache(cache)
+    dim = next(iter(table.values())).shape[1]
+    loader = features.FeatureLoader(cache, num_segments=4, dim=dim, adjacent=True)
+    vid = 7
+    n = len(table[vid])
+    ex = loader.clip(vid, None)
+    idx, mask = video_io.tsn_indices(n, 4, None)
+    np.testing.assert_array_equal(ex["mask"], mask)
+    np.testing.assert_array_equal(ex["features"], table[vid][idx] * mask[:, None])
+    np.testing.assert_array_equal(ex["next_features"],
+                                  table[vid][np.minimum(idx + 1, n - 1)] * mask[:, None])
+    bad = loader.clip(self.bad_id, np.random.default_rng(0))
+    self.assertEqual(int(bad["valid"]), 0)
+    self.assertEqual(bad["next_features"].shape, (4, dim))
+
   def test_train_from_cache_and_a_mismatched_cache_is_one_line(self):
     r = run_main(*self.common)
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])

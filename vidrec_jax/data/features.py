@@ -109,8 +109,9 @@ class FeatureLoader:
   cache (it failed to decode at extraction) comes back with valid=0 and is reported once.
   """
 
-  def __init__(self, cache_dir: str, num_segments: int, dim: int):
+  def __init__(self, cache_dir: str, num_segments: int, dim: int, adjacent: bool = False):
     self.cache_dir, self.num_segments, self.dim = cache_dir, num_segments, dim
+    self.adjacent = adjacent  # also return the features of the cached frame after each one
     self._table: dict[int, np.ndarray] | None = None
     self._reported: set[int] = set()
 
@@ -129,7 +130,13 @@ class FeatureLoader:
         self._reported.add(int(video_id))
         logging.warning("video %d has no cached features in %s (it failed at extraction)",
                         video_id, self.cache_dir)
-      return {"features": np.zeros((k, self.dim), np.float32), "mask": np.zeros(k, np.float32),
-              "valid": np.int32(0)}
+      out = {"features": np.zeros((k, self.dim), np.float32), "mask": np.zeros(k, np.float32),
+             "valid": np.int32(0)}
+      if self.adjacent:
+        out["next_features"] = out["features"]
+      return out
     idx, mask = video_io.tsn_indices(len(feats), k, rng)
-    return {"features": feats[idx] * mask[:, None], "mask": mask, "valid": np.int32(1)}
+    out = {"features": feats[idx] * mask[:, None], "mask": mask, "valid": np.int32(1)}
+    if self.adjacent:
+      out["next_features"] = feats[np.minimum(idx + 1, len(feats) - 1)] * mask[:, None]
+    return out

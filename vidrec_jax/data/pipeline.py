@@ -277,7 +277,9 @@ def _loader(config: ml_collections.ConfigDict, catalog: Catalog, features_dir: s
     if not features_dir:
       raise DataError("model.backbone.from_cache=True but no feature cache directory was given")
     meta = features.read_meta(features_dir)
-    return features.FeatureLoader(features_dir, _num_segments(config), int(meta["dim"]))
+    adjacent = config.model.frame_encoder.temporal_difference == "adjacent"
+    return features.FeatureLoader(features_dir, _num_segments(config), int(meta["dim"]),
+                                  adjacent)
   return ClipLoader(catalog, _num_segments(config), d.frame_size, d.normalization, cache_videos,
                     d.motion)
 

@@ -62,7 +62,8 @@ class Evaluator:
     for b in tqdm.tqdm(ds, total=-(-len(ids) // bs), desc="eval: encode videos",
                        disable=not self.show_progress, mininterval=2.0, leave=False):
       n = len(b["video_id"])
-      batch = {k: _pad(b[k], bs) for k in ("frames", "mask", "motion", "features") if k in b}
+      batch = {k: _pad(b[k], bs) for k in ("frames", "mask", "motion", "features", "next_features")
+               if k in b}
       batch["video"] = _pad(self.video_vocab(b["video_id"]), bs)
       vecs.append(np.asarray(jax.device_get(self._items(params, self._shard(batch))))[:n])
       valid.append(b["valid"].astype(bool))

@@ -2,8 +2,15 @@
 
 Pixels -> backbone (EfficientNet-Lite, ResNet, ...) -> the configured intermediate maps, each
 average-pooled to a small grid (so coarse position survives) -> per-frame vector. A trainable
-frame head then mixes each frame's vector with its difference to the next sampled frame (a motion
-cue from the features themselves: a shape that moves shifts its activations across the grid).
+frame head then mixes each frame's vector with a temporal difference of the features (a motion
+cue from the features themselves: a shape that moves shifts its activations across the grid),
+chosen by `model.frame_encoder.temporal_difference`:
+  `adjacent`: features of the frame right after each sampled frame minus the frame's own (the
+    feature-space twin of TSN's RGB difference; from pixels it needs `data.motion=True`, the
+    next frame being frame + RGB difference, and costs a second backbone pass);
+  `segments`: the next *sampled* frame's features minus this one's (free, but coarse: sampled
+    frames can be many frames apart);
+  `none`: appearance only.
 
 The same head runs on precomputed features: with `model.backbone.from_cache=True` the clip carries
 `features` (B, T, D) written by `--mode=extract`, and no backbone is built at all.
@@ -21,6 +28,7 @@ from vidrec_jax.models import layers
 from vidrec_jax.models.partitioning import constrain
 
 TRAIN_MODES = ("frozen", "top_blocks", "full")
+TEMPORAL_DIFFERENCES = ("adjacent", "segments", "none")
 BACKBONE_PREFIX = "frame_encoder/backbone/"
 
 
@@ -76,7 +84,7 @@ class BackboneFrameEncoder(nnx.Module):
         dtype, param_dtype, rngs)
     d = feature_dim(model_cfg)
     self.norm = nnx.LayerNorm(d, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    din = 2 * d if self.temporal_difference else d
+    din = d if self.temporal_difference == "none" else 2 * d
     self.mix = layers.MLP((din, fe.hidden, fe.features), ("conv_out", "embed"), dtype=dtype,
                           param_dtype=param_dtype, rngs=rngs)
 
@@ -85,20 +93,31 @@ class BackboneFrameEncoder(nnx.Module):
 
   def __call__(self, clip: dict) -> tuple[jax.Array, dict]:
     mask = clip["mask"]
+    adjacent = self.temporal_difference == "adjacent"
     if self.from_cache:
       x = clip["features"].astype(jnp.float32)
-      b, t = x.shape[:2]
+      nxt = clip["next_features"].astype(jnp.float32) if adjacent else None
     else:
       frames = clip["frames"]
       b, t, h, w, c = frames.shape
-      flat = constrain(frames.reshape(b * t, h, w, c), ("batch", None, None, None))
-      x = self.frame_vectors(flat).reshape(b, t, -1)
-    x = self.norm(x)
-    if self.temporal_difference:
+      flat = frames.reshape(b * t, h, w, c)
+      if adjacent:  # one backbone pass over the sampled frames and the frames right after them
+        flat = jnp.concatenate([flat, (frames + clip["motion"]).reshape(b * t, h, w, c)])
+      flat = constrain(flat, ("batch", None, None, None))
+      vecs = self.frame_vectors(flat)
+      x = vecs[:b * t].reshape(b, t, -1)
+      nxt = vecs[b * t:].reshape(b, t, -1) if adjacent else None
+    if adjacent:
+      diff = (self.norm(nxt) - self.norm(x)) * mask[..., None]
+      x = jnp.concatenate([self.norm(x), diff], axis=-1)
+    elif self.temporal_difference == "segments":
+      x = self.norm(x)
       # Difference to the next sampled frame; zero at the last valid frame and on padding.
-      nxt = jnp.concatenate([x[:, 1:], x[:, -1:]], axis=1)
+      nx = jnp.concatenate([x[:, 1:], x[:, -1:]], axis=1)
       has_next = jnp.concatenate([mask[:, 1:], jnp.zeros_like(mask[:, :1])], axis=1) * mask
-      x = jnp.concatenate([x, (nxt - x) * has_next[..., None]], axis=-1)
+      x = jnp.concatenate([x, (nx - x) * has_next[..., None]], axis=-1)
+    else:
+      x = self.norm(x)
     x = self.mix(x)
     x = constrain(x, ("batch", "time", "embed"))
     return x, {"frame_features": x}
