@@ -5,9 +5,10 @@ written as a markdown results table (and the training throughput of each run).
       [--modes=frozen,top_blocks,full] [--overrides=train.steps=600,data.batch_size=32]
 
 `frozen` trains from the feature cache (extracted once, shared by its runs; the cached features
-equal the live backbone's, see tests/train/extract_test.py), `top_blocks` and `full` train from
-pixels. All runs share one generated world. Seeds change the model initialisation, dropout and the
-data order (`seed`, `data.shuffle_seed`).
+equal the live backbone's, see tests/train/extract_test.py), `pixels` is the same frozen model
+trained end to end from decoded pixels (for the throughput comparison), `top_blocks` and `full`
+train from pixels. All runs share one generated world. Seeds change the model initialisation,
+dropout and the data order (`seed`, `data.shuffle_seed`).
 """
 
 import json
@@ -23,12 +24,13 @@ from absl import flags
 
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_modes", "Where workdirs go.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
-_MODES = flags.DEFINE_list("modes", ["frozen", "top_blocks", "full"], "Backbone train modes.")
+_MODES = flags.DEFINE_list("modes", ["frozen", "top_blocks", "full"],
+                           "Backbone train modes (and `pixels`: frozen, from pixels).")
 _OVERRIDES = flags.DEFINE_list("overrides", [], "Extra --config.x=y flags for every run.")
 _OUT = flags.DEFINE_string("out", "", "Markdown table path (default ROOT/backbone_modes.md).")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANT = {"frozen": "", "top_blocks": ":top_blocks", "full": ":full"}
+VARIANT = {"frozen": "", "pixels": ":pixels", "top_blocks": ":top_blocks", "full": ":full"}
 
 
 def run(args: list[str]) -> tuple[float, str]:
