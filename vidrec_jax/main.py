@@ -20,6 +20,13 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints and metrics.")
 _MODE = flags.DEFINE_enum("mode", None, ["train", "eval", "generate", "extract"],
                           "Overrides config.mode when given.")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "off", ["off", "auto", "explicit"],
+    "Multi-process JAX: off (one process; unless --coordinator_address or VIDREC_COORDINATOR is "
+    "set), auto (JAX's cluster detection: SLURM, Cloud TPU, ...), explicit (the flags below).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 
 EXIT_BAD_CONFIG = 2
 
@@ -45,6 +52,11 @@ class _QuietLibraries:
     return record.levelno > 20 or not any(f"/{p}/" in path for p in self.PREFIXES)
 
 
+def jax_process_index() -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index()
+
+
 def main(argv):
   del argv
   logging.get_absl_handler().addFilter(_QuietLibraries())
@@ -67,7 +79,17 @@ def main(argv):
     sys.exit(EXIT_BAD_CONFIG)
 
   from vidrec_jax.data import generate  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.train import distributed  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train import loop  # pylint: disable=g-import-not-at-top
+
+  try:
+    distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                           _PROCESS_ID.value)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(EXIT_BAD_CONFIG)
+  if jax_process_index() != 0:
+    logging.set_verbosity(logging.WARNING)  # host 0 alone writes the info log
 
   workdir = _WORKDIR.value
   try:

@@ -10,6 +10,7 @@ import numpy as np
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from tests import helpers
 from vidrec_jax import checkpoints
 from vidrec_jax.models import backbones
 from vidrec_jax.models import convert
@@ -83,6 +84,26 @@ class DepthwiseConvTest(parameterized.TestCase):
     shift = common.depthwise_conv(x, w, stride, "shift")
     self.assertEqual(lax.shape, shift.shape)
     np.testing.assert_allclose(shift, lax, rtol=1e-5, atol=1e-5)
+
+
+class Bfloat16Test(absltest.TestCase):
+
+  def test_bf16_compute_keeps_float32_params_and_agrees_with_float32(self):
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    helpers.require_pretrained("efficientnet_lite0")
+    images = real_frames(224, n=4)
+    x = (jnp.asarray(images, jnp.float32) - 127.0) / 128.0
+    full = backbones.load("efficientnet_lite0")
+    half = backbones.load("efficientnet_lite0", dtype=jnp.bfloat16)
+    self.assertEqual(half.stem_conv.kernel[...].dtype, jnp.float32)
+    out16 = half(x, outputs=("stage3", "logits"))
+    out32 = full(x, outputs=("logits",))["logits"]
+    self.assertEqual(out16["stage3"].dtype, jnp.bfloat16)
+    self.assertEqual(out16["logits"].dtype, jnp.float32)
+    # bf16 keeps 8 mantissa bits: close, and the same top-1 class on real frames.
+    np.testing.assert_array_equal(np.argmax(out16["logits"], 1), np.argmax(out32, 1))
+    self.assertLess(float(jnp.abs(out16["logits"] - out32).max()), 0.1 * float(
+        jnp.abs(out32).max()))
 
 
 class ClassifierApiTest(absltest.TestCase):

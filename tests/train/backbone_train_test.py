@@ -69,6 +69,21 @@ class BackboneTrainingTest(absltest.TestCase):
       self.assertTrue(k.startswith(last), f"{k} changed but is not in the last block")
       self.assertNotRegex(k, r"/(mean|var)$")  # BN statistics never move
 
+  def test_backbone_learning_rate_factor_scales_its_updates(self):
+    # Adam's first update is lr * g / (|g| + eps) per element, so the backbone's first-step
+    # update is the factor times what the same parameter would get at the main learning rate.
+    moves = {}
+    for factor in (1.0, 0.1):
+      config = _config("top_blocks", top_blocks=1)
+      config.train.update(backbone_learning_rate_factor=factor, warmup_steps=0, grad_clip=1e9,
+                          weight_decay=0.0)
+      n_used, _ = backbone_encoder.used_blocks(config.model)
+      _, before, after = _train(config, n_steps=1)
+      k = f"{PREFIX}blocks/{n_used - 1}/project_conv/kernel"
+      moves[factor] = float(np.abs(after[k] - before[k]).max())
+    self.assertGreater(moves[1.0], 0.0)
+    self.assertAlmostEqual(moves[0.1] / moves[1.0], 0.1, delta=0.01)
+
   def test_labels_by_mode(self):
     config = _config("top_blocks", top_blocks=2)
     n_used, _ = backbone_encoder.used_blocks(config.model)

@@ -1,6 +1,7 @@
 """Orbax round trip: restoring then training continues exactly as without the interruption,
 also onto another mesh."""
 
+import os
 import tempfile
 
 import jax
@@ -37,6 +38,35 @@ class CheckpointTest(absltest.TestCase):
     got1, _ = run_steps(single, on_one, batches[2:])
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
                  expected.params, got1.params)
+    ckpt.close()
+
+  def test_corrupted_newest_checkpoint_falls_back_and_says_so(self):
+    setup = fixtures.setup_on(jax.devices()[:2], (2, 1, 1))
+    batches = [fixtures.fake_batch(setup.config, seed=s) for s in range(2)]
+    directory = tempfile.mkdtemp()
+    ckpt = checkpointing.Checkpointer(directory, every=1, keep=3)
+    state = setup.init(0)
+    saved = {}
+    for step, batch in enumerate(batches, start=1):
+      state, _ = run_steps(setup, state, [batch])
+      state = fixtures.put(state, setup.state_shardings)
+      saved[step] = jax.device_get(state.params)
+      ckpt.save(step, state, force=True)
+    ckpt.wait()
+    # A crash in the middle of the newest save: its array data is truncated.
+    newest = os.path.join(directory, "2", "state")
+    data = [os.path.join(d, f) for d, _, fs in os.walk(newest) for f in fs
+            if os.path.getsize(os.path.join(d, f)) > 64]
+    self.assertNotEmpty(data)
+    for f in data:
+      with open(f, "r+b") as fh:
+        fh.truncate(16)
+    with self.assertLogs(level="WARNING") as logs:
+      restored = ckpt.restore(setup.abstract_state)
+    self.assertIn("checkpoint at step 2", "\n".join(logs.output))
+    self.assertIn("falling back to step 1", "\n".join(logs.output))
+    self.assertEqual(int(restored.step), 1)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.params), saved[1])
     ckpt.close()
 
   def test_no_checkpoint_restores_none(self):

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import tqdm
 from absl import logging
+from jax.experimental import multihost_utils
 
 from vidrec_jax.data import pipeline
 from vidrec_jax.eval import metrics as M
@@ -51,7 +52,23 @@ class Evaluator:
     return self._splits[split]
 
   def _shard(self, batch: dict) -> dict:
+    """A host batch that every process holds whole -> global arrays, each process putting in
+    its own contiguous slice of the rows."""
+    pc, pi = jax.process_count(), jax.process_index()
+    if pc > 1:
+      n = len(next(iter(batch.values())))
+      if n % pc:
+        raise ValueError(f"evaluation batch of {n} rows is not divisible by the {pc} processes; "
+                         "make data.eval_batch_size a multiple of the process count")
+      batch = {k: v[pi * n // pc:(pi + 1) * n // pc] for k, v in batch.items()}
     return mesh_lib.shard_batch(batch, self.setup.mesh, self.setup.rules)
+
+  @staticmethod
+  def _get(tree):
+    """Global arrays -> whole numpy arrays on every process."""
+    if jax.process_count() == 1:
+      return jax.device_get(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
 
   def item_vectors(self, params: dict) -> tuple[np.ndarray, np.ndarray]:
     """(num_videos, D) item vectors and a bool (num_videos,) flag of decodable videos."""
@@ -65,7 +82,7 @@ class Evaluator:
       batch = {k: _pad(b[k], bs) for k in ("frames", "mask", "motion", "features", "next_features")
                if k in b}
       batch["video"] = _pad(self.video_vocab(b["video_id"]), bs)
-      vecs.append(np.asarray(jax.device_get(self._items(params, self._shard(batch))))[:n])
+      vecs.append(np.asarray(self._get(self._items(params, self._shard(batch))))[:n])
       valid.append(b["valid"].astype(bool))
     return np.concatenate(vecs), np.concatenate(valid)
 
@@ -76,7 +93,7 @@ class Evaluator:
     for a in range(0, len(rows), bs):
       chunk = rows[a:a + bs]
       v = self._users(params, self._shard({"u": _pad(chunk, bs)})["u"])
-      out.append(np.asarray(jax.device_get(v))[:len(chunk)])
+      out.append(np.asarray(self._get(v))[:len(chunk)])
     return np.concatenate(out)
 
   def predict(self, params: dict, user_vecs: np.ndarray, item_vecs: np.ndarray,
@@ -89,7 +106,7 @@ class Evaluator:
       batch = self._shard({"u": _pad(user_vecs[u_rows[a:a + n]], bs),
                            "i": _pad(item_vecs[videos[a:a + n]], bs)})
       outs.append({k: np.asarray(v)[:n]
-                   for k, v in jax.device_get(self._score(params, batch["u"], batch["i"])).items()})
+                   for k, v in self._get(self._score(params, batch["u"], batch["i"])).items()})
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
 
   def evaluate(self, params: dict, splits=None) -> dict[str, float]:

@@ -25,20 +25,30 @@ class Checkpointer:
     return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
   def restore(self, abstract_state, data_iter=None, step: int | None = None):
-    """Restores `step` (default latest) into arrays laid out as `abstract_state`'s shardings.
+    """Restores `step` (default: the newest readable one) into arrays laid out as
+    `abstract_state`'s shardings.
 
-    Returns None when there is no checkpoint.  `data_iter`, if given, is moved to the saved
-    position in place.
+    Returns None when there is no checkpoint. `data_iter`, if given, is moved to the saved
+    position in place. Without an explicit `step`, a checkpoint that cannot be read (a crash
+    in the middle of a save, a truncated file) is reported and the next older one is tried.
     """
-    step = self.latest_step() if step is None else step
-    if step is None:
-      return None
-    items = {"state": ocp.args.StandardRestore(abstract_state)}
-    if data_iter is not None:
-      items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
-    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-    logging.info("restored checkpoint at step %d from %s", step, self.manager.directory)
-    return restored["state"]
+    steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
+    for i, s in enumerate(steps):
+      items = {"state": ocp.args.StandardRestore(abstract_state)}
+      if data_iter is not None:
+        items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+      try:
+        restored = self.manager.restore(s, args=ocp.args.Composite(**items))
+      except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: fall back
+        if step is not None or i + 1 == len(steps):
+          raise
+        logging.warning("checkpoint at step %d in %s is unreadable (%s: %s); falling back to "
+                        "step %d", s, self.manager.directory, type(e).__name__,
+                        str(e).splitlines()[0] if str(e) else "", steps[i + 1])
+        continue
+      logging.info("restored checkpoint at step %d from %s", s, self.manager.directory)
+      return restored["state"]
+    return None
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 import tqdm
 from absl import logging
+from jax.experimental import multihost_utils
 
 from vidrec_jax.data import features
 from vidrec_jax.data import generate
@@ -20,6 +21,7 @@ from vidrec_jax.data import pipeline
 from vidrec_jax.eval import evaluator as evaluator_lib
 from vidrec_jax.models.partitioning import activation_sharding
 from vidrec_jax.train import checkpointing
+from vidrec_jax.train import distributed
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import steps
 from vidrec_jax.train.state import Setup
@@ -71,6 +73,8 @@ def make_context(config: ml_collections.ConfigDict, workdir: str, mesh=None,
   data_dir = data_dir_of(config, workdir)
   if generate_data and jax.process_index() == 0 and not config.data.data_dir:
     generate.ensure(data_dir, config.data.world)
+  if jax.process_count() > 1:  # the others wait for host 0's world
+    multihost_utils.sync_global_devices("vidrec_world_ready")
   catalog = pipeline.Catalog.load(data_dir)
   train_cols = pipeline.read_columns(pipeline.open_source(data_dir, "impressions", "train"))
   # Vocabularies come from the training split only: anything else is out-of-vocabulary.
@@ -157,6 +161,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   window, window_start, t0, examples = [], start, time.time(), 0
   bar = tqdm.tqdm(total=t.steps, initial=start, desc="train", disable=not ctx.host0,
                   mininterval=2.0)
+  preemption = distributed.Preemption()
   try:
     for step in range(start + 1, t.steps + 1):
       batch = next(data_iter)
@@ -181,6 +186,12 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
           bar.set_postfix(loss=f"{scalars['loss']:.4f}")
           logging.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in
                                                       sorted(scalars.items())))
+      if preemption.should_stop():
+        ckpt.save(step, state, data_iter, force=True)
+        ckpt.wait()
+        logging.warning("preempted: saved step %d in %s; rerun the same command to resume",
+                        step, os.path.join(workdir, "checkpoints"))
+        return {"preempted_at_step": float(step)}
       ckpt.save(step, state, data_iter, force=step == t.steps)
       if t.eval_every and step % t.eval_every == 0 and step != t.steps:
         valid = evaluator.evaluate(state.params, ("valid",))
@@ -188,6 +199,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
         if ctx.host0:
           logging.info("step %d eval:\n%s", step, evaluator_lib.format_table(valid))
   finally:
+    preemption.close()
     bar.close()
     ckpt.close()
   results = evaluator.evaluate(state.params)
