@@ -90,6 +90,25 @@ class ExtractTest(absltest.TestCase):
     self.assertEqual(int(bad["valid"]), 0)
     self.assertEqual(bad["next_features"].shape, (4, dim))
 
+  def test_two_processes_write_one_shard_each_with_the_same_features(self):
+    workdir = tempfile.mkdtemp()
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    r = subprocess.run(["bash", os.path.join(helpers.REPO, "launch", "local.sh"), "2",
+                        f"--config={CONFIG}:smoke", f"--workdir={workdir}",
+                        f"--config.data.data_dir={self.data_dir}", "--mode=extract"],
+                       capture_output=True, text=True, env=env, cwd=helpers.REPO, timeout=600,
+                       check=False)
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    cache = os.path.join(workdir, "features")
+    self.assertEqual(features.read_meta(cache)["shards"],
+                     [os.path.basename(features.shard_path(cache, i, 2)) for i in range(2)])
+    two = features.load_cache(cache)
+    one = features.load_cache(os.path.join(self.workdir, "features"))
+    self.assertEqual(sorted(two), sorted(one))
+    for vid in one:
+      np.testing.assert_allclose(two[vid], one[vid], rtol=1e-5, atol=1e-5)
+
   def test_train_from_cache_and_a_mismatched_cache_is_one_line(self):
     r = run_main(*self.common)
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])
