@@ -18,6 +18,8 @@ The same head runs on precomputed features: with `model.backbone.from_cache=True
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -46,17 +48,23 @@ def grid_pool(x: jax.Array, grid: int) -> jax.Array:
   return jnp.concatenate(cells, axis=-1)
 
 
+@functools.lru_cache(maxsize=None)
+def _shapes(name: str) -> nnx.Module:
+  """The abstract backbone (shapes only), built once per name: labels ask for it per parameter."""
+  return backbones.abstract(name)
+
+
 def feature_dim(model_cfg: ml_collections.ConfigDict) -> int:
   """Width of the per-frame vector the backbone (or the cache) provides."""
   b = model_cfg.backbone
-  chans = backbones.abstract(b.name).stage_channels()
+  chans = _shapes(b.name).stage_channels()
   return sum(chans[o] * b.grid * b.grid for o in b.outputs)
 
 
 def used_blocks(model_cfg: ml_collections.ConfigDict) -> tuple[int, bool]:
   """(number of backbone blocks the configured outputs need, whether the head conv is used)."""
   b = model_cfg.backbone
-  net = backbones.abstract(b.name)
+  net = _shapes(b.name)
   return max(net.num_blocks_for(o) for o in b.outputs), any(
       o in ("head", "pooled", "logits") for o in b.outputs)
 
