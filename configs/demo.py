@@ -42,12 +42,17 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       name="two_tower", embed_dim=32, hidden=64, use_video_id=True, id_dropout=0.5,
       frame_encoder=dict(name="conv", channels=(16, 32, 48), features=64, motion=True),
       pooling="mean_max", heads=("click", "watch_time"), position_bias=True, max_positions=16,
-      dtype="float32", param_dtype="float32"))
+      dtype="float32", param_dtype="float32",
+      # ID tables get rows up to a multiple of this, so any mesh axis dividing it splits them.
+      vocab_pad_multiple=128))
 
   c.train = ml_collections.ConfigDict(dict(
       steps=2000, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
       weight_decay=1e-4, grad_clip=1.0, loss_weights=dict(click=1.0, watch_time=0.1, like=0.5),
-      log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2))
+      log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2,
+      # The best checkpoint by this valid metric is kept in WORKDIR/checkpoints_best ('' = off);
+      # evaluated at every eval_every and at the end.
+      best_metric="valid/all/auc", best_mode="max"))
 
   c.mesh = ml_collections.ConfigDict(dict(
       shape=dict(data=-1, fsdp=1, model=1),

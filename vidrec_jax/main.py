@@ -20,6 +20,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints and metrics.")
 _MODE = flags.DEFINE_enum("mode", None, ["train", "eval", "generate", "extract"],
                           "Overrides config.mode when given.")
+_CHECKPOINT = flags.DEFINE_enum(
+    "checkpoint", "latest", ["latest", "best"],
+    "Which checkpoint --mode=eval evaluates: the newest, or the best by train.best_metric.")
 _DISTRIBUTED = flags.DEFINE_enum(
     "distributed", "off", ["off", "auto", "explicit"],
     "Multi-process JAX: off (one process; unless --coordinator_address or VIDREC_COORDINATOR is "
@@ -80,6 +83,7 @@ def main(argv):
 
   from vidrec_jax.data import generate  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train import distributed  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train import loop  # pylint: disable=g-import-not-at-top
 
   try:
@@ -102,9 +106,9 @@ def main(argv):
     elif config.mode == "train":
       loop.train(config, workdir)
     else:
-      loop.evaluate(config, workdir)
+      loop.evaluate(config, workdir, _CHECKPOINT.value)
   except (pipeline.DataError, features.CacheError, FileNotFoundError,
-          loop.NonFiniteLossError) as e:
+          loop.NonFiniteLossError, checkpointing.DataPositionError) as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

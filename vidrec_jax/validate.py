@@ -122,6 +122,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for f in ("dtype", "param_dtype"):
     _check(m[f] in DTYPES, f"model.{f}", m[f], f"allowed: {', '.join(DTYPES)}")
   _positive_int(c, "model.embed_dim")
+  _positive_int(c, "model.vocab_pad_multiple")
   t = c.train
   for f in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
     _positive_int(c, f"train.{f}")
@@ -129,6 +130,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(t.warmup_steps >= 0, "train.warmup_steps", t.warmup_steps, "must be >= 0")
   _check(t.grad_clip > 0, "train.grad_clip", t.grad_clip, "must be > 0")
   _check(t.eval_every >= 0, "train.eval_every", t.eval_every, "0 (off) or a positive integer")
+  _check(t.best_mode in ("max", "min"), "train.best_mode", t.best_mode, "allowed: max, min")
+  _check(not t.best_metric or (t.best_metric.split("/")[0] == "valid" and "valid" in c.eval.splits),
+         "train.best_metric", t.best_metric,
+         "must be '' (off) or a valid-split metric such as 'valid/all/auc' with 'valid' in "
+         "eval.splits")
   for h in m.heads:
     _check(h in t.loss_weights, "train.loss_weights", dict(t.loss_weights),
            f"needs a weight for every head in model.heads ({h!r} missing)")

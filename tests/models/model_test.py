@@ -20,6 +20,14 @@ class ModelTest(absltest.TestCase):
     self.model = recommender.build(self.config.model, fixtures.NUM_USERS, fixtures.NUM_VIDEOS,
                                    nnx.Rngs(0))
 
+  def test_id_tables_are_padded_to_a_whole_multiple(self):
+    self.assertEqual(recommender.vocab_rows(127, 128), 128)  # 127 ids + the OOV row
+    self.assertEqual(recommender.vocab_rows(128, 128), 256)
+    config = helpers.load_config()
+    model = recommender.build(config.model, 300, 40, nnx.Rngs(0))
+    self.assertEqual(model.user_embed.embedding.shape[0], 384)
+    self.assertEqual(model.video_embed.embedding.shape[0], 128)
+
   def test_unknown_names_list_the_registered_ones(self):
     cfg = self.config.model
     cfg.name = "nope"

@@ -26,19 +26,56 @@ class CheckpointTest(absltest.TestCase):
     expected, _ = run_steps(setup, state, batches[2:])
 
     restored = ckpt.restore(setup.abstract_state)
-    self.assertEqual(int(restored.step), 2)
-    got, _ = run_steps(setup, restored, batches[2:])
+    self.assertEqual(restored.step, 2)
+    self.assertEqual(int(restored.state.step), 2)
+    got, _ = run_steps(setup, restored.state, batches[2:])
     jax.tree.map(np.testing.assert_array_equal, expected, got)
 
-    # The same checkpoint restores onto one device and keeps training to the same numbers.
-    single = fixtures.setup_on(jax.devices()[:1], (1, 1, 1))
-    on_one = ckpt.restore(single.abstract_state)
-    leaf = jax.tree.leaves(on_one.params)[0]
-    self.assertEqual(len(leaf.sharding.device_set), 1)
-    got1, _ = run_steps(single, on_one, batches[2:])
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
-                 expected.params, got1.params)
+    # The same checkpoint restores onto a (2, 1) mesh and onto one device, each array laid out
+    # on its new mesh as it is read, and training continues to the same numbers.
+    for devices, shape in ((jax.devices()[:2], (2, 1, 1)), (jax.devices()[:1], (1, 1, 1))):
+      other = fixtures.setup_on(devices, shape)
+      moved = ckpt.restore(other.abstract_state).state
+      for leaf, want in zip(jax.tree.leaves(moved), jax.tree.leaves(other.state_shardings)):
+        self.assertTrue(leaf.sharding.is_equivalent_to(want, leaf.ndim), str(shape))
+      got_other, _ = run_steps(other, moved, batches[2:])
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6),
+                   expected.params, got_other.params)
     ckpt.close()
+
+  def test_best_checkpoint_is_kept_by_its_metric(self):
+    setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1))
+    directory = tempfile.mkdtemp()
+    ckpt = checkpointing.Checkpointer(directory, every=1, keep=1, best_metric="valid/all/auc")
+    state = setup.init(0)
+    saved = {}
+    for step, auc in ((1, 0.61), (2, 0.70), (3, 0.65)):
+      state, _ = run_steps(setup, state, [fixtures.fake_batch(setup.config, seed=step)])
+      state = fixtures.put(state, setup.state_shardings)
+      saved[step] = jax.device_get(state.params)
+      ckpt.save(step, state, checkpointing.data_position(step, 16, 0))
+      ckpt.save_best(step, state, {"valid/all/auc": auc, "valid/all/gauc": 0.5})
+    # The kept step offered again (the final eval of a resumed, finished run) is not an error.
+    ckpt.save_best(2, state, {"valid/all/auc": 0.70})
+    ckpt.close()
+    reopened = checkpointing.Checkpointer(directory, every=1, keep=1, best_metric="valid/all/auc")
+    self.assertEqual(reopened.latest_step(), 3)  # keep=1: only the newest of the regular ones
+    self.assertEqual(reopened.best_step(), 2)
+    best = reopened.restore(setup.abstract_state, best=True)
+    self.assertEqual(best.step, 2)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(best.state.params), saved[2])
+    self.assertEqual(os.listdir(checkpointing.best_directory(directory)), ["2"])
+    latest = reopened.restore(setup.abstract_state)
+    self.assertEqual(latest.data, checkpointing.data_position(3, 16, 0))
+    reopened.close()
+
+  def test_a_changed_data_stream_is_refused_in_one_line(self):
+    saved = checkpointing.data_position(5, 16, 0)
+    self.assertEqual(checkpointing.check_data_position(saved, checkpointing.data_position(
+        5, 16, 0)), 5)
+    with self.assertRaisesRegex(checkpointing.DataPositionError,
+                                "data.batch_size=16 but the config has 32"):
+      checkpointing.check_data_position(saved, checkpointing.data_position(5, 32, 0))
 
   def test_corrupted_newest_checkpoint_falls_back_and_says_so(self):
     setup = fixtures.setup_on(jax.devices()[:2], (2, 1, 1))
@@ -65,8 +102,8 @@ class CheckpointTest(absltest.TestCase):
       restored = ckpt.restore(setup.abstract_state)
     self.assertIn("checkpoint at step 2", "\n".join(logs.output))
     self.assertIn("falling back to step 1", "\n".join(logs.output))
-    self.assertEqual(int(restored.step), 1)
-    jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.params), saved[1])
+    self.assertEqual(restored.step, 1)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.state.params), saved[1])
     ckpt.close()
 
   def test_no_checkpoint_restores_none(self):

@@ -1,5 +1,6 @@
 """Multi-process training through launch/local.sh: 2 processes x 4 CPU devices follow the same
-loss trajectory as 1 process x 8 devices and 1 process x 1 device, and evaluate the same."""
+loss trajectory as 1 process x 8 devices and 1 process x 1 device, and evaluate the same; a
+checkpoint of the 2-process run resumes in 1 process on another mesh on the same trajectory."""
 
 import json
 import os
@@ -30,8 +31,9 @@ def run(num_processes: int, devices: int, workdir: str, *extra):
                         text=True, env=env, cwd=helpers.REPO, timeout=600, check=False)
 
 
-def losses(stderr: str) -> list[float]:
-  return [float(x) for x in re.findall(r"step \d+: .*?\bloss=([0-9.eE+-]+)", stderr)]
+def losses(stderr: str) -> dict[int, float]:
+  return {int(s): float(x) for s, x in re.findall(r"step (\d+): .*?\bloss=([0-9.eE+-]+)",
+                                                   stderr)}
 
 
 class MultiProcessTest(absltest.TestCase):
@@ -46,12 +48,28 @@ class MultiProcessTest(absltest.TestCase):
         metrics = json.load(f)
       results[(procs, devs)] = (losses(r.stderr), metrics)
     ref_losses, ref_metrics = results[(1, 8)]
-    self.assertLen(ref_losses, 6)
+    self.assertEqual(sorted(ref_losses), [1, 2, 3, 4, 5, 6])
     for key in ((2, 4), (1, 1)):
       got_losses, got_metrics = results[key]
-      np.testing.assert_allclose(got_losses, ref_losses, rtol=2e-4, err_msg=str(key))
+      self.assertEqual(sorted(got_losses), sorted(ref_losses))
+      np.testing.assert_allclose([got_losses[s] for s in sorted(ref_losses)],
+                                 [ref_losses[s] for s in sorted(ref_losses)], rtol=2e-4,
+                                 err_msg=str(key))
       for m in ("test/all/auc", "test/cold/oracle_gain", "valid/all/logloss"):
         self.assertAlmostEqual(got_metrics[m], ref_metrics[m], delta=2e-3, msg=f"{key} {m}")
+
+    # Another process count and mesh on restore: 2 processes x 4 devices train to step 3 and
+    # save; 1 process on a (data=1, fsdp=2) mesh resumes and follows the same trajectory.
+    workdir = tempfile.mkdtemp()
+    r = run(2, 4, workdir, "--config.train.steps=3")
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    r = run(1, 2, workdir, "--config.mesh.shape.data=1", "--config.mesh.shape.fsdp=2")
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    self.assertIn("restored checkpoint at step 3", r.stderr)
+    resumed = losses(r.stderr)
+    self.assertEqual(sorted(resumed), [4, 5, 6])
+    np.testing.assert_allclose([resumed[s] for s in (4, 5, 6)],
+                               [ref_losses[s] for s in (4, 5, 6)], rtol=2e-4)
 
   def test_a_dead_peer_makes_the_survivor_exit_with_an_error_within_60_s(self):
     workdir = tempfile.mkdtemp()

@@ -47,9 +47,11 @@ class ShardingTest(absltest.TestCase):
     setup = fixtures.setup_on(jax.devices()[:8], (2, 2, 2), config)
     for name in ("user_embed", "video_embed"):
       sh = setup.param_shardings[name]["embedding"]
-      shape = setup.abstract_state.params[name]["embedding"].shape  # (12, 8) and (14, 8)
+      shape = setup.abstract_state.params[name]["embedding"].shape  # (128, 8): padded rows
       self.assertEqual(tuple(sh.spec), ("model", "fsdp"))
       self.assertEqual(sh.shard_shape(shape), (shape[0] // 2, shape[1] // 2))
+      table = setup.abstract_state.params[name]["embedding"]
+      self.assertEqual(mesh_lib.shard_bytes(table, sh), table.size * table.dtype.itemsize // 4)
       # Adam's moments follow their parameter.
       mu = setup.state_shardings.opt_state[1][0].mu[name]["embedding"]
       self.assertEqual(tuple(mu.spec), ("model", "fsdp"))

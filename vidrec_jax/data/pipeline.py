@@ -290,9 +290,13 @@ def _read_options(d: ml_collections.ConfigDict) -> grain.ReadOptions:
 
 def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Catalog,
                   user_vocab: Vocab, video_vocab: Vocab, train_video_ids: np.ndarray,
-                  process_index: int, process_count: int, features_dir: str | None = None
-                  ) -> grain.IterDataset:
-  """The infinite, checkpointable training stream of local batches for this process.
+                  process_index: int, process_count: int, features_dir: str | None = None,
+                  start_batch: int = 0) -> grain.IterDataset:
+  """The infinite training stream of local batches for this process, from global batch
+  `start_batch` on.
+
+  Batch i is a pure function of i (and the config), whatever the process count, so resuming at
+  the checkpoint's step is exact without any per-process iterator state.
 
   A batch holds data.batch_size / process_count clips, each with data.impressions_per_clip
   impressions of its video.  `train_video_ids` is the video id of every train record, in record
@@ -311,7 +315,7 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Cat
   ds = ds.map(ImpressionExample(loader, user_vocab, video_vocab, d.shuffle_seed, train=True))
   # Batches are formed before the worker split, so each worker builds whole batches and the
   # stream is the same for any number of workers.
-  ds = ds.batch(d.batch_size // process_count, drop_remainder=True)
+  ds = ds.batch(d.batch_size // process_count, drop_remainder=True)[start_batch:]
   # Elements are whole batches: read a few ahead, not Grain's default of hundreds.
   it = ds.to_iter_dataset(_read_options(d))
   if d.num_workers > 0:

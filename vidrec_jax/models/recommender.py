@@ -7,6 +7,8 @@ once, then score pairs cheaply.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -24,6 +26,14 @@ def _rms_normalize(x: jax.Array) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + 1e-6)
 
 
+def vocab_rows(num_ids: int, multiple: int) -> int:
+  """Rows of an ID table: the ids, one out-of-vocabulary row, then padding up to a multiple of
+  `multiple`, so the vocabulary axis splits evenly over any mesh axis size dividing it (a table
+  whose rows a mesh axis does not divide would stay replicated on every device). The shape
+  depends on the config only, so checkpoints restore onto any mesh."""
+  return -(-(num_ids + 1) // multiple) * multiple
+
+
 class TwoTowerRecommender(nnx.Module):
   """Item tower (pixels -> frame encoder -> temporal pooling, plus a video-ID embedding with an
   out-of-vocabulary row), user tower (user-ID embedding), shared trunk and registered heads."""
@@ -36,8 +46,9 @@ class TwoTowerRecommender(nnx.Module):
     self.id_dropout = cfg.id_dropout
     self.num_videos = num_videos
     emb_init = param(nnx.initializers.normal(0.05), ("vocab", "embed"))
-    self.user_embed = nnx.Embed(num_users + 1, d, embedding_init=emb_init, **kw)
-    self.video_embed = (nnx.Embed(num_videos + 1, d, embedding_init=emb_init, **kw)
+    rows = functools.partial(vocab_rows, multiple=cfg.vocab_pad_multiple)
+    self.user_embed = nnx.Embed(rows(num_users), d, embedding_init=emb_init, **kw)
+    self.video_embed = (nnx.Embed(rows(num_videos), d, embedding_init=emb_init, **kw)
                         if cfg.use_video_id else None)
     if cfg.frame_encoder.name == "none":
       self.frame_encoder, self.pool = None, None

@@ -57,7 +57,8 @@ class Context:
   def checkpointer(self) -> checkpointing.Checkpointer:
     t = self.config.train
     return checkpointing.Checkpointer(os.path.join(self.workdir, "checkpoints"),
-                                      t.checkpoint_every, t.keep_checkpoints)
+                                      t.checkpoint_every, t.keep_checkpoints, t.best_metric,
+                                      t.best_mode)
 
 
 def data_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -143,15 +144,20 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   setup, t = ctx.setup, config.train
   if ctx.host0:
     _log_start(ctx)
-  data = pipeline.train_dataset(config, ctx.data_dir, ctx.catalog, ctx.user_vocab,
-                                ctx.video_vocab, ctx.train_video_ids, jax.process_index(),
-                                jax.process_count(), ctx.features_dir)
-  data_iter = iter(data)
   ckpt = ctx.checkpointer()
-  state = ckpt.restore(setup.abstract_state, data_iter)
-  if state is None:
-    state = setup.init(config.seed)
-  start = int(jax.device_get(state.step))
+  restored = ckpt.restore(setup.abstract_state)
+  if restored is None:
+    state, start = setup.init(config.seed), 0
+  else:
+    state, start = restored.state, restored.step
+
+  def position(step: int) -> dict:
+    return checkpointing.data_position(step, config.data.batch_size, config.data.shuffle_seed)
+
+  first_batch = checkpointing.check_data_position(restored and restored.data, position(start))
+  data_iter = iter(pipeline.train_dataset(
+      config, ctx.data_dir, ctx.catalog, ctx.user_vocab, ctx.video_vocab, ctx.train_video_ids,
+      jax.process_index(), jax.process_count(), ctx.features_dir, start_batch=first_batch))
   train_step = jax.jit(functools.partial(steps.train_step, setup),
                        in_shardings=(setup.state_shardings, None),
                        out_shardings=(setup.state_shardings, None), donate_argnums=(0,))
@@ -187,22 +193,27 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
           logging.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in
                                                       sorted(scalars.items())))
       if preemption.should_stop():
-        ckpt.save(step, state, data_iter, force=True)
+        ckpt.save(step, state, position(step), force=True)
         ckpt.wait()
         logging.warning("preempted: saved step %d in %s; rerun the same command to resume",
                         step, os.path.join(workdir, "checkpoints"))
         return {"preempted_at_step": float(step)}
-      ckpt.save(step, state, data_iter, force=step == t.steps)
+      ckpt.save(step, state, position(step), force=step == t.steps)
       if t.eval_every and step % t.eval_every == 0 and step != t.steps:
         valid = evaluator.evaluate(state.params, ("valid",))
+        ckpt.save_best(step, state, valid)
         summaries.write(step, valid)
         if ctx.host0:
           logging.info("step %d eval:\n%s", step, evaluator_lib.format_table(valid))
+    results = evaluator.evaluate(state.params)
+    ckpt.save_best(t.steps, state, results)
   finally:
     preemption.close()
     bar.close()
     ckpt.close()
-  results = evaluator.evaluate(state.params)
+  if ckpt.best_metric and ctx.host0:
+    logging.info("best checkpoint by %s: step %s in %s", ckpt.best_metric, ckpt.best_step(),
+                 checkpointing.best_directory(ckpt.directory))
   results["train/skipped_videos"] = float(len(bad_videos))
   finish_eval(ctx, results, summaries, t.steps)
   summaries.close()
@@ -223,16 +234,23 @@ def finish_eval(ctx: Context, results: dict, summaries, step: int) -> None:
   print(f"metrics written to {os.path.join(out_dir, 'metrics.json')}", flush=True)
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Restores the latest checkpoint in workdir and evaluates it."""
+def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"
+             ) -> dict[str, float]:
+  """Restores the latest (or, with which='best', the best) checkpoint in workdir and evaluates
+  it."""
   ctx = make_context(config, workdir, generate_data=False)
   ckpt = ctx.checkpointer()
   try:
-    state = ckpt.restore(ctx.setup.abstract_state)
+    if which == "best" and ckpt.best is None:
+      raise FileNotFoundError("--checkpoint=best needs config.train.best_metric to be set")
+    restored = ckpt.restore(ctx.setup.abstract_state, best=which == "best")
   finally:
     ckpt.close()
-  if state is None:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')} to evaluate")
-  results = ctx.evaluator().evaluate(state.params)
-  finish_eval(ctx, results, None, int(jax.device_get(state.step)))
+  if restored is None:
+    where = os.path.join(workdir, "checkpoints")
+    if which == "best":
+      where = checkpointing.best_directory(where)
+    raise FileNotFoundError(f"no checkpoint in {where} to evaluate")
+  results = ctx.evaluator().evaluate(restored.state.params)
+  finish_eval(ctx, results, None, restored.step)
   return results

@@ -100,6 +100,16 @@ def shard_batch(batch: dict, mesh: Mesh, rules) -> dict:
   return {k: one(v) for k, v in batch.items()}
 
 
+def shard_bytes(leaf, sharding) -> int:
+  """Bytes one device holds of an array (or ShapeDtypeStruct) laid out by `sharding`."""
+  return math.prod(sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
+
+
+def bytes_per_device(tree, shardings) -> int:
+  """Bytes per device of a whole tree (parameters, optimizer state) under its shardings."""
+  return sum(shard_bytes(a, s) for a, s in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings)))
+
+
 def param_table(abstract_params: dict, shardings: dict, min_bytes: int = 0) -> str:
   """One line per parameter: path, shape, PartitionSpec and bytes per device."""
   lines = [f"{'parameter':48s} {'shape':>16s} {'sharding':>28s} {'bytes/device':>14s}"]
@@ -108,8 +118,7 @@ def param_table(abstract_params: dict, shardings: dict, min_bytes: int = 0) -> s
   sh = jax.tree.leaves(shardings)
   for (path, a), s in zip(flat, sh):
     name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-    local = s.shard_shape(a.shape)
-    nbytes = math.prod(local) * a.dtype.itemsize
+    nbytes = shard_bytes(a, s)
     total += nbytes
     if math.prod(a.shape) * a.dtype.itemsize >= min_bytes:
       lines.append(f"{name[-48:]:48s} {str(tuple(a.shape)):>16s} {str(s.spec):>28s} {nbytes:14,d}")
