@@ -32,7 +32,7 @@ for ((i = 0; i < n; i++)); do
   pids+=("$!")
 done
 signalled=0
-# shellcheck disable=SC2317  # invoked by the trap
+# shellcheck disable=SC2317,SC2329  # invoked by the trap
 forward() {
   signalled=1
   kill -TERM "${pids[@]}" 2>/dev/null || true
