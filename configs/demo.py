@@ -7,7 +7,9 @@ Commands:
   python -m vidrec_jax.main --config=configs/demo.py --workdir=/tmp/vidrec_demo --mode=eval
 Variants (after the colon, comma separated): `conv` (a small conv frame encoder trained from
 scratch on pixels + RGB difference instead of the pretrained backbone), `smoke` (tiny conv model,
-seconds), `id_only` (no pixels). configs/pretrained.py has the fine-tuning variants.
+seconds), `id_only` (no pixels), `text` (titles from the frozen MiniLM sentence encoder in the
+item tower, plus the text-matching and visual-query tasks). configs/pretrained.py has the
+fine-tuning variants.
 """
 
 import ml_collections
@@ -36,7 +38,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       world=world_config(), num_frames=6, frame_size=32, motion=True, normalization="unit",
       batch_size=64, impressions_per_clip=4, eval_batch_size=256, num_workers=2, read_threads=1,
       prefetch_batches=2,
-      shuffle_seed=0, cache_videos=2000))
+      shuffle_seed=0, cache_videos=2000,
+      text_cache=""))  # '' = WORKDIR/text_features (title embeddings of a frozen text tower)
 
   c.model = ml_collections.ConfigDict(dict(
       name="two_tower", embed_dim=32, hidden=64, use_video_id=True, id_dropout=0.5,
@@ -44,11 +47,20 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       pooling="mean_max", heads=("click", "watch_time"), position_bias=True, max_positions=16,
       dtype="float32", param_dtype="float32",
       # ID tables get rows up to a multiple of this, so any mesh axis dividing it splits them.
-      vocab_pad_multiple=128))
+      vocab_pad_multiple=128,
+      # Titles: the pretrained all-MiniLM-L6-v2 sentence encoder, frozen (embeddings cached once
+      # in WORKDIR/text_features), `top_layers` or `full` (trained, from tokens). Used by the
+      # item tower with `item_tower`, and by the text_match task.
+      text=dict(name="all-MiniLM-L6-v2", item_tower=False, train_mode="frozen", top_layers=2,
+                max_length=32),
+      # Retrieval tasks on the shared content tower: text_match, visual_query.
+      tasks=(), retrieval_dim=32))
 
   c.train = ml_collections.ConfigDict(dict(
       steps=2000, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
-      weight_decay=1e-4, grad_clip=1.0, loss_weights=dict(click=1.0, watch_time=0.1, like=0.5),
+      weight_decay=1e-4, grad_clip=1.0,
+      loss_weights=dict(click=1.0, watch_time=0.1, like=0.5, text_match=0.1, visual_query=0.1),
+      text_learning_rate_factor=0.1,
       log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2,
       # The best checkpoint by this valid metric is kept in WORKDIR/checkpoints_best ('' = off);
       # evaluated at every eval_every and at the end.
@@ -57,9 +69,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict(dict(
       shape=dict(data=-1, fsdp=1, model=1),
       rules=(("batch", ("data", "fsdp")), ("vocab", "model"), ("embed", "fsdp"),
-             ("mlp", "model"), ("conv_out", None), ("conv_in", None), ("time", None))))
+             ("mlp", "model"), ("heads", "model"), ("conv_out", None), ("conv_in", None),
+             ("time", None))))
 
-  c.eval = ml_collections.ConfigDict(dict(splits=("valid", "test"), ndcg_k=10))
+  c.eval = ml_collections.ConfigDict(dict(
+      splits=("valid", "test"), ndcg_k=10,
+      query_seed=1))  # seeds the random frames of each visual-query evaluation view
 
   for v in variants:
     if v == "smoke":
@@ -71,11 +86,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       c.model.update(embed_dim=8, hidden=12)
       c.model.frame_encoder.update(channels=(4, 6), features=10)
       c.train.update(steps=6, warmup_steps=2, log_every=2, checkpoint_every=3)
+    elif v == "text":  # titles in the item tower, and both retrieval tasks
+      c.model.text.item_tower = True
+      c.model.tasks = ("text_match", "visual_query")
     elif v == "id_only":
       c.model.frame_encoder.name = "none"
       c.model.id_dropout = 0.0
     elif v != "conv":
-      raise ValueError(f"configs/demo.py: unknown variant {v!r}; allowed: conv, smoke, id_only")
+      raise ValueError(f"configs/demo.py: unknown variant {v!r}; allowed: conv, smoke, id_only, "
+                       "text")
   if not set(variants) & {"conv", "smoke", "id_only"}:
     use_pretrained_backbone(c)
   return c

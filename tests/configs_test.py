@@ -6,7 +6,8 @@ from absl.testing import parameterized
 from tests import helpers
 from vidrec_jax import validate
 
-CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only")] + [
+CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only", "text",
+                                  "smoke,text", "conv,text")] + [
     ("demo_id_only.py", v) for v in ("", "smoke")] + [
         ("pretrained.py", v) for v in ("", "smoke", "pixels", "top_blocks", "full", "adjacent",
                                        "lite1", "lite2", "smoke,full", "top_blocks,adjacent")]

@@ -35,3 +35,16 @@ def require_pretrained(name: str) -> None:
     backbones.BACKBONES[name].default_checkpoint()
   except FileNotFoundError as e:
     raise absltest.SkipTest(f"pretrained weights of {name} are not installed: {e}") from e
+
+
+def require_text_model(name: str = "all-MiniLM-L6-v2") -> None:
+  """Skips the calling test (class) when the sentence encoder's weights or `tokenizers` are
+  missing."""
+  from absl.testing import absltest  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.models import text  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec("tokenizers") is None:
+    raise absltest.SkipTest("the `tokenizers` package is not installed")
+  try:
+    text.model_dir(name)
+  except FileNotFoundError as e:
+    raise absltest.SkipTest(f"the {name} weights are not installed: {e}") from e

@@ -101,8 +101,11 @@ def main(argv):
       generate.ensure(loop.data_dir_of(config, workdir), config.data.world)
     elif config.mode == "extract":
       from vidrec_jax.train import extract  # pylint: disable=g-import-not-at-top
-      extract.extract(config, workdir, loop.data_dir_of(config, workdir),
-                      loop.features_dir_of(config, workdir))
+      data_dir = loop.data_dir_of(config, workdir)
+      if config.model.frame_encoder.name == "backbone":
+        extract.extract(config, workdir, data_dir, loop.features_dir_of(config, workdir))
+      loop.ensure_text_cache(config, loop.world_catalog(config, data_dir),
+                             loop.text_dir_of(config, workdir))
     elif config.mode == "train":
       loop.train(config, workdir)
     else:

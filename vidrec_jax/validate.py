@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from vidrec_jax.data import ops
+from vidrec_jax.data import titles
 from vidrec_jax.data import world as world_lib
 from vidrec_jax.models import backbone_encoder
 from vidrec_jax.models import backbones
@@ -30,6 +31,34 @@ def _positive_int(c, field: str) -> None:
   for part in field.split("."):
     v = v[part]
   _check(isinstance(v, int) and v > 0, field, v, "expected a positive integer")
+
+
+TEXT_TRAIN_MODES = ("frozen", "top_layers", "full")
+
+
+def _validate_text(c: ml_collections.ConfigDict) -> None:
+  m = c.model
+  _check(all(t in recommender.TASKS for t in m.tasks) and len(set(m.tasks)) == len(m.tasks),
+         "model.tasks", tuple(m.tasks),
+         f"a subset of the retrieval tasks: {', '.join(recommender.TASKS)}")
+  _check(not m.tasks or m.frame_encoder.name != "none", "model.tasks", tuple(m.tasks),
+         "retrieval tasks need a content tower (model.frame_encoder.name other than 'none')")
+  for task in m.tasks:
+    _check(task in c.train.loss_weights, "train.loss_weights", dict(c.train.loss_weights),
+           f"needs a weight for every task in model.tasks ({task!r} missing)")
+  if m.tasks:
+    _positive_int(c, "model.retrieval_dim")
+  if not titles.uses_text(m):
+    return
+  t = m.text
+  from vidrec_jax.models import text  # pylint: disable=g-import-not-at-top
+  _check(t.name in text.TEXT_MODELS, "model.text.name", t.name,
+         f"registered: {', '.join(sorted(text.TEXT_MODELS))}")
+  _check(t.train_mode in TEXT_TRAIN_MODES, "model.text.train_mode", t.train_mode,
+         f"allowed: {', '.join(TEXT_TRAIN_MODES)}")
+  _check(isinstance(t.max_length, int) and 2 <= t.max_length <= 512, "model.text.max_length",
+         t.max_length, "an integer in [2, 512] (tokens, [CLS] and [SEP] included)")
+  _positive_int(c, "model.text.top_layers")
 
 
 def _validate_backbone(c: ml_collections.ConfigDict) -> None:
@@ -116,8 +145,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
          "must be True when model.frame_encoder.name='none' (the item tower needs an input)")
   if fe == "backbone":
     _validate_backbone(c)
-  _check(c.mode != "extract" or fe == "backbone", "mode", c.mode,
-         "extract needs model.frame_encoder.name='backbone' (a pretrained backbone to run)")
+  _validate_text(c)
+  _check(c.mode != "extract" or fe == "backbone" or titles.from_cache(m), "mode", c.mode,
+         "extract needs model.frame_encoder.name='backbone' or a frozen text tower "
+         "(something pretrained to run)")
   _check(0.0 <= m.id_dropout < 1.0, "model.id_dropout", m.id_dropout, "allowed: 0 <= value < 1")
   for f in ("dtype", "param_dtype"):
     _check(m[f] in DTYPES, f"model.{f}", m[f], f"allowed: {', '.join(DTYPES)}")

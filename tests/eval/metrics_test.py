@@ -47,6 +47,25 @@ class MetricsTest(absltest.TestCase):
     self.assertAlmostEqual(M.oracle_gain(0.7, 0.9), 0.5)
     self.assertAlmostEqual(M.logloss(np.array([1, 0]), np.array([0.5, 0.5])), np.log(2))
 
+  def test_retrieval_ranks_and_metrics(self):
+    gallery = np.eye(4)
+    queries = np.array([[1.0, 0, 0, 0],      # own target (0) first
+                        [0, 0, 1.0, 0.5],    # target 1 scores 0: behind 2 and 3 -> rank 4
+                        [0, 0.2, 0.9, 0],    # target 2 first
+                        [0, 0, 0.6, 0.4]])   # target 3 second
+    ranks = M.retrieval_ranks(queries, gallery, np.arange(4))
+    np.testing.assert_array_equal(ranks, [1, 4, 1, 2])
+    m = M.retrieval_metrics(ranks, ks=(1, 2))
+    self.assertAlmostEqual(m["recall@1"], 0.5)
+    self.assertAlmostEqual(m["recall@2"], 0.75)
+    self.assertAlmostEqual(m["mrr"], (1 + 1 / 4 + 1 + 1 / 2) / 4)
+
+  def test_retrieval_ties_count_against_the_target(self):
+    collapsed = np.ones((3, 2))  # every embedding the same: no better than last
+    ranks = M.retrieval_ranks(collapsed, collapsed, np.arange(3))
+    np.testing.assert_array_equal(ranks, [3, 3, 3])
+    self.assertTrue(np.isnan(M.retrieval_metrics(np.array([]))["mrr"]))
+
 
 if __name__ == "__main__":
   absltest.main()

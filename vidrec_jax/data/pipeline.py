@@ -21,6 +21,7 @@ from absl import logging
 from vidrec_jax.data import features
 from vidrec_jax.data import ops
 from vidrec_jax.data import tfds_world
+from vidrec_jax.data import titles as titles_lib
 from vidrec_jax.data import video_io
 
 
@@ -71,7 +72,7 @@ class Catalog:
       return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a])
 
     return cls(video_dir=os.path.join(data_dir, "videos"), filename=dec(cols["filename"][order]),
-               num_frames=cols["num_frames"][order], title=dec(cols["title"][order]),
+               num_frames=cols["num_frames"][order], title=decode_titles(cols["title"][order]),
                cold=cols["cold"][order].astype(bool))
 
   def __len__(self) -> int:
@@ -79,6 +80,24 @@ class Catalog:
 
   def path(self, video_id: int) -> str:
     return os.path.join(self.video_dir, self.filename[video_id])
+
+
+def decode_titles(raw: np.ndarray) -> np.ndarray:
+  """Titles as str: bytes that are not valid UTF-8 are decoded with U+FFFD replacements, and
+  the videos concerned are reported (by id) instead of failing the whole catalog."""
+  out, bad = [], []
+  for i, x in enumerate(raw):
+    if isinstance(x, bytes):
+      try:
+        x = x.decode()
+      except UnicodeDecodeError:
+        bad.append(i)
+        x = x.decode(errors="replace")
+    out.append(str(x))
+  if bad:
+    logging.warning("%d titles are not valid UTF-8 (invalid bytes replaced by U+FFFD): videos %s",
+                    len(bad), ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else ""))
+  return np.array(out)
 
 
 class Vocab:
@@ -241,17 +260,26 @@ class GroupedSource:
 
 class ImpressionExample(grain.transforms.Map):
   """(global index, video with its impressions) -> example: the sampled clip, and per-impression
-  users, positions and labels of shape (impressions_per_clip,) with a `weight` mask."""
+  users, positions and labels of shape (impressions_per_clip,) with a `weight` mask.
+
+  With `titles`, the video's title inputs; with `query_view`, a second, independently sampled
+  clip of the same video under `query_*` keys (the visual-query task's positive pair)."""
 
   def __init__(self, loader: ClipLoader, user_vocab: Vocab, video_vocab: Vocab, seed: int,
-               train: bool):
+               train: bool, titles: titles_lib.TitleInputs | None = None,
+               query_view: bool = False):
     self.loader, self.user_vocab, self.video_vocab = loader, user_vocab, video_vocab
     self.seed, self.train = seed, train
+    self.titles, self.query_view = titles, query_view
 
   def map(self, element):
     g, rec = element
     rng = np.random.default_rng([self.seed, g]) if self.train else None
     ex = self.loader.clip(rec["video_id"], rng)
+    if self.query_view:
+      ex.update({f"query_{k}": v for k, v in self.loader.clip(rec["video_id"], rng).items()})
+    if self.titles is not None:
+      ex.update(self.titles(rec["video_id"]))
     ex.update(
         index=np.int64(g), video_id=rec["video_id"], user=self.user_vocab(rec["user_id"]),
         video=self.video_vocab(rec["video_id"]), position=rec["position"], click=rec["click"],
@@ -291,7 +319,7 @@ def _read_options(d: ml_collections.ConfigDict) -> grain.ReadOptions:
 def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Catalog,
                   user_vocab: Vocab, video_vocab: Vocab, train_video_ids: np.ndarray,
                   process_index: int, process_count: int, features_dir: str | None = None,
-                  start_batch: int = 0) -> grain.IterDataset:
+                  start_batch: int = 0, text_dir: str | None = None) -> grain.IterDataset:
   """The infinite training stream of local batches for this process, from global batch
   `start_batch` on.
 
@@ -301,7 +329,8 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Cat
   A batch holds data.batch_size / process_count clips, each with data.impressions_per_clip
   impressions of its video.  `train_video_ids` is the video id of every train record, in record
   order (the caller has read it already to build the vocabularies).  Clips come from pixels, or
-  from the feature cache in `features_dir` when the config trains from cached features.
+  from the feature cache in `features_dir` when the config trains from cached features; titles
+  from the text cache in `text_dir` (frozen text tower) or the tokeniser.
   """
   d = config.data
   src = open_source(data_dir, "impressions", "train")
@@ -312,7 +341,9 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Cat
   ds = ds.shuffle(seed=d.shuffle_seed).repeat(None)
   ds = GlobalBatchSlice(ds, d.batch_size, process_index, process_count)
   loader = _loader(config, catalog, features_dir, d.cache_videos)
-  ds = ds.map(ImpressionExample(loader, user_vocab, video_vocab, d.shuffle_seed, train=True))
+  ds = ds.map(ImpressionExample(loader, user_vocab, video_vocab, d.shuffle_seed, train=True,
+                                titles=title_inputs(config, catalog, text_dir),
+                                query_view="visual_query" in config.model.tasks))
   # Batches are formed before the worker split, so each worker builds whole batches and the
   # stream is the same for any number of workers.
   ds = ds.batch(d.batch_size // process_count, drop_remainder=True)[start_batch:]
@@ -325,23 +356,38 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Cat
 
 
 class CatalogClip(grain.transforms.Map):
-  """video id -> its clip for evaluation (centre frame of each TSN segment)."""
+  """video id -> its clip for evaluation: the centre frame of each TSN segment, or with
+  `query_seed` a random frame of each segment seeded by (query_seed, video id) (the query view
+  of the visual-query evaluation); with `titles`, the video's title inputs."""
 
-  def __init__(self, loader):
-    self.loader = loader
+  def __init__(self, loader, titles: titles_lib.TitleInputs | None = None,
+               query_seed: int | None = None):
+    self.loader, self.titles, self.query_seed = loader, titles, query_seed
 
   def map(self, video_id):
-    ex = self.loader.clip(int(video_id), None)
+    rng = None if self.query_seed is None else np.random.default_rng([self.query_seed,
+                                                                       int(video_id)])
+    ex = self.loader.clip(int(video_id), rng)
+    if self.titles is not None:
+      ex.update(self.titles(video_id))
     ex["video_id"] = np.int64(video_id)
     return ex
 
 
+def title_inputs(config: ml_collections.ConfigDict, catalog: Catalog, text_dir: str | None
+                 ) -> titles_lib.TitleInputs | None:
+  if not titles_lib.uses_text(config.model):
+    return None
+  return titles_lib.TitleInputs(config, catalog.title, text_dir)
+
+
 def catalog_dataset(config: ml_collections.ConfigDict, catalog: Catalog, video_ids: np.ndarray,
-                    features_dir: str | None = None) -> grain.IterDataset:
+                    features_dir: str | None = None, titles: titles_lib.TitleInputs | None = None,
+                    query_seed: int | None = None) -> grain.IterDataset:
   """Clips of `video_ids` in order, in batches of data.eval_batch_size (last one short)."""
   d = config.data
   loader = _loader(config, catalog, features_dir, cache_videos=0)
-  ds = grain.MapDataset.source(np.asarray(video_ids)).map(CatalogClip(loader))
+  ds = grain.MapDataset.source(np.asarray(video_ids)).map(CatalogClip(loader, titles, query_seed))
   ds = ds.batch(d.eval_batch_size, drop_remainder=False)
   it = ds.to_iter_dataset(_read_options(d))
   if d.num_workers > 0:

@@ -12,7 +12,9 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from vidrec_jax.data import pipeline
+from vidrec_jax.data import titles as titles_lib
 from vidrec_jax.eval import metrics as M
+from vidrec_jax.models import recommender
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import steps
 from vidrec_jax.train.state import Setup
@@ -30,9 +32,10 @@ class Evaluator:
 
   def __init__(self, setup: Setup, data_dir: str, catalog: pipeline.Catalog,
                user_vocab: pipeline.Vocab, video_vocab: pipeline.Vocab, show_progress: bool,
-               features_dir: str | None = None):
+               features_dir: str | None = None, text_dir: str | None = None):
     self.setup, self.data_dir, self.catalog = setup, data_dir, catalog
     self.features_dir = features_dir
+    self.titles = pipeline.title_inputs(setup.config, catalog, text_dir)
     self.user_vocab, self.video_vocab = user_vocab, video_vocab
     self.config = setup.config
     self.show_progress = show_progress
@@ -70,21 +73,51 @@ class Evaluator:
       return jax.device_get(tree)
     return multihost_utils.process_allgather(tree, tiled=True)
 
-  def item_vectors(self, params: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(num_videos, D) item vectors and a bool (num_videos,) flag of decodable videos."""
+  def item_vectors(self, params: dict, query_seed: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(num_videos, D) item vectors, a bool (num_videos,) flag of decodable videos, and the
+    retrieval tasks' embeddings of every video. With `query_seed`, each video's clip is the
+    visual-query view (random frames seeded by video) instead of the centre frames."""
     bs = self.config.data.eval_batch_size
     ids = np.arange(len(self.catalog))
-    vecs, valid = [], []
-    ds = pipeline.catalog_dataset(self.config, self.catalog, ids, self.features_dir)
+    vecs, valid, embs = [], [], []
+    ds = pipeline.catalog_dataset(self.config, self.catalog, ids, self.features_dir,
+                                  self.titles, query_seed)
+    keys = ("frames", "mask", "motion", "features", "next_features") + titles_lib.TITLE_KEYS
     for b in tqdm.tqdm(ds, total=-(-len(ids) // bs), desc="eval: encode videos",
                        disable=not self.show_progress, mininterval=2.0, leave=False):
       n = len(b["video_id"])
-      batch = {k: _pad(b[k], bs) for k in ("frames", "mask", "motion", "features", "next_features")
-               if k in b}
+      batch = {k: _pad(b[k], bs) for k in keys if k in b}
       batch["video"] = _pad(self.video_vocab(b["video_id"]), bs)
-      vecs.append(np.asarray(self._get(self._items(params, self._shard(batch))))[:n])
+      vec, emb = self._get(self._items(params, self._shard(batch)))
+      vecs.append(np.asarray(vec)[:n])
+      embs.append({k: np.asarray(v)[:n] for k, v in emb.items()})
       valid.append(b["valid"].astype(bool))
-    return np.concatenate(vecs), np.concatenate(valid)
+    return (np.concatenate(vecs), np.concatenate(valid),
+            {k: np.concatenate([e[k] for e in embs]) for k in embs[0]})
+
+  def retrieval(self, params: dict, emb: dict[str, np.ndarray], decodable: np.ndarray
+                ) -> dict[str, float]:
+    """Text -> video on the held-out (cold-start) videos: each cold video's title retrieves
+    among the cold videos. Visual query: a second view of each video (random frames) retrieves
+    among the whole catalog; reported for all and for cold query videos."""
+    out = {}
+    tasks = self.config.model.tasks
+    if "text_match" in tasks:
+      cold = np.flatnonzero(self.catalog.cold & decodable)
+      ranks = M.retrieval_ranks(emb["text"][cold], emb["video"][cold], np.arange(len(cold)))
+      out.update({f"text_match/cold/{k}": v for k, v in M.retrieval_metrics(ranks).items()})
+      out["text_match/cold/count"] = float(len(cold))
+    if "visual_query" in tasks:
+      _, query_ok, query = self.item_vectors(params, self.config.eval.query_seed)
+      rows = np.flatnonzero(decodable & query_ok)
+      gallery = np.where(decodable[:, None], emb["visual"], 0.0)  # undecodable: never found
+      ranks = M.retrieval_ranks(query["visual"][rows], gallery, rows)
+      for group, sel in (("all", np.ones(len(rows), bool)), ("cold", self.catalog.cold[rows])):
+        out.update({f"visual_query/{group}/{k}": v
+                    for k, v in M.retrieval_metrics(ranks[sel]).items()})
+        out[f"visual_query/{group}/count"] = float(sel.sum())
+    return out
 
   def user_vectors(self, params: dict) -> np.ndarray:
     bs = self.config.data.eval_batch_size
@@ -112,9 +145,9 @@ class Evaluator:
   def evaluate(self, params: dict, splits=None) -> dict[str, float]:
     """Flat metrics such as `test/cold/auc`, `test/cold/oracle_gain`, `test/watch_time/mae`."""
     splits = splits or self.config.eval.splits
-    item_vecs, decodable = self.item_vectors(params)
+    item_vecs, decodable, emb = self.item_vectors(params)
     user_vecs = self.user_vectors(params)
-    out: dict[str, float] = {}
+    out: dict[str, float] = self.retrieval(params, emb, decodable)
     for split in splits:
       cols = self._split(split)
       keep = decodable[cols["video_id"]]
@@ -155,15 +188,26 @@ class Evaluator:
     return r
 
 
+RETRIEVAL_COLUMNS = ("count", "recall@1", "recall@5", "recall@10", "mrr")
+
+
 def format_table(metrics: dict[str, float]) -> str:
-  """A split x group table of the headline metrics."""
+  """A split x group table of the headline metrics, then one of the retrieval tasks."""
   cols = ("count", "auc", "oracle_auc", "oracle_gain", "gauc", "logloss", "ndcg@10",
           "watch_time_mae")
-  rows = sorted({k.rsplit("/", 1)[0] for k in metrics if k.count("/") == 2
-                 and k.split("/")[1] in ("all", "warm", "cold")})
-  lines = ["split/group".ljust(14) + "".join(c.rjust(15) for c in cols)]
+  groups = {k.rsplit("/", 1)[0] for k in metrics if k.count("/") == 2
+            and k.split("/")[1] in ("all", "warm", "cold")}
+  retrieval = sorted(g for g in groups if g.split("/")[0] in recommender.TASKS)
+  lines = _table("split/group", sorted(groups - set(retrieval)), cols, metrics)
+  if retrieval:
+    lines += [""] + _table("task/queries", retrieval, RETRIEVAL_COLUMNS, metrics)
+  return "\n".join(lines)
+
+
+def _table(title: str, rows: list[str], cols: tuple[str, ...], metrics: dict) -> list[str]:
+  lines = [title.ljust(18) + "".join(c.rjust(15) for c in cols)]
   for row in rows:
     vals = [metrics.get(f"{row}/{c}", float("nan")) for c in cols]
-    lines.append(row.ljust(14) + "".join(
+    lines.append(row.ljust(18) + "".join(
         (f"{v:15.0f}" if c == "count" else f"{v:15.4f}") for c, v in zip(cols, vals)))
-  return "\n".join(lines)
+  return lines

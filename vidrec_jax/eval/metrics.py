@@ -72,3 +72,19 @@ def oracle_gain(model_auc: float, oracle_auc: float) -> float:
   if np.isnan(model_auc) or np.isnan(oracle_auc) or oracle_auc <= 0.5:
     return float("nan")
   return float((model_auc - 0.5) / (oracle_auc - 0.5))
+
+
+def retrieval_ranks(queries: np.ndarray, gallery: np.ndarray, targets: np.ndarray) -> np.ndarray:
+  """1-based rank of each query's target among the gallery by dot product; ties with the target
+  count against it (a collapsed embedding ranks last, never first)."""
+  scores = queries.astype(np.float64) @ gallery.astype(np.float64).T
+  own = scores[np.arange(len(queries)), targets]
+  return (scores >= own[:, None]).sum(axis=1)
+
+
+def retrieval_metrics(ranks: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
+  """Recall@k (the target within the first k) and mean reciprocal rank."""
+  if len(ranks) == 0:
+    return {**{f"recall@{k}": float("nan") for k in ks}, "mrr": float("nan")}
+  return {**{f"recall@{k}": float(np.mean(ranks <= k)) for k in ks},
+          "mrr": float(np.mean(1.0 / ranks))}

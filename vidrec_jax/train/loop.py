@@ -18,6 +18,7 @@ from jax.experimental import multihost_utils
 from vidrec_jax.data import features
 from vidrec_jax.data import generate
 from vidrec_jax.data import pipeline
+from vidrec_jax.data import titles as titles_lib
 from vidrec_jax.eval import evaluator as evaluator_lib
 from vidrec_jax.models.partitioning import activation_sharding
 from vidrec_jax.train import checkpointing
@@ -44,6 +45,7 @@ class Context:
   train_video_ids: np.ndarray  # video id of every train record, in record order
   setup: Setup
   features_dir: str  # the backbone feature cache (used when the config trains from it)
+  text_dir: str  # the title embedding cache (used by a frozen text tower)
 
   @property
   def host0(self) -> bool:
@@ -52,7 +54,7 @@ class Context:
   def evaluator(self) -> evaluator_lib.Evaluator:
     return evaluator_lib.Evaluator(self.setup, self.data_dir, self.catalog, self.user_vocab,
                                    self.video_vocab, show_progress=self.host0,
-                                   features_dir=self.features_dir)
+                                   features_dir=self.features_dir, text_dir=self.text_dir)
 
   def checkpointer(self) -> checkpointing.Checkpointer:
     t = self.config.train
@@ -69,14 +71,37 @@ def features_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
   return config.data.get("feature_cache") or os.path.join(workdir, "features")
 
 
+def text_dir_of(config: ml_collections.ConfigDict, workdir: str) -> str:
+  return config.data.get("text_cache") or os.path.join(workdir, "text_features")
+
+
+def ensure_text_cache(config: ml_collections.ConfigDict, catalog: pipeline.Catalog,
+                      text_dir: str) -> None:
+  """Host 0 embeds the catalog's titles when a frozen text tower needs them and the cache is
+  missing or stale; the other processes wait for it."""
+  if not titles_lib.from_cache(config.model):
+    return
+  if jax.process_index() == 0:
+    titles_lib.extract(config, catalog.title, text_dir)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("vidrec_text_cache_ready")
+
+
+def world_catalog(config: ml_collections.ConfigDict, data_dir: str,
+                  generate_data: bool = True) -> pipeline.Catalog:
+  """The catalog of the world in data_dir; host 0 generates the world first when it is ours
+  and missing, the other processes wait for it."""
+  if generate_data and jax.process_index() == 0 and not config.data.data_dir:
+    generate.ensure(data_dir, config.data.world)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("vidrec_world_ready")
+  return pipeline.Catalog.load(data_dir)
+
+
 def make_context(config: ml_collections.ConfigDict, workdir: str, mesh=None,
                  generate_data: bool = True) -> Context:
   data_dir = data_dir_of(config, workdir)
-  if generate_data and jax.process_index() == 0 and not config.data.data_dir:
-    generate.ensure(data_dir, config.data.world)
-  if jax.process_count() > 1:  # the others wait for host 0's world
-    multihost_utils.sync_global_devices("vidrec_world_ready")
-  catalog = pipeline.Catalog.load(data_dir)
+  catalog = world_catalog(config, data_dir, generate_data)
   train_cols = pipeline.read_columns(pipeline.open_source(data_dir, "impressions", "train"))
   # Vocabularies come from the training split only: anything else is out-of-vocabulary.
   user_vocab = pipeline.Vocab(train_cols["user_id"], int(train_cols["user_id"].max()))
@@ -89,10 +114,13 @@ def make_context(config: ml_collections.ConfigDict, workdir: str, mesh=None,
       logging.info("no feature cache in %s yet: extracting it first", features_dir)
       extract.extract(config, workdir, data_dir, features_dir)
     features.check_meta(features_dir, extract.expected_meta(config))
+  text_dir = text_dir_of(config, workdir)
+  if generate_data:
+    ensure_text_cache(config, catalog, text_dir)
   mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.mesh)
   setup = Setup(config, user_vocab.size, video_vocab.size, mesh)
   return Context(config, workdir, data_dir, catalog, user_vocab, video_vocab,
-                 train_cols["video_id"], setup, features_dir)
+                 train_cols["video_id"], setup, features_dir, text_dir)
 
 
 def _log_start(ctx: Context) -> None:
@@ -157,7 +185,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   first_batch = checkpointing.check_data_position(restored and restored.data, position(start))
   data_iter = iter(pipeline.train_dataset(
       config, ctx.data_dir, ctx.catalog, ctx.user_vocab, ctx.video_vocab, ctx.train_video_ids,
-      jax.process_index(), jax.process_count(), ctx.features_dir, start_batch=first_batch))
+      jax.process_index(), jax.process_count(), ctx.features_dir, start_batch=first_batch,
+      text_dir=ctx.text_dir))
   train_step = jax.jit(functools.partial(steps.train_step, setup),
                        in_shardings=(setup.state_shardings, None),
                        out_shardings=(setup.state_shardings, None), donate_argnums=(0,))

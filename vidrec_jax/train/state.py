@@ -17,6 +17,7 @@ from vidrec_jax.models import backbone_encoder
 from vidrec_jax.models import backbones
 from vidrec_jax.models import convert
 from vidrec_jax.models import recommender
+from vidrec_jax.models import text as text_lib
 from vidrec_jax.train import mesh as mesh_lib
 
 
@@ -39,27 +40,40 @@ def learning_rate_schedule(t: ml_collections.ConfigDict) -> optax.Schedule:
 def make_optimizer(t: ml_collections.ConfigDict, labels: dict | None = None
                    ) -> optax.GradientTransformation:
   """Clipping, then AdamW with warmup + cosine. With `labels` (a params-shaped tree of
-  'default' / 'backbone' / 'frozen'), the backbone gets its own learning rate
-  (`train.backbone_learning_rate_factor` times the schedule) and frozen parameters get no update
-  at all (not even weight decay), so they stay bit-identical."""
+  'default' / 'backbone' / 'text' / 'frozen'), the backbone and the text encoder get their own
+  learning rates (`train.backbone_learning_rate_factor`, `train.text_learning_rate_factor`
+  times the schedule) and frozen parameters get no update at all (not even weight decay), so
+  they stay bit-identical."""
   clip = optax.clip_by_global_norm(t.grad_clip)
   sched = learning_rate_schedule(t)
   if labels is None:
     return optax.chain(clip, optax.adamw(sched, weight_decay=t.weight_decay))
-  factor = t.get("backbone_learning_rate_factor", 1.0)
+  def scaled(factor):
+    return optax.adamw(lambda step: factor * sched(step), weight_decay=t.weight_decay)
+
   return optax.chain(clip, optax.multi_transform({
       "default": optax.adamw(sched, weight_decay=t.weight_decay),
-      "backbone": optax.adamw(lambda step: factor * sched(step), weight_decay=t.weight_decay),
+      "backbone": scaled(t.get("backbone_learning_rate_factor", 1.0)),
+      "text": scaled(t.get("text_learning_rate_factor", 1.0)),
       "frozen": optax.set_to_zero()}, labels))
 
 
 def param_labels(abstract_params: dict, model_cfg: ml_collections.ConfigDict) -> dict | None:
-  """'default' / 'backbone' / 'frozen' per parameter, or None for a model without a backbone."""
-  if model_cfg.frame_encoder.name != "backbone":
+  """'default' / 'backbone' / 'text' / 'frozen' per parameter, or None for a model without a
+  pretrained backbone or text encoder."""
+  has_text = "text_encoder" in abstract_params
+  if model_cfg.frame_encoder.name != "backbone" and not has_text:
     return None
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: backbone_encoder.backbone_label(convert.path_str(path), model_cfg),
-      abstract_params)
+  t = model_cfg.text
+  num_layers = len(abstract_params["text_encoder"]["layers"]) if has_text else 0
+
+  def label(path, _):
+    p = convert.path_str(path)
+    if p.startswith(recommender.TEXT_PREFIX):
+      return text_lib.text_label(p[len(recommender.TEXT_PREFIX):], t.train_mode, t.top_layers,
+                                 num_layers)
+    return backbone_encoder.backbone_label(p, model_cfg)
+  return jax.tree_util.tree_map_with_path(label, abstract_params)
 
 
 class Setup:
@@ -98,19 +112,26 @@ class Setup:
     """A fresh state, born sharded: jit with out_shardings, never whole on one device. A
     pretrained backbone's weights then replace its random initialisation, shard by shard."""
     state = jax.jit(self._init, out_shardings=self.state_shardings)(jax.random.PRNGKey(seed))
-    b = self.config.model.get("backbone")
-    if self.config.model.frame_encoder.name == "backbone" and not b.from_cache:
-      arrays = backbones.converted_params(b.name, b.checkpoint or None)
-
-      def put(path, x, sharding):
-        key = convert.path_str(path)
-        if not key.startswith(backbone_encoder.BACKBONE_PREFIX):
-          return x
-        value = arrays[key[len(backbone_encoder.BACKBONE_PREFIX):]].astype(x.dtype)
-        return jax.make_array_from_callback(value.shape, sharding, lambda idx: value[idx])
-      state = state.replace(params=jax.tree_util.tree_map_with_path(
-          put, state.params, self.param_shardings))
+    m = self.config.model
+    b = m.get("backbone")
+    if m.frame_encoder.name == "backbone" and not b.from_cache:
+      state = self._load(state, backbone_encoder.BACKBONE_PREFIX,
+                         backbones.converted_params(b.name, b.checkpoint or None))
+    if "text_encoder" in state.params:
+      state = self._load(state, recommender.TEXT_PREFIX, text_lib.converted_params(m.text.name))
     return state
+
+  def _load(self, state: TrainState, prefix: str, arrays: dict) -> TrainState:
+    """Replaces the parameters under `prefix` by pretrained `arrays` (keyed by the rest of the
+    path), each put straight into its sharding."""
+    def put(path, x, sharding):
+      key = convert.path_str(path)
+      if not key.startswith(prefix):
+        return x
+      value = arrays[key[len(prefix):]].astype(x.dtype)
+      return jax.make_array_from_callback(value.shape, sharding, lambda idx: value[idx])
+    return state.replace(params=jax.tree_util.tree_map_with_path(
+        put, state.params, self.param_shardings))
 
   def stop_frozen(self, params: dict) -> dict:
     """Frozen parameters as constants of the loss: no gradient flows into them at all, so a

@@ -7,19 +7,28 @@ import jax.numpy as jnp
 import optax
 
 from vidrec_jax.models import heads as heads_lib
+from vidrec_jax.models import retrieval
 from vidrec_jax.train.state import Setup, TrainState
 
 
 def losses(setup: Setup, params: dict, batch: dict, key: jax.Array, train: bool
            ) -> tuple[jax.Array, dict]:
-  """Weighted total loss and per-task losses over every real impression of the batch;
-  padding impressions and clips that could not be decoded (valid=0) weigh nothing."""
+  """Weighted total loss and per-task losses over every real impression of the batch (heads)
+  and every clip of the batch (retrieval tasks, in-batch negatives); padding impressions and
+  clips that could not be decoded (valid=0) weigh nothing."""
   model = setup.model(setup.stop_frozen(params))
-  out, _ = model(batch, train=train, key=key)
+  out, inter = model(batch, train=train, key=key)
   w = batch["valid"].astype(jnp.float32)[:, None] * batch["weight"]
   denom = jnp.maximum(w.sum(), 1.0)
   per_task = {h: (heads_lib.HEADS[h].loss(out, batch) * w).sum() / denom
               for h in setup.config.model.heads}
+  for task, (queries, targets, log_scale) in inter.get("retrieval", {}).items():
+    valid, group = batch["valid"], batch["video"]
+    if task == "text_match":  # another video with the same title is no negative either
+      group = batch["title_group"]
+    else:
+      valid = valid * batch["query_valid"]
+    per_task[task] = retrieval.contrastive_loss(queries, targets, log_scale, valid, group)
   weights = setup.config.train.loss_weights
   total = sum(weights[h] * v for h, v in per_task.items())
   return total, per_task
@@ -39,10 +48,14 @@ def train_step(setup: Setup, state: TrainState, batch: dict) -> tuple[TrainState
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def encode_items_step(setup: Setup, params: dict, batch: dict) -> jax.Array:
-  """Item vectors for a batch of clips (frames, mask, optional motion) and video vocab rows."""
-  vec, _ = setup.model(params).encode_items(batch, batch["video"])
-  return vec
+def encode_items_step(setup: Setup, params: dict, batch: dict) -> tuple[jax.Array, dict]:
+  """Item vectors for a batch of clips (frames, mask, optional motion, title inputs) and video
+  vocab rows, and the retrieval tasks' embeddings of the same clips."""
+  model = setup.model(params)
+  vec, inter = model.encode_items(batch, batch["video"])
+  emb = (model.retrieval_embeddings(batch, inter["content"], inter.get("title"))
+         if model.tasks else {})
+  return vec, emb
 
 
 def encode_users_step(setup: Setup, params: dict, users: jax.Array) -> jax.Array:
