@@ -14,13 +14,11 @@ dropout and the data order (`seed`, `data.shuffle_seed`).
 import json
 import os
 import re
-import subprocess
-import sys
-import time
 
 import numpy as np
 from absl import app
 from absl import flags
+from main_runner import run  # benchmarks/main_runner.py
 
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_modes", "Where workdirs go.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
@@ -31,16 +29,6 @@ _OUT = flags.DEFINE_string("out", "", "Markdown table path (default ROOT/backbon
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANT = {"frozen": "", "pixels": ":pixels", "top_blocks": ":top_blocks", "full": ":full"}
-
-
-def run(args: list[str]) -> tuple[float, str]:
-  cmd = [sys.executable, "-m", "vidrec_jax.main"] + args
-  t = time.time()
-  r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
-  if r.returncode:
-    print(r.stderr[-3000:])
-    raise SystemExit(f"{' '.join(cmd)} failed with exit status {r.returncode}")
-  return time.time() - t, r.stderr
 
 
 def main(_):

@@ -1,0 +1,19 @@
+"""Runs `python -m vidrec_jax.main` for the benchmark scripts (imported from benchmarks/)."""
+
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(args: list[str]) -> tuple[float, str]:
+  """Seconds the run took and its stderr; a failing run prints its log tail and exits."""
+  cmd = [sys.executable, "-m", "vidrec_jax.main"] + args
+  t = time.time()
+  r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+  if r.returncode:
+    print(r.stderr[-3000:])
+    raise SystemExit(f"{' '.join(cmd)} failed with exit status {r.returncode}")
+  return time.time() - t, r.stderr
