@@ -156,13 +156,20 @@ class _Summaries:
       self.writer.close()
 
 
-def _reduce(window: list[dict], first_step: int) -> dict[str, float]:
+def _check_finite(window: list[dict], first_step: int) -> list[dict]:
+  """The window's metrics on the host, or NonFiniteLossError naming the first bad step (the
+  window holds the steps after `first_step`)."""
   host = jax.device_get(window)
   losses = np.array([m["loss"] for m in host])
   bad = np.flatnonzero(~np.isfinite(losses))
   if bad.size:
     raise NonFiniteLossError(f"loss is {losses[bad[0]]} at step {first_step + int(bad[0]) + 1}; "
                              "stopping (the last checkpoint is intact)")
+  return host
+
+
+def _reduce(window: list[dict], first_step: int) -> dict[str, float]:
+  host = _check_finite(window, first_step)
   return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
 
 
@@ -221,7 +228,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
           bar.set_postfix(loss=f"{scalars['loss']:.4f}")
           logging.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in
                                                       sorted(scalars.items())))
-      if preemption.should_stop():
+      stop = preemption.should_stop()
+      if stop or step == t.steps or ckpt.manager.should_save(step):
+        _check_finite(window, window_start)  # never save the state of a NaN step
+      if stop:
         ckpt.save(step, state, position(step), force=True)
         ckpt.wait()
         logging.warning("preempted: saved step %d in %s; rerun the same command to resume",
