@@ -572,6 +572,5 @@ def text_label(path: str, train_mode: str, top_layers: int, num_layers: int) -> 
   if train_mode == "full":
     return "text"
   parts = path.split("/")
-  if train_mode == "top_layers" and parts[0] == "layers" and int(parts[1]) >= num_layers - top_layers:
-    return "text"
-  return "frozen"
+  top = parts[0] == "layers" and int(parts[1]) >= num_layers - top_layers
+  return "text" if train_mode == "top_layers" and top else "frozen"

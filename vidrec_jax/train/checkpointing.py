@@ -9,10 +9,10 @@ of processes or devices at exactly the next global batch.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 
 class DataPositionError(ValueError):
@@ -116,7 +116,7 @@ class Checkpointer:
       steps = sorted(manager.all_steps(), reverse=True)
     for i, s in enumerate(steps):
       items = {"state": ocp.args.StandardRestore(abstract_state)}
-      has_data = os.path.isdir(os.path.join(str(manager.directory), str(s), "data"))
+      has_data = (epath.Path(manager.directory) / str(s) / "data").exists()  # local or gs://
       if has_data:
         items["data"] = ocp.args.JsonRestore()
       try:
