@@ -8,8 +8,9 @@ onto the same mesh, onto (data=2, fsdp=1, model=1) on 2 devices, and onto 1 devi
 write to disk continues in a background thread while training goes on); `save (total)` adds the
 wait until the checkpoint is finalised on disk. Restores build the target shardings first and
 each device reads only its shards. Every float leaf of the state holds random values (a
-fresh state's zero Adam moments would compress to nothing). The model is configs/demo.py:conv with 1,000,000 users and
-560,000 videos at embed_dim 64, so the two embedding tables hold most of the parameters.
+fresh state's zero Adam moments would compress to nothing). The model is configs/demo.py:conv
+with 1,000,000 users and 560,000 videos at embed_dim 64, so the two embedding tables hold most
+of the parameters.
 """
 
 import os

@@ -36,7 +36,7 @@ def measure(devices: int, layout: str, steps: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  from vidrec_jax.models.partitioning import activation_sharding  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.models import partitioning  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train import steps as steps_lib  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train.state import Setup  # pylint: disable=g-import-not-at-top
@@ -70,7 +70,7 @@ def measure(devices: int, layout: str, steps: int) -> dict:
   times = []
   for i in range(steps + 2):
     t = time.perf_counter()
-    with activation_sharding(setup.mesh, setup.rules):
+    with partitioning.activation_sharding(setup.mesh, setup.rules):
       state, metrics = step(state, sharded)
     jax.block_until_ready(metrics)
     if i >= 2:
