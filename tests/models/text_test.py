@@ -268,5 +268,16 @@ class TinyBertTest(absltest.TestCase):
       self.model(np.zeros((1, 48), np.int32), np.ones((1, 48), np.int32))
 
 
+class TextLabelTest(absltest.TestCase):
+
+  def test_train_modes_label_the_encoder(self):
+    paths = ["embeddings/word/embedding", "layers/0/attention/query/kernel",
+             "layers/4/output/bias", "layers/5/output_norm/scale"]
+    want = {"frozen": ["frozen"] * 4, "top_layers": ["frozen", "frozen", "text", "text"],
+            "full": ["text"] * 4}
+    for mode, labels in want.items():
+      self.assertEqual([text.text_label(p, mode, 2, 6) for p in paths], labels, mode)
+
+
 if __name__ == "__main__":
   absltest.main()
