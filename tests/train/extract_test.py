@@ -57,6 +57,7 @@ class ExtractTest(absltest.TestCase):
     with open(os.path.join(cache, features.META)) as f:
       meta = json.load(f)
     self.assertEqual(meta["num_skipped"], 1)
+    self.assertEqual(meta["skipped"], [self.catalog.filename[self.bad_id]])
     table = features.load_cache(cache)
     self.assertLen(table, len(self.catalog) - 1)
     self.assertNotIn(self.bad_id, table)
@@ -101,8 +102,11 @@ class ExtractTest(absltest.TestCase):
                        check=False)
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])
     cache = os.path.join(workdir, "features")
-    self.assertEqual(features.read_meta(cache)["shards"],
+    meta = features.read_meta(cache)
+    self.assertEqual(meta["shards"],
                      [os.path.basename(features.shard_path(cache, i, 2)) for i in range(2)])
+    # Video 3 is process 1's: process 0 writes the metadata, listing it all the same.
+    self.assertEqual(meta["skipped"], [self.catalog.filename[self.bad_id]])
     two = features.load_cache(cache)
     one = features.load_cache(os.path.join(self.workdir, "features"))
     self.assertEqual(sorted(two), sorted(one))

@@ -107,7 +107,7 @@ def extract(config: ml_collections.ConfigDict, workdir: str, data_dir: str, out_
   writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
   pending: list[dict] = []  # decoded videos whose frames are (partly) in `buf`
   buf: list[np.ndarray] = []
-  bad: list[str] = []
+  bad: list[int] = []  # video ids this process could not decode
   written, frames_done, t0 = 0, 0, time.time()
 
   def flush(final: bool) -> None:
@@ -144,7 +144,7 @@ def extract(config: ml_collections.ConfigDict, workdir: str, data_dir: str, out_
   for ex in ds:
     bar.update(1)
     if "error" in ex:
-      bad.append(catalog.path(ex["video_id"]))
+      bad.append(int(ex["video_id"]))
       logging.warning("extract skips undecodable video %s", ex["error"])
       continue
     pending.append(ex)
@@ -158,13 +158,17 @@ def extract(config: ml_collections.ConfigDict, workdir: str, data_dir: str, out_
   secs = time.time() - t0
   logging.info("process %d: %d videos, %d frames in %.1f s (%.1f frames/s), %d skipped",
                pi, written, frames_done, secs, frames_done / max(secs, 1e-9), len(bad))
-  counts = multihost_utils.process_allgather(np.array([written, len(bad)]))
+  counts = np.asarray(multihost_utils.process_allgather(np.array([written, len(bad)])))
+  counts = counts.reshape(-1, 2)
+  # Every process's skipped ids, padded to the longest list for the allgather.
+  padded = np.full(max(int(counts[:, 1].max()), 1), -1, np.int32)
+  padded[:len(bad)] = bad
+  skipped = np.asarray(multihost_utils.process_allgather(padded)).reshape(-1)
   multihost_utils.sync_global_devices("vidrec_extract_shards")
   meta = dict(want, shards=[os.path.basename(features.shard_path(out_dir, i, pc))
                             for i in range(pc)],
-              num_videos=int(np.asarray(counts).reshape(-1, 2)[:, 0].sum()),
-              num_skipped=int(np.asarray(counts).reshape(-1, 2)[:, 1].sum()),
-              skipped_local=bad)
+              num_videos=int(counts[:, 0].sum()), num_skipped=int(counts[:, 1].sum()),
+              skipped=[catalog.filename[v] for v in sorted(skipped[skipped >= 0].tolist())])
   if pi == 0:
     features.write_meta(out_dir, meta)
   multihost_utils.sync_global_devices("vidrec_extract_meta")
