@@ -135,7 +135,7 @@ class TextCleaningTest(absltest.TestCase):
     for i in range(3):
       self.assertEqual(arrays["input_ids"][i, :3].tolist(), [101, 102, 0])
       self.assertEqual(arrays["attention_mask"][i, :3].tolist(), [1, 1, 0])
-    self.assertEqual(arrays["input_ids"].shape, (4, 16))
+    self.assertEqual(arrays["input_ids"].shape, (4, text.PAD_MULTIPLE))  # bucketed length
 
   def test_long_titles_are_truncated_and_counted(self):
     tok = text.TextTokenizer(os.path.join(_require_model(), "tokenizer.json"), 8, 512)

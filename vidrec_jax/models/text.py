@@ -40,7 +40,7 @@ from vidrec_jax.models import layers
 from vidrec_jax.models.partitioning import constrain
 from vidrec_jax.models.partitioning import param
 
-PAD_MULTIPLE = 16  # sequence lengths are padded to a multiple of this: few jit shapes
+PAD_MULTIPLE = 8  # sequence lengths are padded to a multiple of this: few jit shapes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -522,7 +522,7 @@ def pretrained_sentence_encoder(name: str = "all-MiniLM-L6-v2", max_length: int 
 
   Same tokenisation (truncated to `max_length`, default the model's 256), mean pooling and L2
   normalisation as the sentence-transformers pipeline. Texts are sorted by length and run in
-  chunks of `batch_size`, each padded to a multiple of 16 tokens and a power-of-two row count,
+  chunks of `batch_size`, each padded to a multiple of 8 tokens and a power-of-two row count,
   so jit compiles a handful of shapes. `encode(texts, return_stats=True)` also returns the
   call's `TextStats`; they are logged once per call either way. The callable's attributes
   `dim`, `max_length` and `tokenizer` (the `TextTokenizer` it uses) describe it.
