@@ -55,6 +55,8 @@ class MetricsTest(absltest.TestCase):
                         [0, 0, 0.6, 0.4]])   # target 3 second
     ranks = M.retrieval_ranks(queries, gallery, np.arange(4))
     np.testing.assert_array_equal(ranks, [1, 4, 1, 2])
+    np.testing.assert_array_equal(M.retrieval_ranks(queries, gallery, np.arange(4), chunk=3),
+                                  ranks)
     m = M.retrieval_metrics(ranks, ks=(1, 2))
     self.assertAlmostEqual(m["recall@1"], 0.5)
     self.assertAlmostEqual(m["recall@2"], 0.75)

@@ -74,12 +74,17 @@ def oracle_gain(model_auc: float, oracle_auc: float) -> float:
   return float((model_auc - 0.5) / (oracle_auc - 0.5))
 
 
-def retrieval_ranks(queries: np.ndarray, gallery: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def retrieval_ranks(queries: np.ndarray, gallery: np.ndarray, targets: np.ndarray,
+                    chunk: int = 1024) -> np.ndarray:
   """1-based rank of each query's target among the gallery by dot product; ties with the target
   count against it (a collapsed embedding ranks last, never first)."""
-  scores = queries.astype(np.float64) @ gallery.astype(np.float64).T
-  own = scores[np.arange(len(queries)), targets]
-  return (scores >= own[:, None]).sum(axis=1)
+  gallery = gallery.astype(np.float64)
+  ranks = np.zeros(len(queries), np.int64)
+  for a in range(0, len(queries), chunk):  # a (chunk, gallery) score block at a time
+    scores = queries[a:a + chunk].astype(np.float64) @ gallery.T
+    own = scores[np.arange(len(scores)), targets[a:a + chunk]]
+    ranks[a:a + chunk] = (scores >= own[:, None]).sum(axis=1)
+  return ranks
 
 
 def retrieval_metrics(ranks: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
