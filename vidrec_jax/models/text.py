@@ -39,8 +39,12 @@ from vidrec_jax.models import convert
 from vidrec_jax.models import layers
 from vidrec_jax.models.partitioning import constrain
 from vidrec_jax.models.partitioning import param
+# Cleaning and tokenisation live in text_tokenizer.py; re-exported as part of this API.
+from vidrec_jax.models.text_tokenizer import PAD_MULTIPLE  # noqa: F401
+from vidrec_jax.models.text_tokenizer import TextStats
+from vidrec_jax.models.text_tokenizer import TextTokenizer
+from vidrec_jax.models.text_tokenizer import clean_texts  # noqa: F401
 
-PAD_MULTIPLE = 8  # sequence lengths are padded to a multiple of this: few jit shapes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,119 +369,6 @@ def load_encoder(name: str, dtype=jnp.float32, param_dtype=jnp.float32) -> BertE
                               nnx.Param)
   return nnx.merge(graphdef, convert.load_into(
       state, {k: jnp.asarray(v) for k, v in arrays.items()}))
-
-
-# ----------------------------------------------------------------------------------------------
-# Text cleaning and tokenisation
-
-
-@dataclasses.dataclass
-class TextStats:
-  """What cleaning and tokenising one call's texts did."""
-
-  count: int = 0
-  missing: int = 0  # None (or NaN) titles, encoded as ""
-  empty: int = 0  # "" after cleaning, missing ones included
-  decoded: int = 0  # bytes inputs decoded as UTF-8
-  replaced: int = 0  # invalid UTF-8 sequences replaced by U+FFFD, over all bytes inputs
-  truncated: int = 0  # texts longer than the maximum length in tokens
-
-  def summary(self) -> str:
-    return (f"{self.count} texts: {self.missing} missing, {self.empty} empty, {self.decoded} "
-            f"bytes decoded with {self.replaced} invalid UTF-8 sequences replaced, "
-            f"{self.truncated} truncated")
-
-
-_REPLACEMENT_UTF8 = "\ufffd".encode()
-
-
-def clean_texts(texts: Sequence[Any], stats: TextStats | None = None
-                ) -> tuple[list[str], TextStats]:
-  """Strings for the tokenizer: None/NaN -> "", bytes -> UTF-8 with replacement; counted.
-
-  Raises:
-    TypeError: an element is neither str, bytes, None nor NaN (names its index).
-  """
-  if isinstance(texts, (str, bytes)):
-    raise TypeError("expected a sequence of texts, got a single "
-                    f"{type(texts).__name__}; wrap it in a list")
-  stats = stats or TextStats()
-  out = []
-  for i, t in enumerate(texts):
-    if t is None or (isinstance(t, float) and math.isnan(t)):
-      stats.missing += 1
-      t = ""
-    elif isinstance(t, (bytes, bytearray, memoryview)):
-      raw = bytes(t)
-      t = raw.decode("utf-8", errors="replace")
-      stats.decoded += 1
-      # A valid encoded U+FFFD in the input is not a replacement.
-      stats.replaced += t.count("\ufffd") - raw.count(_REPLACEMENT_UTF8)
-    elif isinstance(t, np.str_):
-      t = str(t)
-    elif not isinstance(t, str):
-      raise TypeError(f"text {i} is a {type(t).__name__}, expected str, bytes or None")
-    stats.empty += not t
-    out.append(t)
-  stats.count = len(out)
-  return out, stats
-
-
-def _round_up(n: int, multiple: int) -> int:
-  return -(-n // multiple) * multiple
-
-
-class TextTokenizer:
-  """WordPiece tokenisation with the model's own `tokenizer.json` (via `tokenizers`), truncation
-  to `max_length` tokens ([CLS] and [SEP] included) and padding to a multiple of `pad_multiple`.
-
-  Calling it returns ({"input_ids", "attention_mask", "token_type_ids"}: int32 (N, L)), TextStats).
-  """
-
-  def __init__(self, path: str, max_length: int, max_positions: int,
-               pad_multiple: int = PAD_MULTIPLE, pad_id: int = 0):
-    try:
-      import tokenizers  # pylint: disable=g-import-not-at-top
-    except ImportError as e:
-      raise ImportError("the text encoder needs the `tokenizers` package: "
-                        "`pip install tokenizers`") from e
-    if not 2 <= max_length <= max_positions:
-      raise ValueError(f"max_length must be in [2, {max_positions}], got {max_length}")
-    self._tok = tokenizers.Tokenizer.from_file(path)
-    # tokenizer.json may carry its own truncation and fixed padding (all-MiniLM-L6-v2's says 128
-    # and 128); the sentence-transformers pipeline overrides both, and so do we.
-    self._tok.no_padding()
-    self._tok.enable_truncation(max_length)
-    self.max_length, self.max_positions = max_length, max_positions
-    self.pad_multiple, self.pad_id = pad_multiple, pad_id
-
-  def encode(self, texts: Sequence[Any]) -> tuple[list, TextStats]:
-    """Cleaned, tokenised (unpadded) encodings and the stats of cleaning and truncation."""
-    clean, stats = clean_texts(texts)
-    encodings = self._tok.encode_batch(clean, add_special_tokens=True) if clean else []
-    stats.truncated = sum(bool(e.overflowing) for e in encodings)
-    return encodings, stats
-
-  def pad(self, encodings: Sequence, length: int | None = None) -> dict[str, np.ndarray]:
-    """Stacks encodings into int32 (N, L) arrays; L = `length` or the bucketed longest."""
-    longest = max((len(e.ids) for e in encodings), default=2)
-    if length is None:
-      length = min(_round_up(longest, self.pad_multiple), self.max_positions)
-    if length < longest:
-      raise ValueError(f"pad length {length} is shorter than the longest encoding {longest}")
-    n = len(encodings)
-    ids = np.full((n, length), self.pad_id, np.int32)
-    mask = np.zeros((n, length), np.int32)
-    types = np.zeros((n, length), np.int32)
-    for i, e in enumerate(encodings):
-      k = len(e.ids)
-      ids[i, :k], mask[i, :k], types[i, :k] = e.ids, e.attention_mask, e.type_ids
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-
-  def __call__(self, texts: Sequence[Any], length: int | None = None
-               ) -> tuple[dict[str, np.ndarray], TextStats]:
-    encodings, stats = self.encode(texts)
-    return self.pad(encodings, length), stats
 
 
 def _log_stats(name: str, stats: TextStats) -> None:
