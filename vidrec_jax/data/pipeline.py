@@ -319,7 +319,8 @@ def _read_options(d: ml_collections.ConfigDict) -> grain.ReadOptions:
 def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Catalog,
                   user_vocab: Vocab, video_vocab: Vocab, train_video_ids: np.ndarray,
                   process_index: int, process_count: int, features_dir: str | None = None,
-                  start_batch: int = 0, text_dir: str | None = None) -> grain.IterDataset:
+                  start_batch: int = 0, titles: titles_lib.TitleInputs | None = None
+                  ) -> grain.IterDataset:
   """The infinite training stream of local batches for this process, from global batch
   `start_batch` on.
 
@@ -330,7 +331,7 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Cat
   impressions of its video.  `train_video_ids` is the video id of every train record, in record
   order (the caller has read it already to build the vocabularies).  Clips come from pixels, or
   from the feature cache in `features_dir` when the config trains from cached features; titles
-  from the text cache in `text_dir` (frozen text tower) or the tokeniser.
+  from `titles` (see `title_inputs`) when the model reads them.
   """
   d = config.data
   src = open_source(data_dir, "impressions", "train")
@@ -342,7 +343,7 @@ def train_dataset(config: ml_collections.ConfigDict, data_dir: str, catalog: Cat
   ds = GlobalBatchSlice(ds, d.batch_size, process_index, process_count)
   loader = _loader(config, catalog, features_dir, d.cache_videos)
   ds = ds.map(ImpressionExample(loader, user_vocab, video_vocab, d.shuffle_seed, train=True,
-                                titles=title_inputs(config, catalog, text_dir),
+                                titles=titles,
                                 query_view="visual_query" in config.model.tasks))
   # Batches are formed before the worker split, so each worker builds whole batches and the
   # stream is the same for any number of workers.

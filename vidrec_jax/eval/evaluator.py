@@ -32,10 +32,11 @@ class Evaluator:
 
   def __init__(self, setup: Setup, data_dir: str, catalog: pipeline.Catalog,
                user_vocab: pipeline.Vocab, video_vocab: pipeline.Vocab, show_progress: bool,
-               features_dir: str | None = None, text_dir: str | None = None):
+               features_dir: str | None = None,
+               titles: titles_lib.TitleInputs | None = None):
     self.setup, self.data_dir, self.catalog = setup, data_dir, catalog
     self.features_dir = features_dir
-    self.titles = pipeline.title_inputs(setup.config, catalog, text_dir)
+    self.titles = titles
     self.user_vocab, self.video_vocab = user_vocab, video_vocab
     self.config = setup.config
     self.show_progress = show_progress

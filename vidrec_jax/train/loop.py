@@ -47,6 +47,12 @@ class Context:
   features_dir: str  # the backbone feature cache (used when the config trains from it)
   text_dir: str  # the title embedding cache (used by a frozen text tower)
 
+  @functools.cached_property
+  def titles(self):
+    """Title inputs (cached embeddings or tokens), built once for training and evaluation;
+    None when the model reads no titles."""
+    return pipeline.title_inputs(self.config, self.catalog, self.text_dir)
+
   @property
   def host0(self) -> bool:
     return jax.process_index() == 0
@@ -54,7 +60,7 @@ class Context:
   def evaluator(self) -> evaluator_lib.Evaluator:
     return evaluator_lib.Evaluator(self.setup, self.data_dir, self.catalog, self.user_vocab,
                                    self.video_vocab, show_progress=self.host0,
-                                   features_dir=self.features_dir, text_dir=self.text_dir)
+                                   features_dir=self.features_dir, titles=self.titles)
 
   def checkpointer(self) -> checkpointing.Checkpointer:
     t = self.config.train
@@ -193,7 +199,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   data_iter = iter(pipeline.train_dataset(
       config, ctx.data_dir, ctx.catalog, ctx.user_vocab, ctx.video_vocab, ctx.train_video_ids,
       jax.process_index(), jax.process_count(), ctx.features_dir, start_batch=first_batch,
-      text_dir=ctx.text_dir))
+      titles=ctx.titles))
   train_step = jax.jit(functools.partial(steps.train_step, setup),
                        in_shardings=(setup.state_shardings, None),
                        out_shardings=(setup.state_shardings, None), donate_argnums=(0,))
