@@ -38,8 +38,8 @@ def main(_):
   clf = backbones.pretrained_classifier(name)
   res = clf.resolution
   images = np.random.default_rng(0).integers(0, 256, (bs, res, res, 3), dtype=np.uint8)
-  ref = EfficientNet.from_pretrained(
-      name.replace("_", "-"), weights_path=backbones.BACKBONES[name].default_checkpoint()).eval()
+  weights = backbones.BACKBONES.get(name).default_checkpoint()
+  ref = EfficientNet.from_pretrained(name.replace("_", "-"), weights_path=weights).eval()
   x = (torch.from_numpy(images).float().permute(0, 3, 1, 2) - 127.0) / 128.0
 
   def torch_fwd():

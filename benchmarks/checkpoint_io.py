@@ -81,7 +81,7 @@ def main(_):
   on_disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
   rows = [("save (blocking), (1,4,2) on 8 devices", blocking),
           ("save (total), (1,4,2) on 8 devices", total)]
-  want = jax.device_get(state.params["user_embed"]["embedding"][:5])
+  want = jax.device_get(state.params["user_tower"]["user_embed"]["embedding"][:5])
   del state
   for name, n, shape in (("restore onto (1,4,2), 8 devices", 8,
                           {"data": 1, "fsdp": 4, "model": 2}),
@@ -97,7 +97,7 @@ def main(_):
       jax.block_until_ready(restored.state)
       secs.append(time.perf_counter() - t)
       ckpt.close()
-      got = jax.device_get(restored.state.params["user_embed"]["embedding"][:5])
+      got = jax.device_get(restored.state.params["user_tower"]["user_embed"]["embedding"][:5])
       np.testing.assert_array_equal(got, want)
       del restored
     rows.append((name, secs))

@@ -3,12 +3,13 @@
   python benchmarks/decode.py --data_dir=/tmp/vidrec_demo/data [--config=configs/demo.py:conv]
 
 Prints frames/s of (1) raw PyAV decoding of every file to RGB at native size, (2) the same at the
-model's frame size (resize inside PyAV), (3) the pipeline's ClipLoader with its cache off (every
+model's frame size (resize inside PyAV), (3) the pipeline's ClipSampler with its cache off (every
 example decodes its file), and (4) the training pipeline's examples/s and decoded frames/s with
 its configured workers and cache.
 """
 
 import os
+import tempfile
 import time
 
 from absl import app
@@ -24,11 +25,17 @@ _WARMUP = flags.DEFINE_integer("warmup", 40, "Training batches before timing (fi
 def main(_):
   import av  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from vidrec_jax.data import video_io  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data.clips import ClipSampler  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data.clips import PixelFrames  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.train.context import make_context  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.train.trainers import TRAINERS  # pylint: disable=g-import-not-at-top
 
   config = _CONFIG.value
-  catalog = pipeline.Catalog.load(_DATA_DIR.value)
+  with config.unlocked():
+    config.data.data_dir = _DATA_DIR.value
+  ctx = make_context(config, tempfile.mkdtemp(), prepare=False)
+  catalog = ctx.dataset.catalog
   paths = [catalog.path(i) for i in range(len(catalog))]
   print(f"av {av.__version__}, {len(paths)} files, cpu count {os.cpu_count()}")
 
@@ -41,22 +48,19 @@ def main(_):
     dt = time.perf_counter() - t
     print(f"{label:48s} {n / dt:10.0f} frames/s ({n} frames, {dt:.2f} s)")
 
-  loader = pipeline.ClipLoader(catalog, config.data.num_frames, config.data.frame_size,
-                               config.data.normalization, cache_videos=0)
+  d = config.data
+  loader = ClipSampler(PixelFrames(catalog, d.frame_size, d.normalization, cache_videos=0),
+                       ("frames", "mask", "motion"), d.num_frames)
   rng = np.random.default_rng(0)
   t, n = time.perf_counter(), 0
   for i in range(len(catalog)):
     loader.clip(i, rng)
-    n += int(catalog.num_frames[i])
+    n += int(catalog.extra["num_frames"][i])
   dt = time.perf_counter() - t
-  print(f"{'ClipLoader (decode+TSN+normalise), no cache':48s} {n / dt:10.0f} frames decoded/s, "
+  print(f"{'ClipSampler (decode+TSN+normalise), no cache':48s} {n / dt:10.0f} frames decoded/s, "
         f"{len(catalog) / dt:.0f} clips/s")
 
-  cols = pipeline.read_columns(pipeline.open_source(_DATA_DIR.value, "impressions", "train"))
-  uv = pipeline.Vocab(cols["user_id"], int(cols["user_id"].max()))
-  vv = pipeline.Vocab(cols["video_id"], len(catalog) - 1)
-  it = iter(pipeline.train_dataset(config, _DATA_DIR.value, catalog, uv, vv, cols["video_id"],
-                                   0, 1))
+  it = TRAINERS.get(config.train.trainer)(ctx).batches(0, None)  # the trainer's own stream
   for _ in range(_WARMUP.value):  # worker start-up and the first decode of each video
     next(it)
   t, clips, impressions, frames = time.perf_counter(), 0, 0, 0

@@ -76,7 +76,7 @@ def measure(devices: int, layout: str, steps: int) -> dict:
     if i >= 2:
       times.append(time.perf_counter() - t)
   params = setup.abstract_state.params
-  table = params["user_embed"]["embedding"]
+  table = params["user_tower"]["user_embed"]["embedding"]
   return {
       "devices": devices, "layout": layout, "mesh": dict(setup.mesh.shape),
       "step_ms": 1e3 * float(np.median(times)),
@@ -84,7 +84,7 @@ def measure(devices: int, layout: str, steps: int) -> dict:
       "opt_bytes_per_device": mesh_lib.bytes_per_device(setup.abstract_state.opt_state,
                                                         setup.state_shardings.opt_state),
       "user_table_bytes_per_device": mesh_lib.shard_bytes(
-          table, setup.param_shardings["user_embed"]["embedding"]),
+          table, setup.param_shardings["user_tower"]["user_embed"]["embedding"]),
       "user_table_bytes": table.size * table.dtype.itemsize,
   }
 

@@ -5,17 +5,29 @@ Commands:
   python -m vidrec_jax.main --config=configs/demo.py --workdir=/tmp/vidrec_demo
   python -m vidrec_jax.main --config=configs/demo.py:smoke --workdir=/tmp/vidrec_smoke
   python -m vidrec_jax.main --config=configs/demo.py --workdir=/tmp/vidrec_demo --mode=eval
+  python -m vidrec_jax.main --config=configs/demo.py:smoke,frames=8,steps=20 --workdir=DIR
+
 Variants (after the colon, comma separated): `conv` (a small conv frame encoder trained from
 scratch on pixels + RGB difference instead of the pretrained backbone), `smoke` (tiny conv model,
 seconds), `id_only` (no pixels), `text` (titles from the frozen MiniLM sentence encoder in the
-item tower, plus the text-matching and visual-query tasks). configs/pretrained.py has the
-fine-tuning variants.
+item tower, plus the text-matching and visual-query tasks). Typed arguments (`key=value`):
+frames (data.num_frames), steps (train.steps), seed (seed and data.shuffle_seed), world_seed
+(data.world.seed), lr (train.learning_rate), batch (data.batch_size), workers
+(data.num_workers). configs/pretrained.py has the fine-tuning variants.
+
+Every field the library reads is set here: library code has no hidden defaults.
 """
 
 import ml_collections
 
+from configs.common import parse_arg
+
+VARIANTS = ("conv", "smoke", "id_only", "text")
+ARGUMENTS = dict(frames=6, steps=2000, seed=0, world_seed=17, lr=3e-3, batch=64, workers=2)
+
 
 def world_config() -> ml_collections.ConfigDict:
+  """The synthetic world's arguments (the `synthetic` dataset's section, data.world)."""
   return ml_collections.ConfigDict(dict(
       seed=17, num_users=300, num_videos=500, num_topics=12, num_palettes=6, topic_purity=0.6,
       cold_fraction=0.25, format_weights=dict(mp4=0.8, avi=0.1, flv=0.1),
@@ -27,23 +39,34 @@ def world_config() -> ml_collections.ConfigDict:
       position_bias_power=0.5, label_noise=0.02))
 
 
-def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variants = [a for a in arg.split(",") if a]
+def backbone_config() -> ml_collections.ConfigDict:
+  """The pretrained backbone (model.backbone): used when model.frame_encoder.name='backbone'."""
+  return ml_collections.ConfigDict(dict(
+      name="efficientnet_lite0", checkpoint="", outputs=("stage3", "stage5"), grid=2,
+      train_mode="frozen", top_blocks=2, from_cache=True, extract_batch_size=64))
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field, with the conv frame encoder on pixels."""
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.mode = "train"
 
   c.data = ml_collections.ConfigDict(dict(
+      dataset="synthetic", world=world_config(),
       data_dir="",  # '' = WORKDIR/data; generated there on first use
-      world=world_config(), num_frames=6, frame_size=32, motion=True, normalization="unit",
+      num_frames=6, frame_size=32, normalization="unit",
       batch_size=64, impressions_per_clip=4, eval_batch_size=256, num_workers=2, read_threads=1,
-      prefetch_batches=2,
-      shuffle_seed=0, cache_videos=2000,
+      prefetch_batches=2, shuffle_seed=0, cache_videos=2000,
+      feature_cache="",  # '' = WORKDIR/features (backbone features, --mode=extract)
+      cache_frames=64,  # frames per video in the feature cache (evenly spaced)
       text_cache=""))  # '' = WORKDIR/text_features (title embeddings of a frozen text tower)
 
   c.model = ml_collections.ConfigDict(dict(
       name="two_tower", embed_dim=32, hidden=64, use_video_id=True, id_dropout=0.5,
+      user_tower="id",
       frame_encoder=dict(name="conv", channels=(16, 32, 48), features=64, motion=True),
+      backbone=backbone_config(),
       pooling="mean_max", heads=("click", "watch_time"), position_bias=True, max_positions=16,
       dtype="float32", param_dtype="float32",
       # ID tables get rows up to a multiple of this, so any mesh axis dividing it splits them.
@@ -57,10 +80,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       tasks=(), retrieval_dim=32))
 
   c.train = ml_collections.ConfigDict(dict(
+      trainer="supervised",
       steps=2000, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
       weight_decay=1e-4, grad_clip=1.0,
       loss_weights=dict(click=1.0, watch_time=0.1, like=0.5, text_match=0.1, visual_query=0.1),
-      text_learning_rate_factor=0.1,
+      backbone_learning_rate_factor=0.1, text_learning_rate_factor=0.1,
       log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2,
       # The best checkpoint by this valid metric is kept in WORKDIR/checkpoints_best ('' = off);
       # evaluated at every eval_every and at the end.
@@ -72,17 +96,23 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
              ("mlp", "model"), ("heads", "model"), ("conv_out", None), ("conv_in", None),
              ("time", None))))
 
-  c.eval = ml_collections.ConfigDict(dict(
-      splits=("valid", "test"), ndcg_k=10,
-      query_seed=1))  # seeds the random frames of each visual-query evaluation view
+  # Evaluators (vidrec_jax/eval/evaluators): name -> registered type and its arguments.
+  c.evals = ml_collections.ConfigDict(dict(
+      ranking=dict(type="ranking", splits=("valid", "test"), ndcg_k=10),
+      # query_seed seeds the random frames of each visual-query evaluation view.
+      retrieval=dict(type="retrieval", query_seed=1)))
+  return c
 
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  variants, args = parse_arg(arg, "demo.py", VARIANTS, **ARGUMENTS)
+  c = base_config()
   for v in variants:
     if v == "smoke":
       c.data.world.update(num_users=24, num_videos=40, num_topics=4, min_frames=5,
                           max_frames=14, resolution=32, slates_per_user=6, slate_size=5)
       c.data.update(num_frames=6, frame_size=16, batch_size=16, impressions_per_clip=3,
-                    eval_batch_size=32,
-                    num_workers=0)
+                    eval_batch_size=32, num_workers=0)
       c.model.update(embed_dim=8, hidden=12)
       c.model.frame_encoder.update(channels=(4, 6), features=10)
       c.train.update(steps=6, warmup_steps=2, log_every=2, checkpoint_every=3)
@@ -90,28 +120,37 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       c.model.text.item_tower = True
       c.model.tasks = ("text_match", "visual_query")
     elif v == "id_only":
-      c.model.frame_encoder.name = "none"
+      c.model.frame_encoder = ml_collections.ConfigDict(dict(name="none"))
       c.model.id_dropout = 0.0
-    elif v != "conv":
-      raise ValueError(f"configs/demo.py: unknown variant {v!r}; allowed: conv, smoke, id_only, "
-                       "text")
   if not set(variants) & {"conv", "smoke", "id_only"}:
     use_pretrained_backbone(c)
+  apply_arguments(c, args)
   return c
+
+
+def apply_arguments(c: ml_collections.ConfigDict, args: dict) -> None:
+  """Typed config arguments onto the config fields they name."""
+  fields = dict(frames="data.num_frames", steps="train.steps", world_seed="data.world.seed",
+                lr="train.learning_rate", batch="data.batch_size", workers="data.num_workers")
+  for key, value in args.items():
+    if key == "seed":
+      c.seed = c.data.shuffle_seed = value
+      continue
+    *path, last = fields[key].split(".")
+    section = c
+    for p in path:
+      section = section[p]
+    section[last] = value
 
 
 def use_pretrained_backbone(c: ml_collections.ConfigDict, smoke: bool = False) -> None:
   """Item tower on a frozen ImageNet EfficientNet-Lite0: stage3 and stage5 outputs, each pooled
   to a 2x2 grid, with the next sampled frame's feature difference; trained from the feature
   cache (`--mode=extract` writes it; training extracts it first when missing)."""
-  c.data.update(frame_size=64, motion=False, normalization="lite", feature_cache="",
-                cache_frames=64)
+  c.data.update(frame_size=64, normalization="lite")
   c.model.frame_encoder = ml_collections.ConfigDict(dict(
-      name="backbone", features=64, hidden=128, temporal_difference="segments", motion=False))
-  c.model.backbone = ml_collections.ConfigDict(dict(
-      name="efficientnet_lite0", checkpoint="", outputs=("stage3", "stage5"), grid=2,
-      train_mode="frozen", top_blocks=2, from_cache=True, extract_batch_size=64))
-  c.train.backbone_learning_rate_factor = 0.1
+      name="backbone", features=64, hidden=128, temporal_difference="segments"))
+  c.model.backbone = backbone_config()
   if smoke:
     c.data.update(frame_size=32, batch_size=8, eval_batch_size=16)
     c.model.frame_encoder.update(features=10, hidden=12)

@@ -1,14 +1,10 @@
 """The demo world and trainer with an ID-only model (no pixels): the cold-start baseline.
 
   python -m vidrec_jax.main --config=configs/demo_id_only.py --workdir=/tmp/vidrec_id_only
-Variants: `smoke`.
+Variants and typed arguments: those of configs/demo.py (e.g. `smoke`, `steps=100`).
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(__file__))
-import demo  # noqa: E402
+from configs import demo
 
 
 def get_config(arg: str = ""):

@@ -10,37 +10,32 @@
 
 Variants (comma separated): `smoke` (tiny), `pixels` (frozen, from pixels instead of the
 cache), `top_blocks`, `full` (from pixels), `adjacent` (next-frame feature differences instead of
-next-sampled-frame ones), `lite1`, `lite2` (bigger EfficientNet-Lite variants).
+next-sampled-frame ones), `lite1`, `lite2` (bigger EfficientNet-Lite variants); and the typed
+arguments of configs/demo.py (e.g. `steps=600`).
 """
-
-import os
-import sys
 
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(__file__))
-import demo  # noqa: E402
+from configs import demo
+from configs.common import parse_arg
+
+VARIANTS = ("smoke", "pixels", "top_blocks", "full", "adjacent", "lite1", "lite2")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variants = [a for a in arg.split(",") if a]
+  variants, args = parse_arg(arg, "pretrained.py", VARIANTS, **demo.ARGUMENTS)
   smoke = "smoke" in variants
   c = demo.get_config("smoke" if smoke else "")
   if smoke:
     demo.use_pretrained_backbone(c, smoke=True)
   for v in variants:
-    if v == "smoke":
-      pass
-    elif v in ("top_blocks", "full"):
+    if v in ("top_blocks", "full"):
       c.model.backbone.update(train_mode=v, from_cache=False)
     elif v == "pixels":
       c.model.backbone.update(train_mode="frozen", from_cache=False)
-    elif v == "adjacent":  # next-frame feature differences (pixels: needs the RGB difference)
+    elif v == "adjacent":  # next-frame feature differences
       c.model.frame_encoder.temporal_difference = "adjacent"
-      c.data.motion = c.model.frame_encoder.motion = True
     elif v in ("lite1", "lite2"):
       c.model.backbone.name = "efficientnet_" + v
-    else:
-      raise ValueError(f"configs/pretrained.py: unknown variant {v!r}; allowed: smoke, pixels, "
-                       "top_blocks, full, adjacent, lite1, lite2")
+  demo.apply_arguments(c, args)
   return c

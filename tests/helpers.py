@@ -32,7 +32,7 @@ def require_pretrained(name: str) -> None:
   from absl.testing import absltest  # pylint: disable=g-import-not-at-top
   from vidrec_jax.models import backbones  # pylint: disable=g-import-not-at-top
   try:
-    backbones.BACKBONES[name].default_checkpoint()
+    backbones.BACKBONES.get(name).default_checkpoint()
   except FileNotFoundError as e:
     raise absltest.SkipTest(f"pretrained weights of {name} are not installed: {e}") from e
 

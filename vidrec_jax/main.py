@@ -1,8 +1,8 @@
 r"""Entry point: python -m vidrec_jax.main --config=configs/demo.py --workdir=DIR [--mode=...].
 
-Modes: `train` (generate the world if needed, train with resume, evaluate), `eval` (evaluate the
-latest checkpoint), `generate` (write the synthetic world only), `extract` (write the backbone
-feature cache of every video, for configs with a pretrained backbone).
+Modes (vidrec_jax/experiment.py): `train` (prepare the dataset and caches if needed, train with
+resume, evaluate), `eval` (evaluate the latest or best checkpoint), `generate` (write the dataset
+only), `extract` (write the caches of the pretrained parts).
 """
 
 from __future__ import annotations
@@ -63,14 +63,11 @@ def jax_process_index() -> int:
 def main(argv):
   del argv
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  # Imported here so that flag errors do not pay for importing JAX.
-  from vidrec_jax import validate  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.data import features  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-
   if _CONFIG.value is None or not _WORKDIR.value:
     print("error: --config and --workdir are required", file=sys.stderr)
     sys.exit(EXIT_BAD_CONFIG)
+  # Imported here so that flag errors do not pay for importing JAX.
+  from vidrec_jax import validate  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   if _MODE.value:
     with config.unlocked():
@@ -81,11 +78,8 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(EXIT_BAD_CONFIG)
 
-  from vidrec_jax.data import generate  # pylint: disable=g-import-not-at-top
+  from vidrec_jax import experiment  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train import distributed  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.train import loop  # pylint: disable=g-import-not-at-top
-
   try:
     distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                            _PROCESS_ID.value)
@@ -95,26 +89,27 @@ def main(argv):
   if jax_process_index() != 0:
     logging.set_verbosity(logging.WARNING)  # host 0 alone writes the info log
 
-  workdir = _WORKDIR.value
+  modes = {"train": experiment.train, "generate": experiment.generate,
+           "extract": experiment.extract,
+           "eval": lambda c, w: experiment.evaluate(c, w, _CHECKPOINT.value)}
   try:
-    if config.mode == "generate":
-      generate.ensure(loop.data_dir_of(config, workdir), config.data.world)
-    elif config.mode == "extract":
-      from vidrec_jax.train import extract  # pylint: disable=g-import-not-at-top
-      data_dir = loop.data_dir_of(config, workdir)
-      if config.model.frame_encoder.name == "backbone":
-        extract.extract(config, workdir, data_dir, loop.features_dir_of(config, workdir))
-      loop.ensure_text_cache(config, loop.world_catalog(config, data_dir),
-                             loop.text_dir_of(config, workdir))
-    elif config.mode == "train":
-      loop.train(config, workdir)
-    else:
-      loop.evaluate(config, workdir, _CHECKPOINT.value)
-  except (pipeline.DataError, features.CacheError, FileNotFoundError,
-          loop.NonFiniteLossError, checkpointing.DataPositionError) as e:
+    modes[config.mode](config, _WORKDIR.value)
+  except run_errors() as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+
+
+def run_errors() -> tuple[type[Exception], ...]:
+  """Errors that end a run with one `error:` line and exit status 1 (no traceback): missing or
+  bad data and caches, a diverged loss, a workdir trained with another config."""
+  from vidrec_jax import config_io  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data import features  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data.datasets import DataError  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.train import runner  # pylint: disable=g-import-not-at-top
+  return (DataError, features.CacheError, FileNotFoundError, runner.NonFiniteLossError,
+          checkpointing.DataPositionError, config_io.ConfigChangedError)
 
 
 if __name__ == "__main__":

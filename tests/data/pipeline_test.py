@@ -8,16 +8,37 @@ import numpy as np
 from absl.testing import absltest
 
 from tests import helpers
+from vidrec_jax.data import datasets
+from vidrec_jax.data import grouping
 from vidrec_jax.data import pipeline
+from vidrec_jax.data import video_io
+from vidrec_jax.data.clips import ClipSampler
+from vidrec_jax.data.clips import PixelFrames
+from vidrec_jax.data.datasets import synthetic
+from vidrec_jax.data.vocab import Vocab
+from vidrec_jax.models import recommender
+
+
+def _load(config, data_dir):
+  return datasets.get("synthetic", data_dir, config.data.world)
 
 
 def _dataset(config, data_dir, process_index=0, process_count=1, start_batch=0):
-  catalog = pipeline.Catalog.load(data_dir)
-  cols = pipeline.read_columns(pipeline.open_source(data_dir, "impressions", "train"))
-  uv = pipeline.Vocab(cols["user_id"], int(cols["user_id"].max()))
-  vv = pipeline.Vocab(cols["video_id"], len(catalog) - 1)
-  return pipeline.train_dataset(config, data_dir, catalog, uv, vv, cols["video_id"],
-                                process_index, process_count, start_batch=start_batch)
+  """The training stream as the supervised trainer builds it."""
+  ds = _load(config, data_dir)
+  cols = ds.split("train").columns
+  d = config.data
+  spec = recommender.input_spec(config.model)
+  frames = PixelFrames(ds.catalog, d.frame_size, d.normalization, d.cache_videos)
+  return pipeline.train_dataset(
+      ds.split("train"), spec, ClipSampler(frames if spec.clip else None, spec.clip,
+                                           d.num_frames),
+      user_vocab=Vocab(cols["user_id"], int(cols["user_id"].max())),
+      video_vocab=Vocab(cols["video_id"], len(ds.catalog) - 1), video_ids=cols["video_id"],
+      batch_size=d.batch_size, impressions_per_clip=d.impressions_per_clip,
+      shuffle_seed=d.shuffle_seed, process_index=process_index, process_count=process_count,
+      options=pipeline.LoaderOptions(d.num_workers, d.read_threads, d.prefetch_batches),
+      start_batch=start_batch)
 
 
 def _assert_batches_equal(test, a, b):
@@ -43,24 +64,25 @@ class PipelineTest(absltest.TestCase):
     self.assertEqual(b["mask"].shape, (bs, k))
     self.assertTrue(np.all(b["valid"] == 1))
     self.assertLessEqual(np.abs(b["frames"]).max(), 1.0)
-    catalog = pipeline.Catalog.load(self.data_dir)
+    catalog = _load(c, self.data_dir).catalog
     # Clips shorter than K frames are padded and masked, never silently truncated.
-    lengths = catalog.num_frames[b["video_id"]]
+    lengths = catalog.extra["num_frames"][b["video_id"]]
     np.testing.assert_array_equal(b["mask"].sum(1), np.minimum(lengths, k))
     self.assertFalse(np.any(catalog.cold[b["video_id"]]))
 
   def test_each_training_impression_is_served_exactly_once_per_epoch(self):
-    src = pipeline.open_source(self.data_dir, "impressions", "train")
-    vids = np.array([r["video_id"] for r in src.__getitems__(list(range(len(src))))])
-    groups = pipeline.group_by_clip(vids, 3, seed=0)
+    split = _load(self.config, self.data_dir).split("train")
+    vids = split.columns["video_id"]
+    groups = grouping.group_by_clip(vids, 3, seed=0)
     rows = groups[groups >= 0]
-    np.testing.assert_array_equal(np.sort(rows), np.arange(len(src)))
+    np.testing.assert_array_equal(np.sort(rows), np.arange(len(split)))
     for g in groups:  # one video per chunk, padding only at the end
       real = g[g >= 0]
       self.assertLen(set(vids[real].tolist()), 1)
       self.assertTrue(np.all(g[len(real):] == -1))
-    ex = pipeline.GroupedSource(src, groups)[0]
+    ex = grouping.GroupedSource(split, groups, ("click", "position"))[0]
     self.assertEqual(ex["user_id"].shape, (3,))
+    self.assertEqual(ex["position"].dtype, np.int32)
     np.testing.assert_array_equal(ex["weight"], (groups[0] >= 0).astype(np.float32))
 
   def test_start_batch_resumes_identical_batches(self):
@@ -99,7 +121,7 @@ class PipelineTest(absltest.TestCase):
   def test_bad_video_is_reported_and_skipped(self):
     d = tempfile.mkdtemp()
     shutil.copytree(self.data_dir, d, dirs_exist_ok=True)
-    catalog = pipeline.Catalog.load(d)
+    catalog = _load(self.config, d).catalog
     b = next(iter(_dataset(self.config, d)))
     victim = int(b["video_id"][0])
     with open(catalog.path(victim), "wb") as f:
@@ -120,20 +142,20 @@ class PipelineTest(absltest.TestCase):
     self.assertEqual(b["user"].shape, (c.data.batch_size, c.data.impressions_per_clip))
 
   def test_motion_is_the_next_frame_difference(self):
-    catalog = pipeline.Catalog.load(self.data_dir)
+    catalog = _load(self.config, self.data_dir).catalog
     c = self.config.data
-    loader = pipeline.ClipLoader(catalog, c.num_frames, c.frame_size, c.normalization, 0,
-                                 motion=True)
-    ex = loader.clip(3, None)
-    frames = pipeline.video_io.decode_video(catalog.path(3), c.frame_size)
-    idx, mask = pipeline.video_io.tsn_indices(len(frames), c.num_frames, None)
+    sampler = ClipSampler(PixelFrames(catalog, c.frame_size, c.normalization, 0),
+                          ("frames", "mask", "motion"), c.num_frames)
+    ex = sampler.clip(3, None)
+    frames = video_io.decode_video(catalog.path(3), c.frame_size)
+    idx, mask = video_io.tsn_indices(len(frames), c.num_frames, None)
     nxt = np.minimum(idx + 1, len(frames) - 1)
     expected = (frames[nxt].astype(np.float32) - frames[idx]) / 127.5 * mask[:, None, None, None]
     np.testing.assert_allclose(ex["motion"], expected, atol=1e-5)
 
   def test_missing_dataset_is_one_line(self):
-    with self.assertRaises(pipeline.DataError) as cm:
-      pipeline.open_source("/nonexistent/vidrec", "impressions", "train")
+    with self.assertRaises(datasets.DataError) as cm:
+      synthetic.open_source("/nonexistent/vidrec", "impressions", "train")
     self.assertIn("/nonexistent/vidrec", str(cm.exception))
     self.assertNotIn("\n", str(cm.exception))
 

@@ -7,21 +7,26 @@ import tempfile
 import numpy as np
 from absl.testing import absltest
 
+import functools
+
 from tests import helpers
 from tests.main_test import run_main
+from vidrec_jax.data import datasets
 from vidrec_jax.data import features
-from vidrec_jax.data import pipeline
 from vidrec_jax.data import titles
+from vidrec_jax.data.datasets import synthetic
 from vidrec_jax.models import text
+from vidrec_jax.train import text_cache
 
 TITLES = np.array(["ocean forest movie", "", " ".join(["volcano"] * 60), "Amélie",
                    "千と千尋の神隠し", "ocean forest movie"])
 
 
-def _config(mode="frozen"):
-  c = helpers.load_config("smoke,text")
-  c.model.text.train_mode = mode
-  return c
+NAME = "all-MiniLM-L6-v2"
+
+
+def _cached(d, max_length=32):
+  return titles.TitleInputs.cached(TITLES, d, NAME, max_length)
 
 
 class TitlesTest(absltest.TestCase):
@@ -32,13 +37,13 @@ class TitlesTest(absltest.TestCase):
     helpers.require_text_model()
 
   def test_cache_equals_the_public_encoder_and_counts_bad_titles(self):
-    config, d = _config(), tempfile.mkdtemp()
-    meta = titles.extract(config, TITLES, d)
+    d = tempfile.mkdtemp()
+    meta = text_cache.extract(NAME, 32, TITLES, d)
     self.assertEqual(meta["count"], len(TITLES))
     self.assertEqual(meta["empty"], 1)
     self.assertEqual(meta["truncated"], 1)  # 60 words > 32 tokens
-    want = text.pretrained_sentence_encoder(max_length=config.model.text.max_length)(TITLES)
-    inputs = titles.TitleInputs(config, TITLES, d)
+    want = text.pretrained_sentence_encoder(max_length=32)(TITLES)
+    inputs = _cached(d)
     np.testing.assert_allclose(inputs.embeddings, want, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(inputs.embeddings[[0, 2, 3, 4]], axis=1), 1.0,
                                atol=1e-5)
@@ -48,21 +53,20 @@ class TitlesTest(absltest.TestCase):
     self.assertNotEqual(inputs(1)["title_group"], inputs(0)["title_group"])
 
   def test_a_stale_cache_is_extracted_again_and_a_wrong_one_refused(self):
-    config, d = _config(), tempfile.mkdtemp()
-    titles.extract(config, TITLES, d)
-    config.model.text.max_length = 16
+    d = tempfile.mkdtemp()
+    text_cache.extract(NAME, 32, TITLES, d)
     with self.assertRaisesRegex(features.CacheError, "max_length=32"):
-      titles.TitleInputs(config, TITLES, d)
+      _cached(d, max_length=16)
     with self.assertLogs(level="WARNING"):
-      meta = titles.extract(config, TITLES, d)
+      meta = text_cache.extract(NAME, 16, TITLES, d)
     self.assertEqual(meta["max_length"], 16)
-    titles.TitleInputs(config, TITLES, d)
+    _cached(d, max_length=16)
 
   def test_a_trained_text_tower_gets_tokens(self):
-    config = _config("top_layers")
-    inputs = titles.TitleInputs(config, TITLES, None)
+    tok = text.load_tokenizer(NAME, 32)
+    inputs = titles.TitleInputs.tokenized(TITLES, functools.partial(tok, length=32))
     ex = inputs(3)
-    self.assertEqual(ex["title_ids"].shape, (config.model.text.max_length,))
+    self.assertEqual(ex["title_ids"].shape, (32,))
     self.assertEqual(int(inputs(1)["title_mask"].sum()), 2)  # "" -> [CLS] [SEP]
     self.assertEqual(int(inputs(2)["title_mask"].sum()), 32)  # truncated
     self.assertNotIn("title_emb", ex)
@@ -70,7 +74,7 @@ class TitlesTest(absltest.TestCase):
   def test_non_utf8_titles_are_replaced_and_reported(self):
     raw = np.array([b"ocean movie", b"caf\xe9 \xff news", "ok"], dtype=object)
     with self.assertLogs(level="WARNING") as logs:
-      out = pipeline.decode_titles(raw)
+      out = synthetic.decode_titles(raw)
     self.assertEqual(out[0], "ocean movie")
     self.assertEqual(out[1], "caf\ufffd \ufffd news")
     self.assertIn("videos 1", "\n".join(logs.output))
@@ -82,7 +86,8 @@ class TitlesTest(absltest.TestCase):
                          f"--config.data.data_dir={helpers.smoke_world_dir()}")
     self.assertEqual(r.returncode, 0, r.stderr[-2000:])
     meta = features.read_meta(os.path.join(workdir, "text_features"))
-    catalog = pipeline.Catalog.load(helpers.smoke_world_dir())
+    catalog = datasets.get("synthetic", helpers.smoke_world_dir(),
+                           helpers.load_config().data.world).catalog
     self.assertEqual(meta["count"], len(catalog))
     emb = np.load(os.path.join(workdir, "text_features", titles.EMBEDDINGS))
     self.assertEqual(emb.shape, (len(catalog), 384))

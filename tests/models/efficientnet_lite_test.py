@@ -13,7 +13,7 @@ from absl.testing import parameterized
 from tests import helpers
 from vidrec_jax import checkpoints
 from vidrec_jax.models import backbones
-from vidrec_jax.models import convert
+from vidrec_jax.checkpoints import convert
 from vidrec_jax.models.backbones import common
 
 
@@ -46,7 +46,7 @@ def reference_model(variant: str):
   except ImportError as e:
     raise absltest.SkipTest(f"reference needs torch and efficientnet-lite-pytorch ({e}); "
                             "they come with the test extras") from e
-  path = backbones.BACKBONES[variant].default_checkpoint()
+  path = backbones.BACKBONES.get(variant).default_checkpoint()
   model = EfficientNet.from_pretrained(variant.replace("_", "-"), weights_path=path).eval()
   return torch, model
 
@@ -134,8 +134,8 @@ class StrictConversionTest(absltest.TestCase):
     from flax import nnx  # pylint: disable=g-import-not-at-top
     state = nnx.state(self.net, nnx.Param)
     return convert.convert(tensors, convert.targets_of(state),
-                           backbones.BACKBONES["efficientnet_lite0"].rules(),
-                           backbones.BACKBONES["efficientnet_lite0"].ignore)
+                           backbones.BACKBONES.get("efficientnet_lite0").rules(),
+                           backbones.BACKBONES.get("efficientnet_lite0").ignore)
 
   def test_every_tensor_is_used_and_every_parameter_filled(self):
     out = self._convert(self.tensors)

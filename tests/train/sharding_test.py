@@ -45,15 +45,19 @@ class ShardingTest(absltest.TestCase):
     config = fixtures.helpers.load_config()
     config.model.embed_dim = 8
     setup = fixtures.setup_on(jax.devices()[:8], (2, 2, 2), config)
-    for name in ("user_embed", "video_embed"):
-      sh = setup.param_shardings[name]["embedding"]
-      shape = setup.abstract_state.params[name]["embedding"].shape  # (128, 8): padded rows
+    def at(tree, path):
+      for k in path:
+        tree = tree[k]
+      return tree
+
+    for path in (("user_tower", "user_embed", "embedding"), ("video_embed", "embedding")):
+      sh = at(setup.param_shardings, path)
+      table = at(setup.abstract_state.params, path)  # (128, 8): padded rows
       self.assertEqual(tuple(sh.spec), ("model", "fsdp"))
-      self.assertEqual(sh.shard_shape(shape), (shape[0] // 2, shape[1] // 2))
-      table = setup.abstract_state.params[name]["embedding"]
+      self.assertEqual(sh.shard_shape(table.shape), (table.shape[0] // 2, table.shape[1] // 2))
       self.assertEqual(mesh_lib.shard_bytes(table, sh), table.size * table.dtype.itemsize // 4)
       # Adam's moments follow their parameter.
-      mu = setup.state_shardings.opt_state[1][0].mu[name]["embedding"]
+      mu = at(setup.state_shardings.opt_state[1][0].mu, path)
       self.assertEqual(tuple(mu.spec), ("model", "fsdp"))
     # A dimension the mesh axis does not divide stays replicated instead of failing.
     spec = partitioning.logical_to_spec(("vocab", "embed"), setup.rules, (13, 8), setup.mesh)

@@ -14,12 +14,13 @@ from absl.testing import absltest
 from tests import helpers
 from tests.main_test import run_main
 from tests.train import fixtures
-from vidrec_jax.models import convert
+from vidrec_jax.checkpoints import convert
 from vidrec_jax.models import recommender
+from vidrec_jax.models import text_tower
 from vidrec_jax.models import text
 from vidrec_jax.train import steps
 
-PREFIX = recommender.TEXT_PREFIX
+PREFIX = text_tower.TEXT_PREFIX
 
 
 def _config(mode="frozen", item_tower=True, tasks=("text_match", "visual_query")):
@@ -43,7 +44,7 @@ def _batch(config, seed=0):
     b["title_ids"] = rng.integers(1000, 5000, (n, length)).astype(np.int32)
     b["title_mask"] = (np.arange(length)[None] < rng.integers(3, length + 1, (n, 1))).astype(
         np.int32)
-  for k in ("frames", "mask", "valid") + (("motion",) if config.data.motion else ()):
+  for k in recommender.input_spec(config.model).clip + ("valid",):
     b[f"query_{k}"] = b[k]
   b["query_frames"] = b["frames"] + 0.1 * rng.normal(size=b["frames"].shape).astype(np.float32)
   return b

@@ -6,21 +6,20 @@
 then `meta.json`, last, so an interrupted extraction is never mistaken for a finished one.
 
 Training from the cache samples TSN segments over the cached frames, exactly as the pixel
-pipeline samples decoded frames, so the model sees the same kind of clip without decoding.
+pipeline samples decoded frames (data/clips.py), so the model sees the same kind of clip without
+decoding.
 """
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import os
 
 import numpy as np
-from absl import logging
 from array_record.python import array_record_module
 
-from vidrec_jax.data import video_io
+from vidrec_jax import files
 
 META = "meta.json"
 
@@ -45,21 +44,8 @@ def decode_record(raw: bytes) -> tuple[int, np.ndarray, np.ndarray]:
     return int(z["video_id"]), z["frame_index"], z["features"]
 
 
-def write_shard(path: str, records: list[bytes]) -> None:
-  """Writes a shard atomically (temporary name, then rename)."""
-  tmp = path + ".tmp"
-  w = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
-  for r in records:
-    w.write(r)
-  w.close()
-  os.replace(tmp, path)
-
-
 def write_meta(cache_dir: str, meta: dict) -> None:
-  tmp = os.path.join(cache_dir, META + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(meta, f, indent=1, sort_keys=True)
-  os.replace(tmp, os.path.join(cache_dir, META))
+  files.write_json(os.path.join(cache_dir, META), meta)
 
 
 def read_meta(cache_dir: str) -> dict:
@@ -96,47 +82,3 @@ def load_cache(cache_dir: str) -> dict[int, np.ndarray]:
       table[vid] = feats
     reader.close()
   return table
-
-
-def stale_shards(cache_dir: str) -> list[str]:
-  return glob.glob(os.path.join(cache_dir, "features-*.array_record*"))
-
-
-class FeatureLoader:
-  """Clips from the feature cache: TSN segments over each video's cached frame features.
-
-  Has the `clip(video_id, rng)` interface of the pixel ClipLoader; a video missing from the
-  cache (it failed to decode at extraction) comes back with valid=0 and is reported once.
-  """
-
-  def __init__(self, cache_dir: str, num_segments: int, dim: int, adjacent: bool = False):
-    self.cache_dir, self.num_segments, self.dim = cache_dir, num_segments, dim
-    self.adjacent = adjacent  # also return the features of the cached frame after each one
-    self._table: dict[int, np.ndarray] | None = None
-    self._reported: set[int] = set()
-
-  def __getstate__(self):  # workers load the table themselves
-    d = dict(self.__dict__)
-    d["_table"] = None
-    return d
-
-  def clip(self, video_id: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
-    if self._table is None:
-      self._table = load_cache(self.cache_dir)
-    k = self.num_segments
-    feats = self._table.get(int(video_id))
-    if feats is None or len(feats) == 0:
-      if int(video_id) not in self._reported:
-        self._reported.add(int(video_id))
-        logging.warning("video %d has no cached features in %s (it failed at extraction)",
-                        video_id, self.cache_dir)
-      out = {"features": np.zeros((k, self.dim), np.float32), "mask": np.zeros(k, np.float32),
-             "valid": np.int32(0)}
-      if self.adjacent:
-        out["next_features"] = out["features"]
-      return out
-    idx, mask = video_io.tsn_indices(len(feats), k, rng)
-    out = {"features": feats[idx] * mask[:, None], "mask": mask, "valid": np.int32(1)}
-    if self.adjacent:
-      out["next_features"] = feats[np.minimum(idx + 1, len(feats) - 1)] * mask[:, None]
-    return out

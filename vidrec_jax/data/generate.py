@@ -1,4 +1,8 @@
-"""Writes a synthetic world to disk once: real video files plus the TFDS/ArrayRecord datasets."""
+"""Writes a synthetic world to disk once: real video files plus the TFDS/ArrayRecord datasets.
+
+Generation is reproducible byte for byte: the same world config gives the same video files and
+the same record files (tested), in any process.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +18,25 @@ from vidrec_jax.data import render
 from vidrec_jax.data import tfds_world
 from vidrec_jax.data import video_io
 from vidrec_jax.data import world as world_lib
+from vidrec_jax.files import read_json
+from vidrec_jax.files import write_json
 
 _STAMP = "world_config.json"
 
 
+def _stamp(world_config: ml_collections.ConfigDict) -> dict:
+  """What a finished world records about itself: its config and the record format version."""
+  return {"world": world_config.to_dict(), "tfds_version": tfds_world.VERSION}
+
+
 def is_complete(data_dir: str, world_config: ml_collections.ConfigDict) -> bool:
-  """True when `data_dir` holds a finished world generated from exactly `world_config`."""
+  """True when `data_dir` holds a finished world generated from exactly `world_config` in the
+  current record format."""
   path = os.path.join(data_dir, _STAMP)
   if not os.path.exists(path):
     return False
-  with open(path) as f:
-    return json.load(f) == json.loads(world_config.to_json())
+  # Compared as JSON reads it back (tuples become lists).
+  return read_json(path) == json.loads(json.dumps(_stamp(world_config)))
 
 
 def generate(data_dir: str, world_config: ml_collections.ConfigDict,
@@ -48,8 +60,8 @@ def generate(data_dir: str, world_config: ml_collections.ConfigDict,
     shutil.rmtree(tfds_dir)
   for name in ("impressions", "videos"):
     tfds_world.builder(data_dir, name, world).download_and_prepare(file_format="array_record")
-  with open(stamp, "w") as f:
-    f.write(world_config.to_json(indent=2))
+  tfds_world.canonicalize(data_dir)
+  write_json(stamp, _stamp(world_config))
   n = world.impressions["split"]
   logging.info("world: %d users, %d videos (%d cold), impressions train/valid/test = %d/%d/%d",
                world_config.num_users, len(world.videos), sum(v.cold for v in world.videos),

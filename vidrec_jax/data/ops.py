@@ -1,10 +1,28 @@
-"""Small, registered per-example preprocessing ops used by the Grain pipelines."""
+"""Registered per-clip preprocessing ops: each produces one clip input key from a video's frames.
+
+A clip is sampled TSN-style (data/video_io.py `tsn_indices`): `idx` are the sampled frame
+indices, `nxt` the frame right after each one, `mask` 1 for real (not padded) segments. A clip op
+turns the video's frame array into one input of the model:
+
+  frames         normalised sampled frames                       (from decoded pixels)
+  motion         the TSN RGB difference: next frame - this frame  (from decoded pixels)
+  features       cached backbone features of the sampled frames   (from the feature cache)
+  next_features  cached features of the frame after each one      (from the feature cache)
+
+Encoders declare the keys they read (models/encoders.py); the clip sampler runs exactly those
+ops. Adding an input (e.g. optical flow) is one registered `ClipOp`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import numpy as np
+
+from vidrec_jax.registry import Registry
+
+PIXELS, FEATURES = "pixels", "features"  # where an op's frames come from
 
 # Per-channel mean and std of the pixel values, on the 0..255 scale.
 _PIXEL_STATS = {
@@ -14,6 +32,7 @@ _PIXEL_STATS = {
     "imagenet": (np.array([123.675, 116.28, 103.53], np.float32),
                  np.array([58.395, 57.12, 57.375], np.float32)),
 }
+NORMALIZATIONS = tuple(_PIXEL_STATS)
 
 
 def normalize(frames: np.ndarray, mode: str) -> np.ndarray:
@@ -22,5 +41,42 @@ def normalize(frames: np.ndarray, mode: str) -> np.ndarray:
   return (frames.astype(np.float32) - mean) / std
 
 
-OPS: dict[str, Callable[..., np.ndarray]] = {"normalize": normalize}
-NORMALIZATIONS = tuple(_PIXEL_STATS)
+def _masked(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  return x * mask.reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipOp:
+  """One clip input computed from a video's frame array.
+
+  Attributes:
+    source: PIXELS (uint8 (T, S, S, 3) decoded frames) or FEATURES ((T, D) cached features).
+    fn: (frames, idx, nxt, mask, prep) -> float32 (K, ...) where `prep` maps raw frames to
+      model inputs (pixel normalisation; identity for features).
+  """
+
+  source: str
+  fn: Callable[..., np.ndarray]
+
+
+CLIP_OPS: Registry[ClipOp] = Registry("clip input")
+
+CLIP_OPS.register("frames", ClipOp(PIXELS, lambda x, idx, nxt, mask, prep: prep(x[idx])))
+CLIP_OPS.register("motion", ClipOp(
+    PIXELS, lambda x, idx, nxt, mask, prep: _masked(prep(x[nxt]) - prep(x[idx]), mask)))
+CLIP_OPS.register("features", ClipOp(
+    FEATURES, lambda x, idx, nxt, mask, prep: _masked(x[idx], mask)))
+CLIP_OPS.register("next_features", ClipOp(
+    FEATURES, lambda x, idx, nxt, mask, prep: _masked(x[nxt], mask)))
+
+
+def source_of(keys: tuple[str, ...]) -> str | None:
+  """The one frame source the clip inputs `keys` need ('mask' needs none); None for no inputs.
+
+  Raises:
+    ValueError: the keys mix pixel and feature-cache inputs.
+  """
+  sources = {CLIP_OPS.get(k).source for k in keys if k != "mask"}
+  if len(sources) > 1:
+    raise ValueError(f"clip inputs {keys} mix frame sources {sorted(sources)}")
+  return sources.pop() if sources else None

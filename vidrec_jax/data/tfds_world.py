@@ -2,19 +2,28 @@
 
 Two builder configs share one builder: `impressions` (splits train / valid / test, one record per
 logged impression, with the oracle's click probability) and `videos` (split `catalog`, one
-record per video with its file name, title, content type and latent factors).  Videos
-themselves are real files under `<data_dir>/videos/`, decoded with PyAV at train time.
+record per video with its file name, title, content type, publish time and latent factors).
+Videos themselves are real files under `<data_dir>/videos/`, decoded with PyAV at train time.
+
+The record files are byte-for-byte reproducible: TFDS serialises each example's feature map in
+an order that changes from process to process (protobuf map order), so `canonicalize` rewrites
+every record with deterministic (key-sorted) serialisation once the builder has written it.
 """
 
 from __future__ import annotations
 
+import glob
+import os
+
 import numpy as np
 import tensorflow_datasets as tfds
+from array_record.python import array_record_module
+from tensorflow_datasets.proto import tf_example_pb2
 
 from vidrec_jax.data import world as world_lib
 
 NAME = "vidrec_world"
-VERSION = "1.0.0"
+VERSION = "1.1.0"  # 1.1.0: videos carry publish_time
 
 _IMPRESSION_FIELDS = {
     "user_id": np.int64, "video_id": np.int64, "timestamp": np.float64, "position": np.int64,
@@ -43,6 +52,7 @@ class VidrecWorld(tfds.core.GeneratorBasedBuilder):
       features = {k: tfds.features.Scalar(dtype=v) for k, v in _IMPRESSION_FIELDS.items()}
     else:
       features = {k: tfds.features.Scalar(dtype=np.int64) for k in _VIDEO_INT_FIELDS}
+      features["publish_time"] = tfds.features.Scalar(dtype=np.float32)
       features["filename"] = tfds.features.Text()
       features["title"] = tfds.features.Text()
     return tfds.core.DatasetInfo(
@@ -68,9 +78,28 @@ class VidrecWorld(tfds.core.GeneratorBasedBuilder):
   def _videos(self):
     for v in self._world.videos:
       rec = {k: int(getattr(v, k)) for k in _VIDEO_INT_FIELDS}
-      rec.update(filename=v.filename, title=v.title)
+      rec.update(filename=v.filename, title=v.title, publish_time=np.float32(v.publish_time))
       yield v.video_id, rec
 
 
 def builder(data_dir: str, config: str, world: world_lib.World | None = None) -> VidrecWorld:
   return VidrecWorld(config=config, data_dir=data_dir, world=world)
+
+
+def canonicalize(data_dir: str) -> None:
+  """Rewrites every ArrayRecord file of the world under `data_dir` with deterministically
+  serialised examples (same records, same order, same writer options), atomically."""
+  pattern = os.path.join(data_dir, NAME, "*", VERSION, "*.array_record-*")
+  for path in sorted(glob.glob(pattern)):
+    reader = array_record_module.ArrayRecordReader(path)
+    options = reader.writer_options_string()
+    records = reader.read_all()
+    reader.close()
+    tmp = path + ".tmp"
+    writer = array_record_module.ArrayRecordWriter(tmp, options)
+    for raw in records:
+      example = tf_example_pb2.Example()
+      example.ParseFromString(raw)
+      writer.write(example.SerializeToString(deterministic=True))
+    writer.close()
+    os.replace(tmp, path)

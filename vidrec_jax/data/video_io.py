@@ -7,6 +7,8 @@ import os
 import av
 import numpy as np
 
+from vidrec_jax import files
+
 # Container suffix -> (encoder, pixel format).  mp4 uses H.264, avi MPEG-4 part 2, flv Sorenson.
 ENCODERS = {"mp4": ("libx264", "yuv420p"), "avi": ("mpeg4", "yuv420p"), "flv": ("flv", "yuv420p")}
 
@@ -22,8 +24,8 @@ def write_video(path: str, frames: np.ndarray, fps: int) -> None:
     raise ValueError(f"video suffix {suffix!r} not supported for writing; "
                      f"allowed: {sorted(ENCODERS)}")
   codec, pix_fmt = ENCODERS[suffix]
-  tmp = f"{path}.part.{suffix}"
-  with av.open(tmp, mode="w") as container:
+  # A crash mid-write never leaves a half file under the real name.
+  with files.atomic_path(path) as tmp, av.open(tmp, mode="w") as container:
     stream = container.add_stream(codec, rate=fps)
     stream.width, stream.height = frames.shape[2], frames.shape[1]
     stream.pix_fmt = pix_fmt
@@ -36,7 +38,6 @@ def write_video(path: str, frames: np.ndarray, fps: int) -> None:
         container.mux(packet)
     for packet in stream.encode():
       container.mux(packet)
-  os.replace(tmp, path)  # a crash mid-write never leaves a half file under the real name
 
 
 def decode_video(path: str, size: int | None = None) -> np.ndarray:

@@ -20,11 +20,9 @@ import numpy as np
 PALETTE = np.array(
     [[230, 40, 40], [40, 200, 60], [50, 80, 240], [240, 220, 40], [220, 60, 220], [40, 220, 230],
      [255, 140, 0], [250, 250, 250]], dtype=np.float32)
-PALETTE_NAMES = ("red", "green", "blue", "yellow", "magenta", "cyan", "orange", "white")
 SHAPES = ("circle", "square", "triangle")
 TEXTURES = ("flat", "stripes", "checker")
 DIRECTIONS = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float32)  # (dx, dy)
-DIRECTION_NAMES = ("right", "left", "down", "up")
 SPEEDS = (1.5, 4.0)  # pixels per frame at 64 px, scaled with resolution
 ROTATIONS = (0.0, 0.25, -0.25)  # radians per frame
 CONTENT_TYPES = ("movie", "series", "news")
@@ -52,6 +50,7 @@ class Video:
   content_type: int
   fmt: str
   cold: bool
+  publish_time: float  # seconds; cold videos are published when the training period ends
   title: str
   start_xy: tuple[float, float]
   phase: float
@@ -109,7 +108,8 @@ class World:
           speed=int(rng.integers(len(SPEEDS))), rotation=int(rng.integers(len(ROTATIONS))),
           num_frames=int(rng.integers(c.min_frames, c.max_frames + 1)),
           content_type=content_type, fmt=str(rng.choice(FORMATS, p=fmt_p)),
-          cold=vid in cold_ids, title=title,
+          cold=vid in cold_ids, publish_time=self.train_end if vid in cold_ids else 0.0,
+          title=title,
           start_xy=(float(rng.uniform(0, c.resolution)), float(rng.uniform(0, c.resolution))),
           phase=float(rng.uniform(0, 2 * np.pi))))
     return videos
@@ -153,6 +153,11 @@ class World:
     """True click probability of a user examining the video (before position bias and noise)."""
     return (1.0 / (1.0 + np.exp(-self.oracle_logit(users, videos)))).astype(np.float32)
 
+  @property
+  def train_end(self) -> float:
+    """The first moment after the training period, in seconds."""
+    return self.config.train_until * self.config.horizon_seconds
+
   # -- impressions -----------------------------------------------------------------------------
   def split_of(self, timestamp: np.ndarray) -> np.ndarray:
     """Split index (0 train, 1 valid, 2 test) of each timestamp, by time."""
@@ -166,7 +171,7 @@ class World:
     num_slates = c.num_users * c.slates_per_user
     users = np.repeat(np.arange(c.num_users), c.slates_per_user)
     slate_t = rng.uniform(0, c.horizon_seconds, num_slates)
-    late = slate_t >= c.train_until * c.horizon_seconds
+    late = slate_t >= self.train_end
     rows = []
     for s in range(num_slates):
       # Cold videos are published at the end of training time: they can only be shown later.

@@ -1,18 +1,85 @@
-"""Frame encoders and temporal pooling for clips of any length (padded frames are masked)."""
+"""Frame encoders: clips -> per-frame features (B, T, F). Each encoder declares the clip inputs it
+reads (`clip_inputs`), so the input pipeline produces exactly those (decoded pixels, the RGB
+difference, cached backbone features, ...) and evaluation passes exactly those.
+
+Adding an encoder: a `FrameEncoder` subclass registered in `FRAME_ENCODERS` (its typed
+`__init__` arguments are the `model.frame_encoder` config section, minus `name`), whose inputs
+are registered clip ops (vidrec_jax/data/ops.py).
+"""
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import jax
 import jax.numpy as jnp
-import ml_collections
 from flax import nnx
 
-from vidrec_jax.models import backbone_encoder
+from vidrec_jax.config_checks import check
+from vidrec_jax.config_checks import positive_int
+from vidrec_jax.config_checks import typed_kwargs
 from vidrec_jax.models import layers
 from vidrec_jax.models.partitioning import constrain
+from vidrec_jax.registry import Registry
+
+# Arguments the model builder passes to every part itself.
+SUPPLIED = ("dtype", "param_dtype", "rngs")
 
 
-class ConvFrameEncoder(nnx.Module):
+class FrameEncoder(nnx.Module):
+  """Base: `__call__(clip) -> (features (B, T, self.features), intermediates)`."""
+
+  features: int
+  # Whether `--mode=extract` writes a feature cache for this encoder (a pretrained backbone).
+  extracts_features: ClassVar[bool] = False
+
+  @classmethod
+  def config_kwargs(cls, model_cfg) -> dict[str, Any]:
+    """The typed `__init__` arguments from the model config (checked against the signature)."""
+    return typed_kwargs(cls.__init__, model_cfg.frame_encoder, "model.frame_encoder", SUPPLIED)
+
+  @classmethod
+  def clip_inputs(cls, **kwargs) -> tuple[str, ...]:
+    """The clip keys this encoder reads, given its `config_kwargs`."""
+    del kwargs
+    return ("frames", "mask")
+
+  @classmethod
+  def validate(cls, config, **kwargs) -> None:
+    """Raises config_checks.ConfigError on a bad argument or combination (given the whole
+    config and this encoder's `config_kwargs`)."""
+    del config, kwargs
+
+
+FRAME_ENCODERS: Registry[type[FrameEncoder]] = Registry("frame encoder")
+NONE = "none"  # `model.frame_encoder.name`: no content tower (ID-only)
+
+
+def clip_inputs(model_cfg) -> tuple[str, ...]:
+  """The clip keys the configured item tower reads; () without a content tower."""
+  name = model_cfg.frame_encoder.name
+  if name == NONE:
+    return ()
+  cls = FRAME_ENCODERS.get(name)
+  return cls.clip_inputs(**cls.config_kwargs(model_cfg))
+
+
+def extracts_features(model_cfg) -> bool:
+  """Whether the configured encoder has a feature cache for `--mode=extract` to write."""
+  name = model_cfg.frame_encoder.name
+  return name != NONE and FRAME_ENCODERS.get(name).extracts_features
+
+
+def build(model_cfg, *, dtype, param_dtype, rngs: nnx.Rngs) -> FrameEncoder | None:
+  name = model_cfg.frame_encoder.name
+  if name == NONE:
+    return None
+  cls = FRAME_ENCODERS.get(name)
+  return cls(**cls.config_kwargs(model_cfg), dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+
+@FRAME_ENCODERS.register("conv")
+class ConvFrameEncoder(FrameEncoder):
   """A small strided conv net applied to every frame, optionally with a motion input.
 
   With `motion=True` each frame is stacked with its TSN RGB difference (the next frame minus this
@@ -20,19 +87,31 @@ class ConvFrameEncoder(nnx.Module):
   shows as a signed edge pattern in the difference image.
   """
 
-  def __init__(self, model_cfg: ml_collections.ConfigDict, *, dtype, param_dtype,
-               rngs: nnx.Rngs):
-    cfg = model_cfg.frame_encoder
-    self.motion = cfg.motion
-    cin = 6 if cfg.motion else 3
-    chans = (cin,) + tuple(cfg.channels)
+  def __init__(self, *, channels: tuple[int, ...], features: int, motion: bool, dtype,
+               param_dtype, rngs: nnx.Rngs):
+    self.motion = motion
+    cin = 6 if motion else 3
+    chans = (cin,) + tuple(channels)
     self.convs = nnx.List([
         layers.conv(a, b, 3, 2, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         for a, b in zip(chans[:-1], chans[1:])])
-    self.proj = layers.dense(2 * chans[-1], cfg.features, ("conv_out", "embed"), dtype=dtype,
+    self.proj = layers.dense(2 * chans[-1], features, ("conv_out", "embed"), dtype=dtype,
                              param_dtype=param_dtype, rngs=rngs)
-    self.features = cfg.features
+    self.features = features
     self.dtype = dtype
+
+  @classmethod
+  def clip_inputs(cls, *, motion: bool, **kwargs) -> tuple[str, ...]:
+    del kwargs
+    return ("frames", "mask") + (("motion",) if motion else ())
+
+  @classmethod
+  def validate(cls, config, *, channels, features, motion, **kwargs):
+    del kwargs
+    check(len(channels) > 0 and all(isinstance(c, int) and c > 0 for c in channels),
+          "model.frame_encoder.channels", tuple(channels), "positive integers, at least one")
+    positive_int(features, "model.frame_encoder.features")
+    check(isinstance(motion, bool), "model.frame_encoder.motion", motion, "True or False")
 
   def __call__(self, clip: dict) -> tuple[jax.Array, dict]:
     """clip: frames (B, T, H, W, 3), mask (B, T), motion (B, T, H, W, 3) when `motion`.
@@ -53,27 +132,3 @@ class ConvFrameEncoder(nnx.Module):
     x = self.proj(x).reshape(b, t, self.features)
     x = constrain(x, ("batch", "time", "embed"))
     return x, {"frame_features": x}
-
-
-FRAME_ENCODERS = {"conv": ConvFrameEncoder,
-                  "backbone": backbone_encoder.BackboneFrameEncoder}
-
-
-def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-  m = mask[..., None].astype(x.dtype)
-  return (x * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
-
-
-def masked_max(x: jax.Array, mask: jax.Array) -> jax.Array:
-  neg = jnp.finfo(x.dtype).min
-  out = jnp.where(mask[..., None] > 0, x, neg).max(1)
-  return jnp.where(mask.sum(1, keepdims=True) > 0, out, 0.0)
-
-
-def mean_max(x: jax.Array, mask: jax.Array) -> jax.Array:
-  return jnp.concatenate([masked_mean(x, mask), masked_max(x, mask)], axis=-1)
-
-
-# name -> (pooling fn, output width as a multiple of the frame feature width)
-POOLINGS = {"masked_mean": (masked_mean, 1), "masked_max": (masked_max, 1),
-            "mean_max": (mean_max, 2)}

@@ -1,17 +1,52 @@
-"""Task heads, each bundled with its loss and its prediction; adding a task is registering one."""
+"""Task heads on the shared trunk. A head owns its contract: the label columns it reads, its loss,
+its prediction, and the metrics evaluation reports for it; the input pipeline and the ranking
+evaluator read these from the active heads, so adding a task is registering one head:
+
+  @HEADS.register("my_task")
+  class MyHead(Head):
+    labels = ("my_label",)
+    ...
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
+from vidrec_jax.eval import metrics as M
 from vidrec_jax.models import layers
+from vidrec_jax.registry import Registry
 
 
-class _ScalarHead(nnx.Module):
-  """One output per example from the shared trunk's hidden vector."""
+@dataclasses.dataclass(frozen=True)
+class GroupData:
+  """The evaluated impressions of one (split, group): what a head's metrics see.
+
+  Attributes:
+    labels: label column -> values (every column the dataset has).
+    pred: this head's predictions, aligned with the labels.
+    users: the user id of each impression (per-user metrics).
+    oracle: the true click probability of each impression, when the dataset has an oracle.
+    ndcg_k: the cut-off of NDCG metrics.
+  """
+
+  labels: dict[str, np.ndarray]
+  pred: np.ndarray
+  users: np.ndarray
+  oracle: np.ndarray | None
+  ndcg_k: int
+
+
+class Head(nnx.Module):
+  """One output per impression from the trunk's hidden vector, and its contract."""
+
+  labels: ClassVar[tuple[str, ...]] = ()  # label columns the loss and metrics read
 
   def __init__(self, hidden: int, *, dtype, param_dtype, rngs: nnx.Rngs):
     self.out = layers.dense(hidden, 1, ("mlp", None), dtype=dtype, param_dtype=param_dtype,
@@ -20,52 +55,120 @@ class _ScalarHead(nnx.Module):
   def __call__(self, h: jax.Array) -> jax.Array:
     return self.out(h)[..., 0].astype(jnp.float32)
 
-
-class ClickHead(_ScalarHead):
-  """Click logit; sigmoid cross-entropy.  A learned position bias explains away position in
-  training only (`position_logit`), so scores are position-free at evaluation."""
-
-  label = "click"
-
   @staticmethod
-  def loss(outputs: dict, batch: dict) -> jax.Array:
-    logit = outputs["click"] + outputs.get("position_logit", 0.0)
-    return optax.sigmoid_binary_cross_entropy(logit, batch["click"])
-
-  @staticmethod
-  def predict(raw: jax.Array) -> jax.Array:
-    return jax.nn.sigmoid(raw)
-
-
-class WatchTimeHead(_ScalarHead):
-  """Watch time in seconds (0 when not clicked); squared error."""
-
-  label = "watch_time"
-
-  def __call__(self, h: jax.Array) -> jax.Array:
-    return jax.nn.softplus(super().__call__(h))
-
-  @staticmethod
-  def loss(outputs: dict, batch: dict) -> jax.Array:
-    return jnp.square(outputs["watch_time"] - batch["watch_time"])
+  def loss(raw: jax.Array, outputs: dict, batch: dict) -> jax.Array:
+    """Per-impression loss (B, M) of this head's raw output; `outputs` holds every head's raw
+    output and the training-only terms (e.g. `position_logit`)."""
+    raise TypeError("a head defines its loss")
 
   @staticmethod
   def predict(raw: jax.Array) -> jax.Array:
     return raw
 
-
-class LikeHead(_ScalarHead):
-  """Like logit; sigmoid cross-entropy."""
-
-  label = "like"
+  @staticmethod
+  def metrics(g: GroupData) -> dict[str, float]:
+    """Metrics of one (split, group), keyed by metric name (e.g. `auc`)."""
+    del g
+    return {}
 
   @staticmethod
-  def loss(outputs: dict, batch: dict) -> jax.Array:
-    return optax.sigmoid_binary_cross_entropy(outputs["like"], batch["like"])
+  def split_metrics(g: GroupData) -> dict[str, float]:
+    """Metrics over a whole split, keyed below the split (e.g. `watch_time/mae`)."""
+    del g
+    return {}
 
   @staticmethod
-  def predict(raw: jax.Array) -> jax.Array:
+  def table_columns(ndcg_k: int) -> tuple[str, ...]:
+    """The metrics the printed table shows for this head."""
+    del ndcg_k
+    return ()
+
+
+HEADS: Registry[type[Head]] = Registry("head")
+
+
+@HEADS.register("click")
+class ClickHead(Head):
+  """Click logit; sigmoid cross-entropy. A learned position bias explains away position in
+  training only (`position_logit`), so scores are position-free at evaluation."""
+
+  labels = ("click",)
+
+  @staticmethod
+  def loss(raw, outputs, batch):
+    logit = raw + outputs.get("position_logit", 0.0)
+    return optax.sigmoid_binary_cross_entropy(logit, batch["click"])
+
+  @staticmethod
+  def predict(raw):
     return jax.nn.sigmoid(raw)
 
+  @staticmethod
+  def metrics(g):
+    y, p, k = g.labels["click"], g.pred, g.ndcg_k
+    r = {"click_rate": float(np.mean(y)), "auc": M.auc(y, p), "gauc": M.group_auc(g.users, y, p),
+         "logloss": M.logloss(y, p), f"ndcg@{k}": M.ndcg_at_k(g.users, y, p, k)}
+    if g.oracle is not None:
+      r["oracle_auc"] = M.auc(y, g.oracle)
+      r["oracle_gain"] = M.oracle_gain(r["auc"], r["oracle_auc"])
+      r[f"oracle_ndcg@{k}"] = M.ndcg_at_k(g.users, y, g.oracle, k)
+    return r
 
-HEADS = {"click": ClickHead, "watch_time": WatchTimeHead, "like": LikeHead}
+  @staticmethod
+  def table_columns(ndcg_k):
+    return ("auc", "oracle_auc", "oracle_gain", "gauc", "logloss", f"ndcg@{ndcg_k}")
+
+
+@HEADS.register("watch_time")
+class WatchTimeHead(Head):
+  """Watch time in seconds (0 when not clicked); squared error."""
+
+  labels = ("watch_time",)
+
+  def __call__(self, h):
+    return jax.nn.softplus(super().__call__(h))
+
+  @staticmethod
+  def loss(raw, outputs, batch):
+    del outputs
+    return jnp.square(raw - batch["watch_time"])
+
+  @staticmethod
+  def metrics(g):
+    y = g.labels["watch_time"]
+    return {"watch_time_mse": M.mse(y, g.pred), "watch_time_mae": M.mae(y, g.pred)}
+
+  @staticmethod
+  def split_metrics(g):
+    y = g.labels["watch_time"]
+    return {"watch_time/mse": M.mse(y, g.pred), "watch_time/mae": M.mae(y, g.pred)}
+
+  @staticmethod
+  def table_columns(ndcg_k):
+    del ndcg_k
+    return ("watch_time_mae",)
+
+
+@HEADS.register("like")
+class LikeHead(Head):
+  """Like logit; sigmoid cross-entropy."""
+
+  labels = ("like",)
+
+  @staticmethod
+  def loss(raw, outputs, batch):
+    del outputs
+    return optax.sigmoid_binary_cross_entropy(raw, batch["like"])
+
+  @staticmethod
+  def predict(raw):
+    return jax.nn.sigmoid(raw)
+
+  @staticmethod
+  def metrics(g):
+    return {"like_auc": M.auc(g.labels["like"], g.pred)}
+
+  @staticmethod
+  def table_columns(ndcg_k):
+    del ndcg_k
+    return ("like_auc",)

@@ -17,7 +17,16 @@ _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("vidrec_sharding", defa
 
 def param(init, names: tuple[str | None, ...]):
   """An initializer that tags its parameter with logical axis names."""
-  return nnx.with_partitioning(init, names)
+  return nnx.with_partitioning(init, names, eager_sharding=False)
+
+
+def param_value(value: jax.Array, names: tuple[str | None, ...]) -> nnx.Param:
+  """A parameter holding `value`, tagged with logical axis names.
+
+  The names are metadata only (eager sharding off): the trainer maps them to mesh axes and
+  creates every parameter inside a jit with out_shardings, so parameters are born sharded.
+  """
+  return nnx.Param(value, out_sharding=names, eager_sharding=False)
 
 
 def logical_to_spec(names: Sequence[str | None], rules: Rules, shape: Sequence[int] | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Callable, TypeVar
 
 import jax
 import numpy as np
@@ -21,6 +22,16 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 MODES = ("off", "auto", "explicit")
+T = TypeVar("T")
+
+
+def host0_then_barrier(name: str, fn: Callable[[], T]) -> T | None:
+  """Runs `fn` on process 0 only (writing shared files: a dataset, a cache), then every process
+  waits at the barrier `name` until it is done. Returns fn's result on process 0, else None."""
+  out = fn() if jax.process_index() == 0 else None
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+  return out
 
 
 def initialize(mode: str, coordinator_address: str = "", num_processes: int = 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Callable
 
 import grain
 import jax
@@ -19,15 +20,18 @@ import ml_collections
 import numpy as np
 import tqdm
 from absl import logging
+from array_record.python import array_record_module
 from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from vidrec_jax import files
 from vidrec_jax.data import features
-from vidrec_jax.data import generate
 from vidrec_jax.data import ops
 from vidrec_jax.data import pipeline
 from vidrec_jax.data import video_io
+from vidrec_jax.data.datasets import Catalog
+from vidrec_jax.data.datasets import RecDataset
 from vidrec_jax.models import backbone_encoder
 from vidrec_jax.models import backbones
 from vidrec_jax.models import layers
@@ -35,18 +39,16 @@ from vidrec_jax.models import layers
 
 def expected_meta(config: ml_collections.ConfigDict) -> dict:
   """Settings a cache must have been extracted with to serve this config."""
-  b, d = config.model.backbone, config.data
+  b, d = backbone_encoder.BackboneArgs.from_config(config.model), config.data
   return dict(backbone=b.name, checkpoint=b.checkpoint, outputs=list(b.outputs), grid=b.grid,
               frame_size=d.frame_size, normalization=d.normalization,
-              max_frames=d.get("cache_frames", 64),
-              dim=backbone_encoder.feature_dim(config.model))
+              max_frames=d.cache_frames, dim=backbone_encoder.feature_dim(b))
 
 
 class _Decode(grain.transforms.Map):
   """video id -> up to `max_frames` evenly spaced decoded frames, normalised (or an error)."""
 
-  def __init__(self, catalog: pipeline.Catalog, frame_size: int, normalization: str,
-               max_frames: int):
+  def __init__(self, catalog: Catalog, frame_size: int, normalization: str, max_frames: int):
     self.catalog, self.frame_size = catalog, frame_size
     self.normalization, self.max_frames = normalization, max_frames
 
@@ -63,13 +65,77 @@ class _Decode(grain.transforms.Map):
             "frames": ops.normalize(frames[idx], self.normalization)}
 
 
-def extract(config: ml_collections.ConfigDict, workdir: str, data_dir: str, out_dir: str
-            ) -> dict:
+class _Batcher:
+  """Packs the frames of consecutive videos into fixed-size device batches and writes each
+  video's record once all of its frames are encoded (a video may span batches)."""
+
+  def __init__(self, encode: Callable[[np.ndarray], np.ndarray], batch_size: int,
+               writer: array_record_module.ArrayRecordWriter):
+    self.encode, self.batch_size, self.writer = encode, batch_size, writer
+    self.pending: list[dict] = []  # videos whose frames are (partly) in `buffer`
+    self.buffer: list[np.ndarray] = []
+    self.videos = self.frames = 0
+
+  def add(self, video: dict) -> None:
+    self.buffer.append(video.pop("frames"))
+    self.pending.append(video)
+    if sum(len(x) for x in self.buffer) >= self.batch_size:
+      self.flush(final=False)
+
+  def flush(self, final: bool) -> None:
+    frames = np.concatenate(self.buffer) if self.buffer else np.zeros((0,), np.float32)
+    bs, done, outs = self.batch_size, 0, []
+    while len(frames) - done >= bs or (final and done < len(frames)):
+      chunk = frames[done:done + bs]
+      n = len(chunk)
+      if n < bs:  # one static batch shape: pad the last one
+        chunk = np.concatenate([chunk, np.zeros((bs - n,) + chunk.shape[1:], chunk.dtype)])
+      outs.append(self.encode(chunk)[:n])
+      done += n
+    if not outs:
+      return
+    vecs = np.concatenate(outs)
+    self.frames += len(vecs)
+    pos = 0
+    while self.pending and pos + len(self.pending[0]["frame_index"]) <= len(vecs):
+      v = self.pending.pop(0)
+      n = len(v["frame_index"])
+      self.writer.write(features.encode_record(v["video_id"], v["frame_index"],
+                                               vecs[pos:pos + n]))
+      pos += n
+      self.videos += 1
+    # Frames of videos not yet complete stay buffered for the next flush.
+    self.buffer = [frames[pos:]] if pos < len(frames) else []
+
+
+def _encoder(config: ml_collections.ConfigDict) -> Callable[[np.ndarray], np.ndarray]:
+  """Normalised frames (N, S, S, 3) -> grid-pooled backbone features (N, D), on this process's
+  devices (the batch split over them)."""
+  b = backbone_encoder.BackboneArgs.from_config(config.model)
+  mesh = Mesh(np.asarray(jax.local_devices()), ("batch",))
+  net = backbones.load(b.name, b.checkpoint or None, dtype=layers.as_dtype(config.model.dtype))
+  graphdef, state = nnx.split(net)
+  state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+
+  @jax.jit
+  def encode(state, frames):
+    frames = jax.lax.with_sharding_constraint(frames, NamedSharding(mesh, PartitionSpec("batch")))
+    return backbone_encoder.frame_vectors(nnx.merge(graphdef, state), frames, b.outputs, b.grid)
+  return lambda frames: np.asarray(encode(state, jnp.asarray(frames)))
+
+
+def _gather_skipped(bad: list[int]) -> np.ndarray:
+  """Every process's skipped video ids (padded to the longest list for the allgather)."""
+  longest = int(np.asarray(multihost_utils.process_allgather(np.int32(len(bad)))).max())
+  padded = np.full(max(longest, 1), -1, np.int32)
+  padded[:len(bad)] = bad
+  skipped = np.asarray(multihost_utils.process_allgather(padded)).reshape(-1)
+  return np.sort(skipped[skipped >= 0])
+
+
+def extract(config: ml_collections.ConfigDict, dataset: RecDataset, out_dir: str) -> dict:
   """Writes the feature cache for every catalog video into `out_dir`; returns its metadata."""
-  b, d = config.model.backbone, config.data
-  if jax.process_index() == 0 and not d.data_dir:
-    generate.ensure(data_dir, d.world)
-  multihost_utils.sync_global_devices("vidrec_extract_data")
+  d = config.data
   want = expected_meta(config)
   try:
     meta = features.check_meta(out_dir, want)
@@ -77,98 +143,42 @@ def extract(config: ml_collections.ConfigDict, workdir: str, data_dir: str, out_
     return meta
   except features.CacheError:
     pass
-  catalog = pipeline.Catalog.load(data_dir)
+  catalog = dataset.catalog
   os.makedirs(out_dir, exist_ok=True)
   pi, pc = jax.process_index(), jax.process_count()
   ids = np.arange(len(catalog))[pi::pc]
-
-  devices = jax.local_devices()
-  mesh = Mesh(np.asarray(devices), ("batch",))
-  bs = max(b.extract_batch_size // len(devices), 1) * len(devices)
-  net = backbones.load(b.name, b.checkpoint or None, dtype=layers.as_dtype(config.model.dtype))
-  graphdef, state = nnx.split(net)
-  state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
-
-  @jax.jit
-  def encode(state, frames):
-    frames = jax.lax.with_sharding_constraint(
-        frames, NamedSharding(mesh, PartitionSpec("batch")))
-    return backbone_encoder.frame_vectors(nnx.merge(graphdef, state), frames, b.outputs, b.grid)
-
-  ds = grain.MapDataset.source(ids).map(
-      _Decode(catalog, d.frame_size, d.normalization, want["max_frames"])).to_iter_dataset(
-          grain.ReadOptions(num_threads=d.read_threads, prefetch_buffer_size=4))
-  if d.num_workers > 0:
-    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=d.num_workers))
-
+  ndev = jax.local_device_count()
+  bs = max(config.model.backbone.extract_batch_size // ndev, 1) * ndev
+  ds = pipeline.iterable(
+      grain.MapDataset.source(ids).map(_Decode(catalog, d.frame_size, d.normalization,
+                                               d.cache_frames)),
+      pipeline.LoaderOptions(d.num_workers, d.read_threads, prefetch_batches=4))
   shard = features.shard_path(out_dir, pi, pc)
-  tmp = shard + ".tmp"
-  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
-  writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
-  pending: list[dict] = []  # decoded videos whose frames are (partly) in `buf`
-  buf: list[np.ndarray] = []
   bad: list[int] = []  # video ids this process could not decode
-  written, frames_done, t0 = 0, 0, time.time()
-
-  def flush(final: bool) -> None:
-    nonlocal buf, pending, written, frames_done
-    frames = np.concatenate(buf) if buf else np.zeros((0,), np.float32)
-    done = 0
-    outs = []
-    while len(frames) - done >= bs or (final and done < len(frames)):
-      chunk = frames[done:done + bs]
-      n = len(chunk)
-      if n < bs:
-        chunk = np.concatenate([chunk, np.zeros((bs - n,) + chunk.shape[1:], chunk.dtype)])
-      outs.append(np.asarray(encode(state, jnp.asarray(chunk)))[:n])
-      done += n
-    if not outs:
-      return
-    vecs = np.concatenate(outs)
-    frames_done += len(vecs)
-    pos = 0
-    finished = []
-    for v in pending:
-      n = len(v["frame_index"])
-      if pos + n > len(vecs):
-        break
-      writer.write(features.encode_record(v["video_id"], v["frame_index"], vecs[pos:pos + n]))
-      pos += n
-      written += 1
-      finished.append(v)
-    # Frames of videos not yet complete stay buffered for the next flush.
-    pending = pending[len(finished):]
-    buf = [frames[pos:]] if pos < len(frames) else []
-
-  bar = tqdm.tqdm(total=len(ids), desc="extract", disable=pi != 0, mininterval=2.0)
-  for ex in ds:
-    bar.update(1)
-    if "error" in ex:
-      bad.append(int(ex["video_id"]))
-      logging.warning("extract skips undecodable video %s", ex["error"])
-      continue
-    pending.append(ex)
-    buf.append(ex.pop("frames"))
-    if sum(len(x) for x in buf) >= bs:
-      flush(final=False)
-  flush(final=True)
-  bar.close()
-  writer.close()
-  os.replace(tmp, shard)
+  t0 = time.time()
+  with files.atomic_path(shard) as tmp:
+    writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+    batcher = _Batcher(_encoder(config), bs, writer)
+    with pipeline.iterate(ds) as it:
+      for ex in tqdm.tqdm(it, total=len(ids), desc="extract", disable=pi != 0, mininterval=2.0):
+        if "error" in ex:
+          bad.append(int(ex["video_id"]))
+          logging.warning("extract skips undecodable video %s", ex["error"])
+        else:
+          batcher.add(ex)
+    batcher.flush(final=True)
+    writer.close()
   secs = time.time() - t0
   logging.info("process %d: %d videos, %d frames in %.1f s (%.1f frames/s), %d skipped",
-               pi, written, frames_done, secs, frames_done / max(secs, 1e-9), len(bad))
-  counts = np.asarray(multihost_utils.process_allgather(np.array([written, len(bad)])))
-  counts = counts.reshape(-1, 2)
-  # Every process's skipped ids, padded to the longest list for the allgather.
-  padded = np.full(max(int(counts[:, 1].max()), 1), -1, np.int32)
-  padded[:len(bad)] = bad
-  skipped = np.asarray(multihost_utils.process_allgather(padded)).reshape(-1)
+               pi, batcher.videos, batcher.frames, secs, batcher.frames / max(secs, 1e-9),
+               len(bad))
+  written = int(np.asarray(multihost_utils.process_allgather(np.int32(batcher.videos))).sum())
+  skipped = _gather_skipped(bad)
   multihost_utils.sync_global_devices("vidrec_extract_shards")
   meta = dict(want, shards=[os.path.basename(features.shard_path(out_dir, i, pc))
                             for i in range(pc)],
-              num_videos=int(counts[:, 0].sum()), num_skipped=int(counts[:, 1].sum()),
-              skipped=[catalog.filename[v] for v in sorted(skipped[skipped >= 0].tolist())])
+              num_videos=written, num_skipped=len(skipped),
+              skipped=[str(catalog.filename[v]) for v in skipped.tolist()])
   if pi == 0:
     features.write_meta(out_dir, meta)
   multihost_utils.sync_global_devices("vidrec_extract_meta")

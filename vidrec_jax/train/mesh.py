@@ -12,6 +12,7 @@ from flax import nnx
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from vidrec_jax.checkpoints.convert import path_str
 from vidrec_jax.models.partitioning import logical_to_spec
 
 AXES = ("data", "fsdp", "model")
@@ -67,22 +68,18 @@ def opt_state_shardings(tx: optax.GradientTransformation, abstract_opt_state, pa
   """
   del tx
   repl = NamedSharding(mesh, PartitionSpec())
-  by_path = {tuple(_key(k) for k in path): sh
+  by_path = {tuple(path_str(path).split("/")): sh
              for path, sh in jax.tree_util.tree_flatten_with_path(param_sh)[0]}
   depth = max((len(p) for p in by_path), default=0)
 
   def one(path, leaf):
-    keys = tuple(_key(k) for k in path)
+    keys = tuple(path_str(path).split("/"))
     for n in range(min(depth, len(keys)), 0, -1):
       sh = by_path.get(keys[-n:])
       if sh is not None and len(sh.spec) <= len(getattr(leaf, "shape", ())):
         return sh
     return repl
   return jax.tree_util.tree_map_with_path(one, abstract_opt_state)
-
-
-def _key(k):
-  return getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))
 
 
 def batch_sharding(mesh: Mesh, rules, ndim: int, shape=None) -> NamedSharding:
@@ -117,7 +114,7 @@ def param_table(abstract_params: dict, shardings: dict, min_bytes: int = 0) -> s
   flat = jax.tree_util.tree_flatten_with_path(abstract_params)[0]
   sh = jax.tree.leaves(shardings)
   for (path, a), s in zip(flat, sh):
-    name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+    name = path_str(path)
     nbytes = shard_bytes(a, s)
     total += nbytes
     if math.prod(a.shape) * a.dtype.itemsize >= min_bytes:

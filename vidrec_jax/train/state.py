@@ -1,4 +1,9 @@
-"""Train state, optimizer, and creation of a sharded state inside jit."""
+"""Train state, optimizer, and creation of a sharded state inside jit.
+
+Pretrained parts (vidrec_jax/checkpoints/parts.py) are handled generically: each active part's
+weights replace its random initialisation, and its parameters get the optimizer label of the
+part's name (its own learning-rate factor) or 'frozen'.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,12 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from vidrec_jax.models import backbone_encoder
-from vidrec_jax.models import backbones
-from vidrec_jax.models import convert
+from vidrec_jax.checkpoints import parts as parts_lib
+from vidrec_jax.checkpoints.convert import path_str
 from vidrec_jax.models import recommender
-from vidrec_jax.models import text as text_lib
 from vidrec_jax.train import mesh as mesh_lib
+
+DEFAULT, FROZEN = "default", "frozen"  # optimizer labels besides the pretrained parts' names
 
 
 @flax.struct.dataclass
@@ -37,42 +42,41 @@ def learning_rate_schedule(t: ml_collections.ConfigDict) -> optax.Schedule:
       end_value=t.learning_rate * t.end_learning_rate_factor)
 
 
-def make_optimizer(t: ml_collections.ConfigDict, labels: dict | None = None
-                   ) -> optax.GradientTransformation:
-  """Clipping, then AdamW with warmup + cosine. With `labels` (a params-shaped tree of
-  'default' / 'backbone' / 'text' / 'frozen'), the backbone and the text encoder get their own
-  learning rates (`train.backbone_learning_rate_factor`, `train.text_learning_rate_factor`
-  times the schedule) and frozen parameters get no update at all (not even weight decay), so
-  they stay bit-identical."""
+def make_optimizer(t: ml_collections.ConfigDict, labels: dict | None = None,
+                   lr_factors: dict[str, float] | None = None) -> optax.GradientTransformation:
+  """Clipping, then AdamW with warmup + cosine. With `labels` (a params-shaped tree of 'default',
+  'frozen' or a pretrained part's name), each part trains at its own learning rate (the
+  schedule times `lr_factors[part]`) and frozen parameters get no update at all (not even
+  weight decay), so they stay bit-identical."""
   clip = optax.clip_by_global_norm(t.grad_clip)
   sched = learning_rate_schedule(t)
   if labels is None:
     return optax.chain(clip, optax.adamw(sched, weight_decay=t.weight_decay))
+
   def scaled(factor):
     return optax.adamw(lambda step: factor * sched(step), weight_decay=t.weight_decay)
 
-  return optax.chain(clip, optax.multi_transform({
-      "default": optax.adamw(sched, weight_decay=t.weight_decay),
-      "backbone": scaled(t.get("backbone_learning_rate_factor", 1.0)),
-      "text": scaled(t.get("text_learning_rate_factor", 1.0)),
-      "frozen": optax.set_to_zero()}, labels))
+  transforms = {DEFAULT: optax.adamw(sched, weight_decay=t.weight_decay),
+                FROZEN: optax.set_to_zero()}
+  transforms.update({name: scaled(f) for name, f in (lr_factors or {}).items()})
+  return optax.chain(clip, optax.multi_transform(transforms, labels))
 
 
-def param_labels(abstract_params: dict, model_cfg: ml_collections.ConfigDict) -> dict | None:
-  """'default' / 'backbone' / 'text' / 'frozen' per parameter, or None for a model without a
-  pretrained backbone or text encoder."""
-  has_text = "text_encoder" in abstract_params
-  if model_cfg.frame_encoder.name != "backbone" and not has_text:
+def param_labels(abstract_params: dict, model_cfg: ml_collections.ConfigDict
+                 ) -> dict | None:
+  """'default', 'frozen' or a pretrained part's name per parameter; None for a model without
+  pretrained parts (a plain optimizer then)."""
+  flat = [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(abstract_params)[0]]
+  active = parts_lib.active(flat)
+  if not active:
     return None
-  t = model_cfg.text
-  num_layers = len(abstract_params["text_encoder"]["layers"]) if has_text else 0
 
   def label(path, _):
-    p = convert.path_str(path)
-    if p.startswith(recommender.TEXT_PREFIX):
-      return text_lib.text_label(p[len(recommender.TEXT_PREFIX):], t.train_mode, t.top_layers,
-                                 num_layers)
-    return backbone_encoder.backbone_label(p, model_cfg)
+    p = path_str(path)
+    for name, part in active:
+      if p.startswith(part.prefix):
+        return name if part.trainable(p[len(part.prefix):], model_cfg) else FROZEN
+    return DEFAULT
   return jax.tree_util.tree_map_with_path(label, abstract_params)
 
 
@@ -84,12 +88,17 @@ class Setup:
     self.config, self.mesh = config, mesh
     self.rules = tuple(tuple(r) for r in config.mesh.rules)
     self.num_users, self.num_videos = num_users, num_videos
+    self.loss_weights = dict(config.train.loss_weights)
     self._build = functools.partial(recommender.build, config.model, num_users, num_videos)
     abstract_model = nnx.eval_shape(lambda: self._build(nnx.Rngs(0)))
     self.graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
     self.param_shardings = mesh_lib.param_shardings(abstract_params, mesh, self.rules)
-    self.labels = param_labels(abstract_params.to_pure_dict(), config.model)
-    self.tx = make_optimizer(config.train, self.labels)
+    pure = abstract_params.to_pure_dict()
+    self.parts = parts_lib.active(path_str(p) for p, _ in
+                                  jax.tree_util.tree_flatten_with_path(pure)[0])
+    self.labels = param_labels(pure, config.model)
+    self.tx = make_optimizer(config.train, self.labels,
+                             {name: config.train[part.lr_factor] for name, part in self.parts})
     abstract = jax.eval_shape(self._init, jax.random.PRNGKey(0))
     repl = NamedSharding(mesh, PartitionSpec())
     self.state_shardings = TrainState(
@@ -109,23 +118,18 @@ class Setup:
                       opt_state=self.tx.init(params), rng=rng)
 
   def init(self, seed: int) -> TrainState:
-    """A fresh state, born sharded: jit with out_shardings, never whole on one device. A
-    pretrained backbone's weights then replace its random initialisation, shard by shard."""
+    """A fresh state, born sharded: jit with out_shardings, never whole on one device. The
+    pretrained parts' weights then replace their random initialisation, shard by shard."""
     state = jax.jit(self._init, out_shardings=self.state_shardings)(jax.random.PRNGKey(seed))
-    m = self.config.model
-    b = m.get("backbone")
-    if m.frame_encoder.name == "backbone" and not b.from_cache:
-      state = self._load(state, backbone_encoder.BACKBONE_PREFIX,
-                         backbones.converted_params(b.name, b.checkpoint or None))
-    if "text_encoder" in state.params:
-      state = self._load(state, recommender.TEXT_PREFIX, text_lib.converted_params(m.text.name))
+    for _, part in self.parts:
+      state = self._load(state, part.prefix, part.weights(self.config.model))
     return state
 
   def _load(self, state: TrainState, prefix: str, arrays: dict) -> TrainState:
     """Replaces the parameters under `prefix` by pretrained `arrays` (keyed by the rest of the
     path), each put straight into its sharding."""
     def put(path, x, sharding):
-      key = convert.path_str(path)
+      key = path_str(path)
       if not key.startswith(prefix):
         return x
       value = arrays[key[len(prefix):]].astype(x.dtype)
@@ -138,7 +142,7 @@ class Setup:
     frozen backbone costs a forward pass only."""
     if self.labels is None:
       return params
-    return jax.tree.map(lambda p, lab: jax.lax.stop_gradient(p) if lab == "frozen" else p,
+    return jax.tree.map(lambda p, lab: jax.lax.stop_gradient(p) if lab == FROZEN else p,
                         params, self.labels)
 
   def model(self, params: dict):

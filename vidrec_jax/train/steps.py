@@ -1,4 +1,5 @@
-"""Pure, jittable train and eval steps."""
+"""Pure, jittable train and eval steps. They loop over the model's heads and retrieval tasks, each
+of which owns its loss: no step names a task."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vidrec_jax.models import heads as heads_lib
-from vidrec_jax.models import retrieval
 from vidrec_jax.train.state import Setup, TrainState
 
 
@@ -20,17 +19,10 @@ def losses(setup: Setup, params: dict, batch: dict, key: jax.Array, train: bool
   out, inter = model(batch, train=train, key=key)
   w = batch["valid"].astype(jnp.float32)[:, None] * batch["weight"]
   denom = jnp.maximum(w.sum(), 1.0)
-  per_task = {h: (heads_lib.HEADS[h].loss(out, batch) * w).sum() / denom
-              for h in setup.config.model.heads}
-  for task, (queries, targets, log_scale) in inter.get("retrieval", {}).items():
-    valid, group = batch["valid"], batch["video"]
-    if task == "text_match":  # another video with the same title is no negative either
-      group = batch["title_group"]
-    else:
-      valid = valid * batch["query_valid"]
-    per_task[task] = retrieval.contrastive_loss(queries, targets, log_scale, valid, group)
-  weights = setup.config.train.loss_weights
-  total = sum(weights[h] * v for h, v in per_task.items())
+  per_task = {name: (head.loss(out[name], out, batch) * w).sum() / denom
+              for name, head in model.heads.items()}
+  per_task.update({name: task.loss(model, batch, inter) for name, task in model.tasks.items()})
+  total = sum(setup.loss_weights[name] * v for name, v in per_task.items())
   return total, per_task
 
 
@@ -49,20 +41,20 @@ def train_step(setup: Setup, state: TrainState, batch: dict) -> tuple[TrainState
 
 
 def encode_items_step(setup: Setup, params: dict, batch: dict) -> tuple[jax.Array, dict]:
-  """Item vectors for a batch of clips (frames, mask, optional motion, title inputs) and video
-  vocab rows, and the retrieval tasks' embeddings of the same clips."""
+  """Item vectors for a batch of clips (the model's item inputs) and video vocab rows, and
+  every retrieval task's embeddings of the same clips."""
   model = setup.model(params)
   vec, inter = model.encode_items(batch, batch["video"])
-  emb = (model.retrieval_embeddings(batch, inter["content"], inter.get("title"))
-         if model.tasks else {})
-  return vec, emb
+  return vec, model.retrieval_embeddings(batch, inter)
 
 
-def encode_users_step(setup: Setup, params: dict, users: jax.Array) -> jax.Array:
-  return setup.model(params).encode_users(users)
+def encode_users_step(setup: Setup, params: dict, inputs: dict) -> jax.Array:
+  """User vectors from the user tower's inputs."""
+  return setup.model(params).encode_users(inputs)
 
 
 def eval_step(setup: Setup, params: dict, user_vecs: jax.Array, item_vecs: jax.Array) -> dict:
   """Position-free predictions of every head for paired user and item vectors."""
-  raw = setup.model(params).score(user_vecs, item_vecs)
-  return {h: heads_lib.HEADS[h].predict(v) for h, v in raw.items()}
+  model = setup.model(params)
+  raw = model.score(user_vecs, item_vecs)
+  return {name: head.predict(raw[name]) for name, head in model.heads.items()}

@@ -6,6 +6,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vidrec_jax.models.partitioning import param
+from vidrec_jax.models.partitioning import param_value
+
 
 class FrozenBatchNorm(nnx.Module):
   """Batch norm in inference form: y = (x - mean) / sqrt(var + eps) * scale + bias.
@@ -18,10 +21,10 @@ class FrozenBatchNorm(nnx.Module):
   def __init__(self, n: int, *, param_dtype, eps: float):
     names = ("conv_out",)
     self.eps = eps
-    self.scale = nnx.Param(jnp.ones((n,), param_dtype), out_sharding=names)
-    self.bias = nnx.Param(jnp.zeros((n,), param_dtype), out_sharding=names)
-    self.mean = nnx.Param(jnp.zeros((n,), param_dtype), out_sharding=names)
-    self.var = nnx.Param(jnp.ones((n,), param_dtype), out_sharding=names)
+    self.scale = param_value(jnp.ones((n,), param_dtype), names)
+    self.bias = param_value(jnp.zeros((n,), param_dtype), names)
+    self.mean = param_value(jnp.zeros((n,), param_dtype), names)
+    self.var = param_value(jnp.ones((n,), param_dtype), names)
 
   def __call__(self, x: jax.Array) -> jax.Array:
     mul = self.scale[...].astype(jnp.float32) * jax.lax.rsqrt(
@@ -72,7 +75,7 @@ class DepthwiseConv(nnx.Module):
 
   def __init__(self, channels: int, kernel: int, stride: int, *, dtype, param_dtype, rngs,
                impl: str = "auto"):
-    init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, None, None, "conv_out"))
+    init = param(nnx.initializers.lecun_normal(), (None, None, None, "conv_out"))
     self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, 1, channels), param_dtype))
     self.stride, self.dtype, self.impl = stride, dtype, impl
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vidrec_jax.models.convert import Rule
+from vidrec_jax.checkpoints.convert import Rule
 from vidrec_jax.models.backbones.common import DepthwiseConv
 from vidrec_jax.models.backbones.common import FrozenBatchNorm
 from vidrec_jax.models.backbones.common import StagedBackbone

@@ -25,7 +25,7 @@ from flax import nnx
 from vidrec_jax.models.backbones.common import FrozenBatchNorm
 from vidrec_jax.models.backbones.common import StagedBackbone
 from vidrec_jax.models.backbones.common import pointwise
-from vidrec_jax.models.convert import Rule
+from vidrec_jax.checkpoints.convert import Rule
 from vidrec_jax.models.partitioning import param
 
 # name -> (bottleneck blocks?, blocks per layer)

@@ -1,4 +1,4 @@
-"""The loop's metric reduction stops on the first non-finite loss and names its step; a real
+"""The shared loop's metric reduction stops on the first non-finite loss and names its step; a real
 run that diverges stops before saving the bad state, and its last checkpoint is intact."""
 
 import os
@@ -11,20 +11,21 @@ from absl.testing import absltest
 
 from tests import helpers
 from tests.main_test import run_main
-from vidrec_jax.train import loop
+from vidrec_jax.train import runner
 
 
 class ReduceTest(absltest.TestCase):
 
   def test_averages_finite_window(self):
-    out = loop._reduce([{"loss": np.float32(1.0)}, {"loss": np.float32(3.0)}], first_step=10)
+    out = runner.reduce_window([{"loss": np.float32(1.0)}, {"loss": np.float32(3.0)}],
+                               first_step=10)
     self.assertAlmostEqual(out["loss"], 2.0)
 
   def test_nan_names_the_step(self):
     window = [{"loss": np.float32(1.0)}, {"loss": np.float32(np.nan)},
               {"loss": np.float32(np.inf)}]
-    with self.assertRaisesRegex(loop.NonFiniteLossError, "at step 12"):
-      loop._reduce(window, first_step=10)
+    with self.assertRaisesRegex(runner.NonFiniteLossError, "at step 12"):
+      runner.reduce_window(window, first_step=10)
 
 
 class DivergenceTest(absltest.TestCase):

@@ -1,71 +1,16 @@
-"""Text cleaning and WordPiece tokenisation for the sentence encoders of `text.py`.
-
-`clean_texts` turns None/NaN into "", decodes bytes as UTF-8 with replacement (counted);
-`TextTokenizer` runs a model's `tokenizer.json` through the `tokenizers` package, truncating
-(counted) and padding to a bucketed length.
-"""
+"""WordPiece tokenisation for the sentence encoders: a model's `tokenizer.json` through the
+`tokenizers` package, truncating (counted) and padding to a bucketed length."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
+from vidrec_jax.data.text_clean import TextStats
+from vidrec_jax.data.text_clean import clean_texts
+
 PAD_MULTIPLE = 8  # sequence lengths are padded to a multiple of this: few jit shapes
-
-
-@dataclasses.dataclass
-class TextStats:
-  """What cleaning and tokenising one call's texts did."""
-
-  count: int = 0
-  missing: int = 0  # None (or NaN) titles, encoded as ""
-  empty: int = 0  # "" after cleaning, missing ones included
-  decoded: int = 0  # bytes inputs decoded as UTF-8
-  replaced: int = 0  # invalid UTF-8 sequences replaced by U+FFFD, over all bytes inputs
-  truncated: int = 0  # texts longer than the maximum length in tokens
-
-  def summary(self) -> str:
-    return (f"{self.count} texts: {self.missing} missing, {self.empty} empty, {self.decoded} "
-            f"bytes decoded with {self.replaced} invalid UTF-8 sequences replaced, "
-            f"{self.truncated} truncated")
-
-
-_REPLACEMENT_UTF8 = "\ufffd".encode()
-
-
-def clean_texts(texts: Sequence[Any], stats: TextStats | None = None
-                ) -> tuple[list[str], TextStats]:
-  """Strings for the tokenizer: None/NaN -> "", bytes -> UTF-8 with replacement; counted.
-
-  Raises:
-    TypeError: an element is neither str, bytes, None nor NaN (names its index).
-  """
-  if isinstance(texts, (str, bytes)):
-    raise TypeError("expected a sequence of texts, got a single "
-                    f"{type(texts).__name__}; wrap it in a list")
-  stats = stats or TextStats()
-  out = []
-  for i, t in enumerate(texts):
-    if t is None or (isinstance(t, float) and math.isnan(t)):
-      stats.missing += 1
-      t = ""
-    elif isinstance(t, (bytes, bytearray, memoryview)):
-      raw = bytes(t)
-      t = raw.decode("utf-8", errors="replace")
-      stats.decoded += 1
-      # A valid encoded U+FFFD in the input is not a replacement.
-      stats.replaced += t.count("\ufffd") - raw.count(_REPLACEMENT_UTF8)
-    elif isinstance(t, np.str_):
-      t = str(t)
-    elif not isinstance(t, str):
-      raise TypeError(f"text {i} is a {type(t).__name__}, expected str, bytes or None")
-    stats.empty += not t
-    out.append(t)
-  stats.count = len(out)
-  return out, stats
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -15,6 +15,7 @@ import re
 from typing import Callable, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -51,7 +52,9 @@ class Rule:
 
 
 def path_str(path: Sequence) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+  """A JAX tree path (dict keys, sequence indices, attribute names) as 'a/b/0/c'."""
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
+                  for k in path)
 
 
 def flat_params(tree) -> dict[str, object]:
@@ -127,3 +130,17 @@ def targets_of(abstract_state: nnx.State) -> dict[str, tuple[tuple, object]]:
   """'/'-joined path -> (shape, dtype) of every variable of an abstract NNX state."""
   return {k: (tuple(v.get_value().shape), v.get_value().dtype)
           for k, v in flat_params(abstract_state).items()}
+
+
+def convert_module(abstract_module: nnx.Module, tensors: Mapping[str, np.ndarray],
+                   rules: Sequence[Rule], ignore: Sequence[str] = (), what: str = "checkpoint"
+                   ) -> dict[str, np.ndarray]:
+  """`convert` onto every parameter of a shape-only (eval_shape) module."""
+  return convert(tensors, targets_of(nnx.state(abstract_module, nnx.Param)), rules, ignore,
+                 what=what)
+
+
+def with_weights(abstract_module: nnx.Module, arrays: Mapping[str, np.ndarray]) -> nnx.Module:
+  """The module of a shape-only (eval_shape) `abstract_module` holding converted `arrays`."""
+  graphdef, state = nnx.split(abstract_module, nnx.Param)
+  return nnx.merge(graphdef, load_into(state, {k: jnp.asarray(v) for k, v in arrays.items()}))

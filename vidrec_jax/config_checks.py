@@ -1,0 +1,46 @@
+"""Config checks shared by `validate.py` and the registered parts that check their own arguments.
+
+Every rejection is one line naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+
+class ConfigError(ValueError):
+  """A bad config value; str() is one line."""
+
+
+def check(ok: bool, field: str, value: Any, allowed: str) -> None:
+  if not ok:
+    raise ConfigError(f"config.{field}={value!r} is not allowed; {allowed}")
+
+
+def positive_int(value: Any, field: str) -> None:
+  check(isinstance(value, int) and not isinstance(value, bool) and value > 0, field, value,
+        "expected a positive integer")
+
+
+def typed_kwargs(fn: Callable, section: Mapping[str, Any], field: str,
+                 supplied: tuple[str, ...] = ()) -> dict[str, Any]:
+  """`section` (a config dict) as keyword arguments of `fn`, checked against its signature: a
+  key it does not take, or a parameter without a default that the section leaves out, is a
+  ConfigError naming `field`. The section's `name` (which registered part it is) is dropped
+  unless `fn` takes a `name`. `supplied` names parameters the caller passes itself (dtype,
+  rngs, ...)."""
+  params = inspect.signature(fn).parameters
+  kwargs = {k: v for k, v in dict(section).items() if k != "name" or "name" in params}
+  takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+  own = [n for n, p in params.items() if n not in supplied and n != "self"
+         and p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+  unknown = sorted(k for k in kwargs if k not in own) if not takes_any else []
+  missing = [n for n in own if n not in kwargs and params[n].default is inspect.Parameter.empty]
+  if unknown or missing:
+    what = "; ".join(x for x in (
+        f"unknown argument(s) {', '.join(unknown)}" if unknown else "",
+        f"missing argument(s) {', '.join(missing)}" if missing else "") if x)
+    raise ConfigError(f"config.{field}: {what}; {getattr(fn, '__qualname__', fn)} takes "
+                      f"{', '.join(own) or 'no arguments'}")
+  return {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}

@@ -1,0 +1,75 @@
+"""The config of record: the resolved config of a run is written to WORKDIR/config.json when
+training starts; resuming (or evaluating) with a config that changes training is refused in one
+line naming the changed fields.
+
+What may change between runs in one workdir: the length of training (`train.steps`), logging,
+evaluation and checkpoint cadence, the mesh (checkpoints restore onto any mesh), and how the
+loaders read (worker, thread and prefetch counts change no number; tested). Everything else -
+model, data, optimizer, seeds - defines the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+from vidrec_jax import files
+
+CONFIG_JSON = "config.json"
+MAY_CHANGE = ("mode", "train.steps", "train.log_every", "train.eval_every",
+              "train.checkpoint_every", "train.keep_checkpoints", "train.best_metric",
+              "train.best_mode", "evals", "mesh", "data.num_workers", "data.read_threads",
+              "data.prefetch_batches", "data.eval_batch_size")
+
+
+class ConfigChangedError(ValueError):
+  """A workdir's run was trained with another config; the message is one line."""
+
+
+def _flat(tree, prefix: str = "") -> dict:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flat(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def _may_change(field: str) -> bool:
+  return any(field == f or field.startswith(f + ".") for f in MAY_CHANGE)
+
+
+def resolved(config: ml_collections.ConfigDict) -> dict:
+  """The config as JSON holds it (tuples become lists)."""
+  return json.loads(config.to_json())
+
+
+def changed_fields(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+  """Fields outside MAY_CHANGE whose value differs, as 'field: old -> new'."""
+  old, new = _flat(saved), _flat(resolved(config))
+  missing = object()
+  return [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
+          for k in sorted(set(old) | set(new))
+          if not _may_change(k) and old.get(k, missing) != new.get(k, missing)]
+
+
+def check(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigChangedError when WORKDIR/config.json records a run with another training
+  config than `config`; a workdir without one passes."""
+  path = os.path.join(workdir, CONFIG_JSON)
+  if not os.path.exists(path):
+    return
+  diffs = changed_fields(files.read_json(path), config)
+  if diffs:
+    shown = "; ".join(diffs[:6]) + (f"; ... ({len(diffs)} in all)" if len(diffs) > 6 else "")
+    raise ConfigChangedError(
+        f"{path} records a run with another config ({shown}); only "
+        f"{', '.join(MAY_CHANGE[1:])} may change in one workdir: use the recorded values or a "
+        "new workdir")
+
+
+def write(workdir: str, config: ml_collections.ConfigDict) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  files.write_json(os.path.join(workdir, CONFIG_JSON), resolved(config))

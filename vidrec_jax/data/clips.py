@@ -1,0 +1,118 @@
+"""Clips for the item tower: a video's frames (decoded pixels or cached backbone features),
+TSN-sampled, turned into the model's clip inputs by the registered clip ops (data/ops.py).
+
+An unreadable video (missing, empty, truncated, not a video; or absent from the feature cache)
+is reported by name once and comes back with `valid=0` and zero inputs, so batches keep a
+static shape and the train step gives it zero weight.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Callable
+
+import numpy as np
+from absl import logging
+
+from vidrec_jax.data import features
+from vidrec_jax.data import ops
+from vidrec_jax.data import video_io
+from vidrec_jax.data.datasets import Catalog
+
+
+class PixelFrames:
+  """Decoded frames (uint8 (T, S, S, 3)) of each video, with a per-process LRU of videos."""
+
+  source = ops.PIXELS
+
+  def __init__(self, catalog: Catalog, frame_size: int, normalization: str, cache_videos: int):
+    self.catalog, self.frame_size, self.cache_videos = catalog, frame_size, cache_videos
+    self.normalization = normalization
+    self.item_shape = (frame_size, frame_size, 3)
+    self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+    self._bad: set[int] = set()
+
+  def __getstate__(self):  # worker processes start with an empty cache
+    return dict(self.__dict__, _cache=collections.OrderedDict())
+
+  def prep(self, frames: np.ndarray) -> np.ndarray:
+    return ops.normalize(frames, self.normalization)
+
+  def get(self, video_id: int) -> np.ndarray | None:
+    if video_id in self._cache:
+      self._cache.move_to_end(video_id)
+      return self._cache[video_id]
+    if video_id in self._bad:
+      return None
+    try:
+      frames = video_io.decode_video(self.catalog.path(video_id), self.frame_size)
+    except video_io.VideoDecodeError as e:
+      self._bad.add(video_id)
+      logging.warning("skipping undecodable video %s", e)
+      return None
+    if self.cache_videos > 0:
+      self._cache[video_id] = frames
+      if len(self._cache) > self.cache_videos:
+        self._cache.popitem(last=False)
+    return frames
+
+
+class CachedFeatures:
+  """Cached backbone features ((T, D) float32) of each video, from `--mode=extract`'s cache;
+  each process (and worker) loads the table once, on first use."""
+
+  source = ops.FEATURES
+
+  def __init__(self, cache_dir: str, dim: int):
+    self.cache_dir, self.item_shape = cache_dir, (dim,)
+    self._table: dict[int, np.ndarray] | None = None
+    self._reported: set[int] = set()
+
+  def __getstate__(self):  # workers load the table themselves
+    return dict(self.__dict__, _table=None)
+
+  @staticmethod
+  def prep(x: np.ndarray) -> np.ndarray:
+    return x
+
+  def get(self, video_id: int) -> np.ndarray | None:
+    if self._table is None:
+      self._table = features.load_cache(self.cache_dir)
+    feats = self._table.get(video_id)
+    if feats is None or len(feats) == 0:
+      if video_id not in self._reported:
+        self._reported.add(video_id)
+        logging.warning("video %d has no cached features in %s (it failed at extraction)",
+                        video_id, self.cache_dir)
+      return None
+    return feats
+
+
+class ClipSampler:
+  """video id -> {clip input: array, 'mask': (K,), 'valid': int32}, K TSN segments.
+
+  Training passes a seeded `rng` (a random frame inside each segment); evaluation passes None
+  (the centre frame), or a seeded rng for a second, random view. There is no mirroring
+  augmentation: it would turn left-moving videos into right-moving ones, and motion direction
+  is content that users have tastes for.
+  """
+
+  def __init__(self, frames: PixelFrames | CachedFeatures | None, keys: tuple[str, ...],
+               num_segments: int):
+    self.frames, self.num_segments = frames, num_segments
+    self.keys = tuple(k for k in keys if k != "mask")
+    self._ops: dict[str, Callable] = {k: ops.CLIP_OPS.get(k).fn for k in self.keys}
+
+  def clip(self, video_id: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+    if self.frames is None:  # a model without a content tower: nothing to read
+      return {"valid": np.int32(1)}
+    k = self.num_segments
+    x = self.frames.get(int(video_id))
+    if x is None:
+      out = {key: np.zeros((k,) + self.frames.item_shape, np.float32) for key in self.keys}
+      return dict(out, mask=np.zeros(k, np.float32), valid=np.int32(0))
+    idx, mask = video_io.tsn_indices(len(x), k, rng)
+    nxt = np.minimum(idx + 1, len(x) - 1)
+    out = {key: op(x, idx, nxt, mask, self.frames.prep).astype(np.float32)
+           for key, op in self._ops.items()}
+    return dict(out, mask=mask, valid=np.int32(1))

@@ -1,0 +1,66 @@
+"""Dataset registry: `get(name, data_dir, args) -> RecDataset`, one schema for every dataset.
+
+`config.data.dataset` names a registered dataset; its arguments live in the config section the
+entry declares (`config.data.<config_field>`, e.g. `data.world` for the synthetic world). An
+entry is a `DatasetSource`: it checks its arguments, prepares the data once (generates or
+converts it into `data_dir`, on process 0) and loads it into the schema of `schema.py`.
+
+Adding a dataset: one file defining a `DatasetSource` subclass, one `DATASETS.register(...)`
+call in it, an import line below, and a test.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Mapping
+
+from vidrec_jax.data.datasets.schema import CAPABILITIES
+from vidrec_jax.data.datasets.schema import IMPRESSIONS
+from vidrec_jax.data.datasets.schema import ORACLE
+from vidrec_jax.data.datasets.schema import POSITIONS
+from vidrec_jax.data.datasets.schema import VIDEO_FILES
+from vidrec_jax.data.datasets.schema import Catalog
+from vidrec_jax.data.datasets.schema import DataError
+from vidrec_jax.data.datasets.schema import RecDataset
+from vidrec_jax.data.datasets.schema import Split
+from vidrec_jax.data.datasets.schema import cold_start
+from vidrec_jax.registry import Registry
+
+
+class DatasetSource(abc.ABC):
+  """A registered dataset: argument checks, one-time preparation, loading into the schema."""
+
+  # The section of `config.data` holding this dataset's arguments.
+  config_field: str = ""
+  # The label columns its records carry; heads whose labels are missing are refused.
+  label_columns: tuple[str, ...] = ()
+  # Its splits ('train' first).
+  splits: tuple[str, ...] = ("train",)
+
+  def validate(self, args: Mapping[str, Any]) -> None:
+    """Raises config_checks.ConfigError on a bad argument (named `data.<config_field>.<key>`)."""
+    del args
+
+  def prepare(self, data_dir: str, args: Mapping[str, Any]) -> None:
+    """Writes the dataset into `data_dir` unless an identical one is already there (called on
+    process 0 only, and only for a data_dir the run owns)."""
+    del data_dir, args
+
+  @abc.abstractmethod
+  def load(self, data_dir: str, args: Mapping[str, Any]) -> RecDataset:
+    """The prepared dataset in `data_dir`, or a one-line DataError."""
+
+
+DATASETS: Registry[DatasetSource] = Registry("dataset")
+
+
+def get(name: str, data_dir: str, args: Mapping[str, Any]) -> RecDataset:
+  """The dataset `name` read from `data_dir` (prepared before; see `DatasetSource.prepare`)."""
+  return DATASETS.get(name).load(data_dir, args)
+
+
+# Registered entries (each module registers itself on import).
+from vidrec_jax.data.datasets import synthetic  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+
+__all__ = ["CAPABILITIES", "DATASETS", "IMPRESSIONS", "ORACLE", "POSITIONS", "VIDEO_FILES",
+           "Catalog", "DataError", "DatasetSource", "RecDataset", "Split", "cold_start", "get"]

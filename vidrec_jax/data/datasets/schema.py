@@ -1,0 +1,122 @@
+"""The one schema every dataset is read into: a catalog of videos and splits of interactions.
+
+* `Catalog`: one row per video, row = video id (0..N-1): the path of its video file ('' when the
+  dataset has none), title, content type, publish time, and whether it is cold-start, which is
+  derived from the publish time for any dataset: a video published at or after the end of the
+  training period (`RecDataset.train_end`) can never appear in training.
+* `Split`: the records of one split (train / valid / test): `user_id`, `video_id`, `timestamp`,
+  the dataset's declared label columns and any extra columns it has (`position`,
+  `oracle_prob`, ...), read by index or as whole columns.
+* `RecDataset`: the catalog, the splits, the declared label columns and the capabilities that
+  evaluators and models may rely on (`CAPABILITIES`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+# What a dataset can declare; consumers check `dataset.has(...)` instead of the dataset's name.
+ORACLE = "oracle"  # records carry `oracle_prob`, the true click probability of the pair
+VIDEO_FILES = "video_files"  # catalog paths point to real video files
+IMPRESSIONS = "impressions"  # records are logged exposures with positive and negative labels
+POSITIONS = "positions"  # records carry `position`, the slot the video was shown in
+CAPABILITIES = (ORACLE, VIDEO_FILES, IMPRESSIONS, POSITIONS)
+
+RECORD_KEYS = ("user_id", "video_id", "timestamp")  # every split has these columns
+
+
+class DataError(ValueError):
+  """A missing or unusable dataset; the message is one line naming the path."""
+
+
+def cold_start(publish_time: np.ndarray, train_end: float) -> np.ndarray:
+  """Videos published at or after `train_end` (the first moment after the training period)."""
+  return np.asarray(publish_time, np.float64) >= train_end
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalog:
+  """The video table, indexed by video id."""
+
+  paths: np.ndarray  # str: the video file of each video, '' when there is none
+  title: np.ndarray  # str
+  content_type: np.ndarray  # str, e.g. movie / series / news
+  publish_time: np.ndarray  # float64 seconds, on the clock of the records' timestamps
+  cold: np.ndarray  # bool: published at or after the end of the training period
+  extra: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)  # dataset-specific
+
+  def __post_init__(self):
+    n = len(self.paths)
+    for f in ("title", "content_type", "publish_time", "cold"):
+      if len(getattr(self, f)) != n:
+        raise DataError(f"catalog column {f} has {len(getattr(self, f))} rows, paths {n}")
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def path(self, video_id: int) -> str:
+    return str(self.paths[video_id])
+
+  @functools.cached_property
+  def filename(self) -> np.ndarray:
+    """The base name of each video's file (what logs and reports name)."""
+    return np.array([os.path.basename(p) for p in self.paths])
+
+
+class Split:
+  """One split's records: random access by index (Grain reads rows of it), or whole columns."""
+
+  def __init__(self, name: str, source: Any):
+    self.name, self.source = name, source
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def records(self, indices) -> list[dict[str, Any]]:
+    return self.source.__getitems__([int(i) for i in indices])
+
+  @functools.cached_property
+  def columns(self) -> dict[str, np.ndarray]:
+    """Every record, read once into numpy columns."""
+    n = len(self.source)
+    recs = self.records(range(n)) if n else []
+    if not recs:
+      return {}
+    return {k: np.asarray([r[k] for r in recs]) for k in recs[0]}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecDataset:
+  """A catalog, its splits of interactions, and what the dataset declares about itself.
+
+  Attributes:
+    name: the registered name.
+    catalog: the video table.
+    splits: split name -> records; 'train' is always present.
+    label_columns: the label columns the records carry (e.g. click, watch_time, like); a head
+      whose labels the dataset lacks is refused at config validation.
+    capabilities: a subset of CAPABILITIES.
+    train_end: the first moment after the training period, on the timestamps' clock; videos
+      published at or after it are cold-start.
+  """
+
+  name: str
+  catalog: Catalog
+  splits: Mapping[str, Split]
+  label_columns: tuple[str, ...]
+  capabilities: frozenset[str]
+  train_end: float
+
+  def split(self, name: str) -> Split:
+    if name not in self.splits:
+      raise DataError(f"dataset {self.name!r} has no split {name!r}; it has "
+                      f"{', '.join(self.splits)}")
+    return self.splits[name]
+
+  def has(self, capability: str) -> bool:
+    return capability in self.capabilities

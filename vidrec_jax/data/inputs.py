@@ -1,0 +1,38 @@
+"""What a model reads from the input pipeline, declared by its parts (models/recommender.py
+`input_spec`) and produced by the Grain pipelines: nothing in data/ names a model part."""
+
+from __future__ import annotations
+
+import dataclasses
+
+TITLE_MODES = ("", "cached", "tokens")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+  """The inputs of one model.
+
+  Attributes:
+    clip: clip keys the item tower reads, produced by registered clip ops (data/ops.py), e.g.
+      ('frames', 'mask', 'motion'); empty for a model without a content tower.
+    titles: '' (no titles), 'cached' (the frozen text tower's embedding: `title_emb`) or
+      'tokens' (`title_ids`, `title_mask` for a text tower that trains); either way with
+      `title_group`, an id shared by videos with the same title.
+    query_view: a second, independently sampled clip of each video under `query_*` keys.
+    impression: per-impression columns beside `user` and `weight`: the active heads' labels
+      and, with a position bias, `position`.
+  """
+
+  clip: tuple[str, ...]
+  titles: str
+  query_view: bool
+  impression: tuple[str, ...]
+
+  @property
+  def title_keys(self) -> tuple[str, ...]:
+    return {"": (), "cached": ("title_emb",), "tokens": ("title_ids", "title_mask")}[self.titles]
+
+  @property
+  def item_keys(self) -> tuple[str, ...]:
+    """The per-clip keys the item tower reads (what evaluation feeds it)."""
+    return self.clip + self.title_keys

@@ -1,0 +1,104 @@
+"""What each `--mode` does, above the train and eval stages: build the run's context, pick the
+registered trainer, build the evaluators of `config.evals`, and hand them to the shared loop.
+
+  train     prepare data and caches, train (resuming from WORKDIR), evaluate
+  eval      evaluate the latest (or best) checkpoint
+  generate  write the dataset only
+  extract   write the caches of the pretrained parts (backbone features, title embeddings)
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import ml_collections
+from absl import logging
+
+from vidrec_jax import config_io
+from vidrec_jax.eval.evaluators import Evaluation
+from vidrec_jax.models import encoders
+from vidrec_jax.train import checkpointing
+from vidrec_jax.train import distributed
+from vidrec_jax.train import mesh as mesh_lib
+from vidrec_jax.train import runner
+from vidrec_jax.train import workdir as workdir_lib
+from vidrec_jax.train.context import Context
+from vidrec_jax.train.context import make_context
+from vidrec_jax.train.trainers import TRAINERS
+
+
+def _has_checkpoint(workdir: str) -> bool:
+  path = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(path) and any(n.isdigit() for n in os.listdir(path))
+
+
+def _log_start(ctx: Context) -> None:
+  s = ctx.setup
+  logging.info("config:\n%s", ctx.config)
+  logging.info("mesh %s over %d devices (%d per process, %d processes)", dict(s.mesh.shape),
+               s.mesh.size, jax.local_device_count(), jax.process_count())
+  logging.info("dataset %s: users %d, training videos %d (+1 OOV row), catalog %d videos",
+               ctx.dataset.name, ctx.user_vocab.size, ctx.video_vocab.size,
+               len(ctx.dataset.catalog))
+  logging.info("parameters:\n%s",
+               mesh_lib.param_table(s.abstract_state.params, s.param_shardings))
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains with the registered trainer `config.train.trainer` (resuming from the latest
+  checkpoint in workdir), then evaluates; returns the metrics."""
+  if _has_checkpoint(workdir):
+    config_io.check(workdir, config)
+  distributed.host0_then_barrier("vidrec_config_written",
+                                 lambda: config_io.write(workdir, config))
+  ctx = make_context(config, workdir)
+  if ctx.host0:
+    _log_start(ctx)
+  trainer = TRAINERS.get(config.train.trainer)(ctx)
+  return runner.run(trainer, Evaluation(ctx, config.evals), workdir)
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"
+             ) -> dict[str, float]:
+  """Restores the latest (or, with which='best', the best) checkpoint in workdir and evaluates
+  it with `config.evals`."""
+  config_io.check(workdir, config)
+  ctx = make_context(config, workdir, prepare=False)
+  t = config.train
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), t.checkpoint_every,
+                                    t.keep_checkpoints, t.best_metric, t.best_mode)
+  try:
+    if which == "best" and ckpt.best is None:
+      raise FileNotFoundError("--checkpoint=best needs config.train.best_metric to be set")
+    restored = ckpt.restore(ctx.setup.abstract_state, best=which == "best")
+  finally:
+    ckpt.close()
+  if restored is None:
+    where = ckpt.directory if which != "best" else checkpointing.best_directory(ckpt.directory)
+    raise FileNotFoundError(f"no checkpoint in {where} to evaluate")
+  evaluation = Evaluation(ctx, config.evals)
+  results = evaluation.evaluate(restored.state.params)
+  runner.write_results(workdir, results, evaluation, None, restored.step)
+  return results
+
+
+def generate(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes the configured dataset into its data dir (WORKDIR/data or config.data.data_dir)."""
+  wd = workdir_lib.Workdir.of(config, workdir)
+  source_args = workdir_lib.dataset_args(config)
+  distributed.host0_then_barrier(
+      "vidrec_generated",
+      lambda: workdir_lib.source(config).prepare(wd.data, source_args))
+
+
+def extract(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes the caches of the model's pretrained parts: the backbone's frame features (sharded
+  over processes and devices) and the frozen text tower's title embeddings."""
+  wd = workdir_lib.Workdir.of(config, workdir)
+  workdir_lib.prepare_dataset(config, wd)
+  dataset = workdir_lib.load_dataset(config, wd)
+  if encoders.extracts_features(config.model):
+    from vidrec_jax.train import extract as extract_lib  # pylint: disable=g-import-not-at-top
+    extract_lib.extract(config, dataset, wd.features)
+  workdir_lib.prepare_text_cache(config, wd, dataset)

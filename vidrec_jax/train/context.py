@@ -1,0 +1,99 @@
+"""What training and evaluation share: the dataset, vocabularies, the model's inputs and its
+setup on the mesh. Built once per run from the config; everything below it takes typed
+arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import ml_collections
+import numpy as np
+
+from vidrec_jax.data import features
+from vidrec_jax.data import ops
+from vidrec_jax.data import pipeline
+from vidrec_jax.data.clips import CachedFeatures
+from vidrec_jax.data.clips import ClipSampler
+from vidrec_jax.data.clips import PixelFrames
+from vidrec_jax.data.datasets import RecDataset
+from vidrec_jax.data.inputs import InputSpec
+from vidrec_jax.data.titles import TitleInputs
+from vidrec_jax.data.vocab import Vocab
+from vidrec_jax.models import recommender
+from vidrec_jax.train import mesh as mesh_lib
+from vidrec_jax.train import workdir as workdir_lib
+from vidrec_jax.train.state import Setup
+
+
+@dataclasses.dataclass
+class Context:
+  """A run's data handles, vocabularies, model inputs, mesh and setup."""
+
+  config: ml_collections.ConfigDict
+  workdir: workdir_lib.Workdir
+  dataset: RecDataset
+  user_vocab: Vocab
+  video_vocab: Vocab
+  train_video_ids: np.ndarray  # video id of every train record, in record order
+  spec: InputSpec
+  setup: Setup
+
+  @property
+  def host0(self) -> bool:
+    return jax.process_index() == 0
+
+  @functools.cached_property
+  def titles(self) -> TitleInputs | None:
+    """Title inputs (cached embeddings or tokens), built once for training and evaluation;
+    None when the model reads no titles."""
+    catalog, m = self.dataset.catalog, self.config.model
+    if self.spec.titles == "cached":
+      return TitleInputs.cached(catalog.title, self.workdir.text, m.text.name, m.text.max_length)
+    if self.spec.titles == "tokens":
+      from vidrec_jax.models import text  # pylint: disable=g-import-not-at-top
+      tok = text.load_tokenizer(m.text.name, m.text.max_length)
+      return TitleInputs.tokenized(catalog.title, functools.partial(tok, length=m.text.max_length))
+    return None
+
+  @property
+  def loader_options(self) -> pipeline.LoaderOptions:
+    d = self.config.data
+    return pipeline.LoaderOptions(num_workers=d.num_workers, read_threads=d.read_threads,
+                                  prefetch_batches=d.prefetch_batches)
+
+  def sampler(self, cache_videos: int) -> ClipSampler:
+    """Clips of the model's inputs from decoded pixels or from the feature cache."""
+    d = self.config.data
+    source = ops.source_of(self.spec.clip)
+    if source == ops.PIXELS:
+      frames = PixelFrames(self.dataset.catalog, d.frame_size, d.normalization, cache_videos)
+    elif source == ops.FEATURES:
+      frames = CachedFeatures(self.workdir.features,
+                              int(features.read_meta(self.workdir.features)["dim"]))
+    else:
+      frames = None
+    return ClipSampler(frames, self.spec.clip, d.num_frames)
+
+
+def make_context(config: ml_collections.ConfigDict, root: str, mesh=None,
+                 prepare: bool = True) -> Context:
+  """The run's context. With `prepare`, the dataset and caches are written first where they are
+  missing (process 0 writes, the others wait); without, they must exist."""
+  wd = workdir_lib.Workdir.of(config, root)
+  if prepare:
+    workdir_lib.prepare_dataset(config, wd)
+  dataset = workdir_lib.load_dataset(config, wd)
+  if prepare:
+    workdir_lib.prepare_text_cache(config, wd, dataset)
+  workdir_lib.prepare_feature_cache(config, wd, dataset, extract_missing=prepare)
+  train = dataset.split("train").columns
+  # Vocabularies come from the training split only: anything else is out-of-vocabulary.
+  user_vocab = Vocab(train["user_id"], int(train["user_id"].max()))
+  video_vocab = Vocab(train["video_id"], len(dataset.catalog) - 1)
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.mesh)
+  setup = Setup(config, user_vocab.size, video_vocab.size, mesh)
+  return Context(config, wd, dataset, user_vocab, video_vocab, train["video_id"],
+                 recommender.input_spec(config.model), setup)
+

@@ -1,0 +1,187 @@
+"""The loop every trainer shares: restore or initialise the sharded state, run the trainer's
+steps, log and write summaries, halt on a NaN/Inf loss before it can be saved, checkpoint
+(latest and best), answer preemption, evaluate periodically and at the end.
+
+A trainer (vidrec_jax/train/trainers/) supplies only what differs between ways of training:
+its batches, its jitted step, and its data position.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+import tqdm
+from absl import logging
+
+from vidrec_jax import files
+from vidrec_jax.data import pipeline
+from vidrec_jax.models.partitioning import activation_sharding
+from vidrec_jax.train import checkpointing
+from vidrec_jax.train import distributed
+from vidrec_jax.train import mesh as mesh_lib
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or Inf; the message names the step."""
+
+
+class Evaluation(Protocol):
+  """What the runner needs of evaluation (built from `config.evals` by vidrec_jax/eval)."""
+
+  def evaluate(self, params: Any, splits: tuple[str, ...] | None = None) -> dict[str, float]:
+    ...
+
+  def format(self, metrics: dict[str, float]) -> str:
+    ...
+
+
+class Summaries:
+  """TensorBoard event files (tensorboardX, no TensorFlow) written by host 0 only."""
+
+  def __init__(self, workdir: str, enabled: bool):
+    self.writer = None
+    if enabled:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self.writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, scalars: dict) -> None:
+    if self.writer is None:
+      return
+    for k, v in scalars.items():
+      if np.isfinite(v):
+        self.writer.add_scalar(k.replace("@", "_at_"), v, step)
+    self.writer.flush()
+
+  def close(self) -> None:
+    if self.writer is not None:
+      self.writer.close()
+
+
+def check_finite(window: list[dict], first_step: int) -> list[dict]:
+  """The window's metrics on the host, or NonFiniteLossError naming the first bad step (the
+  window holds the steps after `first_step`)."""
+  host = jax.device_get(window)
+  losses = np.array([m["loss"] for m in host])
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    raise NonFiniteLossError(f"loss is {losses[bad[0]]} at step {first_step + int(bad[0]) + 1}; "
+                             "stopping (the last checkpoint is intact)")
+  return host
+
+
+def reduce_window(window: list[dict], first_step: int) -> dict[str, float]:
+  """Mean of every metric over the window, after the NaN/Inf check."""
+  host = check_finite(window, first_step)
+  return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+
+
+class _Log:
+  """The metrics window since the last log step, and throughput over it."""
+
+  def __init__(self, start: int):
+    self.window, self.start, self.t0, self.examples = [], start, time.time(), 0.0
+
+  def scalars(self, step: int) -> dict[str, float]:
+    out = reduce_window(self.window, self.start)
+    out["impressions_per_second"] = self.examples / max(time.time() - self.t0, 1e-9)
+    self.window, self.start, self.t0, self.examples = [], step, time.time(), 0.0
+    return out
+
+
+def run(trainer, evaluation: Evaluation, workdir: str) -> dict[str, float]:
+  """Trains with `trainer` from the latest checkpoint in `workdir` (or from scratch) to
+  `config.train.steps`, then evaluates; returns the final metrics (or, when preempted,
+  {'preempted_at_step': step})."""
+  config, setup = trainer.config, trainer.setup
+  t = config.train
+  host0 = jax.process_index() == 0
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), t.checkpoint_every,
+                                    t.keep_checkpoints, t.best_metric, t.best_mode)
+  summaries = Summaries(workdir, host0)
+  preemption = distributed.Preemption()
+  try:
+    restored = ckpt.restore(setup.abstract_state)
+    state, start = ((setup.init(config.seed), 0) if restored is None
+                    else (restored.state, restored.step))
+    batches = trainer.batches(start, restored and restored.data)
+    try:
+      results = _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption)
+    finally:
+      pipeline.close(batches)  # stops loader workers, frees their shared memory
+  finally:
+    preemption.close()
+    ckpt.close()
+  if "preempted_at_step" in results:
+    summaries.close()
+    return results
+  if ckpt.best_metric and host0:
+    logging.info("best checkpoint by %s: step %s in %s", ckpt.best_metric, ckpt.best_step(),
+                 checkpointing.best_directory(ckpt.directory))
+  results.update({f"train/{k}": v for k, v in trainer.totals().items()})
+  write_results(workdir, results, evaluation, summaries, t.steps)
+  summaries.close()
+  return results
+
+
+def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption) -> dict:
+  setup, t = trainer.setup, trainer.config.train
+  host0 = jax.process_index() == 0
+  step_fn = trainer.step_fn()
+  log = _Log(start)
+  bar = tqdm.tqdm(total=t.steps, initial=start, desc="train", disable=not host0,
+                  mininterval=2.0)
+  try:
+    for step in range(start + 1, t.steps + 1):
+      batch = next(batches)
+      log.examples += trainer.observe(batch) * jax.process_count()
+      with activation_sharding(setup.mesh, setup.rules):
+        state, metrics = step_fn(state, mesh_lib.shard_batch(batch, setup.mesh, setup.rules))
+      log.window.append(metrics)
+      bar.update(1)
+      if step % t.log_every == 0 or step == t.steps:
+        scalars = dict(log.scalars(step), **trainer.totals())
+        if host0:
+          summaries.write(step, scalars)
+          bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+          logging.info("step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in
+                                                      sorted(scalars.items())))
+      stop = preemption.should_stop()
+      if stop or step == t.steps or ckpt.manager.should_save(step):
+        check_finite(log.window, log.start)  # never save the state of a NaN step
+      if stop:
+        ckpt.save(step, state, trainer.position(step), force=True)
+        ckpt.wait()
+        logging.warning("preempted: saved step %d in %s; rerun the same command to resume",
+                        step, ckpt.directory)
+        return {"preempted_at_step": float(step)}
+      ckpt.save(step, state, trainer.position(step), force=step == t.steps)
+      if t.eval_every and step % t.eval_every == 0 and step != t.steps:
+        valid = evaluation.evaluate(state.params, ("valid",))
+        ckpt.save_best(step, state, valid)
+        summaries.write(step, valid)
+        if host0:
+          logging.info("step %d eval:\n%s", step, evaluation.format(valid))
+  finally:
+    bar.close()
+  results = evaluation.evaluate(state.params)
+  ckpt.save_best(t.steps, state, results)
+  return results
+
+
+def write_results(workdir: str, results: dict, evaluation: Evaluation, summaries, step: int
+                  ) -> None:
+  """Host 0 writes WORKDIR/eval/metrics.json and prints the metric tables."""
+  if jax.process_index() != 0:
+    return
+  out_dir = os.path.join(workdir, "eval")
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, "metrics.json")
+  files.write_json(path, {k: (None if not np.isfinite(v) else v) for k, v in results.items()})
+  if summaries is not None:
+    summaries.write(step, results)
+  print(evaluation.format(results), flush=True)
+  print(f"metrics written to {path}", flush=True)

@@ -1,0 +1,53 @@
+"""Trainer registry: ways of training that share one loop (vidrec_jax/train/runner.py) for
+checkpointing, preemption, NaN halting, summaries, evaluation and the mesh.
+
+`config.train.trainer` names a registered trainer. A trainer says only what differs: its
+batches from a resume position, its jitted step, the data position it saves, what a batch
+counts for. Adding a trainer: one file with a `Trainer` subclass registered in `TRAINERS`, an
+import line below, and a test (tests/train/trainer_registry_test.py registers one from a test).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Callable, Iterator
+
+from vidrec_jax.registry import Registry
+from vidrec_jax.train import checkpointing
+
+
+class Trainer(abc.ABC):
+  """Base of trainers, built from the run's `train.context.Context`. `setup` (the model on the
+  mesh: abstract state, shardings, init) is the context's unless a trainer sets its own."""
+
+  def __init__(self, ctx):
+    self.ctx, self.config, self.setup = ctx, ctx.config, ctx.setup
+
+  @abc.abstractmethod
+  def batches(self, start_step: int, saved_position: dict | None) -> Iterator[dict]:
+    """Host batches for steps start_step + 1, ...; `saved_position` is what `position`
+    returned for the restored checkpoint (None for a fresh run or an old checkpoint). The
+    runner calls the iterator's `close()`, if it has one, when training ends."""
+
+  @abc.abstractmethod
+  def step_fn(self) -> Callable:
+    """The jitted `(state, sharded batch) -> (state, metrics)`; metrics include `loss`."""
+
+  def position(self, step: int) -> dict:
+    """The data position saved with the checkpoint at `step`."""
+    return checkpointing.data_position(step, 0, 0)
+
+  def observe(self, batch: dict) -> float:
+    """Called with each host batch before its step; returns the examples it counts for."""
+    del batch
+    return 0.0
+
+  def totals(self) -> dict[str, float]:
+    """Running totals logged with the metrics and reported as `train/<name>` at the end."""
+    return {}
+
+
+TRAINERS: Registry[type[Trainer]] = Registry("trainer")
+
+# Registered trainers (each module registers itself on import).
+from vidrec_jax.train.trainers import supervised  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -1,0 +1,107 @@
+"""The workdir layout, and preparing what a run reads before it starts: the dataset (generated or
+converted once), the backbone feature cache and the title embedding cache.
+
+  WORKDIR/
+    config.json         the resolved config of record (vidrec_jax/config_io.py)
+    data/               the dataset, unless config.data.data_dir points elsewhere
+    features/           backbone feature cache (config.data.feature_cache overrides)
+    text_features/      title embedding cache (config.data.text_cache overrides)
+    checkpoints/, checkpoints_best/, tensorboard/, eval/metrics.json
+
+Preparation runs on process 0 and the other processes wait at a barrier (a cache sharded over
+processes, the feature cache, is written by all of them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import ml_collections
+from absl import logging
+
+from vidrec_jax.data import datasets
+from vidrec_jax.data import features
+from vidrec_jax.models import text_tower
+from vidrec_jax.train import distributed
+
+
+@dataclasses.dataclass(frozen=True)
+class Workdir:
+  """Where a run reads and writes."""
+
+  root: str
+  data: str
+  features: str
+  text: str
+
+  @classmethod
+  def of(cls, config: ml_collections.ConfigDict, root: str) -> "Workdir":
+    d = config.data
+    return cls(root=root, data=d.data_dir or os.path.join(root, "data"),
+               features=d.feature_cache or os.path.join(root, "features"),
+               text=d.text_cache or os.path.join(root, "text_features"))
+
+  def path(self, *parts: str) -> str:
+    return os.path.join(self.root, *parts)
+
+  @property
+  def checkpoints(self) -> str:
+    return self.path("checkpoints")
+
+
+def source(config: ml_collections.ConfigDict) -> datasets.DatasetSource:
+  """The registered dataset `config.data.dataset`."""
+  return datasets.DATASETS.get(config.data.dataset)
+
+
+def dataset_args(config: ml_collections.ConfigDict):
+  """The configured dataset's argument section (`config.data.<its config_field>`)."""
+  field = source(config).config_field
+  return config.data[field] if field else ml_collections.ConfigDict()
+
+
+def prepare_dataset(config: ml_collections.ConfigDict, wd: Workdir) -> None:
+  """Process 0 writes the dataset into a run-owned data dir unless it is there already; a
+  data_dir given in the config is only read."""
+  if config.data.data_dir:
+    return
+  distributed.host0_then_barrier("vidrec_dataset_ready",
+                                 lambda: source(config).prepare(wd.data, dataset_args(config)))
+
+
+def load_dataset(config: ml_collections.ConfigDict, wd: Workdir) -> datasets.RecDataset:
+  return datasets.get(config.data.dataset, wd.data, dataset_args(config))
+
+
+def uses_feature_cache(config: ml_collections.ConfigDict) -> bool:
+  """Whether the item tower reads cached backbone features instead of pixels."""
+  from vidrec_jax.models import encoders  # pylint: disable=g-import-not-at-top
+  return "features" in encoders.clip_inputs(config.model)
+
+
+def prepare_feature_cache(config: ml_collections.ConfigDict, wd: Workdir,
+                          dataset: datasets.RecDataset, extract_missing: bool = True) -> None:
+  """When the model reads cached backbone features: extracts a missing run-owned cache (with
+  `extract_missing`), then checks that the cache fits the config (a one-line CacheError)."""
+  if not uses_feature_cache(config):
+    return
+  from vidrec_jax.train import extract  # pylint: disable=g-import-not-at-top
+  if extract_missing and not config.data.feature_cache and not os.path.exists(
+      os.path.join(wd.features, features.META)):
+    logging.info("no feature cache in %s yet: extracting it first", wd.features)
+    extract.extract(config, dataset, wd.features)
+  features.check_meta(wd.features, extract.expected_meta(config))
+
+
+def prepare_text_cache(config: ml_collections.ConfigDict, wd: Workdir,
+                       dataset: datasets.RecDataset) -> None:
+  """Process 0 embeds the catalog's titles when a frozen text tower needs them and the cache is
+  missing or stale; the other processes wait for it."""
+  if text_tower.title_mode(config.model) != "cached":
+    return
+  from vidrec_jax.train import text_cache  # pylint: disable=g-import-not-at-top
+  args = text_tower.TextArgs.from_config(config.model)
+  distributed.host0_then_barrier(
+      "vidrec_text_cache_ready",
+      lambda: text_cache.extract(args.name, args.max_length, dataset.catalog.title, wd.text))
