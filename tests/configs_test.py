@@ -5,6 +5,7 @@ from absl.testing import parameterized
 
 from tests import helpers
 from vidrec_jax import validate
+from vidrec_jax.models import heads
 
 CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only", "text",
                                   "smoke,text", "conv,text")] + [
@@ -30,6 +31,51 @@ class ConfigsTest(parameterized.TestCase):
   def test_unknown_variant_names_the_allowed_ones(self, name):
     with self.assertRaisesRegex(ValueError, "allowed: .*smoke"):
       helpers.load_config("smok", name)
+
+  def test_typed_arguments(self):
+    c = helpers.load_config("smoke,frames=8,steps=20,lr=0.01,seed=3,workers=1")
+    self.assertEqual((c.data.num_frames, c.train.steps, c.seed, c.data.shuffle_seed),
+                     (8, 20, 3, 3))
+    self.assertEqual((c.train.learning_rate, c.data.num_workers), (0.01, 1))
+    self.assertEqual(c.data.world.num_videos, 40)  # the variant still applies
+    self.assertEqual(helpers.load_config("smoke,steps=9", "pretrained.py").train.steps, 9)
+    with self.assertRaisesRegex(ValueError, "unknown argument 'frame'; allowed: batch, frames"):
+      helpers.load_config("smoke,frame=8")
+    with self.assertRaisesRegex(ValueError, r"frames='eight': expected a int"):
+      helpers.load_config("smoke,frames=eight")
+
+  def test_a_part_rejects_arguments_it_does_not_take(self):
+    c = helpers.load_config("smoke")
+    c.model.frame_encoder.chanels = (4, 6)
+    with self.assertRaisesRegex(validate.ConfigError, "model.frame_encoder: unknown argument"
+                                r"\(s\) chanels; ConvFrameEncoder.__init__ takes channels, "
+                                "features, motion"):
+      validate.validate(c)
+    c = helpers.load_config("smoke")
+    del c.model.frame_encoder["motion"]
+    with self.assertRaisesRegex(validate.ConfigError, r"missing argument\(s\) motion"):
+      validate.validate(c)
+
+  def test_heads_need_the_datasets_labels_and_evals_their_splits(self):
+    c = helpers.load_config("smoke")
+    c.evals.ranking.splits = ("valid", "holdout")
+    with self.assertRaisesRegex(validate.ConfigError, "evals.ranking.splits.*train, valid, test"):
+      validate.validate(c)
+    c = helpers.load_config("smoke")
+    c.evals.ranking.type = "rankin"
+    with self.assertRaisesRegex(validate.ConfigError, "evals.ranking.type.*registered: ranking"):
+      validate.validate(c)
+
+    class RatingHead(heads.Head):
+      labels = ("rating",)
+    heads.HEADS.register("rating", RatingHead)
+    self.addCleanup(heads.HEADS.unregister, "rating")
+    c = helpers.load_config("smoke")
+    c.model.heads = ("click", "rating")
+    c.train.loss_weights.rating = 1.0
+    with self.assertRaisesRegex(validate.ConfigError, "head 'rating' needs label column.s. "
+                                "rating that dataset 'synthetic' does not have"):
+      validate.validate(c)
 
 
 if __name__ == "__main__":

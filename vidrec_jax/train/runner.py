@@ -109,9 +109,15 @@ def run(trainer, evaluation: Evaluation, workdir: str) -> dict[str, float]:
                     else (restored.state, restored.step))
     batches = trainer.batches(start, restored and restored.data)
     try:
-      results = _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption)
+      state, stopped_at = _loop(trainer, evaluation, state, start, batches, ckpt, summaries,
+                                preemption)
     finally:
       pipeline.close(batches)  # stops loader workers, frees their shared memory
+    if stopped_at is not None:
+      results = {"preempted_at_step": float(stopped_at)}
+    else:
+      results = evaluation.evaluate(state.params)
+      ckpt.save_best(t.steps, state, results)
   finally:
     preemption.close()
     ckpt.close()
@@ -127,7 +133,8 @@ def run(trainer, evaluation: Evaluation, workdir: str) -> dict[str, float]:
   return results
 
 
-def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption) -> dict:
+def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption):
+  """The training steps; returns (state, the step preempted at or None)."""
   setup, t = trainer.setup, trainer.config.train
   host0 = jax.process_index() == 0
   step_fn = trainer.step_fn()
@@ -157,7 +164,7 @@ def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemptio
         ckpt.wait()
         logging.warning("preempted: saved step %d in %s; rerun the same command to resume",
                         step, ckpt.directory)
-        return {"preempted_at_step": float(step)}
+        return state, step
       ckpt.save(step, state, trainer.position(step), force=step == t.steps)
       if t.eval_every and step % t.eval_every == 0 and step != t.steps:
         valid = evaluation.evaluate(state.params, ("valid",))
@@ -167,9 +174,7 @@ def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemptio
           logging.info("step %d eval:\n%s", step, evaluation.format(valid))
   finally:
     bar.close()
-  results = evaluation.evaluate(state.params)
-  ckpt.save_best(t.steps, state, results)
-  return results
+  return state, None
 
 
 def write_results(workdir: str, results: dict, evaluation: Evaluation, summaries, step: int

@@ -1,0 +1,61 @@
+"""The config of record: written at start; a resume that changes training is refused in one line
+naming the fields; steps, cadence, mesh and loader settings may change."""
+
+import json
+import os
+import tempfile
+
+from absl.testing import absltest
+
+from tests import helpers
+from tests.main_test import CONFIG
+from tests.main_test import run_main
+from vidrec_jax import config_io
+
+
+class ConfigOfRecordTest(absltest.TestCase):
+
+  def test_changed_fields(self):
+    saved = config_io.resolved(helpers.load_config())
+    c = helpers.load_config()
+    c.train.update(steps=99, log_every=7, checkpoint_every=5, eval_every=3)
+    c.mesh.shape.fsdp = 2
+    c.data.update(num_workers=5, eval_batch_size=8)
+    c.evals.ranking.ndcg_k = 5
+    c.mode = "eval"
+    self.assertEqual(config_io.changed_fields(saved, c), [])
+    c.train.learning_rate = 0.1
+    c.model.embed_dim = 16
+    c.data.world.seed = 3
+    self.assertEqual(config_io.changed_fields(saved, c), [
+        "data.world.seed: 17 -> 3", "model.embed_dim: 8 -> 16",
+        "train.learning_rate: 0.003 -> 0.1"])
+
+  def test_resume_with_a_changed_training_config_is_refused(self):
+    workdir = tempfile.mkdtemp()
+    common = [f"--config={CONFIG}:smoke", f"--workdir={workdir}",
+              f"--config.data.data_dir={helpers.smoke_world_dir()}", "--config.train.steps=2"]
+    r = run_main(*common)
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    with open(os.path.join(workdir, config_io.CONFIG_JSON)) as f:
+      recorded = json.load(f)
+    self.assertEqual(recorded["train"]["steps"], 2)
+    self.assertEqual(recorded["model"]["frame_encoder"]["channels"], [4, 6])
+
+    r = run_main(*common, "--config.train.learning_rate=0.1", "--config.model.hidden=20")
+    self.assertEqual(r.returncode, 1, r.stderr[-3000:])
+    err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    self.assertLen(err, 1)
+    self.assertIn("model.hidden: 12 -> 20", err[0])
+    self.assertIn("train.learning_rate: 0.003 -> 0.1", err[0])
+    self.assertNotIn("restored checkpoint", r.stderr)
+
+    r = run_main(*common[:-1], "--config.train.steps=3", "--config.data.num_workers=2")
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    self.assertIn("restored checkpoint at step 2", r.stderr)
+    with open(os.path.join(workdir, config_io.CONFIG_JSON)) as f:
+      self.assertEqual(json.load(f)["train"]["steps"], 3)  # the record follows the run
+
+
+if __name__ == "__main__":
+  absltest.main()
