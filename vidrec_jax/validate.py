@@ -119,7 +119,7 @@ def _validate_train(c: ml_collections.ConfigDict, source: datasets.DatasetSource
     _registered(EVALUATORS, f"evals.{name}.type", entry.type)
     cls = EVALUATORS.get(entry.type)
     cls.check(f"evals.{name}", source, **evaluator_kwargs(cls, name, entry))
-  valid_evaluated = any("valid" in e.get("splits", ()) for e in c.evals.values())
+  valid_evaluated = any("splits" in e and "valid" in e.splits for e in c.evals.values())
   check(not t.best_metric or (t.best_metric.split("/")[0] == "valid" and valid_evaluated),
         "train.best_metric", t.best_metric, "must be '' (off) or a valid-split metric such as "
         "'valid/all/auc' with 'valid' among an evaluator's splits")

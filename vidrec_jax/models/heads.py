@@ -87,21 +87,29 @@ class Head(nnx.Module):
 HEADS: Registry[type[Head]] = Registry("head")
 
 
-@HEADS.register("click")
-class ClickHead(Head):
-  """Click logit; sigmoid cross-entropy. A learned position bias explains away position in
-  training only (`position_logit`), so scores are position-free at evaluation."""
+class BinaryHead(Head):
+  """A logit of a binary label: sigmoid cross-entropy, probabilities as predictions."""
 
-  labels = ("click",)
-
-  @staticmethod
-  def loss(raw, outputs, batch):
-    logit = raw + outputs.get("position_logit", 0.0)
-    return optax.sigmoid_binary_cross_entropy(logit, batch["click"])
+  @classmethod
+  def loss(cls, raw, outputs, batch):
+    del outputs
+    return optax.sigmoid_binary_cross_entropy(raw, batch[cls.labels[0]])
 
   @staticmethod
   def predict(raw):
     return jax.nn.sigmoid(raw)
+
+
+@HEADS.register("click")
+class ClickHead(BinaryHead):
+  """Click logit. A learned position bias explains away position in training only
+  (`position_logit`), so scores are position-free at evaluation."""
+
+  labels = ("click",)
+
+  @classmethod
+  def loss(cls, raw, outputs, batch):
+    return super().loss(raw + outputs.get("position_logit", 0.0), outputs, batch)
 
   @staticmethod
   def metrics(g):
@@ -150,19 +158,10 @@ class WatchTimeHead(Head):
 
 
 @HEADS.register("like")
-class LikeHead(Head):
-  """Like logit; sigmoid cross-entropy."""
+class LikeHead(BinaryHead):
+  """Like logit."""
 
   labels = ("like",)
-
-  @staticmethod
-  def loss(raw, outputs, batch):
-    del outputs
-    return optax.sigmoid_binary_cross_entropy(raw, batch["like"])
-
-  @staticmethod
-  def predict(raw):
-    return jax.nn.sigmoid(raw)
 
   @staticmethod
   def metrics(g):
