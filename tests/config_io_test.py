@@ -26,9 +26,9 @@ class ConfigOfRecordTest(absltest.TestCase):
     self.assertEqual(config_io.changed_fields(saved, c), [])
     c.train.learning_rate = 0.1
     c.model.embed_dim = 16
-    c.data.world.seed = 3
+    c.data.dataset.seed = 3
     self.assertEqual(config_io.changed_fields(saved, c), [
-        "data.world.seed: 17 -> 3", "model.embed_dim: 8 -> 16",
+        "data.dataset.seed: 17 -> 3", "model.embed_dim: 8 -> 16",
         "train.learning_rate: 0.003 -> 0.1"])
 
   def test_resume_with_a_changed_training_config_is_refused(self):

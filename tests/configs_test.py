@@ -37,7 +37,7 @@ class ConfigsTest(parameterized.TestCase):
     self.assertEqual((c.data.num_frames, c.train.steps, c.seed, c.data.shuffle_seed),
                      (8, 20, 3, 3))
     self.assertEqual((c.train.learning_rate, c.data.num_workers), (0.01, 1))
-    self.assertEqual(c.data.world.num_videos, 40)  # the variant still applies
+    self.assertEqual(c.data.dataset.num_videos, 40)  # the variant still applies
     self.assertEqual(helpers.load_config("smoke,steps=9", "pretrained.py").train.steps, 9)
     with self.assertRaisesRegex(ValueError, "unknown argument 'frame'; allowed: batch, frames"):
       helpers.load_config("smoke,frame=8")

@@ -185,7 +185,7 @@ class ExtensionTest(absltest.TestCase):
     _register(datasets.DATASETS, "toy_no_oracle", NoOracleWorld(), self)
 
     def configure(c):
-      c.data.dataset = "toy_no_oracle"
+      c.data.dataset.name = "toy_no_oracle"
     m = experiment.train(_smoke(configure), tempfile.mkdtemp())
     self.assertIn("test/cold/auc", m)
     self.assertFalse([k for k in m if "oracle" in k])

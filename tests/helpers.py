@@ -22,8 +22,9 @@ def load_config(arg: str = "smoke", name: str = "demo.py"):
 def smoke_world_dir() -> str:
   """A smoke-sized world written once per test process."""
   from vidrec_jax.data import generate  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data.datasets import synthetic  # pylint: disable=g-import-not-at-top
   d = tempfile.mkdtemp(prefix="vidrec_world_")
-  generate.generate(d, load_config().data.world, show_progress=False)
+  generate.generate(d, synthetic.world_args(load_config().data.dataset), show_progress=False)
   return d
 
 

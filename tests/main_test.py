@@ -27,7 +27,7 @@ class BadConfigTest(parameterized.TestCase):
   @parameterized.parameters(
       ("--config.train.steps=-3", "train.steps"),
       ("--config.model.pooling=median", "model.pooling"),
-      ("--config.data.world.cold_fraction=1.5", "data.world.cold_fraction"),
+      ("--config.data.dataset.cold_fraction=1.5", "data.dataset.cold_fraction"),
       ("--config.mesh.shape.data=0", "mesh.shape"),
       ("--config.train.stepz=3", "stepz"),
   )

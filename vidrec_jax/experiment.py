@@ -86,10 +86,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str = "late
 def generate(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the configured dataset into its data dir (WORKDIR/data or config.data.data_dir)."""
   wd = workdir_lib.Workdir.of(config, workdir)
-  source_args = workdir_lib.dataset_args(config)
   distributed.host0_then_barrier(
       "vidrec_generated",
-      lambda: workdir_lib.source(config).prepare(wd.data, source_args))
+      lambda: workdir_lib.source(config).prepare(wd.data, config.data.dataset))
 
 
 def extract(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -38,10 +38,11 @@ def _registered(registry: Registry, field: str, name) -> None:
 
 def _validate_data(c: ml_collections.ConfigDict) -> datasets.DatasetSource:
   d = c.data
-  _registered(datasets.DATASETS, "data.dataset", d.dataset)
-  source = datasets.DATASETS.get(d.dataset)
-  if source.config_field:
-    source.validate(d[source.config_field])
+  check("name" in d.dataset, "data.dataset", dict(d.dataset), "needs a `name`: a registered "
+        f"dataset ({', '.join(datasets.DATASETS.names())})")
+  _registered(datasets.DATASETS, "data.dataset.name", d.dataset.name)
+  source = datasets.DATASETS.get(d.dataset.name)
+  source.validate(d.dataset)
   for f in ("num_frames", "frame_size", "batch_size", "impressions_per_clip", "eval_batch_size",
             "read_threads", "prefetch_batches", "cache_frames"):
     positive_int(d[f], f"data.{f}")
@@ -69,7 +70,7 @@ def _validate_model(c: ml_collections.ConfigDict, source: datasets.DatasetSource
     missing = [col for col in HEADS.get(h).labels if col not in source.label_columns]
     check(not missing, "model.heads", tuple(m.heads),
           f"head {h!r} needs label column(s) {', '.join(missing)} that dataset "
-          f"{c.data.dataset!r} does not have (it has: {', '.join(source.label_columns)})")
+          f"{c.data.dataset.name!r} does not have (it has: {', '.join(source.label_columns)})")
   check(all(t in TASKS for t in m.tasks) and len(set(m.tasks)) == len(m.tasks), "model.tasks",
         tuple(m.tasks), f"distinct retrieval tasks from: {', '.join(TASKS.names())}")
   check(not m.tasks or fe != encoders.NONE, "model.tasks", tuple(m.tasks),

@@ -20,7 +20,7 @@ from vidrec_jax.models import recommender
 
 
 def _load(config, data_dir):
-  return datasets.get("synthetic", data_dir, config.data.world)
+  return datasets.get(config.data.dataset, data_dir)
 
 
 def _dataset(config, data_dir, process_index=0, process_count=1, start_batch=0):

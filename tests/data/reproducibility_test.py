@@ -19,7 +19,9 @@ _GENERATE = """
 import sys
 from tests import helpers
 from vidrec_jax.data import generate
-generate.generate(sys.argv[1], helpers.load_config().data.world, show_progress=False)
+from vidrec_jax.data.datasets import synthetic
+generate.generate(sys.argv[1], synthetic.world_args(helpers.load_config().data.dataset),
+                  show_progress=False)
 """
 
 

@@ -86,8 +86,7 @@ class TitlesTest(absltest.TestCase):
                          f"--config.data.data_dir={helpers.smoke_world_dir()}")
     self.assertEqual(r.returncode, 0, r.stderr[-2000:])
     meta = features.read_meta(os.path.join(workdir, "text_features"))
-    catalog = datasets.get("synthetic", helpers.smoke_world_dir(),
-                           helpers.load_config().data.world).catalog
+    catalog = datasets.get(helpers.load_config().data.dataset, helpers.smoke_world_dir()).catalog
     self.assertEqual(meta["count"], len(catalog))
     emb = np.load(os.path.join(workdir, "text_features", titles.EMBEDDINGS))
     self.assertEqual(emb.shape, (len(catalog), 384))

@@ -12,7 +12,7 @@ class WorldTest(absltest.TestCase):
 
   def setUp(self):
     super().setUp()
-    self.cfg = helpers.load_config().data.world
+    self.cfg = helpers.load_config().data.dataset
 
   def test_deterministic_from_seed(self):
     a, b = world_lib.World(self.cfg), world_lib.World(self.cfg)

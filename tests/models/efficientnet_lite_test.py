@@ -2,7 +2,6 @@
 classifier API, and strict conversion errors."""
 
 import glob
-import importlib.util
 import os
 
 import av
@@ -14,12 +13,15 @@ from tests import helpers
 from vidrec_jax import checkpoints
 from vidrec_jax.models import backbones
 from vidrec_jax.checkpoints import convert
+from vidrec_jax.checkpoints import wheels
 from vidrec_jax.models.backbones import common
 
 
 def _pkg_dir(name: str) -> str | None:
-  spec = importlib.util.find_spec(name)
-  return spec.submodule_search_locations[0] if spec and spec.submodule_search_locations else None
+  try:
+    return wheels.package_dir(name, f"pip install {name}")
+  except FileNotFoundError:
+    return None
 
 
 def real_frames(res: int, n: int = 6) -> np.ndarray:

@@ -41,7 +41,7 @@ class ExtractTest(absltest.TestCase):
     # A private copy of the smoke world with one video file broken.
     cls.data_dir = os.path.join(tempfile.mkdtemp(), "data")
     shutil.copytree(helpers.smoke_world_dir(), cls.data_dir)
-    catalog = datasets.get("synthetic", cls.data_dir, helpers.load_config().data.world).catalog
+    catalog = datasets.get(helpers.load_config().data.dataset, cls.data_dir).catalog
     cls.catalog = catalog
     cls.bad_id = 3
     with open(catalog.path(cls.bad_id), "wb") as f:

@@ -112,25 +112,22 @@ def run(trainer, evaluation: Evaluation, workdir: str) -> dict[str, float]:
       state, stopped_at = _loop(trainer, evaluation, state, start, batches, ckpt, summaries,
                                 preemption)
     finally:
-      pipeline.close(batches)  # stops loader workers, frees their shared memory
+      pipeline.close(batches)  # loader workers stop before evaluation needs the CPU
     if stopped_at is not None:
-      results = {"preempted_at_step": float(stopped_at)}
-    else:
-      results = evaluation.evaluate(state.params)
-      ckpt.save_best(t.steps, state, results)
+      return {"preempted_at_step": float(stopped_at)}
+    results = evaluation.evaluate(state.params)
+    ckpt.save_best(t.steps, state, results)
+    ckpt.wait()
+    if ckpt.best_metric and host0:
+      logging.info("best checkpoint by %s: step %s in %s", ckpt.best_metric, ckpt.best_step(),
+                   checkpointing.best_directory(ckpt.directory))
+    results.update({f"train/{k}": v for k, v in trainer.totals().items()})
+    write_results(workdir, results, evaluation, summaries, t.steps)
+    return results
   finally:
     preemption.close()
     ckpt.close()
-  if "preempted_at_step" in results:
     summaries.close()
-    return results
-  if ckpt.best_metric and host0:
-    logging.info("best checkpoint by %s: step %s in %s", ckpt.best_metric, ckpt.best_step(),
-                 checkpointing.best_directory(ckpt.directory))
-  results.update({f"train/{k}": v for k, v in trainer.totals().items()})
-  write_results(workdir, results, evaluation, summaries, t.steps)
-  summaries.close()
-  return results
 
 
 def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption):

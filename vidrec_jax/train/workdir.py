@@ -51,14 +51,8 @@ class Workdir:
 
 
 def source(config: ml_collections.ConfigDict) -> datasets.DatasetSource:
-  """The registered dataset `config.data.dataset`."""
-  return datasets.DATASETS.get(config.data.dataset)
-
-
-def dataset_args(config: ml_collections.ConfigDict):
-  """The configured dataset's argument section (`config.data.<its config_field>`)."""
-  field = source(config).config_field
-  return config.data[field] if field else ml_collections.ConfigDict()
+  """The registered dataset `config.data.dataset.name`."""
+  return datasets.DATASETS.get(config.data.dataset.name)
 
 
 def prepare_dataset(config: ml_collections.ConfigDict, wd: Workdir) -> None:
@@ -67,11 +61,11 @@ def prepare_dataset(config: ml_collections.ConfigDict, wd: Workdir) -> None:
   if config.data.data_dir:
     return
   distributed.host0_then_barrier("vidrec_dataset_ready",
-                                 lambda: source(config).prepare(wd.data, dataset_args(config)))
+                                 lambda: source(config).prepare(wd.data, config.data.dataset))
 
 
 def load_dataset(config: ml_collections.ConfigDict, wd: Workdir) -> datasets.RecDataset:
-  return datasets.get(config.data.dataset, wd.data, dataset_args(config))
+  return datasets.get(config.data.dataset, wd.data)
 
 
 def uses_feature_cache(config: ml_collections.ConfigDict) -> bool:

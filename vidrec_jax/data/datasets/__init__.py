@@ -1,9 +1,9 @@
 """Dataset registry: `get(name, data_dir, args) -> RecDataset`, one schema for every dataset.
 
-`config.data.dataset` names a registered dataset; its arguments live in the config section the
-entry declares (`config.data.<config_field>`, e.g. `data.world` for the synthetic world). An
-entry is a `DatasetSource`: it checks its arguments, prepares the data once (generates or
-converts it into `data_dir`, on process 0) and loads it into the schema of `schema.py`.
+`config.data.dataset` is a section: `name` (a registered dataset) and that dataset's arguments
+(the synthetic world's sizes and seed, a folder's path, ...). An entry is a `DatasetSource`: it
+checks its arguments, prepares the data once (generates or converts it into `data_dir`, on
+process 0) and loads it into the schema of `schema.py`.
 
 Adding a dataset: one file defining a `DatasetSource` subclass, one `DATASETS.register(...)`
 call in it, an import line below, and a test.
@@ -30,15 +30,14 @@ from vidrec_jax.registry import Registry
 class DatasetSource(abc.ABC):
   """A registered dataset: argument checks, one-time preparation, loading into the schema."""
 
-  # The section of `config.data` holding this dataset's arguments.
-  config_field: str = ""
   # The label columns its records carry; heads whose labels are missing are refused.
   label_columns: tuple[str, ...] = ()
   # Its splits ('train' first).
   splits: tuple[str, ...] = ("train",)
 
   def validate(self, args: Mapping[str, Any]) -> None:
-    """Raises config_checks.ConfigError on a bad argument (named `data.<config_field>.<key>`)."""
+    """Raises config_checks.ConfigError on a bad argument (named `data.dataset.<key>`); `args`
+    is the `config.data.dataset` section, `name` included."""
     del args
 
   def prepare(self, data_dir: str, args: Mapping[str, Any]) -> None:
@@ -54,9 +53,10 @@ class DatasetSource(abc.ABC):
 DATASETS: Registry[DatasetSource] = Registry("dataset")
 
 
-def get(name: str, data_dir: str, args: Mapping[str, Any]) -> RecDataset:
-  """The dataset `name` read from `data_dir` (prepared before; see `DatasetSource.prepare`)."""
-  return DATASETS.get(name).load(data_dir, args)
+def get(args: Mapping[str, Any], data_dir: str) -> RecDataset:
+  """The dataset `args["name"]` (a `config.data.dataset` section) read from `data_dir`
+  (prepared before; see `DatasetSource.prepare`)."""
+  return DATASETS.get(args["name"]).load(data_dir, args)
 
 
 # Registered entries (each module registers itself on import).

@@ -1,7 +1,8 @@
 """`synthetic`: the generated video world (data/world.py), written once as real video files plus
 TFDS/ArrayRecord records, read into the dataset schema.
 
-Arguments: `config.data.world` (seed, sizes, tastes, logging policy; see configs/demo.py).
+Arguments: the `config.data.dataset` section (seed, sizes, tastes, logging policy; see
+configs/demo.py).
 Capabilities: impressions in slates with positions, real video files, and an oracle (every
 record carries the true click probability of its pair).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
+import ml_collections
 import numpy as np
 from absl import logging
 
@@ -55,6 +57,11 @@ def decode_titles(raw: np.ndarray) -> np.ndarray:
   return np.array(out)
 
 
+def world_args(args) -> ml_collections.ConfigDict:
+  """The world's config: the dataset section without its `name`."""
+  return ml_collections.ConfigDict({k: v for k, v in dict(args).items() if k != "name"})
+
+
 def _text(a: np.ndarray) -> np.ndarray:
   return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a])
 
@@ -62,34 +69,33 @@ def _text(a: np.ndarray) -> np.ndarray:
 class SyntheticWorld(DatasetSource):
   """The synthetic world: generated on first use in a run-owned data_dir, then read."""
 
-  config_field = "world"
   label_columns = ("click", "watch_time", "like")
   splits = world_lib.SPLITS
 
   def validate(self, args: Mapping[str, Any]) -> None:
-    w = args
+    w = world_args(args)
     for f in ("num_users", "num_videos", "num_topics", "min_frames", "max_frames", "resolution",
               "fps", "slates_per_user", "slate_size"):
-      positive_int(w[f], f"data.world.{f}")
-    check(w["min_frames"] <= w["max_frames"], "data.world.min_frames", w["min_frames"],
-          f"must be <= data.world.max_frames={w['max_frames']}")
-    check(w["resolution"] % 2 == 0, "data.world.resolution", w["resolution"],
+      positive_int(w[f], f"data.dataset.{f}")
+    check(w["min_frames"] <= w["max_frames"], "data.dataset.min_frames", w["min_frames"],
+          f"must be <= data.dataset.max_frames={w['max_frames']}")
+    check(w["resolution"] % 2 == 0, "data.dataset.resolution", w["resolution"],
           "must be even (H.264 with yuv420p needs even sizes)")
-    check(1 <= w["num_palettes"] <= len(world_lib.PALETTE), "data.world.num_palettes",
+    check(1 <= w["num_palettes"] <= len(world_lib.PALETTE), "data.dataset.num_palettes",
           w["num_palettes"], f"allowed: 1..{len(world_lib.PALETTE)}")
-    check(0.0 <= w["cold_fraction"] < 1.0, "data.world.cold_fraction", w["cold_fraction"],
+    check(0.0 <= w["cold_fraction"] < 1.0, "data.dataset.cold_fraction", w["cold_fraction"],
           "allowed: 0 <= value < 1")
-    check(0.0 < w["train_until"] < w["valid_until"] < 1.0, "data.world.train_until",
+    check(0.0 < w["train_until"] < w["valid_until"] < 1.0, "data.dataset.train_until",
           w["train_until"], f"need 0 < train_until < valid_until={w['valid_until']} < 1")
-    check(0.0 <= w["label_noise"] < 0.5, "data.world.label_noise", w["label_noise"],
+    check(0.0 <= w["label_noise"] < 0.5, "data.dataset.label_noise", w["label_noise"],
           "allowed: 0 <= value < 0.5")
-    check(set(w["format_weights"]) <= set(world_lib.FORMATS), "data.world.format_weights",
+    check(set(w["format_weights"]) <= set(world_lib.FORMATS), "data.dataset.format_weights",
           dict(w["format_weights"]), f"keys allowed: {', '.join(world_lib.FORMATS)}")
     check(w["slate_size"] <= w["num_videos"] * (1 - w["cold_fraction"]),
-          "data.world.slate_size", w["slate_size"], "must not exceed the number of warm videos")
+          "data.dataset.slate_size", w["slate_size"], "must not exceed the number of warm videos")
 
   def prepare(self, data_dir: str, args: Mapping[str, Any]) -> None:
-    generate.ensure(data_dir, args)
+    generate.ensure(data_dir, world_args(args))
 
   def load(self, data_dir: str, args: Mapping[str, Any]) -> schema.RecDataset:
     splits = {s: schema.Split(s, open_source(data_dir, "impressions", s)) for s in self.splits}

@@ -1,0 +1,58 @@
+"""The dataset registry and its one schema: the synthetic world read as a RecDataset, cold-start
+videos derived from publish times, one-line errors for unknown names and splits."""
+
+import numpy as np
+from absl.testing import absltest
+
+from tests import helpers
+from vidrec_jax.data import datasets
+from vidrec_jax.data import world as world_lib
+from vidrec_jax.registry import UnknownNameError
+
+
+class DatasetsTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.world_cfg = helpers.load_config().data.dataset
+    cls.ds = datasets.get(cls.world_cfg, helpers.smoke_world_dir())
+
+  def test_the_schema(self):
+    ds, c = self.ds, self.world_cfg
+    self.assertEqual(len(ds.catalog), c.num_videos)
+    self.assertEqual(set(ds.splits), {"train", "valid", "test"})
+    self.assertEqual(ds.label_columns, ("click", "watch_time", "like"))
+    self.assertEqual(ds.capabilities, {datasets.ORACLE, datasets.VIDEO_FILES,
+                                       datasets.IMPRESSIONS, datasets.POSITIONS})
+    self.assertTrue(set(ds.catalog.content_type) <= set(world_lib.CONTENT_TYPES))
+    self.assertTrue(all(p.endswith((".mp4", ".avi", ".flv")) for p in ds.catalog.paths))
+    cols = ds.split("test").columns
+    for k in ("user_id", "video_id", "timestamp", "oracle_prob") + ds.label_columns:
+      self.assertLen(cols[k], len(ds.split("test")))
+
+  def test_cold_start_comes_from_publish_times(self):
+    ds = self.ds
+    world = world_lib.World(self.world_cfg)
+    np.testing.assert_array_equal(ds.catalog.cold, [v.cold for v in world.videos])
+    np.testing.assert_array_equal(ds.catalog.cold, ds.catalog.publish_time >= ds.train_end)
+    self.assertTrue(ds.catalog.cold.any() and not ds.catalog.cold.all())
+    train = ds.split("train").columns
+    self.assertFalse(ds.catalog.cold[train["video_id"]].any())  # never seen in training
+    self.assertLess(train["timestamp"].max(), ds.train_end)
+    test = ds.split("test").columns  # the world's own per-impression flag agrees
+    np.testing.assert_array_equal(ds.catalog.cold[test["video_id"]], test["cold"] == 1)
+    np.testing.assert_array_equal(datasets.cold_start(np.array([0.0, 5.0, 9.9]), 5.0),
+                                  [False, True, True])
+
+  def test_unknown_names_are_one_line(self):
+    with self.assertRaisesRegex(UnknownNameError, "unknown dataset 'movielens'; registered: "
+                                ".*synthetic"):
+      datasets.get({"name": "movielens"}, "/tmp")
+    with self.assertRaisesRegex(datasets.DataError, "dataset 'synthetic' has no split 'dev'; "
+                                "it has train, valid, test"):
+      self.ds.split("dev")
+
+
+if __name__ == "__main__":
+  absltest.main()
