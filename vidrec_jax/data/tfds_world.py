@@ -20,6 +20,7 @@ import tensorflow_datasets as tfds
 from array_record.python import array_record_module
 from tensorflow_datasets.proto import tf_example_pb2
 
+from vidrec_jax import files
 from vidrec_jax.data import world as world_lib
 
 NAME = "vidrec_world"
@@ -95,11 +96,10 @@ def canonicalize(data_dir: str) -> None:
     options = reader.writer_options_string()
     records = reader.read_all()
     reader.close()
-    tmp = path + ".tmp"
-    writer = array_record_module.ArrayRecordWriter(tmp, options)
-    for raw in records:
-      example = tf_example_pb2.Example()
-      example.ParseFromString(raw)
-      writer.write(example.SerializeToString(deterministic=True))
-    writer.close()
-    os.replace(tmp, path)
+    with files.atomic_path(path) as tmp:
+      writer = array_record_module.ArrayRecordWriter(tmp, options)
+      for raw in records:
+        example = tf_example_pb2.Example()
+        example.ParseFromString(raw)
+        writer.write(example.SerializeToString(deterministic=True))
+      writer.close()

@@ -35,6 +35,7 @@ from vidrec_jax.data.datasets import RecDataset
 from vidrec_jax.models import backbone_encoder
 from vidrec_jax.models import backbones
 from vidrec_jax.models import layers
+from vidrec_jax.train import distributed
 
 
 def expected_meta(config: ml_collections.ConfigDict) -> dict:
@@ -179,7 +180,6 @@ def extract(config: ml_collections.ConfigDict, dataset: RecDataset, out_dir: str
                             for i in range(pc)],
               num_videos=written, num_skipped=len(skipped),
               skipped=[str(catalog.filename[v]) for v in skipped.tolist()])
-  if pi == 0:
-    features.write_meta(out_dir, meta)
-  multihost_utils.sync_global_devices("vidrec_extract_meta")
+  distributed.host0_then_barrier("vidrec_extract_meta",
+                                 lambda: features.write_meta(out_dir, meta))
   return meta
