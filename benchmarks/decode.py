@@ -49,7 +49,8 @@ def main(_):
     print(f"{label:48s} {n / dt:10.0f} frames/s ({n} frames, {dt:.2f} s)")
 
   d = config.data
-  loader = ClipSampler(PixelFrames(catalog, d.frame_size, d.normalization, cache_videos=0),
+  loader = ClipSampler(PixelFrames(catalog, d.frame_size, d.normalization, cache_videos=0,
+                                   max_frames=d.cache_frames),
                        ("frames", "mask", "motion"), d.num_frames)
   rng = np.random.default_rng(0)
   t, n = time.perf_counter(), 0

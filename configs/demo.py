@@ -60,7 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
       batch_size=64, impressions_per_clip=4, eval_batch_size=256, num_workers=2, read_threads=1,
       prefetch_batches=2, shuffle_seed=0, cache_videos=2000,
       feature_cache="",  # '' = WORKDIR/features (backbone features, --mode=extract)
-      cache_frames=64,  # frames per video in the feature cache (evenly spaced)
+      cache_frames=64,  # frames kept per video (evenly spaced): decoding and the feature cache
       text_cache=""))  # '' = WORKDIR/text_features (title embeddings of a frozen text tower)
 
   c.model = ml_collections.ConfigDict(dict(

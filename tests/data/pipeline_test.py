@@ -29,7 +29,7 @@ def _dataset(config, data_dir, process_index=0, process_count=1, start_batch=0):
   cols = ds.split("train").columns
   d = config.data
   spec = recommender.input_spec(config.model)
-  frames = PixelFrames(ds.catalog, d.frame_size, d.normalization, d.cache_videos)
+  frames = PixelFrames(ds.catalog, d.frame_size, d.normalization, d.cache_videos, d.cache_frames)
   return pipeline.train_dataset(
       ds.split("train"), spec, ClipSampler(frames if spec.clip else None, spec.clip,
                                            d.num_frames),
@@ -144,7 +144,7 @@ class PipelineTest(absltest.TestCase):
   def test_motion_is_the_next_frame_difference(self):
     catalog = _load(self.config, self.data_dir).catalog
     c = self.config.data
-    sampler = ClipSampler(PixelFrames(catalog, c.frame_size, c.normalization, 0),
+    sampler = ClipSampler(PixelFrames(catalog, c.frame_size, c.normalization, 0, c.cache_frames),
                           ("frames", "mask", "motion"), c.num_frames)
     ex = sampler.clip(3, None)
     frames = video_io.decode_video(catalog.path(3), c.frame_size)

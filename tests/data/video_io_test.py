@@ -34,6 +34,31 @@ class VideoIOTest(parameterized.TestCase):
     small = video_io.decode_video(path, size=16)
     self.assertEqual(small.shape, (num_frames, 16, 16, 3))
 
+  @parameterized.parameters("mp4", "flv")  # flv: no frame count in the container
+  def test_max_frames_keeps_evenly_spaced_frames_while_streaming(self, fmt):
+    path = os.path.join(self.dir, f"long.{fmt}")
+    video_io.write_video(path, _clip(11), fps=8)
+    frames, index = video_io.read_frames(path, max_frames=4)
+    np.testing.assert_array_equal(index, [0, 3, 7, 10])
+    np.testing.assert_allclose(frames.mean(axis=(1, 2, 3)), index * 20 + 30, atol=6)
+    np.testing.assert_array_equal(video_io.read_frames(path, max_frames=64)[1], np.arange(11))
+
+  def test_frames_keep_their_aspect_ratio(self):
+    # 48 x 16: blue, red and green thirds. Short side 16 and a centre crop keep the red third
+    # only; squashing the frame to a square would keep all three colours.
+    frame = np.zeros((16, 48, 3), np.uint8)
+    frame[:, :16, 2], frame[:, 16:32, 0], frame[:, 32:, 1] = 255, 255, 255
+    path = os.path.join(self.dir, "wide.mp4")
+    video_io.write_video(path, np.stack([frame] * 3), fps=8)
+    out = video_io.decode_video(path, size=8).astype(np.float32)
+    self.assertEqual(out.shape, (3, 8, 8, 3))
+    red, green, blue = out[..., 0].mean(), out[..., 1].mean(), out[..., 2].mean()
+    self.assertGreater(red, 200)
+    self.assertLess(max(green, blue), 40)
+    tall = np.transpose(frame, (1, 0, 2))  # 16 x 48 the other way up: the same holds
+    video_io.write_video(path, np.stack([tall] * 3), fps=8)
+    self.assertGreater(video_io.decode_video(path, size=8)[..., 0].mean(), 200)
+
   def test_tsn_sampling_pads_short_clips_with_mask(self):
     idx, mask = video_io.tsn_indices(3, 5, None)
     np.testing.assert_array_equal(idx, [0, 1, 2, 2, 2])

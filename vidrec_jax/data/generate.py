@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import ml_collections
 import tqdm
@@ -55,12 +54,7 @@ def generate(data_dir: str, world_config: ml_collections.ConfigDict,
                      mininterval=2.0):
     frames = render.render(v, world_config.resolution, world_config.noise, world_config.seed)
     video_io.write_video(os.path.join(video_dir, v.filename), frames, world_config.fps)
-  tfds_dir = os.path.join(data_dir, tfds_world.NAME)
-  if os.path.exists(tfds_dir):
-    shutil.rmtree(tfds_dir)
-  for name in ("impressions", "videos"):
-    tfds_world.builder(data_dir, name, world).download_and_prepare(file_format="array_record")
-  tfds_world.canonicalize(data_dir)
+  tfds_world.write(data_dir, world)
   write_json(stamp, _stamp(world_config))
   n = world.impressions["split"]
   logging.info("world: %d users, %d videos (%d cold), impressions train/valid/test = %d/%d/%d",

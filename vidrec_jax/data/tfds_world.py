@@ -5,22 +5,15 @@ logged impression, with the oracle's click probability) and `videos` (split `cat
 record per video with its file name, title, content type, publish time and latent factors).
 Videos themselves are real files under `<data_dir>/videos/`, decoded with PyAV at train time.
 
-The record files are byte-for-byte reproducible: TFDS serialises each example's feature map in
-an order that changes from process to process (protobuf map order), so `canonicalize` rewrites
-every record with deterministic (key-sorted) serialisation once the builder has written it.
+Written through data/tfds_io.py, so the record files are byte-for-byte reproducible.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-
 import numpy as np
 import tensorflow_datasets as tfds
-from array_record.python import array_record_module
-from tensorflow_datasets.proto import tf_example_pb2
 
-from vidrec_jax import files
+from vidrec_jax.data import tfds_io
 from vidrec_jax.data import world as world_lib
 
 NAME = "vidrec_world"
@@ -87,19 +80,15 @@ def builder(data_dir: str, config: str, world: world_lib.World | None = None) ->
   return VidrecWorld(config=config, data_dir=data_dir, world=world)
 
 
-def canonicalize(data_dir: str) -> None:
-  """Rewrites every ArrayRecord file of the world under `data_dir` with deterministically
-  serialised examples (same records, same order, same writer options), atomically."""
-  pattern = os.path.join(data_dir, NAME, "*", VERSION, "*.array_record-*")
-  for path in sorted(glob.glob(pattern)):
-    reader = array_record_module.ArrayRecordReader(path)
-    options = reader.writer_options_string()
-    records = reader.read_all()
-    reader.close()
-    with files.atomic_path(path) as tmp:
-      writer = array_record_module.ArrayRecordWriter(tmp, options)
-      for raw in records:
-        example = tf_example_pb2.Example()
-        example.ParseFromString(raw)
-        writer.write(example.SerializeToString(deterministic=True))
-      writer.close()
+
+def write(data_dir: str, world: world_lib.World) -> None:
+  """Writes the world's impressions and video table as ArrayRecord under `data_dir`."""
+  tfds_io.write(data_dir, NAME, VERSION,
+                [builder(data_dir, name, world) for name in ("impressions", "videos")])
+
+
+def open_source(data_dir: str, config: str, split: str):
+  """One split's data source, or a one-line DataError."""
+  return tfds_io.open_source(data_dir, NAME, VERSION, config, split, builder,
+                             "generate it with --mode=generate, or set config.data.data_dir to "
+                             "a generated world")

@@ -40,32 +40,86 @@ def write_video(path: str, frames: np.ndarray, fps: int) -> None:
       container.mux(packet)
 
 
-def decode_video(path: str, size: int | None = None) -> np.ndarray:
-  """Decodes every frame of `path` to uint8 RGB (T, size, size, 3) (native size if None).
+def spaced_indices(num_frames: int, max_frames: int | None) -> np.ndarray:
+  """All frame indices, or `max_frames` evenly spaced ones (first and last included)."""
+  if max_frames is None or num_frames <= max_frames:
+    return np.arange(num_frames)
+  return np.unique(np.round(np.linspace(0, num_frames - 1, max_frames)).astype(np.int64))
+
+
+def _frame_count(path: str) -> int:
+  """Frames in the first video stream: the container's count, else its packets (demuxing
+  only, no decoding: cheap even for a long film)."""
+  with av.open(path) as container:
+    stream = container.streams.video[0]
+    if stream.frames > 0:
+      return int(stream.frames)
+    return sum(1 for p in container.demux(stream) if p.size > 0)
+
+
+def _square(frame: "av.VideoFrame", size: int) -> np.ndarray:
+  """Short side resized to `size` (aspect ratio kept), then the centre size x size crop."""
+  w, h = frame.width, frame.height
+  if w <= h:
+    nw, nh = size, max(size, round(h * size / w))
+  else:
+    nw, nh = max(size, round(w * size / h)), size
+  if (nw, nh) != (w, h):
+    frame = frame.reformat(width=nw, height=nh)
+  img = frame.to_ndarray(format="rgb24")
+  top, left = (nh - size) // 2, (nw - size) // 2
+  return img[top:top + size, left:left + size]
+
+
+def read_frames(path: str, size: int | None = None, max_frames: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """Decodes a video as a stream, keeping at most `max_frames` evenly spaced frames.
+
+  Memory is bounded by the frames kept, whatever the length of the file (a two-hour film with
+  max_frames=64 holds 64 frames). With `size`, each kept frame is resized so that its short side
+  is `size` and centre-cropped to size x size (the aspect ratio is kept, as ImageNet backbones
+  expect), not squashed.
+
+  Returns:
+    (uint8 RGB frames (T, size, size, 3) (native size if None), int64 (T,) frame indices).
 
   Raises:
-    VideoDecodeError: naming the path, when the file is missing, empty or yields no frame.
+    VideoDecodeError: naming the path, when the file is missing, empty, truncated before its
+      first frame, or not a video.
   """
   try:
     if os.path.getsize(path) == 0:
       raise VideoDecodeError(f"{path}: zero-byte file")
-    frames = []
     with av.open(path) as container:
       if not container.streams.video:
         raise VideoDecodeError(f"{path}: no video stream")
+    keep = set(spaced_indices(_frame_count(path), max_frames).tolist()) if max_frames else None
+    last = max(keep) if keep else None
+    frames, index = [], []
+    with av.open(path) as container:
       stream = container.streams.video[0]
       stream.thread_type = "SLICE"
-      for frame in container.decode(stream):
-        if size is not None and (frame.width != size or frame.height != size):
-          frame = frame.reformat(width=size, height=size)
-        frames.append(frame.to_ndarray(format="rgb24"))
+      for i, frame in enumerate(container.decode(stream)):
+        if keep is not None and i not in keep:
+          continue  # decoded (later frames depend on it), never converted nor kept
+        frames.append(_square(frame, size) if size is not None
+                      else frame.to_ndarray(format="rgb24"))
+        index.append(i)
+        if last is not None and i >= last:
+          break
   except VideoDecodeError:
     raise
-  except (OSError, av.error.FFmpegError, ValueError) as e:
+  except (OSError, av.error.FFmpegError, ValueError, IndexError) as e:
     raise VideoDecodeError(f"{path}: {type(e).__name__}: {e}") from e
   if not frames:
     raise VideoDecodeError(f"{path}: no decodable frame")
-  return np.stack(frames)
+  return np.stack(frames), np.asarray(index, np.int64)
+
+
+def decode_video(path: str, size: int | None = None, max_frames: int | None = None
+                 ) -> np.ndarray:
+  """The frames of `read_frames` (every frame when max_frames is None)."""
+  return read_frames(path, size, max_frames)[0]
 
 
 def tsn_indices(num_frames: int, num_segments: int, rng: np.random.Generator | None

@@ -68,7 +68,8 @@ class Context:
     d = self.config.data
     source = ops.source_of(self.spec.clip)
     if source == ops.PIXELS:
-      frames = PixelFrames(self.dataset.catalog, d.frame_size, d.normalization, cache_videos)
+      frames = PixelFrames(self.dataset.catalog, d.frame_size, d.normalization, cache_videos,
+                           d.cache_frames)
     elif source == ops.FEATURES:
       frames = CachedFeatures(self.workdir.features,
                               int(features.read_meta(self.workdir.features)["dim"]))

@@ -55,15 +55,14 @@ class _Decode(grain.transforms.Map):
 
   def map(self, video_id):
     path = self.catalog.path(int(video_id))
+    if not path:
+      return {"video_id": int(video_id), "error": f"video {int(video_id)} has no video file"}
     try:
-      frames = video_io.decode_video(path, self.frame_size)
+      frames, idx = video_io.read_frames(path, self.frame_size, self.max_frames)
     except video_io.VideoDecodeError as e:
       return {"video_id": int(video_id), "error": str(e)}
-    n = len(frames)
-    idx = (np.arange(n) if n <= self.max_frames else
-           np.round(np.linspace(0, n - 1, self.max_frames)).astype(np.int64))
     return {"video_id": int(video_id), "frame_index": idx.astype(np.int32),
-            "frames": ops.normalize(frames[idx], self.normalization)}
+            "frames": ops.normalize(frames, self.normalization)}
 
 
 class _Batcher:

@@ -60,7 +60,9 @@ def get(args: Mapping[str, Any], data_dir: str) -> RecDataset:
 
 
 # Registered entries (each module registers itself on import).
+from vidrec_jax.data.datasets import movielens  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from vidrec_jax.data.datasets import synthetic  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+from vidrec_jax.data.datasets import video_folder  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 
 __all__ = ["CAPABILITIES", "DATASETS", "IMPRESSIONS", "ORACLE", "POSITIONS", "VIDEO_FILES",
            "Catalog", "DataError", "DatasetSource", "RecDataset", "Split", "cold_start", "get"]

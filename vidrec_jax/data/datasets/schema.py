@@ -103,6 +103,7 @@ class RecDataset:
     capabilities: a subset of CAPABILITIES.
     train_end: the first moment after the training period, on the timestamps' clock; videos
       published at or after it are cold-start.
+    users: the raw id of each user (row = user id), for datasets whose users have names.
   """
 
   name: str
@@ -111,6 +112,7 @@ class RecDataset:
   label_columns: tuple[str, ...]
   capabilities: frozenset[str]
   train_end: float
+  users: np.ndarray | None = None
 
   def split(self, name: str) -> Split:
     if name not in self.splits:

@@ -28,17 +28,8 @@ from vidrec_jax.data.text_clean import decode_utf8
 
 
 def open_source(data_dir: str, config_name: str, split: str):
-  """The TFDS ArrayRecord data source of one split, or a one-line DataError."""
-  path = os.path.join(data_dir, tfds_world.NAME, config_name, tfds_world.VERSION)
-  if not os.path.isdir(path):
-    raise schema.DataError(f"dataset not found: {path} does not exist (generate it with "
-                           "--mode=generate, or set config.data.data_dir to a generated world)")
-  try:
-    return tfds_world.builder(data_dir, config_name).as_data_source(split)
-  except Exception as e:  # noqa: BLE001 - TFDS raises many types; the user needs one line.
-    raise schema.DataError(f"dataset at {path} is unreadable for split {split!r}: "
-                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                           ) from e
+  """The TFDS ArrayRecord data source of one split of the world, or a one-line DataError."""
+  return tfds_world.open_source(data_dir, config_name, split)
 
 
 def decode_titles(raw: np.ndarray) -> np.ndarray:

@@ -1,0 +1,148 @@
+"""Datasets of logged interactions (MovieLens, a folder of videos + logs): cleaned into dense ids,
+split leave-one-out by time, written once as TFDS ArrayRecord (data/tfds_logs.py), read into
+the dataset schema.
+
+The split is RecBole's and MicroLens': each user's interactions in time order (ties in input
+order), the last one is the test interaction, the second last the valid one, the rest train (a
+user with two interactions has no valid one, with one only a train one). Every interaction is a
+positive (implicit feedback). An item's publish time is given by the source or is its first
+interaction; an item published after the last training interaction is cold-start.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+from typing import Any, Mapping
+
+import numpy as np
+from absl import logging
+
+from vidrec_jax import files
+from vidrec_jax.data import tfds_logs
+from vidrec_jax.data.datasets import DatasetSource
+from vidrec_jax.data.datasets import schema
+
+STAMP = "dataset_stamp.json"
+
+
+def leave_one_out(user: np.ndarray) -> np.ndarray:
+  """The split (0 train, 1 valid, 2 test) of each interaction of a chronologically ordered log.
+
+  Args:
+    user: (n,) the user of each interaction, the interactions in time order.
+  """
+  user = np.asarray(user)
+  n = len(user)
+  order = np.lexsort((np.arange(n), user))  # grouped by user, in time order within a user
+  u = user[order]
+  starts = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1] if n else np.zeros(0, np.int64)
+  counts = np.diff(np.r_[starts, n])
+  count = np.repeat(counts, counts)
+  from_end = count - 1 - (np.arange(n) - np.repeat(starts, counts))
+  split = np.zeros(n, np.int64)
+  split[order] = np.where((from_end == 0) & (count >= 2), 2,
+                          np.where((from_end == 1) & (count >= 3), 1, 0))
+  return split
+
+
+def dense_ids(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(sorted unique raw ids, the dense id of each entry); ids that are all integers sort as
+  numbers, others as strings."""
+  raw = np.asarray([str(r) for r in raw])
+  uniq = np.unique(raw)
+  if uniq.size and all(r.lstrip("-").isdigit() for r in uniq):
+    uniq = uniq[np.argsort(uniq.astype(np.int64), kind="stable")]
+  lookup = {r: i for i, r in enumerate(uniq)}
+  return uniq, np.array([lookup[r] for r in raw], np.int64)
+
+
+def report(what: str, where: str, bad: list[str], limit: int = 5) -> None:
+  """Logs how many `bad` entries were skipped, naming the first few."""
+  if bad:
+    logging.warning("%s: %d %s skipped (first: %s)", where, len(bad), what,
+                    "; ".join(bad[:limit]))
+
+
+class LogSource(DatasetSource):
+  """A dataset read from logs: subclasses read their files into `LogTables`."""
+
+  label_columns: tuple[str, ...] = ()
+  splits = tfds_logs.SPLITS
+  content_type = "video"
+
+  @abc.abstractmethod
+  def read(self, args: Mapping[str, Any]) -> tfds_logs.LogTables:
+    """The cleaned log of the source files (bad rows reported and skipped)."""
+
+  @abc.abstractmethod
+  def fingerprint(self, args: Mapping[str, Any]) -> dict:
+    """What identifies the source files (paths, sizes, modification times)."""
+
+  def tables(self, item_raw: np.ndarray, title: np.ndarray, genres: np.ndarray,
+             path: np.ndarray, user_rows: np.ndarray, item_rows: np.ndarray,
+             time_rows: np.ndarray) -> tfds_logs.LogTables:
+    """Dense ids, chronological order and the split, from cleaned rows (raw ids) and the item
+    table (raw ids with their metadata)."""
+    items, _ = dense_ids(np.concatenate([np.asarray(item_raw, str),
+                                         np.asarray(item_rows, str)]))
+    pos = {r: i for i, r in enumerate(items)}
+    meta = {str(r): (t, g, p) for r, t, g, p in zip(item_raw, title, genres, path)}
+    users, user = dense_ids(user_rows)
+    item = np.array([pos[str(r)] for r in item_rows], np.int64)
+    order = np.argsort(np.asarray(time_rows, np.int64), kind="stable")
+    user, item, ts = user[order], item[order], np.asarray(time_rows, np.int64)[order]
+    first_seen = np.full(len(items), ts.max() + 1 if len(ts) else 0, np.int64)
+    np.minimum.at(first_seen, item, ts)
+    cols = [meta.get(str(r), ("", "", "")) for r in items]
+    return tfds_logs.LogTables(
+        user_raw=users, item_raw=items, title=np.array([c[0] for c in cols]),
+        content_type=np.full(len(items), self.content_type), genres=np.array([c[1] for c in cols]),
+        path=np.array([c[2] for c in cols]), publish_time=first_seen, user=user, item=item,
+        timestamp=ts, split=leave_one_out(user))
+
+  def _stamp(self, args: Mapping[str, Any]) -> dict:
+    return json.loads(json.dumps({"args": dict(args), "source": self.fingerprint(args),
+                                  "format": tfds_logs.VERSION}))
+
+  def prepare(self, data_dir: str, args: Mapping[str, Any]) -> None:
+    stamp = os.path.join(data_dir, STAMP)
+    if os.path.exists(stamp) and files.read_json(stamp) == self._stamp(args):
+      logging.info("reusing the %s dataset in %s", args["name"], data_dir)
+      return
+    if os.path.exists(stamp):
+      os.remove(stamp)
+    t = self.read(args)
+    os.makedirs(data_dir, exist_ok=True)
+    tfds_logs.write(data_dir, t)
+    files.write_json(stamp, self._stamp(args))
+    n = np.bincount(t.split, minlength=3)
+    logging.info("%s: %d users, %d items, interactions train/valid/test = %d/%d/%d",
+                 args["name"], len(t.user_raw), len(t.item_raw), n[0], n[1], n[2])
+
+  def load(self, data_dir: str, args: Mapping[str, Any]) -> schema.RecDataset:
+    splits = {s: schema.Split(s, tfds_logs.open_source(data_dir, "interactions", s))
+              for s in self.splits}
+    cols = schema.Split("catalog", tfds_logs.open_source(data_dir, "videos", "catalog")).columns
+    users = schema.Split("users", tfds_logs.open_source(data_dir, "users", "users")).columns
+    order = np.argsort(cols["video_id"])
+
+    def text(k):
+      return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in cols[k][order]])
+
+    train_ts = splits["train"].columns.get("timestamp", np.zeros(0))
+    train_end = float(train_ts.max() + 1) if len(train_ts) else 0.0
+    publish = cols["publish_time"][order].astype(np.float64)
+    paths = text("path")
+    catalog = schema.Catalog(
+        paths=paths, title=text("title"), content_type=text("content_type"),
+        publish_time=publish, cold=schema.cold_start(publish, train_end),
+        extra={"raw_id": text("raw_id"), "genres": text("genres")})
+    user_order = np.argsort(users["user_id"])
+    return schema.RecDataset(
+        name=args["name"], catalog=catalog, splits=splits, label_columns=self.label_columns,
+        capabilities=frozenset({schema.VIDEO_FILES} if any(paths) else ()),
+        train_end=train_end,
+        users=np.array([x.decode() if isinstance(x, bytes) else str(x)
+                        for x in users["raw_id"][user_order]]))
