@@ -61,11 +61,13 @@ def base_config() -> ml_collections.ConfigDict:
       prefetch_batches=2, shuffle_seed=0, cache_videos=2000,
       feature_cache="",  # '' = WORKDIR/features (backbone features, --mode=extract)
       cache_frames=64,  # frames kept per video (evenly spaced): decoding and the feature cache
-      text_cache=""))  # '' = WORKDIR/text_features (title embeddings of a frozen text tower)
+      text_cache="",  # '' = WORKDIR/text_features (title embeddings of a frozen text tower)
+      # Watch histories of sequential models: windows of max_len items, `stride` new targets each.
+      history=dict(max_len=50, stride=25)))
 
   c.model = ml_collections.ConfigDict(dict(
       name="two_tower", embed_dim=32, hidden=64, use_video_id=True, id_dropout=0.5,
-      user_tower="id",
+      user_tower=dict(name="id"),
       frame_encoder=dict(name="conv", channels=(16, 32, 48), features=64, motion=True),
       backbone=backbone_config(),
       pooling="mean_max", heads=("click", "watch_time"), position_bias=True, max_positions=16,
@@ -87,6 +89,10 @@ def base_config() -> ml_collections.ConfigDict:
       loss_weights=dict(click=1.0, watch_time=0.1, like=0.5, text_match=0.1, visual_query=0.1),
       backbone_learning_rate_factor=0.1, text_learning_rate_factor=0.1,
       log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2,
+      # Stop after this many evaluations without a better best_metric (0 = off); the final
+      # evaluation then reports the best checkpoint.
+      early_stopping=0,
+      softmax="full",  # next-item objective: full (over the catalog) or sampled (in-batch, logQ)
       # The best checkpoint by this valid metric is kept in WORKDIR/checkpoints_best ('' = off);
       # evaluated at every eval_every and at the end.
       best_metric="valid/all/auc", best_mode="max"))
@@ -95,7 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
       shape=dict(data=-1, fsdp=1, model=1),
       rules=(("batch", ("data", "fsdp")), ("vocab", "model"), ("embed", "fsdp"),
              ("mlp", "model"), ("heads", "model"), ("conv_out", None), ("conv_in", None),
-             ("time", None))))
+             ("time", None), ("catalog", ("data", "fsdp", "model")))))
 
   # Evaluators (vidrec_jax/eval/evaluators): name -> registered type and its arguments.
   c.evals = ml_collections.ConfigDict(dict(

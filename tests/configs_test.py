@@ -11,7 +11,8 @@ CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only"
                                   "smoke,text", "conv,text")] + [
     ("demo_id_only.py", v) for v in ("", "smoke")] + [
         ("pretrained.py", v) for v in ("", "smoke", "pixels", "top_blocks", "full", "adjacent",
-                                       "lite1", "lite2", "smoke,full", "top_blocks,adjacent")]
+                                       "lite1", "lite2", "smoke,full", "top_blocks,adjacent")] + [
+    ("movielens.py", v) for v in ("", "sasrec", "sampled", "titles", "smoke", "smoke,sampled")]
 
 
 class ConfigsTest(parameterized.TestCase):
@@ -63,7 +64,7 @@ class ConfigsTest(parameterized.TestCase):
       validate.validate(c)
     c = helpers.load_config("smoke")
     c.evals.ranking.type = "rankin"
-    with self.assertRaisesRegex(validate.ConfigError, "evals.ranking.type.*registered: ranking"):
+    with self.assertRaisesRegex(validate.ConfigError, "evals.ranking.type.*registered: full_sort, ranking"):
       validate.validate(c)
 
     class RatingHead(heads.Head):

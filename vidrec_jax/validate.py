@@ -19,9 +19,7 @@ from vidrec_jax.eval.evaluators import evaluator_kwargs
 from vidrec_jax.models import encoders
 from vidrec_jax.models import recommender
 from vidrec_jax.models import text_tower
-from vidrec_jax.models.heads import HEADS
-from vidrec_jax.models.poolings import POOLINGS
-from vidrec_jax.models.tasks import TASKS
+from vidrec_jax.models import user_towers
 from vidrec_jax.models.user_towers import USER_TOWERS
 from vidrec_jax.registry import Registry
 from vidrec_jax.train.trainers import TRAINERS
@@ -56,37 +54,21 @@ def _validate_data(c: ml_collections.ConfigDict) -> datasets.DatasetSource:
 def _validate_model(c: ml_collections.ConfigDict, source: datasets.DatasetSource) -> None:
   m = c.model
   _registered(recommender.MODELS, "model.name", m.name)
-  _registered(USER_TOWERS, "model.user_tower", m.user_tower)
+  _registered(USER_TOWERS, "model.user_tower.name", m.user_tower.name)
+  user_towers.tower_args(m)  # the section's keys against the tower's typed arguments
   fe = m.frame_encoder.name
   check(fe == encoders.NONE or fe in encoders.FRAME_ENCODERS, "model.frame_encoder.name", fe,
         f"registered: {', '.join(encoders.FRAME_ENCODERS.names())}, {encoders.NONE}")
   if fe != encoders.NONE:
     cls = encoders.FRAME_ENCODERS.get(fe)
     cls.validate(c, **cls.config_kwargs(m))
-  _registered(POOLINGS, "model.pooling", m.pooling)
-  check(len(m.heads) > 0 and all(h in HEADS for h in m.heads), "model.heads", tuple(m.heads),
-        f"a non-empty subset of: {', '.join(HEADS.names())}")
-  for h in m.heads:
-    missing = [col for col in HEADS.get(h).labels if col not in source.label_columns]
-    check(not missing, "model.heads", tuple(m.heads),
-          f"head {h!r} needs label column(s) {', '.join(missing)} that dataset "
-          f"{c.data.dataset.name!r} does not have (it has: {', '.join(source.label_columns)})")
-  check(all(t in TASKS for t in m.tasks) and len(set(m.tasks)) == len(m.tasks), "model.tasks",
-        tuple(m.tasks), f"distinct retrieval tasks from: {', '.join(TASKS.names())}")
-  check(not m.tasks or fe != encoders.NONE, "model.tasks", tuple(m.tasks),
-        "retrieval tasks need a content tower (model.frame_encoder.name other than 'none')")
-  for name in tuple(m.heads) + tuple(m.tasks):
-    check(name in c.train.loss_weights, "train.loss_weights", dict(c.train.loss_weights),
-          f"needs a weight for every head and task ({name!r} missing)")
-  check(fe != encoders.NONE or m.use_video_id, "model.use_video_id", m.use_video_id,
-        "must be True when model.frame_encoder.name='none' (the item tower needs an input)")
   if text_tower.uses_titles(m):
     _validate_text(c)
-  check(0.0 <= m.id_dropout < 1.0, "model.id_dropout", m.id_dropout, "allowed: 0 <= value < 1")
   for f in ("dtype", "param_dtype"):
     check(m[f] in DTYPES, f"model.{f}", m[f], f"allowed: {', '.join(DTYPES)}")
-  for f in ("embed_dim", "hidden", "vocab_pad_multiple", "retrieval_dim", "max_positions"):
+  for f in ("embed_dim", "vocab_pad_multiple"):
     positive_int(m[f], f"model.{f}")
+  recommender.MODELS.get(m.name).validate(c, source)
   check(c.mode != "extract" or encoders.extracts_features(m) or text_tower.title_mode(m) ==
         "cached", "mode", c.mode, "extract needs a pretrained backbone encoder "
         "(model.frame_encoder.name='backbone') or a frozen text tower (something to cache)")
@@ -108,6 +90,13 @@ def _validate_text(c: ml_collections.ConfigDict) -> None:
 def _validate_train(c: ml_collections.ConfigDict, source: datasets.DatasetSource) -> None:
   t = c.train
   _registered(TRAINERS, "train.trainer", t.trainer)
+  trains = TRAINERS.get(t.trainer).models
+  check(c.model.name in trains, "train.trainer", t.trainer,
+        f"it trains the models {', '.join(trains)}, not model.name={c.model.name!r}")
+  check(isinstance(t.early_stopping, int) and t.early_stopping >= 0, "train.early_stopping",
+        t.early_stopping, "0 (off) or the number of evaluations without improvement to stop at")
+  check(not t.early_stopping or (t.best_metric and t.eval_every > 0), "train.early_stopping",
+        t.early_stopping, "needs train.best_metric and train.eval_every > 0")
   for f in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
     positive_int(t[f], f"train.{f}")
   check(t.learning_rate > 0, "train.learning_rate", t.learning_rate, "must be > 0")
@@ -119,6 +108,8 @@ def _validate_train(c: ml_collections.ConfigDict, source: datasets.DatasetSource
     check("type" in entry, f"evals.{name}", dict(entry), "needs a `type` naming an evaluator")
     _registered(EVALUATORS, f"evals.{name}.type", entry.type)
     cls = EVALUATORS.get(entry.type)
+    check(c.model.name in cls.models, f"evals.{name}.type", entry.type,
+          f"it evaluates the models {', '.join(cls.models)}, not model.name={c.model.name!r}")
     cls.check(f"evals.{name}", source, **evaluator_kwargs(cls, name, entry))
   valid_evaluated = any("splits" in e and "valid" in e.splits for e in c.evals.values())
   check(not t.best_metric or (t.best_metric.split("/")[0] == "valid" and valid_evaluated),

@@ -33,7 +33,8 @@ class ModelTest(absltest.TestCase):
   def test_unknown_names_list_the_registered_ones(self):
     cfg = self.config.model
     cfg.name = "nope"
-    with self.assertRaisesRegex(UnknownNameError, "unknown model 'nope'; registered: two_tower"):
+    with self.assertRaisesRegex(UnknownNameError,
+                                "unknown model 'nope'; registered: sequential, two_tower"):
       recommender.build(cfg, 3, 3, nnx.Rngs(0))
     cfg.name = "two_tower"
     cfg.frame_encoder.name = "resnet9000"

@@ -16,20 +16,25 @@ import jax.numpy as jnp
 from flax import nnx
 
 # Part modules register themselves on import: every registry is full once this module is.
+from vidrec_jax.config_checks import check
+from vidrec_jax.config_checks import positive_int
+from vidrec_jax.data.inputs import InputSpec
 from vidrec_jax.models import backbone_encoder  # noqa: F401  pylint: disable=unused-import
 from vidrec_jax.models import encoders
 from vidrec_jax.models import layers
 from vidrec_jax.models import text_tower
+from vidrec_jax.models import user_towers
 from vidrec_jax.models.heads import HEADS
+from vidrec_jax.models.model_registry import MODELS
 from vidrec_jax.models.partitioning import constrain
 from vidrec_jax.models.partitioning import param_value
 from vidrec_jax.models.poolings import POOLINGS
+from vidrec_jax.models.sequential import SequentialRecommender
 from vidrec_jax.models.tasks import TASKS
-from vidrec_jax.models.user_towers import USER_TOWERS
 from vidrec_jax.models.user_towers import UserTower
 from vidrec_jax.models.user_towers import id_table
-from vidrec_jax.registry import Registry
-from vidrec_jax.data.inputs import InputSpec
+
+__all__ = ["MODELS", "SequentialRecommender", "TwoTowerRecommender", "build", "input_spec"]
 
 
 def _rms_normalize(x: jax.Array) -> jax.Array:
@@ -146,35 +151,80 @@ class TwoTowerRecommender(nnx.Module):
     return out, inter
 
 
-MODELS: Registry[type[TwoTowerRecommender]] = Registry("model")
+  @classmethod
+  def from_config(cls, cfg, num_users: int, num_videos: int, rngs: nnx.Rngs
+                  ) -> "TwoTowerRecommender":
+    """The model of the `model` config section, assembled from the registered parts."""
+    kw = dict(dtype=layers.as_dtype(cfg.dtype), param_dtype=layers.as_dtype(cfg.param_dtype),
+              rngs=rngs)
+    titles = (text_tower.TitleTower(text=text_tower.TextArgs.from_config(cfg),
+                                    embed_dim=cfg.embed_dim, **kw)
+              if text_tower.uses_titles(cfg) else None)
+    return cls(
+        num_videos=num_videos, embed_dim=cfg.embed_dim, hidden=cfg.hidden,
+        use_video_id=cfg.use_video_id, id_dropout=cfg.id_dropout,
+        position_bias=cfg.position_bias, max_positions=cfg.max_positions,
+        vocab_pad_multiple=cfg.vocab_pad_multiple, retrieval_dim=cfg.retrieval_dim,
+        heads=tuple(cfg.heads), tasks=tuple(cfg.tasks),
+        user_tower=user_towers.build(cfg, num_users, **kw),
+        frame_encoder=encoders.build(cfg, **kw), pooling=cfg.pooling, titles=titles, **kw)
+
+  @classmethod
+  def validate(cls, c, source) -> None:
+    """Raises ConfigError on a bad `model` section for this model on dataset `source`."""
+    m = c.model
+    check(not user_towers.tower_class(m).needs_candidate, "model.user_tower.name",
+          m.user_tower.name, "the two-tower model scores users apart from items; use a tower "
+          "that does not need a candidate")
+    check(user_towers.tower_class(m).inputs == ("user",), "model.user_tower.name",
+          m.user_tower.name, "the two-tower model reads user ids (the id tower)")
+    check(m.pooling in POOLINGS, "model.pooling", m.pooling,
+          f"registered: {', '.join(POOLINGS.names())}")
+    check(len(m.heads) > 0 and all(h in HEADS for h in m.heads), "model.heads",
+          tuple(m.heads), f"a non-empty subset of: {', '.join(HEADS.names())}")
+    for h in m.heads:
+      missing = [col for col in HEADS.get(h).labels if col not in source.label_columns]
+      check(not missing, "model.heads", tuple(m.heads),
+            f"head {h!r} needs label column(s) {', '.join(missing)} that dataset "
+            f"{c.data.dataset.name!r} does not have (it has: "
+            f"{', '.join(source.label_columns) or 'none'})")
+    fe = m.frame_encoder.name
+    check(all(t in TASKS for t in m.tasks) and len(set(m.tasks)) == len(m.tasks),
+          "model.tasks", tuple(m.tasks), f"distinct retrieval tasks from: "
+          f"{', '.join(TASKS.names())}")
+    check(not m.tasks or fe != encoders.NONE, "model.tasks", tuple(m.tasks),
+          "retrieval tasks need a content tower (model.frame_encoder.name other than 'none')")
+    for name in tuple(m.heads) + tuple(m.tasks):
+      check(name in c.train.loss_weights, "train.loss_weights", dict(c.train.loss_weights),
+            f"needs a weight for every head and task ({name!r} missing)")
+    check(fe != encoders.NONE or m.use_video_id, "model.use_video_id", m.use_video_id,
+          "must be True when model.frame_encoder.name='none' (the item tower needs an input)")
+    check(0.0 <= m.id_dropout < 1.0, "model.id_dropout", m.id_dropout,
+          "allowed: 0 <= value < 1")
+    for f in ("hidden", "retrieval_dim", "max_positions"):
+      positive_int(m[f], f"model.{f}")
+
+  @classmethod
+  def input_spec(cls, cfg) -> InputSpec:
+    """What the input pipeline must deliver for this model."""
+    labels = []
+    for h in cfg.heads:
+      labels += [c for c in HEADS.get(h).labels if c not in labels]
+    return InputSpec(
+        clip=encoders.clip_inputs(cfg), titles=text_tower.title_mode(cfg),
+        query_view=any(TASKS.get(t).needs_query_view for t in cfg.tasks),
+        impression=tuple(labels) + (("position",) if cfg.position_bias else ()))
+
+
 MODELS.register("two_tower", TwoTowerRecommender)
+MODELS.register("sequential", SequentialRecommender)
 
 
-def build(cfg, num_users: int, num_videos: int, rngs: nnx.Rngs) -> TwoTowerRecommender:
-  """The model of the `model` config section, assembled from the registered parts."""
-  model_cls = MODELS.get(cfg.name)
-  kw = dict(dtype=layers.as_dtype(cfg.dtype), param_dtype=layers.as_dtype(cfg.param_dtype),
-            rngs=rngs)
-  user_tower = USER_TOWERS.get(cfg.user_tower)(
-      num_users=num_users, dim=cfg.embed_dim, vocab_pad_multiple=cfg.vocab_pad_multiple, **kw)
-  titles = (text_tower.TitleTower(text=text_tower.TextArgs.from_config(cfg),
-                                  embed_dim=cfg.embed_dim, **kw)
-            if text_tower.uses_titles(cfg) else None)
-  return model_cls(
-      num_videos=num_videos, embed_dim=cfg.embed_dim, hidden=cfg.hidden,
-      use_video_id=cfg.use_video_id, id_dropout=cfg.id_dropout, position_bias=cfg.position_bias,
-      max_positions=cfg.max_positions, vocab_pad_multiple=cfg.vocab_pad_multiple,
-      retrieval_dim=cfg.retrieval_dim, heads=tuple(cfg.heads), tasks=tuple(cfg.tasks),
-      user_tower=user_tower, frame_encoder=encoders.build(cfg, **kw), pooling=cfg.pooling,
-      titles=titles, **kw)
+def build(cfg, num_users: int, num_videos: int, rngs: nnx.Rngs):
+  """The model `cfg.name` of the `model` config section, from the registry."""
+  return MODELS.get(cfg.name).from_config(cfg, num_users, num_videos, rngs)
 
 
 def input_spec(cfg) -> InputSpec:
   """What the input pipeline must deliver for the model of the `model` config section."""
-  labels = []
-  for h in cfg.heads:
-    labels += [c for c in HEADS.get(h).labels if c not in labels]
-  return InputSpec(
-      clip=encoders.clip_inputs(cfg), titles=text_tower.title_mode(cfg),
-      query_view=any(TASKS.get(t).needs_query_view for t in cfg.tasks),
-      impression=tuple(labels) + (("position",) if cfg.position_bias else ()))
+  return MODELS.get(cfg.name).input_spec(cfg)

@@ -109,14 +109,17 @@ def run(trainer, evaluation: Evaluation, workdir: str) -> dict[str, float]:
                     else (restored.state, restored.step))
     batches = trainer.batches(start, restored and restored.data)
     try:
-      state, stopped_at = _loop(trainer, evaluation, state, start, batches, ckpt, summaries,
-                                preemption)
+      state, stopped_at, last = _loop(trainer, evaluation, state, start, batches, ckpt,
+                                      summaries, preemption)
     finally:
       pipeline.close(batches)  # loader workers stop before evaluation needs the CPU
     if stopped_at is not None:
       return {"preempted_at_step": float(stopped_at)}
-    results = evaluation.evaluate(state.params)
-    ckpt.save_best(t.steps, state, results)
+    if t.early_stopping:
+      results = _evaluate_best(setup, evaluation, ckpt, state, last)
+    else:
+      results = evaluation.evaluate(state.params)
+      ckpt.save_best(t.steps, state, results)
     ckpt.wait()
     if ckpt.best_metric and host0:
       logging.info("best checkpoint by %s: step %s in %s", ckpt.best_metric, ckpt.best_step(),
@@ -130,9 +133,40 @@ def run(trainer, evaluation: Evaluation, workdir: str) -> dict[str, float]:
     summaries.close()
 
 
+def _evaluate_best(setup, evaluation, ckpt, state, step: int) -> dict[str, float]:
+  """With early stopping: the last state is offered as a best candidate, then the best
+  checkpoint's parameters are what the final evaluation reports."""
+  ckpt.save_best(step, state, evaluation.evaluate(state.params, ("valid",)))
+  ckpt.wait()
+  best = ckpt.restore(setup.abstract_state, best=True)
+  logging.info("final evaluation of the best checkpoint by %s: step %d", ckpt.best_metric,
+               best.step)
+  results = evaluation.evaluate(best.state.params)
+  results["train/best_step"] = float(best.step)
+  results["train/last_step"] = float(step)
+  return results
+
+
+class _EarlyStop:
+  """Counts evaluations since the best metric last improved."""
+
+  def __init__(self, metric: str, mode: str, patience: int):
+    self.metric, self.sign, self.patience = metric, 1.0 if mode == "max" else -1.0, patience
+    self.best, self.since = -np.inf, 0
+
+  def stop(self, metrics: dict) -> bool:
+    value = self.sign * metrics.get(self.metric, -np.inf)
+    if value > self.best:
+      self.best, self.since = value, 0
+    else:
+      self.since += 1
+    return bool(self.patience) and self.since >= self.patience
+
+
 def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption):
-  """The training steps; returns (state, the step preempted at or None)."""
+  """The training steps; returns (state, the step preempted at or None, the last step)."""
   setup, t = trainer.setup, trainer.config.train
+  early = _EarlyStop(t.best_metric, t.best_mode, t.early_stopping)
   host0 = jax.process_index() == 0
   step_fn = trainer.step_fn()
   log = _Log(start)
@@ -161,7 +195,7 @@ def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemptio
         ckpt.wait()
         logging.warning("preempted: saved step %d in %s; rerun the same command to resume",
                         step, ckpt.directory)
-        return state, step
+        return state, step, step
       ckpt.save(step, state, trainer.position(step), force=step == t.steps)
       if t.eval_every and step % t.eval_every == 0 and step != t.steps:
         valid = evaluation.evaluate(state.params, ("valid",))
@@ -169,9 +203,14 @@ def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemptio
         summaries.write(step, valid)
         if host0:
           logging.info("step %d eval:\n%s", step, evaluation.format(valid))
+        if early.stop(valid):
+          ckpt.save(step, state, trainer.position(step), force=True)
+          logging.info("early stopping at step %d: %s has not improved for %d evaluations",
+                       step, t.best_metric, t.early_stopping)
+          return state, None, step
   finally:
     bar.close()
-  return state, None
+  return state, None, t.steps
 
 
 def write_results(workdir: str, results: dict, evaluation: Evaluation, summaries, step: int

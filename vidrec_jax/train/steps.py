@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vidrec_jax.models.partitioning import constrain
 from vidrec_jax.train.state import Setup, TrainState
 
 
@@ -58,3 +59,61 @@ def eval_step(setup: Setup, params: dict, user_vecs: jax.Array, item_vecs: jax.A
   model = setup.model(params)
   raw = model.score(user_vecs, item_vecs)
   return {name: head.predict(raw[name]) for name, head in model.heads.items()}
+
+
+def next_item_losses(setup: Setup, params: dict, batch: dict, catalog: dict, key: jax.Array,
+                     softmax: str) -> tuple[jax.Array, dict]:
+  """Next-item cross-entropy at every trained position of every window.
+
+  `full`: a softmax over the whole catalog (SASRec with cross-entropy). `sampled`: the other
+  targets of the batch are the negatives (in-batch softmax), each logit corrected by the log of
+  its sampling probability (logQ correction, `catalog['log_q']`: in-batch negatives arrive in
+  proportion to their training frequency), and another position with the same target is masked
+  (an accidental hit, not a negative).
+  """
+  model = setup.model(setup.stop_frozen(params))
+  states = model.user_states(batch, catalog, key=key, all_positions=True)  # (B, L, D)
+  targets, mask = jnp.maximum(batch["targets"], 0), batch["loss_mask"]
+  if softmax == "full":
+    logits = jnp.einsum("bld,nd->bln", states, model.all_items(catalog),
+                        preferred_element_type=jnp.float32)
+    own = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    ce = jax.nn.logsumexp(logits, axis=-1) - own
+  else:
+    q = states.reshape(-1, states.shape[-1])
+    t = targets.reshape(-1)
+    m = mask.reshape(-1)
+    logits = jnp.einsum("qd,td->qt", q, model.item_vectors(t, catalog),
+                        preferred_element_type=jnp.float32) - catalog["log_q"][t][None, :]
+    eye = jnp.eye(len(t), dtype=bool)
+    keep = (eye | (t[:, None] != t[None, :])) & (m[None, :] > 0)
+    logits = jnp.where(keep, logits, -1e9)
+    ce = (jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits)).reshape(mask.shape)
+  loss = (ce * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+  return loss, {"next_item": loss}
+
+
+def next_item_step(setup: Setup, softmax: str, state: TrainState, batch: dict, catalog: dict
+                   ) -> tuple[TrainState, dict]:
+  """One optimizer step of the next-item objective."""
+  key = jax.random.fold_in(state.rng, state.step)
+  (loss, per_task), grads = jax.value_and_grad(
+      lambda p: next_item_losses(setup, p, batch, catalog, key, softmax),
+      has_aux=True)(state.params)
+  updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {"loss": loss, **{f"loss/{k}": v for k, v in per_task.items()},
+             "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(params),
+             "update_norm": optax.global_norm(updates)}
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def full_sort_ranks(setup: Setup, params: dict, queries: dict, catalog: dict) -> jax.Array:
+  """1-based rank of each query's target among every catalog item by score; ties count against
+  the target. The catalog's items are sharded over the mesh (logical axis `catalog`)."""
+  model = setup.model(params)
+  users = model.user_states(queries, catalog)  # (B, D)
+  items = constrain(model.all_items(catalog), ("catalog", None))
+  scores = jnp.einsum("bd,nd->bn", users, items, preferred_element_type=jnp.float32)
+  own = jnp.take_along_axis(scores, queries["target"][:, None], axis=1)
+  return (scores >= own).sum(axis=1)

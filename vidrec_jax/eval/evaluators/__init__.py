@@ -12,6 +12,7 @@ Adding an evaluator: one file with an `Evaluator` subclass registered in `EVALUA
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import jax
 import ml_collections
@@ -25,6 +26,8 @@ from vidrec_jax.train.context import Context
 
 class Evaluator(abc.ABC):
   """Metrics of one kind for a run; built once per run with its config entry's arguments."""
+
+  models: ClassVar[tuple[str, ...]] = ("two_tower",)  # the registered models it evaluates
 
   def __init__(self, ctx: Context):
     self.ctx = ctx
@@ -87,5 +90,6 @@ def table(title: str, rows: list[str], cols: tuple[str, ...], metrics: dict) -> 
 
 
 # Registered evaluators (each module registers itself on import).
+from vidrec_jax.eval.evaluators import full_sort  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from vidrec_jax.eval.evaluators import ranking  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from vidrec_jax.eval.evaluators import retrieval  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -13,9 +13,9 @@ from flax import nnx
 
 from vidrec_jax.checkpoints import convert
 from vidrec_jax.models import layers
+from vidrec_jax.models.attention import LayerNorm
 from vidrec_jax.models.partitioning import constrain
 from vidrec_jax.models.partitioning import param
-from vidrec_jax.models.partitioning import param_value
 
 
 def read_json(path: str):
@@ -59,23 +59,6 @@ class BertConfig:
                max_positions=raw["max_position_embeddings"],
                type_vocab_size=raw["type_vocab_size"], layer_norm_eps=raw["layer_norm_eps"],
                pad_token_id=raw.get("pad_token_id", 0))
-
-
-class LayerNorm(nnx.Module):
-  """LayerNorm over the last axis with float32 statistics whatever the compute dtype."""
-
-  def __init__(self, n: int, *, eps: float, dtype, param_dtype):
-    self.scale = param_value(jnp.ones((n,), param_dtype), ("embed",))
-    self.bias = param_value(jnp.zeros((n,), param_dtype), ("embed",))
-    self.eps, self.dtype = eps, dtype
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = x.astype(jnp.float32)
-    mean = x.mean(-1, keepdims=True)
-    var = jnp.square(x - mean).mean(-1, keepdims=True)
-    y = (x - mean) * jax.lax.rsqrt(var + self.eps)
-    y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
-    return y.astype(self.dtype)
 
 
 class BertEmbeddings(nnx.Module):

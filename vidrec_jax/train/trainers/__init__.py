@@ -10,7 +10,7 @@ import line below, and a test (tests/train/trainer_registry_test.py registers on
 from __future__ import annotations
 
 import abc
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator
 
 from vidrec_jax.registry import Registry
 from vidrec_jax.train import checkpointing
@@ -19,6 +19,8 @@ from vidrec_jax.train import checkpointing
 class Trainer(abc.ABC):
   """Base of trainers, built from the run's `train.context.Context`. `setup` (the model on the
   mesh: abstract state, shardings, init) is the context's unless a trainer sets its own."""
+
+  models: ClassVar[tuple[str, ...]] = ("two_tower",)  # the registered models it can train
 
   def __init__(self, ctx):
     self.ctx, self.config, self.setup = ctx, ctx.config, ctx.setup
@@ -50,4 +52,5 @@ class Trainer(abc.ABC):
 TRAINERS: Registry[type[Trainer]] = Registry("trainer")
 
 # Registered trainers (each module registers itself on import).
+from vidrec_jax.train.trainers import next_item  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from vidrec_jax.train.trainers import supervised  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -1,0 +1,115 @@
+"""`full_sort`: next-item evaluation over the whole catalog, on device. Every record of a split is
+a query (the user's history before it, the record's item as the target); the target's rank
+among all items (ties against it; history items are not removed, as RecBole's full sort for
+sequential models) gives HR@k, NDCG@k and MRR@k, also for targets that are cold-start items
+(e.g. `test/hr@10`, `test/cold/ndcg@10`)."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec
+
+from vidrec_jax.config_checks import check
+from vidrec_jax.config_checks import positive_int
+from vidrec_jax.data import sequences
+from vidrec_jax.eval.evaluators import EVALUATORS
+from vidrec_jax.eval.evaluators import Evaluator
+from vidrec_jax.eval.evaluators import table
+from vidrec_jax.train import catalog as catalog_lib
+from vidrec_jax.train import steps
+
+
+def rank_metrics(ranks: np.ndarray, ks: tuple[int, ...], prefix: str) -> dict[str, float]:
+  """HR@k, NDCG@k (one relevant item: 1 / log2(rank + 1)) and MRR@k of 1-based ranks."""
+  ranks = np.asarray(ranks, np.float64)
+  out = {f"{prefix}/count": float(len(ranks))}
+  for k in ks:
+    hit = ranks <= k
+    out[f"{prefix}/hr@{k}"] = float(hit.mean()) if len(ranks) else float("nan")
+    out[f"{prefix}/ndcg@{k}"] = (float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean())
+                                 if len(ranks) else float("nan"))
+    out[f"{prefix}/mrr@{k}"] = (float(np.where(hit, 1.0 / ranks, 0.0).mean())
+                                if len(ranks) else float("nan"))
+  return out
+
+
+@EVALUATORS.register("full_sort")
+class FullSortEvaluator(Evaluator):
+  """Ranks every split record's target among all items.
+
+  Args:
+    splits: the splits of the final evaluation (periodic evaluation asks for 'valid').
+    ks: cut-offs of HR, NDCG and MRR.
+  """
+
+  models = ("sequential",)
+
+  def __init__(self, ctx, *, splits: tuple[str, ...], ks: tuple[int, ...]):
+    super().__init__(ctx)
+    self.splits, self.ks = tuple(splits), tuple(ks)
+    s = ctx.setup
+    repl = NamedSharding(s.mesh, PartitionSpec())
+    self.catalog = jax.tree.map(lambda x: jax.device_put(x, repl),
+                                catalog_lib.catalog_arrays(ctx))
+    self._ranks = jax.jit(functools.partial(steps.full_sort_ranks, s),
+                          in_shardings=(s.param_shardings, None, None))
+    self._queries = {}
+
+  @classmethod
+  def check(cls, field, source, *, splits, ks):
+    check(len(splits) > 0 and set(splits) <= set(source.splits) - {"train"},
+          f"{field}.splits", tuple(splits), "a non-empty subset of the dataset's evaluation "
+          f"splits: {', '.join(s for s in source.splits if s != 'train')}")
+    for k in ks:
+      positive_int(k, f"{field}.ks")
+
+  def queries(self, split: str) -> dict[str, np.ndarray]:
+    """Queries of `split`: histories hold everything of the splits before it."""
+    if split not in self._queries:
+      ds, names = self.ctx.dataset, list(self.ctx.dataset.splits)
+      before = [ds.split(s).columns for s in names[:names.index(split)]]
+      cols = {k: np.concatenate([c[k] for c in before]) for k in ("user_id", "video_id",
+                                                                  "order")}
+      seqs = sequences.user_sequences(cols["user_id"], cols["video_id"], cols["order"])
+      self._queries[split] = sequences.queries(
+          seqs, ds.split(split).columns, self.ctx.config.data.history.max_len)
+    return self._queries[split]
+
+  def ranks(self, params, split: str) -> np.ndarray:
+    q = self.queries(split)
+    bs, n = self.ctx.config.data.eval_batch_size, len(q["target"])
+    out = []
+    for a in range(0, n, bs):
+      chunk = {k: v[a:a + bs] for k, v in q.items() if k != "user"}
+      m = len(chunk["target"])
+      if m < bs:  # one static shape: pad the last chunk
+        chunk = {k: np.concatenate([v, np.repeat(v[-1:], bs - m, axis=0)])
+                 for k, v in chunk.items()}
+      out.append(np.asarray(jax.device_get(self._ranks(params, chunk, self.catalog)))[:m])
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+  def evaluate(self, enc, splits):
+    out = {}
+    cold = self.ctx.dataset.catalog.cold
+    for split in splits or self.splits:
+      t0 = time.time()
+      ranks = self.ranks(enc.params, split)
+      seconds = time.time() - t0
+      target_cold = cold[self.queries(split)["target"]]
+      out.update(rank_metrics(ranks, self.ks, split))
+      for group, sel in (("warm", ~target_cold), ("cold", target_cold)):
+        out.update(rank_metrics(ranks[sel], self.ks, f"{split}/{group}"))
+      out[f"{split}/full_sort_seconds"] = seconds
+      logging.info("full sort of %s: %d queries x %d items in %.2f s", split, len(ranks),
+                   len(cold), seconds)
+    return out
+
+  def table(self, metrics):
+    cols = ("count",) + tuple(f"{m}@{k}" for k in self.ks for m in ("hr", "ndcg", "mrr"))
+    rows = sorted({k.rsplit("/", 1)[0] for k in metrics if k.endswith(f"/hr@{self.ks[0]}")})
+    return table("split/targets", rows, cols, metrics) if rows else []

@@ -1,0 +1,41 @@
+"""The per-catalog arrays a sequential model reads (models/sequential.py): each video's
+vocabulary row, its content tables (cached title embeddings, pooled cached backbone features)
+and the log of its training frequency (the logQ correction of a sampled softmax)."""
+
+from __future__ import annotations
+
+import numpy as np
+from absl import logging
+
+from vidrec_jax.data import features
+from vidrec_jax.models import sequential
+from vidrec_jax.train.context import Context
+
+
+def pooled_video_features(cache_dir: str, num_videos: int, dim: int) -> np.ndarray:
+  """(num_videos, 2 * dim): the mean and max of each video's cached frame features; zeros for
+  a video without features (no file, or undecodable at extraction: reported there)."""
+  table = features.load_cache(cache_dir)
+  out = np.zeros((num_videos, 2 * dim), np.float32)
+  for vid, feats in table.items():
+    if len(feats):
+      out[vid] = np.concatenate([feats.mean(0), feats.max(0)])
+  missing = num_videos - sum(1 for f in table.values() if len(f))
+  if missing:
+    logging.warning("%d of %d videos have no cached features: their items keep ID and title "
+                    "features only", missing, num_videos)
+  return out
+
+
+def catalog_arrays(ctx: Context) -> dict[str, np.ndarray]:
+  """The `catalog` input of a sequential model, row = video id."""
+  n = len(ctx.dataset.catalog)
+  out = {sequential.ROW: ctx.video_vocab(np.arange(n))}
+  tables = sequential.content_tables(ctx.config.model)
+  if "title" in tables:
+    out["title"] = ctx.titles.embeddings.astype(np.float32)
+  if "video" in tables:
+    out["video"] = pooled_video_features(ctx.workdir.features, n, tables["video"] // 2)
+  counts = np.bincount(ctx.train_video_ids, minlength=n).astype(np.float64)
+  out["log_q"] = np.log((counts + 1.0) / (counts.sum() + n)).astype(np.float32)
+  return out

@@ -1,0 +1,77 @@
+"""`next_item`: a sequential model trained to predict each user's next item from their watch
+history (SASRec's objective), on windows of the training split (data/sequences.py), with a
+full softmax over the catalog or an in-batch softmax with logQ correction (`train.softmax`)."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from vidrec_jax.data import sequences
+from vidrec_jax.train import catalog as catalog_lib
+from vidrec_jax.train import checkpointing
+from vidrec_jax.train import steps
+from vidrec_jax.train.context import Context
+from vidrec_jax.train.trainers import TRAINERS
+from vidrec_jax.train.trainers import Trainer
+
+
+@TRAINERS.register("next_item")
+class NextItemTrainer(Trainer):
+  """Batches of history windows; one step of `steps.next_item_step` each."""
+
+  models = ("sequential",)
+
+  def __init__(self, ctx: Context):
+    super().__init__(ctx)
+    d, h = self.config.data, self.config.data.history
+    train = ctx.dataset.split("train").columns
+    self.sequences = sequences.user_sequences(train["user_id"], train["video_id"],
+                                              train["order"])
+    self.windows = sequences.training_windows(self.sequences, h.max_len, h.stride)
+    self.steps_per_epoch = len(self.windows) // d.batch_size
+    repl = NamedSharding(self.setup.mesh, PartitionSpec())
+    self.catalog = jax.tree.map(lambda x: jax.device_put(x, repl),
+                                catalog_lib.catalog_arrays(ctx))
+    self._timing = []  # (time, targets) of each batch after the first (compilation)
+
+  def position(self, step: int) -> dict:
+    d = self.config.data
+    return checkpointing.data_position(step, d.batch_size, d.shuffle_seed)
+
+  def batches(self, start_step, saved_position):
+    d = self.config.data
+    first = checkpointing.check_data_position(saved_position, self.position(start_step))
+    pc, pi = jax.process_count(), jax.process_index()
+    if d.batch_size % pc:
+      raise ValueError(f"data.batch_size={d.batch_size} must be divisible by the process count "
+                       f"{pc}")
+    local = d.batch_size // pc
+    i = first
+    while True:
+      b = sequences.batch(self.windows, i, d.batch_size, d.shuffle_seed)
+      yield {k: v[pi * local:(pi + 1) * local] for k, v in b.items()}
+      i += 1
+
+  def step_fn(self):
+    s = self.setup
+    fn = jax.jit(functools.partial(steps.next_item_step, s, self.config.train.softmax),
+                 in_shardings=(s.state_shardings, None, None),
+                 out_shardings=(s.state_shardings, None), donate_argnums=(0,))
+    return lambda state, batch: fn(state, batch, self.catalog)
+
+  def observe(self, batch):
+    targets = float(batch["loss_mask"].sum())
+    self._timing.append((time.time(), targets * jax.process_count()))
+    return targets
+
+  def totals(self):
+    out = {"steps_per_epoch": float(self.steps_per_epoch)}
+    if len(self._timing) > 2:  # the first step compiles: measure from its end
+      t = np.array(self._timing)
+      out["samples_per_second"] = float(t[2:, 1].sum() / max(t[-1, 0] - t[1, 0], 1e-9))
+    return out
