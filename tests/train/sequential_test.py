@@ -168,6 +168,29 @@ class MovieLensEndToEndTest(absltest.TestCase):
       np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+class VideoFolderEndToEndTest(absltest.TestCase):
+
+  def test_a_folder_with_a_broken_video_trains_on_content_and_reports_it(self):
+    helpers.require_pretrained("efficientnet_lite0")
+    helpers.require_text_model()
+    root = tempfile.mkdtemp()
+    helpers.make_video_folder(root)
+    with open(os.path.join(root, "videos", "bikes05.mp4"), "r+b") as f:
+      f.truncate(300)  # truncated: reported by item at extraction, the item keeps ID and title
+    workdir = tempfile.mkdtemp()
+    r = run_main(f"--config={os.path.join(helpers.REPO, 'configs', 'video_folder.py')}:smoke",
+                 f"--config.data.dataset.path={root}", f"--workdir={workdir}")
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    self.assertIn("bikes05.mp4", r.stderr)
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+      m = json.load(f)
+    for key in ("test/hr@10", "test/ndcg@10", "test/mrr@10", "test/cold/ndcg@10"):
+      self.assertBetween(m[key], 0.0, 1.0)
+    self.assertGreater(m["train/samples_per_second"], 0)
+    with open(os.path.join(workdir, "features", "meta.json")) as f:
+      self.assertEqual(json.load(f)["skipped"], ["bikes05.mp4"])
+
+
 def _params(workdir, step):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   return ocp.PyTreeCheckpointer().restore(

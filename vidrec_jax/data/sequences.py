@@ -16,6 +16,8 @@ import dataclasses
 
 import numpy as np
 
+from vidrec_jax.data.datasets.schema import DataError
+
 PAD = -1  # video id of padding positions
 
 
@@ -85,7 +87,8 @@ def batch(windows: Windows, index: int, batch_size: int, seed: int) -> dict[str,
   permutation seeded by (seed, e); the last partial batch of an epoch is dropped."""
   per_epoch = len(windows) // batch_size
   if per_epoch == 0:
-    raise ValueError(f"{len(windows)} training windows are fewer than a batch of {batch_size}")
+    raise DataError(f"the training split makes {len(windows)} history windows, fewer than "
+                    f"data.batch_size={batch_size}; lower data.batch_size")
   epoch, i = divmod(index, per_epoch)
   rows = np.random.default_rng([seed, epoch]).permutation(len(windows))
   rows = rows[i * batch_size:(i + 1) * batch_size]

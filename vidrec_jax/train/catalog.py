@@ -8,6 +8,7 @@ import numpy as np
 from absl import logging
 
 from vidrec_jax.data import features
+from vidrec_jax.data.titles import TitleInputs
 from vidrec_jax.models import sequential
 from vidrec_jax.train.context import Context
 
@@ -33,7 +34,9 @@ def catalog_arrays(ctx: Context) -> dict[str, np.ndarray]:
   out = {sequential.ROW: ctx.video_vocab(np.arange(n))}
   tables = sequential.content_tables(ctx.config.model)
   if "title" in tables:
-    out["title"] = ctx.titles.embeddings.astype(np.float32)
+    t = ctx.config.model.text
+    out["title"] = TitleInputs.cached(ctx.dataset.catalog.title, ctx.workdir.text, t.name,
+                                      t.max_length).embeddings.astype(np.float32)
   if "video" in tables:
     out["video"] = pooled_video_features(ctx.workdir.features, n, tables["video"] // 2)
   counts = np.bincount(ctx.train_video_ids, minlength=n).astype(np.float64)
