@@ -145,7 +145,8 @@ def run_recbole(seed: int, epochs: int, patience: int) -> dict:
   out = os.path.join(_ROOT.value, f"recbole_{seed}_{epochs}")
   os.makedirs(out, exist_ok=True)
   r = subprocess.run([ensure_venv(), "-c", RECBOLE_DRIVER, str(seed), str(epochs),
-                      str(patience), out], capture_output=True, text=True, check=False)
+                      str(patience), out], capture_output=True, text=True, cwd=out,
+                     check=False)  # recbole writes log_tensorboard/ into its working dir
   if r.returncode:
     print(r.stderr[-3000:])
     raise SystemExit(f"recbole failed with exit status {r.returncode}")

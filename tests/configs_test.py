@@ -64,7 +64,8 @@ class ConfigsTest(parameterized.TestCase):
       validate.validate(c)
     c = helpers.load_config("smoke")
     c.evals.ranking.type = "rankin"
-    with self.assertRaisesRegex(validate.ConfigError, "evals.ranking.type.*registered: full_sort, ranking"):
+    with self.assertRaisesRegex(validate.ConfigError,
+                                "evals.ranking.type.*registered: full_sort, ranking"):
       validate.validate(c)
 
     class RatingHead(heads.Head):
