@@ -10,7 +10,9 @@ Commands:
 Variants (after the colon, comma separated): `conv` (a small conv frame encoder trained from
 scratch on pixels + RGB difference instead of the pretrained backbone), `smoke` (tiny conv model,
 seconds), `id_only` (no pixels), `text` (titles from the frozen MiniLM sentence encoder in the
-item tower, plus the text-matching and visual-query tasks). Typed arguments (`key=value`):
+item tower, plus the text-matching and visual-query tasks), `sasrec` / `din` (users from their
+watch history, each impression's history being the user's earlier clicks: a causal transformer,
+or target attention against the impression's video). Typed arguments (`key=value`):
 frames (data.num_frames), steps (train.steps), seed (seed and data.shuffle_seed), world_seed
 (data.dataset.seed), lr (train.learning_rate), batch (data.batch_size), workers
 (data.num_workers). configs/pretrained.py has the fine-tuning variants.
@@ -22,7 +24,7 @@ import ml_collections
 
 from configs.common import parse_arg
 
-VARIANTS = ("conv", "smoke", "id_only", "text")
+VARIANTS = ("conv", "smoke", "id_only", "text", "sasrec", "din")
 ARGUMENTS = dict(frames=6, steps=2000, seed=0, world_seed=17, lr=3e-3, batch=64, workers=2)
 
 
@@ -129,6 +131,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     elif v == "id_only":
       c.model.frame_encoder = ml_collections.ConfigDict(dict(name="none"))
       c.model.id_dropout = 0.0
+    elif v == "sasrec":
+      c.data.history.update(max_len=20, stride=10)
+      c.model.user_tower = ml_collections.ConfigDict(dict(
+          name="sasrec", max_len=20, num_layers=1, num_heads=2,
+          inner_dim=2 * c.model.embed_dim, dropout_rate=0.1))
+    elif v == "din":
+      c.data.history.update(max_len=20, stride=10)
+      c.model.user_tower = ml_collections.ConfigDict(dict(name="din", hidden=c.model.hidden))
   if not set(variants) & {"conv", "smoke", "id_only"}:
     use_pretrained_backbone(c)
   apply_arguments(c, args)

@@ -81,6 +81,7 @@ class GroupedSource:
       out[:n] = [r[key] for r in recs]
       return out
 
-    out = {c: col(c, np.int32 if c == "position" else np.float32) for c in self.columns}
+    types = {"position": np.int32, "timestamp": np.float64}
+    out = {c: col(c, types.get(c, np.float32)) for c in self.columns}
     return dict(out, video_id=np.int64(recs[0]["video_id"]), user_id=col("user_id", np.int64),
                 weight=(np.arange(m) < n).astype(np.float32))

@@ -21,12 +21,15 @@ class InputSpec:
     query_view: a second, independently sampled clip of each video under `query_*` keys.
     impression: per-impression columns beside `user` and `weight`: the active heads' labels
       and, with a position bias, `position`.
+    history: each impression also carries its user's watch history (`history`,
+      `history_mask`: the user's last data.history.max_len positives before it).
   """
 
   clip: tuple[str, ...]
   titles: str
   query_view: bool
   impression: tuple[str, ...]
+  history: bool = False
 
   @property
   def title_keys(self) -> tuple[str, ...]:

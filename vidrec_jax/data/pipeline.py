@@ -27,6 +27,7 @@ from vidrec_jax.data.grouping import GlobalBatchSlice
 from vidrec_jax.data.grouping import GroupedSource
 from vidrec_jax.data.grouping import group_by_clip
 from vidrec_jax.data.inputs import InputSpec
+from vidrec_jax.data.sequences import ClickHistory
 from vidrec_jax.data.titles import TitleInputs
 from vidrec_jax.data.vocab import Vocab
 
@@ -50,10 +51,12 @@ class ImpressionExample(grain.transforms.Map):
 
   def __init__(self, sampler: ClipSampler, user_vocab: Vocab, video_vocab: Vocab, seed: int,
                columns: tuple[str, ...], titles: TitleInputs | None = None,
-               query_view: bool = False):
+               query_view: bool = False, history: ClickHistory | None = None,
+               history_len: int = 0):
     self.sampler, self.user_vocab, self.video_vocab = sampler, user_vocab, video_vocab
     self.seed, self.columns = seed, columns
     self.titles, self.query_view = titles, query_view
+    self.history, self.history_len = history, history_len
 
   def map(self, element):
     g, rec = element
@@ -64,6 +67,9 @@ class ImpressionExample(grain.transforms.Map):
     if self.titles is not None:
       ex.update(self.titles(rec["video_id"]))
     ex.update({c: rec[c] for c in self.columns})
+    if self.history is not None:
+      ex["history"], ex["history_mask"] = self.history(rec["user_id"], rec["timestamp"],
+                                                       self.history_len)
     ex.update(index=np.int64(g), video_id=rec["video_id"], user=self.user_vocab(rec["user_id"]),
               video=self.video_vocab(rec["video_id"]), weight=rec["weight"])
     return ex
@@ -106,7 +112,8 @@ def train_dataset(split: Split, spec: InputSpec, sampler: ClipSampler, *, user_v
                   video_vocab: Vocab, video_ids: np.ndarray, batch_size: int,
                   impressions_per_clip: int, shuffle_seed: int, process_index: int,
                   process_count: int, options: LoaderOptions, start_batch: int = 0,
-                  titles: TitleInputs | None = None) -> grain.IterDataset:
+                  titles: TitleInputs | None = None, history: ClickHistory | None = None,
+                  history_len: int = 0) -> grain.IterDataset:
   """The infinite training stream of local batches for this process, from global batch
   `start_batch` on.
 
@@ -117,11 +124,14 @@ def train_dataset(split: Split, spec: InputSpec, sampler: ClipSampler, *, user_v
   if len(video_ids) != len(split):
     raise DataError(f"{len(video_ids)} train video ids given for {len(split)} train records")
   groups = group_by_clip(np.asarray(video_ids), impressions_per_clip, shuffle_seed)
-  ds = grain.MapDataset.source(GroupedSource(split, groups, spec.impression))
+  columns = spec.impression + (("timestamp",) if spec.history else ())
+  ds = grain.MapDataset.source(GroupedSource(split, groups, columns))
   ds = ds.shuffle(seed=shuffle_seed).repeat(None)
   ds = GlobalBatchSlice(ds, batch_size, process_index, process_count)
   ds = ds.map(ImpressionExample(sampler, user_vocab, video_vocab, shuffle_seed, spec.impression,
-                                titles=titles, query_view=spec.query_view))
+                                titles=titles, query_view=spec.query_view,
+                                history=history if spec.history else None,
+                                history_len=history_len))
   # Batches are formed before the worker split, so each worker builds whole batches and the
   # stream is the same for any number of workers.
   ds = ds.batch(batch_size // process_count, drop_remainder=True)[start_batch:]

@@ -110,3 +110,31 @@ def queries(sequences: dict[int, np.ndarray], split: dict[str, np.ndarray], max_
     hist[row, :len(seq)] = seq
   return {"history": hist, "history_mask": (hist != PAD).astype(np.float32),
           "target": np.asarray(split["video_id"], np.int64), "user": users}
+
+
+class ClickHistory:
+  """Each user's positive interactions (e.g. clicks) in time order, for histories of logged
+  impressions: the history of an impression is the user's last `max_len` positives strictly
+  before its timestamp."""
+
+  def __init__(self, users: np.ndarray, videos: np.ndarray, timestamps: np.ndarray):
+    o = np.lexsort((np.asarray(timestamps), np.asarray(users)))
+    self.users = np.asarray(users)[o]
+    self.videos = np.asarray(videos, np.int64)[o]
+    self.times = np.asarray(timestamps, np.float64)[o]
+    uniq, starts = np.unique(self.users, return_index=True)
+    self._span = {int(u): (a, b) for u, a, b in zip(uniq, starts, np.r_[starts[1:],
+                                                                         len(self.users)])}
+
+  def __call__(self, users: np.ndarray, times: np.ndarray, max_len: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(history (..., max_len) video ids left-aligned and padded, mask (..., max_len))."""
+    users, times = np.asarray(users), np.asarray(times, np.float64)
+    hist = np.full(users.shape + (max_len,), PAD, np.int64)
+    flat_h, flat_u, flat_t = hist.reshape(-1, max_len), users.reshape(-1), times.reshape(-1)
+    for i, (u, t) in enumerate(zip(flat_u, flat_t)):
+      a, b = self._span.get(int(u), (0, 0))
+      end = a + np.searchsorted(self.times[a:b], t, side="left")
+      seq = self.videos[max(a, end - max_len):end]
+      flat_h[i, :len(seq)] = seq
+    return hist, (hist != PAD).astype(np.float32)

@@ -37,6 +37,8 @@ class Encoder:
                           in_shardings=(ps, None))
     self._score = jax.jit(functools.partial(steps.eval_step, self.setup),
                           in_shardings=(ps, None, None))
+    self._score_history = jax.jit(functools.partial(steps.history_eval_step, self.setup),
+                                  in_shardings=(ps, None, None, None))
 
   def _shard(self, batch: dict) -> dict:
     """A host batch that every process holds whole -> global arrays, each process putting in
@@ -92,6 +94,24 @@ class Encoder:
       out.append(np.asarray(self._get(v))[:len(chunk)])
     return np.concatenate(out)
 
+  def predict_history(self, params: dict, item_vecs: np.ndarray, users: np.ndarray,
+                      videos: np.ndarray, times: np.ndarray) -> dict[str, np.ndarray]:
+    """Head predictions for raw (user id, video id, time) impressions, each user encoded from
+    their watch history before the impression's time."""
+    ctx, bs = self.ctx, self.batch_size * 8
+    outs = []
+    for a in range(0, len(users), bs):
+      n = min(bs, len(users) - a)
+      hist, mask = ctx.click_history(users[a:a + n], times[a:a + n],
+                                     ctx.config.data.history.max_len)
+      batch = self._shard({"history": _pad(hist, bs), "history_mask": _pad(mask, bs),
+                           "user": _pad(ctx.user_vocab(users[a:a + n]), bs),
+                           "i": _pad(item_vecs[videos[a:a + n]], bs)})
+      i = batch.pop("i")
+      pred = self._get(self._score_history(params, batch, i, ctx.catalog))
+      outs.append({k: np.asarray(v)[:n] for k, v in pred.items()})
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]} if outs else {}
+
   def predict(self, params: dict, user_vecs: np.ndarray, item_vecs: np.ndarray,
               users: np.ndarray, videos: np.ndarray) -> dict[str, np.ndarray]:
     """Head predictions for raw (user id, video id) pairs."""
@@ -141,5 +161,10 @@ class Encodings:
       self._views[query_seed] = emb, ok
     return self._views[query_seed]
 
-  def predict(self, users: np.ndarray, videos: np.ndarray) -> dict[str, np.ndarray]:
-    return self.encoder.predict(self.params, self.user_vectors, self.item_vectors, users, videos)
+  def predict(self, cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Head predictions for the impressions of `cols` (user_id, video_id, timestamp)."""
+    if self.encoder.ctx.spec.history:
+      return self.encoder.predict_history(self.params, self.item_vectors, cols["user_id"],
+                                          cols["video_id"], cols["timestamp"])
+    return self.encoder.predict(self.params, self.user_vectors, self.item_vectors,
+                                cols["user_id"], cols["video_id"])

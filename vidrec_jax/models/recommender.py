@@ -22,6 +22,7 @@ from vidrec_jax.data.inputs import InputSpec
 from vidrec_jax.models import backbone_encoder  # noqa: F401  pylint: disable=unused-import
 from vidrec_jax.models import encoders
 from vidrec_jax.models import layers
+from vidrec_jax.models import sequential
 from vidrec_jax.models import text_tower
 from vidrec_jax.models import user_towers
 from vidrec_jax.models.heads import HEADS
@@ -64,6 +65,8 @@ class TwoTowerRecommender(nnx.Module):
     frame_encoder: the built frame encoder, or None for an ID-only item tower.
     pooling: a registered temporal pooling name.
     titles: the built title tower, or None when the model reads no titles.
+    history_content: widths of the catalog content tables that represent watch-history items
+      (beside their video ID) for a history user tower (sasrec, din); see models/sequential.py.
   """
 
   def __init__(self, *, num_videos: int, embed_dim: int, hidden: int, use_video_id: bool,
@@ -71,7 +74,8 @@ class TwoTowerRecommender(nnx.Module):
                vocab_pad_multiple: int, retrieval_dim: int, heads: Sequence[str],
                tasks: Sequence[str], user_tower: UserTower,
                frame_encoder: encoders.FrameEncoder | None, pooling: str,
-               titles: text_tower.TitleTower | None, dtype, param_dtype, rngs: nnx.Rngs):
+               titles: text_tower.TitleTower | None, history_content: dict[str, int],
+               dtype, param_dtype, rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     d = embed_dim
     self.id_dropout, self.num_videos = id_dropout, num_videos
@@ -91,6 +95,17 @@ class TwoTowerRecommender(nnx.Module):
     self.position_logit = (param_value(jnp.zeros((max_positions,), jnp.float32), (None,))
                            if position_bias else None)
     self.max_positions = max_positions
+    self.history_content = nnx.Dict({k: layers.MLP((w, d, d), ("embed", "mlp"), **kw)
+                                     for k, w in sorted(history_content.items())})
+
+  def history_items(self, ids: jax.Array, catalog: dict) -> jax.Array:
+    """Watch-history items (...,) video ids -> (..., D): their video ID embedding (the OOV row
+    for an item unseen in training) plus projections of their catalog content."""
+    v = (self.video_embed(catalog[sequential.ROW][ids]) if self.video_embed is not None
+         else 0.0)
+    for name, proj in self.history_content.items():
+      v = v + proj(catalog[name][ids].astype(jnp.float32))
+    return jnp.asarray(v)
 
   def title_embedding(self, batch: dict) -> jax.Array:
     """(B, text_dim) unit-norm title embeddings: cached (`title_emb`) or encoded from tokens."""
@@ -129,9 +144,12 @@ class TwoTowerRecommender(nnx.Module):
     inter["item"] = vec
     return vec, inter
 
-  def encode_users(self, inputs: dict) -> jax.Array:
-    """User vectors (..., D) from the user tower's inputs (e.g. `user`: vocab rows)."""
-    u = _rms_normalize(self.user_tower(inputs))
+  def encode_users(self, inputs: dict, catalog: dict | None = None,
+                   candidate: jax.Array | None = None) -> jax.Array:
+    """User vectors (..., D) from the user tower's inputs (`user` vocab rows, or a watch
+    history with the `catalog` arrays; `candidate` item vectors for a target-attention tower)."""
+    items = None if catalog is None else (lambda ids: self.history_items(ids, catalog))
+    u = _rms_normalize(self.user_tower(inputs, items, candidate=candidate))
     return constrain(u, ("batch",) + (None,) * (u.ndim - 2) + ("embed",))
 
   def score(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
@@ -139,11 +157,13 @@ class TwoTowerRecommender(nnx.Module):
     h = jax.nn.gelu(self.trunk(jnp.concatenate([u, i, u * i], axis=-1)))
     return {name: head(h) for name, head in self.heads.items()}
 
-  def __call__(self, batch: dict, *, train: bool = False, key=None) -> tuple[dict, dict]:
+  def __call__(self, batch: dict, *, train: bool = False, key=None,
+               catalog: dict | None = None) -> tuple[dict, dict]:
     """Head outputs (B, M) for B clips, each with M impressions (batch["user"] is (B, M))."""
     i, inter = self.encode_items(batch, batch["video"], train=train, key=key)
-    u = self.encode_users(batch)
-    out = self.score(u, jnp.broadcast_to(i[:, None, :], u.shape))
+    items = jnp.broadcast_to(i[:, None, :], batch["user"].shape + i.shape[-1:])
+    u = self.encode_users(batch, catalog, candidate=items)
+    out = self.score(u, items)
     if train and self.position_logit is not None:
       pos = jnp.clip(batch["position"], 0, self.max_positions - 1)
       out["position_logit"] = self.position_logit[...][pos]
@@ -167,17 +187,20 @@ class TwoTowerRecommender(nnx.Module):
         vocab_pad_multiple=cfg.vocab_pad_multiple, retrieval_dim=cfg.retrieval_dim,
         heads=tuple(cfg.heads), tasks=tuple(cfg.tasks),
         user_tower=user_towers.build(cfg, num_users, **kw),
-        frame_encoder=encoders.build(cfg, **kw), pooling=cfg.pooling, titles=titles, **kw)
+        frame_encoder=encoders.build(cfg, **kw), pooling=cfg.pooling, titles=titles,
+        history_content=(sequential.content_tables(cfg) if reads_history(cfg) else {}), **kw)
 
   @classmethod
   def validate(cls, c, source) -> None:
     """Raises ConfigError on a bad `model` section for this model on dataset `source`."""
     m = c.model
-    check(not user_towers.tower_class(m).needs_candidate, "model.user_tower.name",
-          m.user_tower.name, "the two-tower model scores users apart from items; use a tower "
-          "that does not need a candidate")
-    check(user_towers.tower_class(m).inputs == ("user",), "model.user_tower.name",
-          m.user_tower.name, "the two-tower model reads user ids (the id tower)")
+    if reads_history(m):
+      args = user_towers.tower_args(m)
+      check(args.get("max_len", c.data.history.max_len) >= c.data.history.max_len,
+            "model.user_tower.max_len", args.get("max_len"),
+            f"must be >= data.history.max_len={c.data.history.max_len}")
+      check(not source.label_columns or "click" in source.label_columns, "model.user_tower",
+            m.user_tower.name, "a watch history is built from the dataset's clicks")
     check(m.pooling in POOLINGS, "model.pooling", m.pooling,
           f"registered: {', '.join(POOLINGS.names())}")
     check(len(m.heads) > 0 and all(h in HEADS for h in m.heads), "model.heads",
@@ -213,7 +236,13 @@ class TwoTowerRecommender(nnx.Module):
     return InputSpec(
         clip=encoders.clip_inputs(cfg), titles=text_tower.title_mode(cfg),
         query_view=any(TASKS.get(t).needs_query_view for t in cfg.tasks),
-        impression=tuple(labels) + (("position",) if cfg.position_bias else ()))
+        impression=tuple(labels) + (("position",) if cfg.position_bias else ()),
+        history=reads_history(cfg))
+
+
+def reads_history(cfg) -> bool:
+  """Whether the configured user tower reads a watch history (sasrec, din)."""
+  return "history" in user_towers.tower_class(cfg).inputs
 
 
 MODELS.register("two_tower", TwoTowerRecommender)

@@ -10,6 +10,8 @@ import functools
 import jax
 import ml_collections
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
 from vidrec_jax.data import features
 from vidrec_jax.data import ops
@@ -19,6 +21,7 @@ from vidrec_jax.data.clips import ClipSampler
 from vidrec_jax.data.clips import PixelFrames
 from vidrec_jax.data.datasets import RecDataset
 from vidrec_jax.data.inputs import InputSpec
+from vidrec_jax.data.sequences import ClickHistory
 from vidrec_jax.data.titles import TitleInputs
 from vidrec_jax.data.vocab import Vocab
 from vidrec_jax.models import recommender
@@ -56,6 +59,26 @@ class Context:
       tok = text.load_tokenizer(m.text.name, m.text.max_length)
       return TitleInputs.tokenized(catalog.title, functools.partial(tok, length=m.text.max_length))
     return None
+
+  @functools.cached_property
+  def click_history(self) -> ClickHistory | None:
+    """Every user's positives (clicks; every record of an implicit log) over all splits, for
+    the watch histories of a history user tower; None when the model reads none."""
+    if not self.spec.history:
+      return None
+    cols = [self.dataset.split(s).columns for s in self.dataset.splits]
+    pos = [c["click"] > 0 if "click" in c else np.ones(len(c["user_id"]), bool) for c in cols]
+    return ClickHistory(*(np.concatenate([c[k][p] for c, p in zip(cols, pos)])
+                          for k in ("user_id", "video_id", "timestamp")))
+
+  @functools.cached_property
+  def catalog(self) -> dict | None:
+    """The per-catalog arrays of a history user tower (train/catalog.py), on every device."""
+    if not self.spec.history:
+      return None
+    from vidrec_jax.train import catalog as catalog_lib  # pylint: disable=g-import-not-at-top
+    repl = NamedSharding(self.setup.mesh, PartitionSpec())
+    return jax.tree.map(lambda x: jax.device_put(x, repl), catalog_lib.catalog_arrays(self))
 
   @property
   def loader_options(self) -> pipeline.LoaderOptions:

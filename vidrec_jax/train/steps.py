@@ -11,13 +11,14 @@ from vidrec_jax.models.partitioning import constrain
 from vidrec_jax.train.state import Setup, TrainState
 
 
-def losses(setup: Setup, params: dict, batch: dict, key: jax.Array, train: bool
-           ) -> tuple[jax.Array, dict]:
+def losses(setup: Setup, params: dict, batch: dict, key: jax.Array, train: bool,
+           catalog: dict | None = None) -> tuple[jax.Array, dict]:
   """Weighted total loss and per-task losses over every real impression of the batch (heads)
   and every clip of the batch (retrieval tasks, in-batch negatives); padding impressions and
-  clips that could not be decoded (valid=0) weigh nothing."""
+  clips that could not be decoded (valid=0) weigh nothing. `catalog`: the arrays a watch-history
+  user tower reads (train/catalog.py)."""
   model = setup.model(setup.stop_frozen(params))
-  out, inter = model(batch, train=train, key=key)
+  out, inter = model(batch, train=train, key=key, catalog=catalog)
   w = batch["valid"].astype(jnp.float32)[:, None] * batch["weight"]
   denom = jnp.maximum(w.sum(), 1.0)
   per_task = {name: (head.loss(out[name], out, batch) * w).sum() / denom
@@ -27,11 +28,13 @@ def losses(setup: Setup, params: dict, batch: dict, key: jax.Array, train: bool
   return total, per_task
 
 
-def train_step(setup: Setup, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+def train_step(setup: Setup, state: TrainState, batch: dict, catalog: dict | None = None
+               ) -> tuple[TrainState, dict]:
   """One optimizer step; the dropout key is folded from the state's rng and step."""
   key = jax.random.fold_in(state.rng, state.step)
   (loss, per_task), grads = jax.value_and_grad(
-      lambda p: losses(setup, p, batch, key, train=True), has_aux=True)(state.params)
+      lambda p: losses(setup, p, batch, key, train=True, catalog=catalog),
+      has_aux=True)(state.params)
   updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {"loss": loss, **{f"loss/{k}": v for k, v in per_task.items()},
@@ -58,6 +61,15 @@ def eval_step(setup: Setup, params: dict, user_vecs: jax.Array, item_vecs: jax.A
   """Position-free predictions of every head for paired user and item vectors."""
   model = setup.model(params)
   raw = model.score(user_vecs, item_vecs)
+  return {name: head.predict(raw[name]) for name, head in model.heads.items()}
+
+
+def history_eval_step(setup: Setup, params: dict, inputs: dict, item_vecs: jax.Array,
+                      catalog: dict) -> dict:
+  """Predictions of every head for impressions whose users are encoded from their watch
+  histories (`inputs`: history, history_mask, user) against their items' vectors."""
+  model = setup.model(params)
+  raw = model.score(model.encode_users(inputs, catalog, candidate=item_vecs), item_vecs)
   return {name: head.predict(raw[name]) for name, head in model.heads.items()}
 
 

@@ -51,7 +51,7 @@ class RankingEvaluator(Evaluator):
         logging.warning("%s: %d impressions of %d undecodable videos left out: %s", split,
                         (~keep).sum(), len(bad), ", ".join(bad[:10]))
       cols = {k: v[keep] for k, v in cols.items()}
-      pred = enc.predict(cols["user_id"], cols["video_id"])
+      pred = enc.predict(cols)
       out[f"{split}/skipped_impressions"] = float((~keep).sum())
       cold = dataset.catalog.cold[cols["video_id"]]
       for group, sel in zip(GROUPS, (np.ones(len(cold), bool), ~cold, cold)):

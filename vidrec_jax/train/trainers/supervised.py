@@ -37,12 +37,14 @@ class SupervisedTrainer(Trainer):
         batch_size=d.batch_size, impressions_per_clip=d.impressions_per_clip,
         shuffle_seed=d.shuffle_seed, process_index=jax.process_index(),
         process_count=jax.process_count(), options=ctx.loader_options, start_batch=first,
-        titles=ctx.titles))
+        titles=ctx.titles, history=ctx.click_history, history_len=d.history.max_len))
 
   def step_fn(self):
-    s = self.setup
-    return jax.jit(functools.partial(steps.train_step, s), in_shardings=(s.state_shardings, None),
-                   out_shardings=(s.state_shardings, None), donate_argnums=(0,))
+    s, catalog = self.setup, self.ctx.catalog
+    fn = jax.jit(functools.partial(steps.train_step, s),
+                 in_shardings=(s.state_shardings, None, None),
+                 out_shardings=(s.state_shardings, None), donate_argnums=(0,))
+    return lambda state, batch: fn(state, batch, catalog)
 
   def observe(self, batch):
     invalid = batch["valid"] == 0
