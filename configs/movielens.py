@@ -25,7 +25,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variants, args = parse_arg(arg, "movielens.py", VARIANTS, **demo.ARGUMENTS)
   c = demo.base_config()
   c.data.dataset = ml_collections.ConfigDict(dict(name="movielens_100k", path=""))
-  c.data.update(batch_size=75, eval_batch_size=256, num_workers=0,
+  c.data.update(batch_size=75, eval_batch_size=1024, num_workers=0,
                 history=dict(max_len=50, stride=25))
   c.model.update(name="sequential", embed_dim=64, dtype="float32")
   c.model.frame_encoder = ml_collections.ConfigDict(dict(name="none"))
