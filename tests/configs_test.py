@@ -8,18 +8,38 @@ from vidrec_jax import validate
 from vidrec_jax.models import heads
 
 CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only", "text",
-                                  "smoke,text", "conv,text")] + [
+                                  "smoke,text", "conv,text", "sasrec", "din",
+                                  "smoke,sasrec", "conv,din")] + [
     ("demo_id_only.py", v) for v in ("", "smoke")] + [
         ("pretrained.py", v) for v in ("", "smoke", "pixels", "top_blocks", "full", "adjacent",
                                        "lite1", "lite2", "smoke,full", "top_blocks,adjacent")] + [
-    ("movielens.py", v) for v in ("", "sasrec", "sampled", "titles", "smoke", "smoke,sampled")]
+    ("movielens.py", v) for v in ("", "sasrec", "sampled", "titles", "smoke", "smoke,sampled")
+] + [("video_folder.py", v) for v in ("", "id_only", "titles_only", "smoke", "smoke,id_only")]
 
 
 class ConfigsTest(parameterized.TestCase):
 
   @parameterized.parameters(*CASES)
   def test_config_is_valid(self, name, variant):
-    validate.validate(helpers.load_config(variant, name))
+    c = helpers.load_config(variant, name)
+    if name == "video_folder.py":
+      c.data.dataset.path = "/a/folder"  # the one argument without a default
+    validate.validate(c)
+
+  def test_models_and_their_trainers_and_evaluators_must_fit(self):
+    c = helpers.load_config("smoke", "movielens.py")
+    c.train.trainer = "supervised"
+    with self.assertRaisesRegex(validate.ConfigError, "train.trainer='supervised'.*trains the "
+                                "models two_tower, not model.name='sequential'"):
+      validate.validate(c)
+    c = helpers.load_config("smoke", "movielens.py")
+    c.model.user_tower = dict(name="din", hidden=8)
+    with self.assertRaisesRegex(validate.ConfigError, "model.user_tower.name='din'.*sasrec"):
+      validate.validate(c)
+    c = helpers.load_config("smoke")
+    c.evals.full = dict(type="full_sort", splits=("test",), ks=(10,))
+    with self.assertRaisesRegex(validate.ConfigError, "evals.full.type='full_sort'.*sequential"):
+      validate.validate(c)
 
   def test_demo_default_is_the_pretrained_backbone_from_its_cache(self):
     c = helpers.load_config("", "demo.py")
