@@ -2,6 +2,7 @@
 softmax against numpy references, full-sort ranks with ties, and MovieLens end to end through
 the real entry point (metrics written, a resumed run continues the same batches)."""
 
+import functools
 import json
 import os
 import tempfile
@@ -16,6 +17,7 @@ from tests.main_test import run_main
 from tests.train import fixtures
 from vidrec_jax.data import sequences
 from vidrec_jax.eval.evaluators import full_sort
+from vidrec_jax.models import partitioning
 from vidrec_jax.models import sequential
 from vidrec_jax.train import steps
 
@@ -133,6 +135,12 @@ class LossAndRanksTest(absltest.TestCase):
     want = [(scores[i] >= scores[i, t]).sum() for i, t in enumerate(q["target"])]
     np.testing.assert_array_equal(ranks, want)
     self.assertGreaterEqual(ranks[0], 3)  # the tie counts against the target
+    # The same ranks with the catalog sharded over a (2, 2, 2) mesh of 8 devices.
+    mesh8 = fixtures.setup_on(jax.devices()[:8], (2, 2, 2), _config())
+    params8 = fixtures.put(self.params, mesh8.param_shardings)
+    with partitioning.activation_sharding(mesh8.mesh, mesh8.rules):
+      ranks8 = jax.jit(functools.partial(steps.full_sort_ranks, mesh8))(params8, q, self.cat)
+    np.testing.assert_array_equal(np.asarray(ranks8), ranks)
     m = full_sort.rank_metrics(np.array([1, 3, 11]), (10,), "test")
     self.assertAlmostEqual(m["test/hr@10"], 2 / 3)
     self.assertAlmostEqual(m["test/ndcg@10"], (1 + 1 / np.log2(4)) / 3)

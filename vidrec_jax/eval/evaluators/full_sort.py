@@ -20,6 +20,7 @@ from vidrec_jax.data import sequences
 from vidrec_jax.eval.evaluators import EVALUATORS
 from vidrec_jax.eval.evaluators import Evaluator
 from vidrec_jax.eval.evaluators import table
+from vidrec_jax.models.partitioning import activation_sharding
 from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import steps
 
@@ -90,7 +91,8 @@ class FullSortEvaluator(Evaluator):
       if m < bs:  # one static shape: pad the last chunk
         chunk = {k: np.concatenate([v, np.repeat(v[-1:], bs - m, axis=0)])
                  for k, v in chunk.items()}
-      out.append(np.asarray(jax.device_get(self._ranks(params, chunk, self.catalog)))[:m])
+      with activation_sharding(self.ctx.setup.mesh, self.ctx.setup.rules):  # catalog sharded
+        out.append(np.asarray(jax.device_get(self._ranks(params, chunk, self.catalog)))[:m])
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
   def evaluate(self, enc, splits):
