@@ -50,10 +50,10 @@ class MultiHeadAttention(nnx.Module):
   a query row with no allowed key attends to nothing (outputs zeros)."""
 
   def __init__(self, dim: int, num_heads: int, dropout_rate: float, *, dtype, param_dtype,
-               rngs: nnx.Rngs):
+               rngs: nnx.Rngs, kernel_init=layers.LECUN):
     if dim % num_heads:
       raise ValueError(f"attention width {dim} is not a multiple of {num_heads} heads")
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs, kernel_init=kernel_init)
     self.query = layers.dense(dim, dim, ("embed", "heads"), **kw)
     self.key = layers.dense(dim, dim, ("embed", "heads"), **kw)
     self.value = layers.dense(dim, dim, ("embed", "heads"), **kw)
@@ -82,8 +82,8 @@ class TransformerBlock(nnx.Module):
   """Post-LN block (SASRec / BERT): x = LN(x + drop(Attn(x))); x = LN(x + drop(FFN(x)))."""
 
   def __init__(self, dim: int, num_heads: int, inner_dim: int, dropout_rate: float, *, dtype,
-               param_dtype, rngs: nnx.Rngs, eps: float = 1e-12):
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+               param_dtype, rngs: nnx.Rngs, eps: float = 1e-12, kernel_init=layers.LECUN):
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs, kernel_init=kernel_init)
     self.attention = MultiHeadAttention(dim, num_heads, dropout_rate, **kw)
     self.attention_norm = LayerNorm(dim, eps=eps, dtype=dtype, param_dtype=param_dtype)
     self.inner = layers.dense(dim, inner_dim, ("embed", "mlp"), **kw)

@@ -8,12 +8,12 @@ from flax import nnx
 
 from vidrec_jax.models.partitioning import param
 
-_lecun = nnx.initializers.lecun_normal()
+LECUN = nnx.initializers.lecun_normal()  # the default kernel initialisation
 _zeros = nnx.initializers.zeros_init()
 
 
 def dense(din: int, dout: int, names: tuple[str, str], *, dtype, param_dtype, rngs: nnx.Rngs,
-          kernel_init=_lecun) -> nnx.Linear:
+          kernel_init=LECUN) -> nnx.Linear:
   return nnx.Linear(din, dout, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
                     kernel_init=param(kernel_init, names), bias_init=param(_zeros, (names[1],)))
 
@@ -22,7 +22,7 @@ def conv(din: int, dout: int, kernel: int, stride: int, *, dtype, param_dtype, r
          ) -> nnx.Conv:
   return nnx.Conv(din, dout, (kernel, kernel), (stride, stride), dtype=dtype,
                   param_dtype=param_dtype, rngs=rngs,
-                  kernel_init=param(_lecun, (None, None, "conv_in", "conv_out")),
+                  kernel_init=param(LECUN, (None, None, "conv_in", "conv_out")),
                   bias_init=param(_zeros, ("conv_out",)))
 
 
