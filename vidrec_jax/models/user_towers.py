@@ -102,9 +102,7 @@ class SASRecTower(UserTower):
     self.position = nnx.Embed(max_len, dim, embedding_init=param(
         nnx.initializers.normal(0.02), (None, "embed")), **kw)
     self.norm = LayerNorm(dim, eps=1e-12, dtype=dtype, param_dtype=param_dtype)
-    # Weights drawn from N(0, 0.02), as SASRec's (BERT's) initialisation.
-    self.blocks = nnx.List([TransformerBlock(dim, num_heads, inner_dim, dropout_rate,
-                                             kernel_init=nnx.initializers.normal(0.02), **kw)
+    self.blocks = nnx.List([TransformerBlock(dim, num_heads, inner_dim, dropout_rate, **kw)
                             for _ in range(num_layers)])
     self.max_len, self.dropout_rate = max_len, dropout_rate
 
