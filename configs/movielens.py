@@ -27,7 +27,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.dataset = ml_collections.ConfigDict(dict(name="movielens_100k", path=""))
   c.data.update(batch_size=75, eval_batch_size=1024, num_workers=0,
                 history=dict(max_len=50, stride=25))
-  c.model.update(name="sequential", embed_dim=64, dtype="float32")
+  c.model.update(name="sequential", embed_dim=64, dtype="float32", id_dropout=0.0)
   c.model.frame_encoder = ml_collections.ConfigDict(dict(name="none"))
   c.model.user_tower = ml_collections.ConfigDict(dict(
       name="sasrec", max_len=50, num_layers=2, num_heads=2, inner_dim=256, dropout_rate=0.2))

@@ -35,7 +35,7 @@ def _catalog():
   row = np.minimum(np.arange(NUM_VIDEOS), 6).astype(np.int32)
   counts = np.array([5, 1, 3, 2, 8, 1, 0, 0, 0], np.float64)
   return {sequential.ROW: row, "log_q": np.log((counts + 1) / (counts.sum() + NUM_VIDEOS))
-          .astype(np.float32)}
+          .astype(np.float32), "cold": np.arange(NUM_VIDEOS) >= 7}  # 7, 8: published later
 
 
 def _setup(config=None):
@@ -107,8 +107,8 @@ class LossAndRanksTest(absltest.TestCase):
     losses = []
     for b, p in pairs:
       t = self.batch["targets"][b, p]
-      if softmax == "full":
-        logits = items @ states[b, p]
+      if softmax == "full":  # over the items published in the training period
+        logits = items[:7] @ states[b, p]
         losses.append(np.log(np.exp(logits).sum()) - logits[t])
       else:  # the other trained targets are negatives; logQ-corrected; repeats masked
         cands = [self.batch["targets"][bb, pp] for bb, pp in pairs]
@@ -124,6 +124,17 @@ class LossAndRanksTest(absltest.TestCase):
       got, _ = steps.next_item_losses(self.setup, self.params, self.batch, self.cat, None,
                                       softmax)
       self.assertAlmostEqual(float(got), self._reference(softmax), places=4, msg=softmax)
+
+  def test_id_dropout_sends_a_share_of_the_items_to_the_oov_row(self):
+    config = _config()
+    config.model.id_dropout = 0.5
+    model = _setup(config).model(self.params)
+    row = np.asarray(model.dropped_ids(self.cat, jax.random.PRNGKey(0))[sequential.ROW])
+    oov = model.num_videos
+    self.assertTrue(0 < (row == oov).sum() < NUM_VIDEOS)
+    kept = row != oov
+    np.testing.assert_array_equal(row[kept], np.asarray(self.cat[sequential.ROW])[kept])
+    self.assertIs(model.dropped_ids(self.cat, None), self.cat)
 
   def test_full_sort_ranks_with_ties(self):
     # Items 6, 7, 8 share an ID row and have no content: equal scores, a three-way tie.

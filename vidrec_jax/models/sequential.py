@@ -9,6 +9,10 @@ its frames (`model.frame_encoder.name='backbone'` from the feature cache). So an
 new in the test period still has a representation, from its content. The content tables and
 each video's vocabulary row reach the model as a `catalog` dict of arrays (row = video id), an
 input of the step rather than a parameter.
+
+Training drops item IDs to the out-of-vocabulary row at random (`model.id_dropout`, the same
+items in the histories and in the softmax of one step), so the content projections learn to
+stand for an item on their own: that is all a new item has.
 """
 
 from __future__ import annotations
@@ -47,14 +51,23 @@ class SequentialRecommender(nnx.Module):
   """Items: ID + content; users: a history tower (e.g. sasrec) over item representations."""
 
   def __init__(self, *, num_videos: int, embed_dim: int, vocab_pad_multiple: int,
-               content: dict[str, int], user_tower: user_towers.UserTower, dtype, param_dtype,
-               rngs: nnx.Rngs):
+               content: dict[str, int], user_tower: user_towers.UserTower, id_dropout: float,
+               dtype, param_dtype, rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     d = embed_dim
     self.item_embed = user_towers.id_table(num_videos, d, vocab_pad_multiple, stddev=0.02, **kw)
     self.content = nnx.Dict({k: layers.MLP((w, d, d), ("embed", "mlp"), **kw)
                              for k, w in sorted(content.items())})
     self.user_tower = user_tower
+    self.num_videos, self.id_dropout = num_videos, id_dropout
+
+  def dropped_ids(self, catalog: dict, key: jax.Array | None) -> dict:
+    """`catalog` with a random `id_dropout` share of its items' vocabulary rows set to the OOV
+    row (training); unchanged without a key."""
+    if key is None or self.id_dropout <= 0:
+      return catalog
+    drop = jax.random.bernoulli(key, self.id_dropout, catalog[ROW].shape)
+    return dict(catalog, **{ROW: jnp.where(drop, self.num_videos, catalog[ROW])})
 
   def item_vectors(self, ids: jax.Array, catalog: dict) -> jax.Array:
     """(...,) video ids -> (..., D) item representations."""
@@ -81,7 +94,8 @@ class SequentialRecommender(nnx.Module):
               rngs=rngs)
     return cls(num_videos=num_videos, embed_dim=cfg.embed_dim,
                vocab_pad_multiple=cfg.vocab_pad_multiple, content=content_tables(cfg),
-               user_tower=user_towers.build(cfg, num_users, **kw), **kw)
+               user_tower=user_towers.build(cfg, num_users, **kw), id_dropout=cfg.id_dropout,
+               **kw)
 
   @classmethod
   def validate(cls, c, source) -> None:

@@ -1,5 +1,6 @@
 """The per-catalog arrays a sequential model reads (models/sequential.py): each video's
-vocabulary row, its content tables (cached title embeddings, pooled cached backbone features)
+vocabulary row, its content tables (cached title embeddings, pooled cached backbone features),
+whether it is published after the training period (`cold`: no negative of the training softmax)
 and the log of its training frequency (the logQ correction of a sampled softmax)."""
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def pooled_video_features(cache_dir: str, num_videos: int, dim: int) -> np.ndarr
 def catalog_arrays(ctx: Context) -> dict[str, np.ndarray]:
   """The `catalog` input of a sequential model, row = video id."""
   n = len(ctx.dataset.catalog)
-  out = {sequential.ROW: ctx.video_vocab(np.arange(n))}
+  out = {sequential.ROW: ctx.video_vocab(np.arange(n)),
+         "cold": np.asarray(ctx.dataset.catalog.cold, bool)}
   tables = sequential.content_tables(ctx.config.model)
   if "title" in tables:
     t = ctx.config.model.text

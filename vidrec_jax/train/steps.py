@@ -77,18 +77,22 @@ def next_item_losses(setup: Setup, params: dict, batch: dict, catalog: dict, key
                      softmax: str) -> tuple[jax.Array, dict]:
   """Next-item cross-entropy at every trained position of every window.
 
-  `full`: a softmax over the whole catalog (SASRec with cross-entropy). `sampled`: the other
-  targets of the batch are the negatives (in-batch softmax), each logit corrected by the log of
-  its sampling probability (logQ correction, `catalog['log_q']`: in-batch negatives arrive in
-  proportion to their training frequency), and another position with the same target is masked
-  (an accidental hit, not a negative).
+  `full`: a softmax over the catalog's items published during the training period (SASRec with
+  cross-entropy; an item published later did not exist then, so it is no negative). `sampled`:
+  the other targets of the batch are the negatives (in-batch softmax), each logit corrected by
+  the log of its sampling probability (logQ correction, `catalog['log_q']`: in-batch negatives
+  arrive in proportion to their training frequency), and another position with the same target
+  is masked (an accidental hit, not a negative).
   """
   model = setup.model(setup.stop_frozen(params))
+  drop_key, key = (None, None) if key is None else jax.random.split(key)
+  catalog = model.dropped_ids(catalog, drop_key)
   states = model.user_states(batch, catalog, key=key, all_positions=True)  # (B, L, D)
   targets, mask = jnp.maximum(batch["targets"], 0), batch["loss_mask"]
   if softmax == "full":
     logits = jnp.einsum("bld,nd->bln", states, model.all_items(catalog),
                         preferred_element_type=jnp.float32)
+    logits = jnp.where(catalog["cold"], -1e9, logits)
     own = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
     ce = jax.nn.logsumexp(logits, axis=-1) - own
   else:
