@@ -39,18 +39,21 @@ _SIDES = flags.DEFINE_list("sides", ["recbole", "vidrec"], "Which implementation
 _SPEED_EPOCHS = flags.DEFINE_integer("speed_epochs", 3, "Epochs timed by --part=speed.")
 _MAX_EPOCHS = flags.DEFINE_integer("max_epochs", 200, "Epoch cap of the accuracy runs.")
 _OUT = flags.DEFINE_string("out", "", "Also write the table as markdown here.")
+_THREADS = flags.DEFINE_integer("recbole_threads", 2, "torch.set_num_threads of RecBole's runs.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS_PER_EPOCH = 47  # configs/movielens.py: 3,564 windows // 75 per batch
 
-# Runs inside RecBole's virtualenv: argv = seed, epochs, early-stopping patience, out dir.
+# Runs inside RecBole's virtualenv: argv = seed, epochs, early-stopping patience, out dir,
+# torch threads. Each epoch appends a line to OUT/progress.txt.
 RECBOLE_DRIVER = r'''
 import json, os, resource, sys, time, types, importlib.util
 seed, epochs, patience, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+threads = int(sys.argv[5])
 ray = types.ModuleType("ray"); ray.tune = types.ModuleType("ray.tune")
 sys.modules["ray"], sys.modules["ray.tune"] = ray, ray.tune
 import torch
-torch.set_num_threads(2)
+torch.set_num_threads(threads)
 _load = torch.load
 torch.load = lambda *a, **k: _load(*a, **dict(k, weights_only=False))
 from recbole.config import Config
@@ -85,6 +88,8 @@ class Timed(Trainer):
     return r
   def _valid_epoch(self, *a, **k):
     t = time.time(); r = super()._valid_epoch(*a, **k); times["eval"].append(time.time() - t)
+    with open(os.path.join(out, "progress.txt"), "a") as f:
+      f.write(f"epoch {len(times['train'])} train {times['train'][-1]:.1f} s valid {r}\n")
     return r
 trainer = Timed(config, model)
 best_score, _ = trainer.fit(train, valid, saved=True, show_progress=False)
@@ -145,8 +150,8 @@ def run_recbole(seed: int, epochs: int, patience: int) -> dict:
   out = os.path.join(_ROOT.value, f"recbole_{seed}_{epochs}")
   os.makedirs(out, exist_ok=True)
   r = subprocess.run([ensure_venv(), "-c", RECBOLE_DRIVER, str(seed), str(epochs),
-                      str(patience), out], capture_output=True, text=True, cwd=out,
-                     check=False)  # recbole writes log_tensorboard/ into its working dir
+                      str(patience), out, str(_THREADS.value)], capture_output=True, text=True,
+                     cwd=out, check=False)  # recbole writes log_tensorboard/ into its working dir
   if r.returncode:
     print(r.stderr[-3000:])
     raise SystemExit(f"recbole failed with exit status {r.returncode}")

@@ -27,6 +27,8 @@ _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_vf_bench", "Folder and workdirs
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the training runs.")
 _USERS = flags.DEFINE_integer("users", 300, "Users in the generated log.")
 _STEPS = flags.DEFINE_integer("steps", 600, "Training steps per run.")
+_RESUME = flags.DEFINE_bool("resume", False, "Keep the folder and every finished run under --root "
+                            "(the folder is deterministic); run only what is missing.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
@@ -39,6 +41,8 @@ def build_folder(root: str, num_users: int) -> dict:
   from tests import helpers  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.join(root, "videos"))
   items, source = [], []
+  # Item names are drawn at random, so a title ("video 017") says nothing of the source clip.
+  names = iter(np.random.default_rng(99).permutation(1000))
   for s, clip in enumerate(CLIPS):
     frames = video_io.decode_video(helpers.real_clip_path(clip))
     h, w = frames.shape[1:3]
@@ -46,7 +50,7 @@ def build_folder(root: str, num_users: int) -> dict:
     small = np.stack([av.VideoFrame.from_ndarray(f, format="rgb24").reformat(
         width=nw, height=nh).to_ndarray(format="rgb24") for f in frames])
     for k in range(len(small) // 10):
-      name = f"item{len(items):03d}"
+      name = f"item{next(names):03d}"
       video_io.write_video(os.path.join(root, "videos", f"{name}.mp4"),
                            small[10 * k:10 * (k + 1)], 25)
       items.append(name)
@@ -78,6 +82,10 @@ def build_folder(root: str, num_users: int) -> dict:
 
 def run(folder: str, variant: str, seed: int) -> dict:
   workdir = os.path.join(_ROOT.value, f"{variant}_{seed}")
+  metrics = os.path.join(workdir, "eval", "metrics.json")
+  if _RESUME.value and os.path.exists(metrics):
+    with open(metrics) as f:
+      return json.load(f)
   shutil.rmtree(workdir, ignore_errors=True)
   cmd = [sys.executable, "-m", "vidrec_jax.main",
          f"--config={REPO}/configs/video_folder.py:{variant}seed={seed}",
@@ -94,9 +102,10 @@ def run(folder: str, variant: str, seed: int) -> dict:
 
 
 def main(_):
-  shutil.rmtree(_ROOT.value, ignore_errors=True)
   folder = os.path.join(_ROOT.value, "folder")
-  print("folder:", build_folder(folder, _USERS.value))
+  if not (_RESUME.value and os.path.exists(os.path.join(folder, "titles.csv"))):
+    shutil.rmtree(_ROOT.value, ignore_errors=True)
+    print("folder:", build_folder(folder, _USERS.value))
   keys = ("test/cold/hr@10", "test/cold/ndcg@10", "test/hr@10", "test/ndcg@10")
   results = {}
   for variant in ("", "titles_only,", "id_only,"):

@@ -105,6 +105,22 @@ def base_config() -> ml_collections.ConfigDict:
              ("mlp", "model"), ("heads", "model"), ("conv_out", None), ("conv_in", None),
              ("time", None), ("catalog", ("data", "fsdp", "model")))))
 
+  # Hyperparameter search (python -m vidrec_jax.sweep; vidrec_jax/tuning/): the searched fields
+  # (`space`), what every trial sets (`trial`: short runs evaluated often enough to prune), the
+  # metric chosen on (valid) and reported (test), sampler, pruner and where the study lives.
+  c.sweep = ml_collections.ConfigDict(dict(
+      metric="valid/cold/auc", mode="max", trials=20, sampler="tpe", pruner="median", seed=0,
+      startup_trials=5, study_name="sweep",
+      storage="",  # '' = SQLite in WORKDIR; 'journal'; a .journal path; an RDB URL
+      heartbeat_seconds=60,  # RDB storages: a trial silent for 3x this is re-run elsewhere
+      trial=("train.steps=600", "train.eval_every=150", "train.warmup_steps=50"),
+      space=("train.learning_rate=loguniform(1e-3, 1e-2)",
+             "train.weight_decay=loguniform(1e-6, 1e-2)",
+             "model.id_dropout=uniform(0.0, 0.8)",
+             "model.embed_dim=choice(16, 32, 64)",
+             "model.hidden=choice(32, 64, 128)",
+             "model.pooling=choice(mean_max, masked_mean, masked_max)")))
+
   # Evaluators (vidrec_jax/eval/evaluators): name -> registered type and its arguments.
   c.evals = ml_collections.ConfigDict(dict(
       ranking=dict(type="ranking", splits=("valid", "test"), ndcg_k=10),
@@ -125,6 +141,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       c.model.update(embed_dim=8, hidden=12)
       c.model.frame_encoder.update(channels=(4, 6), features=10)
       c.train.update(steps=6, warmup_steps=2, log_every=2, checkpoint_every=3)
+      c.sweep.update(trials=3, startup_trials=1,
+                     trial=("train.steps=6", "train.eval_every=2", "train.warmup_steps=2"))
     elif v == "text":  # titles in the item tower, and both retrieval tasks
       c.model.text.item_tower = True
       c.model.tasks = ("text_match", "visual_query")

@@ -45,9 +45,11 @@ def _log_start(ctx: Context) -> None:
                mesh_lib.param_table(s.abstract_state.params, s.param_shardings))
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train(config: ml_collections.ConfigDict, workdir: str,
+          on_eval: runner.OnEval | None = None) -> dict[str, float]:
   """Trains with the registered trainer `config.train.trainer` (resuming from the latest
-  checkpoint in workdir), then evaluates; returns the metrics."""
+  checkpoint in workdir), then evaluates; returns the metrics. `on_eval(step, valid)` sees
+  every periodic evaluation (vidrec_jax/train/runner.py)."""
   if _has_checkpoint(workdir):
     config_io.check(workdir, config)
   distributed.host0_then_barrier("vidrec_config_written",
@@ -56,7 +58,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   if ctx.host0:
     _log_start(ctx)
   trainer = TRAINERS.get(config.train.trainer)(ctx)
-  return runner.run(trainer, Evaluation(ctx, config.evals), workdir)
+  return runner.run(trainer, Evaluation(ctx, config.evals), workdir, on_eval)
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"

@@ -15,6 +15,11 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from vidrec_jax.cli import EXIT_BAD_CONFIG
+from vidrec_jax.cli import QuietLibraries
+from vidrec_jax.cli import parse_flags
+from vidrec_jax.cli import run_errors
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints and metrics.")
@@ -31,30 +36,6 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of proc
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
 
-EXIT_BAD_CONFIG = 2
-
-
-def _parse(argv):
-  """absl flag parsing, but a bad flag or config override is one line and exit status 2."""
-  try:
-    return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    # ml_collections reports an unknown override field as AttributeError('\'x\'\nDid you mean').
-    msg = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split()).strip("'")
-    print(f"error: bad flag or config override: {msg}", file=sys.stderr)
-    sys.exit(EXIT_BAD_CONFIG)
-
-
-class _QuietLibraries:
-  """Drops INFO records of chatty libraries (Orbax logs every save step by step)."""
-
-  PREFIXES = ("orbax", "grain", "tensorflow_datasets", "jax")
-
-  def filter(self, record) -> bool:
-    path = record.pathname.replace(os.sep, "/")
-    return record.levelno > 20 or not any(f"/{p}/" in path for p in self.PREFIXES)
-
-
 def jax_process_index() -> int:
   import jax  # pylint: disable=g-import-not-at-top
   return jax.process_index()
@@ -62,7 +43,7 @@ def jax_process_index() -> int:
 
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.get_absl_handler().addFilter(QuietLibraries())
   if _CONFIG.value is None or not _WORKDIR.value:
     print("error: --config and --workdir are required", file=sys.stderr)
     sys.exit(EXIT_BAD_CONFIG)
@@ -100,18 +81,6 @@ def main(argv):
     sys.exit(1)
 
 
-def run_errors() -> tuple[type[Exception], ...]:
-  """Errors that end a run with one `error:` line and exit status 1 (no traceback): missing or
-  bad data and caches, a diverged loss, a workdir trained with another config."""
-  from vidrec_jax import config_io  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.data import features  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.data.datasets import DataError  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.train import runner  # pylint: disable=g-import-not-at-top
-  return (DataError, features.CacheError, FileNotFoundError, runner.NonFiniteLossError,
-          checkpointing.DataPositionError, config_io.ConfigChangedError)
-
-
 if __name__ == "__main__":
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(main, flags_parser=_parse)
+  app.run(main, flags_parser=parse_flags)

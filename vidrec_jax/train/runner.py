@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import jax
 import numpy as np
@@ -92,10 +92,17 @@ class _Log:
     return out
 
 
-def run(trainer, evaluation: Evaluation, workdir: str) -> dict[str, float]:
+OnEval = Callable[[int, dict[str, float]], None]
+
+
+def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = None
+        ) -> dict[str, float]:
   """Trains with `trainer` from the latest checkpoint in `workdir` (or from scratch) to
   `config.train.steps`, then evaluates; returns the final metrics (or, when preempted,
-  {'preempted_at_step': step})."""
+  {'preempted_at_step': step}).
+
+  `on_eval(step, valid_metrics)` is called after every periodic evaluation (a sweep reports
+  them to its pruner); an exception it raises ends the run, the latest checkpoint intact."""
   config, setup = trainer.config, trainer.setup
   t = config.train
   host0 = jax.process_index() == 0
@@ -110,7 +117,7 @@ def run(trainer, evaluation: Evaluation, workdir: str) -> dict[str, float]:
     batches = trainer.batches(start, restored and restored.data)
     try:
       state, stopped_at, last = _loop(trainer, evaluation, state, start, batches, ckpt,
-                                      summaries, preemption)
+                                      summaries, preemption, on_eval)
     finally:
       pipeline.close(batches)  # loader workers stop before evaluation needs the CPU
     if stopped_at is not None:
@@ -163,7 +170,7 @@ class _EarlyStop:
     return bool(self.patience) and self.since >= self.patience
 
 
-def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption):
+def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption, on_eval):
   """The training steps; returns (state, the step preempted at or None, the last step)."""
   setup, t = trainer.setup, trainer.config.train
   early = _EarlyStop(t.best_metric, t.best_mode, t.early_stopping)
@@ -203,6 +210,8 @@ def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemptio
         summaries.write(step, valid)
         if host0:
           logging.info("step %d eval:\n%s", step, evaluation.format(valid))
+        if on_eval is not None:
+          on_eval(step, valid)
         if early.stop(valid):
           ckpt.save(step, state, trainer.position(step), force=True)
           logging.info("early stopping at step %d: %s has not improved for %d evaluations",

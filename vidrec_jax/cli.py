@@ -1,0 +1,44 @@
+"""What the command-line entry points (main, sweep, report) share: flag parsing whose errors are
+one line, the quiet-library log filter, and the errors that end a run with one `error:` line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+EXIT_BAD_CONFIG = 2
+
+
+def parse_flags(argv):
+  """absl flag parsing, but a bad flag or config override is one line and exit status 2."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    # ml_collections reports an unknown override field as AttributeError('\'x\'\nDid you mean').
+    msg = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split()).strip("'")
+    print(f"error: bad flag or config override: {msg}", file=sys.stderr)
+    sys.exit(EXIT_BAD_CONFIG)
+
+
+class QuietLibraries:
+  """Drops INFO records of chatty libraries (Orbax logs every save step by step)."""
+
+  PREFIXES = ("orbax", "grain", "tensorflow_datasets", "jax")
+
+  def filter(self, record) -> bool:
+    path = record.pathname.replace(os.sep, "/")
+    return record.levelno > 20 or not any(f"/{p}/" in path for p in self.PREFIXES)
+
+
+def run_errors() -> tuple[type[Exception], ...]:
+  """Errors that end a run with one `error:` line and exit status 1 (no traceback): missing or
+  bad data and caches, a diverged loss, a workdir trained with another config."""
+  from vidrec_jax import config_io  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data import features  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data.datasets import DataError  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.train import checkpointing  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.train import runner  # pylint: disable=g-import-not-at-top
+  return (DataError, features.CacheError, FileNotFoundError, runner.NonFiniteLossError,
+          checkpointing.DataPositionError, config_io.ConfigChangedError)

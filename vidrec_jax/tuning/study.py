@@ -1,0 +1,393 @@
+"""Optuna studies over config overrides: every trial is a real training run in its own workdir.
+
+  WORKDIR/
+    config.json          the sweep's config of record (a resumed sweep must match it)
+    study.db             the study (SQLite, default) or study.journal (`sweep.storage='journal'`)
+    data/ features/ ...  the dataset and caches, written once and shared by every trial
+    trials/0003/         trial 3: a normal run workdir (config.json, checkpoints, eval/, ...)
+    best_config.py       the best trial as a config file: `--config=WORKDIR/best_config.py`
+    trials.json          every trial: number, state, params, value, test value, error
+
+Each trial reports `config.sweep.metric` at every periodic evaluation (`train.eval_every`) to the
+pruner. A trial that raises (a bad combination, a NaN loss) is recorded as failed with its error
+and the study goes on. A sweep killed mid-trial resumes: finished trials are kept, the
+interrupted one (still RUNNING in the storage, its process gone) is marked failed and re-run
+with the same parameters in the same workdir, so it resumes from its last checkpoint. Several
+hosts share one study through an RDB URL (`sweep.storage='postgresql://...'` or a shared
+SQLite file) or a journal file on a shared disk; with an RDB storage a host that dies is noticed
+by its missed heartbeats and its trial is re-run by another host.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import os
+import socket
+import time
+from typing import Any, Callable
+
+import ml_collections
+import optuna
+import tqdm
+from absl import logging
+
+from vidrec_jax import config_io
+from vidrec_jax import files
+from vidrec_jax.config_checks import ConfigError
+from vidrec_jax.registry import Registry
+from vidrec_jax.tuning import space as space_lib
+
+DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+        optuna.trial.TrialState.FAIL)
+
+# name -> factory(sweep section, params) -> optuna sampler / pruner.
+SAMPLERS: Registry[Callable[..., optuna.samplers.BaseSampler]] = Registry("sampler")
+PRUNERS: Registry[Callable[..., optuna.pruners.BasePruner]] = Registry("pruner")
+
+SAMPLERS.register("tpe", lambda s, params: optuna.samplers.TPESampler(
+    seed=s.seed, n_startup_trials=s.startup_trials))
+SAMPLERS.register("random", lambda s, params: optuna.samplers.RandomSampler(seed=s.seed))
+SAMPLERS.register("grid", lambda s, params: optuna.samplers.GridSampler(
+    space_lib.grid(params), seed=s.seed))
+PRUNERS.register("median", lambda s: optuna.pruners.MedianPruner(
+    n_startup_trials=s.startup_trials, n_warmup_steps=0))
+PRUNERS.register("halving", lambda s: optuna.pruners.SuccessiveHalvingPruner())
+PRUNERS.register("none", lambda s: optuna.pruners.NopPruner())
+
+
+class SweepInterrupted(BaseException):
+  """The sweep was asked to stop (SIGTERM) mid-trial; the trial stays RUNNING so that the
+  next run of the same command re-runs it from its checkpoint."""
+
+
+def _value(text: str) -> Any:
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # a bare word
+
+
+def trial_settings(sweep: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`sweep.trial` ('train.steps=600', ...) as {field: value}: set on every trial."""
+  out = {}
+  for item in sweep.trial:
+    field, sep, value = item.partition("=")
+    if not sep or not field.strip():
+      raise ConfigError(f"sweep.trial {item!r}: expected FIELD=VALUE, e.g. 'train.steps=600'")
+    out[field.strip()] = _value(value.strip())
+  return out
+
+
+def validate(config: ml_collections.ConfigDict) -> list[space_lib.Param]:
+  """Checks the sweep section; returns the parsed search space."""
+  s = config.sweep
+  for registry, name, field in ((SAMPLERS, s.sampler, "sweep.sampler"),
+                                (PRUNERS, s.pruner, "sweep.pruner")):
+    if name not in registry:
+      raise ConfigError(f"{field}={name!r}: registered: {', '.join(registry.names())}")
+  if s.mode not in ("max", "min"):
+    raise ConfigError(f"sweep.mode={s.mode!r}: allowed: max, min")
+  if not s.metric.startswith("valid/"):
+    raise ConfigError(f"sweep.metric={s.metric!r}: expected a valid-split metric "
+                      "('valid/...'); trials are chosen on valid, reported on test")
+  base = space_lib.apply(config, trial_settings(s))
+  if not base.train.eval_every and s.pruner != "none":
+    raise ConfigError("sweep.pruner needs intermediate values: set train.eval_every > 0 in "
+                      "sweep.trial (e.g. 'train.eval_every=100'), or sweep.pruner='none'")
+  params = space_lib.parse(base, s.space)
+  if s.sampler == "grid":
+    space_lib.grid(params)
+  return params
+
+
+def storage(sweep: ml_collections.ConfigDict, root: str):
+  """'' -> SQLite in WORKDIR; 'journal' or a path ending in .journal -> a journal file (NFS
+  friendly); anything else -> an RDB URL. RDB storages beat a heartbeat for every trial."""
+  url = sweep.storage
+  if url == "journal" or url.endswith(".journal"):
+    from optuna.storages import journal  # pylint: disable=g-import-not-at-top
+    path = os.path.join(root, "study.journal") if url == "journal" else url
+    return optuna.storages.JournalStorage(journal.JournalFileBackend(path))
+  url = url or f"sqlite:///{os.path.abspath(os.path.join(root, 'study.db'))}"
+  beat = sweep.heartbeat_seconds
+  return optuna.storages.RDBStorage(
+      url, heartbeat_interval=beat or None, grace_period=3 * beat if beat else None,
+      heartbeat_stale_trial_callback=_retry if beat else None)
+
+
+def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+  """Re-runs a failed-by-interruption trial with its parameters, in its workdir."""
+  study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
+                                                "workdir": trial.user_attrs.get("workdir", "")},
+                      skip_if_exists=False)
+  logging.warning("trial %d was interrupted (%s); it is re-run with the same parameters",
+                  trial.number, trial.user_attrs.get("error", "its process is gone"))
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def recover_interrupted(study: optuna.Study) -> list[int]:
+  """Trials left RUNNING by a dead process of this host: marked failed and re-enqueued.
+  Returns their numbers."""
+  host, out = socket.gethostname(), []
+  storage_ = study._storage  # pylint: disable=protected-access
+  for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    pid = t.user_attrs.get("pid")
+    if t.user_attrs.get("host") != host or pid is None or pid == os.getpid() or _alive(pid):
+      continue
+    storage_.set_trial_user_attr(t._trial_id, "error",  # pylint: disable=protected-access
+                                 f"interrupted: process {pid} on {host} is gone")
+    storage_.set_trial_state_values(t._trial_id,  # pylint: disable=protected-access
+                                    optuna.trial.TrialState.FAIL)
+    _retry(study, study.get_trials(deepcopy=False)[t.number])
+    out.append(t.number)
+  return out
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+  """Finished trials by state; a failed trial that was re-run counts as nothing."""
+  trials = study.get_trials(deepcopy=False)
+  retried = {t.user_attrs.get("retry_of") for t in trials}
+  out = {"complete": 0, "pruned": 0, "failed": 0, "running": 0, "retried": 0}
+  for t in trials:
+    if t.state == optuna.trial.TrialState.FAIL and t.number in retried:
+      out["retried"] += 1
+    elif t.state == optuna.trial.TrialState.COMPLETE:
+      out["complete"] += 1
+    elif t.state == optuna.trial.TrialState.PRUNED:
+      out["pruned"] += 1
+    elif t.state == optuna.trial.TrialState.FAIL:
+      out["failed"] += 1
+    elif t.state == optuna.trial.TrialState.RUNNING:
+      out["running"] += 1
+  out["done"] = out["complete"] + out["pruned"] + out["failed"]
+  return out
+
+
+def _one_line(e: BaseException) -> str:
+  return f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
+
+
+class Sweep:
+  """One study in `root` over `config.sweep.space`."""
+
+  def __init__(self, config: ml_collections.ConfigDict, root: str, base_file: str = "",
+               overrides: dict[str, Any] | None = None):
+    self.config, self.root = config, root
+    self.sweep = config.sweep
+    self.params = validate(config)
+    self.base_file, self.overrides = base_file, dict(overrides or {})
+    self.test_metric = "test/" + self.sweep.metric[len("valid/"):]
+
+  # --- set-up ----------------------------------------------------------------------------------
+
+  def _shared(self) -> dict[str, Any]:
+    """Writes the dataset and caches once; returns the data fields every trial points at."""
+    from vidrec_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    c = self.config
+    wd = workdir_lib.Workdir.of(c, self.root)
+    workdir_lib.prepare_dataset(c, wd)
+    shared = {"data.data_dir": wd.data}
+    if workdir_lib.uses_feature_cache(c) or self._uses_text_cache(c):
+      dataset = workdir_lib.load_dataset(c, wd)
+      if workdir_lib.uses_feature_cache(c):
+        workdir_lib.prepare_feature_cache(c, wd, dataset)
+        shared["data.feature_cache"] = wd.features
+      if self._uses_text_cache(c):
+        workdir_lib.prepare_text_cache(c, wd, dataset)
+        shared["data.text_cache"] = wd.text
+    return shared
+
+  @staticmethod
+  def _uses_text_cache(c) -> bool:
+    from vidrec_jax.models import text_tower  # pylint: disable=g-import-not-at-top
+    return text_tower.title_mode(c.model) == "cached"
+
+  def _check_resume(self) -> None:
+    """A resumed study must search the same space the same way (and train the same model)."""
+    path = os.path.join(self.root, config_io.CONFIG_JSON)
+    if not os.path.exists(path):
+      return
+    config_io.check(self.root, self.config)
+    saved, now = files.read_json(path).get("sweep", {}), config_io.resolved(self.config)["sweep"]
+    changed = [k for k in ("space", "trial", "metric", "mode", "sampler", "pruner", "study_name")
+               if saved.get(k) != now[k]]
+    if changed:
+      raise config_io.ConfigChangedError(
+          f"{path} records a sweep with other settings ({', '.join(f'sweep.{k}' for k in changed)}"
+          "); resume it with the recorded values or use a new workdir")
+
+  def study(self) -> optuna.Study:
+    sampler = SAMPLERS.get(self.sweep.sampler)(self.sweep, self.params)
+    pruner = PRUNERS.get(self.sweep.pruner)(self.sweep)
+    direction = "maximize" if self.sweep.mode == "max" else "minimize"
+    return optuna.create_study(storage=storage(self.sweep, self.root),
+                               study_name=self.sweep.study_name, sampler=sampler,
+                               pruner=pruner, direction=direction, load_if_exists=True)
+
+  # --- trials ----------------------------------------------------------------------------------
+
+  def _objective(self, trial: optuna.Trial, shared: dict[str, Any]) -> float:
+    values = space_lib.suggest(trial, self.params)
+    workdir = trial.user_attrs.get("workdir") or os.path.join(
+        self.root, "trials", f"{trial.number:04d}")
+    trial.set_user_attr("workdir", workdir)
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", os.getpid())
+    metric = self.sweep.metric
+
+    def on_eval(step: int, valid: dict[str, float]) -> None:
+      value = valid.get(metric, math.nan)
+      if math.isfinite(value):
+        trial.report(value, step)
+      if trial.should_prune():
+        raise optuna.TrialPruned(f"{metric}={value:.4f} at step {step}")
+
+    try:
+      config = space_lib.apply(self.config, {**trial_settings(self.sweep), **shared, **values})
+      from vidrec_jax import validate as validate_lib  # pylint: disable=g-import-not-at-top
+      validate_lib.validate(config)
+      from vidrec_jax import experiment  # pylint: disable=g-import-not-at-top
+      results = experiment.train(config, workdir, on_eval=on_eval)
+      if "preempted_at_step" in results:
+        raise SweepInterrupted(f"trial {trial.number} preempted at step "
+                               f"{int(results['preempted_at_step'])}")
+      value = results.get(metric)
+      if value is None or not math.isfinite(value):
+        raise ValueError(f"{metric} is {value} (the run's metrics: "
+                         f"{', '.join(sorted(k for k in results if k.startswith('valid/')))})")
+      test = results.get(self.test_metric)
+      if test is not None and math.isfinite(test):
+        trial.set_user_attr(self.test_metric, float(test))
+      return float(value)
+    except optuna.TrialPruned:
+      raise
+    except Exception as e:
+      trial.set_user_attr("error", _one_line(e))
+      logging.warning("trial %d failed: %s", trial.number, _one_line(e))
+      raise
+
+  def run(self, n_trials: int, progress: bool = True) -> dict[str, int]:
+    """Runs trials until the study holds `n_trials` finished ones (complete, pruned or failed);
+    resumes a study already in `root`. Returns the final counts."""
+    os.makedirs(self.root, exist_ok=True)
+    self._check_resume()
+    config_io.write(self.root, self.config)
+    study = self.study()
+    rerun = recover_interrupted(study)
+    if rerun:
+      logging.warning("re-running interrupted trial(s) %s", rerun)
+    shared = self._shared()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    c = counts(study)
+    bar = tqdm.tqdm(total=n_trials, initial=min(c["done"], n_trials), desc="sweep",
+                    disable=not progress, position=0, leave=True)
+    try:
+      while True:
+        c = counts(study)
+        self._postfix(bar, study, c)
+        running_elsewhere = c["running"]
+        if c["done"] + running_elsewhere >= n_trials:
+          break
+        study.optimize(lambda t: self._objective(t, shared), n_trials=1, catch=(Exception,),
+                       gc_after_trial=True)
+        bar.update(min(counts(study)["done"], n_trials) - bar.n)
+        self.write_outputs(study)
+    finally:
+      bar.close()
+    self.write_outputs(study)
+    return counts(study)
+
+  def _postfix(self, bar, study, c) -> None:
+    best = self.best(study)
+    bar.set_postfix(done=c["complete"], pruned=c["pruned"], failed=c["failed"],
+                    best="–" if best is None else f"{best.value:.4f}")
+
+  @staticmethod
+  def best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+      return None
+    return study.best_trial
+
+  # --- outputs ---------------------------------------------------------------------------------
+
+  def write_outputs(self, study: optuna.Study) -> None:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+      rows.append(dict(number=t.number, state=t.state.name, params=t.params, value=t.value,
+                       test=t.user_attrs.get(self.test_metric), error=t.user_attrs.get("error"),
+                       retry_of=t.user_attrs.get("retry_of"),
+                       workdir=t.user_attrs.get("workdir"),
+                       seconds=(t.datetime_complete - t.datetime_start).total_seconds()
+                       if t.datetime_complete and t.datetime_start else None,
+                       intermediate={str(k): v for k, v in t.intermediate_values.items()}))
+    files.write_json(os.path.join(self.root, "trials.json"), dict(
+        metric=self.sweep.metric, test_metric=self.test_metric, mode=self.sweep.mode,
+        study=self.sweep.study_name, counts=counts(study), trials=rows))
+    best = self.best(study)
+    if best is not None:
+      write_best_config(os.path.join(self.root, "best_config.py"), best, self)
+
+
+def _params_to_values(sweep: Sweep, params: dict[str, Any]) -> dict[str, Any]:
+  """A trial's stored params -> config values (tuple choices are stored by their repr)."""
+  out = {}
+  for p in sweep.params:
+    v = params[p.field]
+    if p.kind == "choice" and isinstance(v, str) and v not in p.choices:
+      v = p.choices[[repr(c) for c in p.choices].index(v)]
+    out[p.field] = v
+  return out
+
+
+BEST_CONFIG = '''"""The best trial of the sweep in {root}:
+trial {number}, {metric} = {value:.6f}{test}.
+
+  python -m vidrec_jax.main --config={path} --workdir=DIR          # full-length run
+  python -m vidrec_jax.main --config={path}:trial --workdir=DIR    # exactly the trial
+
+The base config and its command-line overrides, then the trial's parameters; with `:trial` also
+the settings every trial ran with (sweep.trial). Written by vidrec_jax.sweep {when}.
+"""
+
+from vidrec_jax.tuning import space
+
+BASE = {base!r}
+OVERRIDES = {overrides!r}
+PARAMS = {params!r}
+TRIAL = {trial!r}
+
+
+def get_config(arg: str = ""):
+  file, _, base_arg = BASE.partition(":")
+  c = space.load_config_file(file, base_arg)
+  c = space.apply(c, OVERRIDES)
+  c = space.apply(c, PARAMS)
+  if arg == "trial":
+    c = space.apply(c, TRIAL)
+  elif arg:
+    raise ValueError(f"best_config.py: unknown argument {{arg!r}}; allowed: trial")
+  return c
+'''
+
+
+def write_best_config(path: str, best: optuna.trial.FrozenTrial, sweep: Sweep) -> None:
+  test = best.user_attrs.get(sweep.test_metric)
+  text = BEST_CONFIG.format(
+      root=sweep.root, number=best.number, metric=sweep.sweep.metric, value=best.value,
+      test=f" ({sweep.test_metric} = {test:.6f})" if test is not None else "", path=path,
+      when=time.strftime("%Y-%m-%d %H:%M:%S"), base=sweep.base_file,
+      overrides=sweep.overrides, params=_params_to_values(sweep, best.params),
+      trial=trial_settings(sweep.sweep))
+  with files.atomic_path(path) as tmp, open(tmp, "w") as f:
+    f.write(text)
