@@ -13,6 +13,7 @@ import time
 
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optuna
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -196,6 +197,29 @@ class StudyTest(absltest.TestCase):
     for tag in ("loss/click", "loss/watch_time", "valid/cold/auc"):
       self.assertTrue(any(tag in k for k in page.training_tags(page.load([good])[0])
                           + page.valid_tags(page.load([good])[0])), tag)
+
+  def test_report_renders_in_headless_chromium(self):
+    """The page as a person sees it: Chromium loads it with its plots (optional: needs Debian's
+    `chromium`)."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+      self.skipTest("headless Chromium is not installed (Debian: apt-get install chromium)")
+    from vidrec_jax.reporting import page  # pylint: disable=g-import-not-at-top
+    import matplotlib.image  # pylint: disable=g-import-not-at-top
+    out = tempfile.mkdtemp()
+    path = page.build([self.root, self.by_pooling("mean_max")["workdir"]], out)
+    shot = os.path.join(out, "screenshot.png")
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1280,1600", f"--screenshot={shot}", f"file://{path}"],
+                   capture_output=True, timeout=120, check=False)
+    self.assertTrue(os.path.exists(shot), "chromium wrote no screenshot")
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    self.assertEqual(pixels.shape[:2], (1600, 1280))
+    # Plots rendered (not a page of broken-image icons): a good part of the view is not white,
+    # in the hundreds of colours of antialiased plots.
+    self.assertGreater((pixels.min(-1) < 0.95).mean(), 0.1)
+    colours = np.unique((pixels * 255).astype(np.int32).reshape(-1, 3), axis=0)
+    self.assertGreater(len(colours), 300)
 
   def test_report_of_a_non_workdir_is_one_error(self):
     r = subprocess.run([sys.executable, "-m", "vidrec_jax.report", tempfile.mkdtemp(),

@@ -178,7 +178,7 @@ def _study_plot(out: str, study: Study, kind: str) -> tuple[str | None, str]:
     return None, f"not drawn: {' '.join(str(e).split())}"
   ax = ax.flat[0] if hasattr(ax, "flat") else ax
   fig = ax.figure
-  fig.set_size_inches(8, 4.2)
+  fig.set_size_inches(10 if kind == "parallel" else 7.5, 4.5)
   fig.tight_layout()
   name = f"{re.sub(r'[^a-z0-9]+', '_', study.name.lower()).strip('_')}_{kind}.png"
   fig.savefig(os.path.join(out, name), dpi=90)
@@ -201,6 +201,8 @@ tr.best td { background: #e6f4ea; font-weight: 600; }
 img { max-width: 100%; border: 1px solid #eaeef2; margin: 6px 0; }
 .note { color: #57606a; font-size: 12px; } .state-FAIL { color: #b42318; }
 .state-PRUNED { color: #8a6d00; } code { font-size: 12px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 12px; }
+.grid h3 { margin: 4px 0; font-size: 14px; }
 """
 
 
@@ -208,7 +210,7 @@ def _fmt(v) -> str:
   if v is None:
     return "–"
   if isinstance(v, float):
-    return f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}"
+    return f"{v:.4f}" if 1e-3 <= abs(v) < 1e4 or v == 0 else f"{v:.3g}"
   return html.escape(str(v))
 
 
@@ -264,13 +266,15 @@ def build(paths: list[str], out: str, title: str = "vidrec_jax report") -> str:
     parts.append(f'<p>{c["complete"]} complete, {c["pruned"]} pruned, {c["failed"]} failed '
                  f'trials; chosen on <code>{html.escape(study.trials["metric"])}</code> '
                  f'({study.trials["mode"]}).</p>')
+    cells = []
     for kind, label in (("history", "Optimisation history"),
                         ("intermediate", "Intermediate values (pruning)"),
                         ("importances", "Parameter importances"),
                         ("parallel", "Parallel coordinates")):
       name, note = _study_plot(out, study, kind)
       plots[f"{study.name}/{kind}"] = name
-      parts.append(f"<h3>{label}</h3>" + _img(name, label, note))
+      cells.append(f"<div><h3>{label}</h3>{_img(name, label, note)}</div>")
+    parts.append('<div class="grid">' + "".join(cells) + "</div>")
     parts.append("<h3>Trials</h3>" + _trial_table(study))
   if runs:
     label = "Runs" if len(runs) > 1 else "Run"
