@@ -90,6 +90,20 @@ class SpaceTest(parameterized.TestCase):
     self.assertFalse(os.path.exists(workdir))
 
 
+  def test_main_mode_sweep_checks_the_space_too(self):
+    workdir = os.path.join(tempfile.mkdtemp(), "sweep")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    r = subprocess.run([sys.executable, "-m", "vidrec_jax.main", f"--config={CONFIG}:smoke",
+                        f"--workdir={workdir}", "--mode=sweep",
+                        '--config.sweep.space=("train.learning_rate=uniform(1e-2, 1e-3)",)'],
+                       capture_output=True, text=True, env=env, cwd=helpers.REPO, timeout=300,
+                       check=False)
+    self.assertEqual(r.returncode, 2, r.stderr[-2000:])
+    err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    self.assertLen(err, 1, r.stderr[-2000:])
+    self.assertIn("low < high", err[0])
+
+
 class NanPooling(poolings.Pooling):
   """A registered part whose output is NaN: the trial that picks it must fail, not the study."""
 
@@ -107,13 +121,13 @@ class PruneMaskedMean(optuna.pruners.BasePruner):
 def smoke_sweep_config(pruner: str = "none") -> ml_collections.ConfigDict:
   c = helpers.load_config("smoke")
   c.data.data_dir = helpers.smoke_world_dir()
-  c.sweep.update(sampler="grid", pruner=pruner, trials=3,
-                 space=("model.pooling=choice(mean_max, masked_mean, test_nan)",))
+  c.sweep.update(sampler="grid", pruner=pruner, trials=4,
+                 space=("model.pooling=choice(mean_max, masked_max, masked_mean, test_nan)",))
   return c
 
 
 class StudyTest(absltest.TestCase):
-  """One 3-trial study (grid over three poolings), shared by the study and report checks."""
+  """One 4-trial study (grid over four poolings), shared by the study and report checks."""
 
   @classmethod
   def setUpClass(cls):
@@ -124,7 +138,7 @@ class StudyTest(absltest.TestCase):
     cls.config = smoke_sweep_config("test_prune_masked_mean")
     cls.sweep = study_lib.Sweep(cls.config, cls.root, f"{CONFIG}:smoke",
                                 {"data.data_dir": cls.config.data.data_dir})
-    cls.counts = cls.sweep.run(3, progress=False)
+    cls.counts = cls.sweep.run(4, progress=False)
     with open(os.path.join(cls.root, "trials.json")) as f:
       cls.trials = json.load(f)
 
@@ -137,10 +151,11 @@ class StudyTest(absltest.TestCase):
   def by_pooling(self, name):
     return next(t for t in self.trials["trials"] if t["params"]["model.pooling"] == name)
 
-  def test_one_complete_one_pruned_one_failed(self):
+  def test_two_complete_one_pruned_one_failed(self):
     self.assertEqual((self.counts["complete"], self.counts["pruned"], self.counts["failed"]),
-                     (1, 1, 1))
+                     (2, 1, 1))
     good, pruned, nan = (self.by_pooling(n) for n in ("mean_max", "masked_mean", "test_nan"))
+    self.assertEqual(self.by_pooling("masked_max")["state"], "COMPLETE")
     self.assertEqual(good["state"], "COMPLETE")
     self.assertBetween(good["value"], 0.0, 1.0)
     self.assertIsNotNone(good["test"])
@@ -155,7 +170,9 @@ class StudyTest(absltest.TestCase):
   def test_best_config_is_a_runnable_config_file(self):
     path = os.path.join(self.root, "best_config.py")
     best = space.load_config_file(path)
-    self.assertEqual(best.model.pooling, "mean_max")
+    complete = [t for t in self.trials["trials"] if t["state"] == "COMPLETE"]
+    winner = max(complete, key=lambda t: t["value"])
+    self.assertEqual(best.model.pooling, winner["params"]["model.pooling"])
     self.assertEqual(best.train.steps, 6)
     trial = space.load_config_file(path, "trial")
     self.assertEqual((trial.train.steps, trial.train.eval_every), (6, 2))
@@ -163,12 +180,12 @@ class StudyTest(absltest.TestCase):
       space.load_config_file(path, "bogus")
 
   def test_rerun_adds_no_trial_and_a_changed_space_is_refused(self):
-    counts = study_lib.Sweep(self.config, self.root).run(3, progress=False)
-    self.assertEqual(counts["done"], 3)
+    counts = study_lib.Sweep(self.config, self.root).run(4, progress=False)
+    self.assertEqual(counts["done"], 4)
     other = smoke_sweep_config("test_prune_masked_mean")
     other.sweep.space = ("model.pooling=choice(mean_max, masked_max)",)
     with self.assertRaisesRegex(ValueError, "sweep.space"):
-      study_lib.Sweep(other, self.root).run(4, progress=False)
+      study_lib.Sweep(other, self.root).run(5, progress=False)
 
   def test_report_has_every_plot_and_table(self):
     from vidrec_jax.reporting import page  # pylint: disable=g-import-not-at-top
@@ -183,15 +200,10 @@ class StudyTest(absltest.TestCase):
     study = os.path.basename(self.root)
     for key in ("training", "valid", f"{study}/history", f"{study}/intermediate",
                 f"{study}/importances", f"{study}/parallel"):
-      if key.endswith(("importances", "parallel")):
-        # One complete trial: the page says why these are missing instead of drawing nothing.
-        self.assertIsNone(plots[key], key)
-        continue
       self.assertIsNotNone(plots[key], key)
       with open(os.path.join(out, plots[key]), "rb") as f:
         self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
       self.assertIn(f'src="{plots[key]}"', text)
-    self.assertIn("needs 2 complete trials", text)
     self.assertIn("test/cold/auc", text)  # the final metric table
     self.assertIn("NonFiniteLossError", text)  # the trial table shows the failure
     for tag in ("loss/click", "loss/watch_time", "valid/cold/auc"):
@@ -229,6 +241,22 @@ class StudyTest(absltest.TestCase):
     err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     self.assertLen(err, 1)
     self.assertIn("not a run workdir", err[0])
+
+
+class StudyPlotTest(absltest.TestCase):
+
+  def test_a_plot_that_cannot_be_drawn_says_why(self):
+    from vidrec_jax.reporting import page  # pylint: disable=g-import-not-at-top
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(
+        params={"x": 0.5}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+        value=0.7))
+    s = page.Study("s", "", study, {})
+    self.assertEqual(page._study_plot(tempfile.mkdtemp(), s, "importances"),
+                     (None, "needs 2 complete trials (1 so far)"))
+    name, note = page._study_plot(out := tempfile.mkdtemp(), s, "history")
+    self.assertEqual(note, "")
+    self.assertTrue(os.path.exists(os.path.join(out, name)))
 
 
 def run_sweep(*args, log=None):

@@ -2,7 +2,8 @@ r"""Entry point: python -m vidrec_jax.main --config=configs/demo.py --workdir=DI
 
 Modes (vidrec_jax/experiment.py): `train` (prepare the dataset and caches if needed, train with
 resume, evaluate), `eval` (evaluate the latest or best checkpoint), `generate` (write the dataset
-only), `extract` (write the caches of the pretrained parts).
+only), `extract` (write the caches of the pretrained parts), `sweep` (the hyperparameter
+search of `config.sweep` with `sweep.trials` trials, as `python -m vidrec_jax.sweep`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from vidrec_jax.cli import run_errors
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints and metrics.")
-_MODE = flags.DEFINE_enum("mode", None, ["train", "eval", "generate", "extract"],
+_MODE = flags.DEFINE_enum("mode", None, ["train", "eval", "generate", "extract", "sweep"],
                           "Overrides config.mode when given.")
 _CHECKPOINT = flags.DEFINE_enum(
     "checkpoint", "latest", ["latest", "best"],
@@ -35,6 +36,23 @@ _DISTRIBUTED = flags.DEFINE_enum(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index.")
+
+def _sweep(config, workdir: str) -> None:
+  """--mode=sweep: `python -m vidrec_jax.sweep` with config.sweep.trials trials."""
+  from vidrec_jax.tuning import study  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.config_checks import ConfigError  # pylint: disable=g-import-not-at-top
+  base = config_flags.get_config_filename(flags.FLAGS["config"])
+  file, sep, arg = base.partition(":")
+  overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
+  overrides.pop("mode", None)
+  with config.unlocked():
+    config.mode = "train"  # what each trial does
+  try:
+    study.run_sweep(config, workdir, None, os.path.abspath(file) + sep + arg, overrides)
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(EXIT_BAD_CONFIG)
+
 
 def jax_process_index() -> int:
   import jax  # pylint: disable=g-import-not-at-top
@@ -72,7 +90,8 @@ def main(argv):
 
   modes = {"train": experiment.train, "generate": experiment.generate,
            "extract": experiment.extract,
-           "eval": lambda c, w: experiment.evaluate(c, w, _CHECKPOINT.value)}
+           "eval": lambda c, w: experiment.evaluate(c, w, _CHECKPOINT.value),
+           "sweep": _sweep}
   try:
     modes[config.mode](config, _WORKDIR.value)
   except run_errors() as e:

@@ -34,24 +34,6 @@ _STORAGE = flags.DEFINE_string(
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show the progress bar.")
 
 
-def run(config, workdir: str, trials: int | None = None, base_file: str = "",
-        overrides: dict | None = None, progress: bool = True) -> dict[str, int]:
-  """The sweep of `config` in `workdir`; returns the counts of finished trials."""
-  from vidrec_jax.tuning import study  # pylint: disable=g-import-not-at-top
-  sweep = study.Sweep(config, workdir, base_file, overrides)
-  try:
-    counts = sweep.run(trials or config.sweep.trials, progress)
-  except study.SweepInterrupted as e:
-    logging.warning("%s; rerun the same command to resume", e)
-    return study.counts(sweep.study())
-  print(f"sweep: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} "
-        f"failed; trials in {os.path.join(workdir, 'trials.json')}", flush=True)
-  best = os.path.join(workdir, "best_config.py")
-  if os.path.exists(best):
-    print(f"best config: {best}", flush=True)
-  return counts
-
-
 def main(argv):
   del argv
   logging.get_absl_handler().addFilter(cli.QuietLibraries())
@@ -59,6 +41,7 @@ def main(argv):
     print("error: --config and --workdir are required", file=sys.stderr)
     sys.exit(cli.EXIT_BAD_CONFIG)
   from vidrec_jax.config_checks import ConfigError  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.tuning import study  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   if _STORAGE.value is not None:
     with config.unlocked():
@@ -71,7 +54,7 @@ def main(argv):
   base = os.path.abspath(file) + sep + arg
   overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
   try:
-    run(config, _WORKDIR.value, _TRIALS.value, base, overrides, _PROGRESS.value)
+    study.run_sweep(config, _WORKDIR.value, _TRIALS.value, base, overrides, _PROGRESS.value)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(cli.EXIT_BAD_CONFIG)

@@ -26,7 +26,7 @@ from vidrec_jax.train.trainers import TRAINERS
 
 __all__ = ["ConfigError", "validate"]
 
-MODES = ("train", "eval", "generate", "extract")
+MODES = ("train", "eval", "generate", "extract", "sweep")
 DTYPES = ("float32", "bfloat16", "float16")
 
 

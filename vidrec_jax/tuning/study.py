@@ -309,7 +309,7 @@ class Sweep:
 
   def _postfix(self, bar, study, c) -> None:
     best = self.best(study)
-    bar.set_postfix(done=c["complete"], pruned=c["pruned"], failed=c["failed"],
+    bar.set_postfix(complete=c["complete"], pruned=c["pruned"], failed=c["failed"],
                     best="–" if best is None else f"{best.value:.4f}")
 
   @staticmethod
@@ -337,6 +337,23 @@ class Sweep:
     best = self.best(study)
     if best is not None:
       write_best_config(os.path.join(self.root, "best_config.py"), best, self)
+
+
+def run_sweep(config, workdir: str, trials: int | None = None, base_file: str = "",
+              overrides: dict | None = None, progress: bool = True) -> dict[str, int]:
+  """The sweep of `config` in `workdir`; returns the counts of finished trials."""
+  sweep = Sweep(config, workdir, base_file, overrides)
+  try:
+    done = sweep.run(trials or config.sweep.trials, progress)
+  except SweepInterrupted as e:
+    logging.warning("%s; rerun the same command to resume", e)
+    return counts(sweep.study())
+  print(f"sweep: {done['complete']} complete, {done['pruned']} pruned, {done['failed']} "
+        f"failed; trials in {os.path.join(workdir, 'trials.json')}", flush=True)
+  best = os.path.join(workdir, "best_config.py")
+  if os.path.exists(best):
+    print(f"best config: {best}", flush=True)
+  return done
 
 
 def _params_to_values(sweep: Sweep, params: dict[str, Any]) -> dict[str, Any]:
