@@ -272,6 +272,28 @@ def run_sweep(*args, log=None):
 
 class KillResumeTest(absltest.TestCase):
 
+  def test_two_processes_share_one_journal_study(self):
+    """Two sweeps on one journal file (as two hosts on a shared disk) split the trials."""
+    root = os.path.join(tempfile.mkdtemp(), "sweep")
+    args = [f"--config={CONFIG}:smoke", f"--workdir={root}", "--trials=3", "--storage=journal",
+            f"--config.data.data_dir={helpers.smoke_world_dir()}",
+            "--config.sweep.sampler=random", "--config.sweep.pruner=none",
+            '--config.sweep.trial=("train.steps=4", "train.eval_every=0")',
+            '--config.sweep.space=("train.learning_rate=loguniform(1e-3, 1e-2)",)']
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(2)]
+    procs = [run_sweep(*args, log=log) for log in logs]
+    for proc, log in zip(procs, logs):
+      self.assertEqual(proc.wait(timeout=600), 0, log.seek(0) or log.read()[-3000:])
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        os.path.join(root, "study.journal")))
+    trials = optuna.load_study(study_name="sweep", storage=storage).trials
+    # Each host starts a trial while fewer than 3 are finished or running elsewhere, so the
+    # two may overshoot by one between them; no trial number or workdir is shared.
+    self.assertBetween(len(trials), 3, 4)
+    self.assertTrue(all(t.state == optuna.trial.TrialState.COMPLETE for t in trials))
+    self.assertLen({t.user_attrs["workdir"] for t in trials}, len(trials))
+    self.assertLen({t.user_attrs["pid"] for t in trials}, 2)  # both processes ran trials
+
   def test_kill_9_mid_trial_then_resume(self):
     root = os.path.join(tempfile.mkdtemp(), "sweep")
     args = [f"--config={CONFIG}:smoke", f"--workdir={root}", "--trials=2",
