@@ -243,6 +243,32 @@ class StudyTest(absltest.TestCase):
     self.assertIn("not a run workdir", err[0])
 
 
+class EventsTest(absltest.TestCase):
+
+  def test_scalars_round_trip_and_a_cut_file_keeps_what_is_whole(self):
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.reporting import events  # pylint: disable=g-import-not-at-top
+    workdir = tempfile.mkdtemp()
+    writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    for step in (1, 2, 3):
+      writer.add_scalar("loss", 1.0 / step, step)
+      writer.add_scalar("valid/all/auc", 0.5 + step / 10, step)
+    writer.add_scalar("loss", 0.25, 3)  # a resumed run writes step 3 again: the later wins
+    writer.close()
+    scalars = events.read_scalars(workdir)
+    self.assertEqual([s for s, _ in scalars["loss"]], [1, 2, 3])
+    self.assertAlmostEqual(scalars["loss"][-1][1], 0.25)
+    self.assertAlmostEqual(scalars["valid/all/auc"][1][1], 0.7, places=6)
+    path = os.path.join(workdir, "tensorboard", os.listdir(os.path.join(workdir,
+                                                                         "tensorboard"))[0])
+    with open(path, "rb+") as f:  # a kill mid-write: the last record cut short
+      f.truncate(os.path.getsize(path) - 5)
+    cut = events.read_scalars(workdir)
+    self.assertEqual(cut["valid/all/auc"], scalars["valid/all/auc"])
+    self.assertEqual([s for s, _ in cut["loss"]], [1, 2, 3])
+    self.assertAlmostEqual(cut["loss"][-1][1], 1 / 3, places=6)  # the rewrite was cut off
+
+
 class StudyPlotTest(absltest.TestCase):
 
   def test_a_plot_that_cannot_be_drawn_says_why(self):

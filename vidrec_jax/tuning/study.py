@@ -57,8 +57,8 @@ PRUNERS.register("none", lambda s: optuna.pruners.NopPruner())
 
 
 class SweepInterrupted(BaseException):
-  """The sweep was asked to stop (SIGTERM) mid-trial; the trial stays RUNNING so that the
-  next run of the same command re-runs it from its checkpoint."""
+  """The sweep was asked to stop (SIGTERM, Ctrl-C) mid-trial; the trial stays RUNNING so that
+  the next run of the same command re-runs it from its checkpoint."""
 
 
 def _value(text: str) -> Any:
@@ -271,6 +271,10 @@ class Sweep:
       return float(value)
     except optuna.TrialPruned:
       raise
+    except KeyboardInterrupt:
+      # Ctrl-C: leave the trial RUNNING, so that the next run re-runs it from its checkpoint
+      # (optuna would record it as failed).
+      raise SweepInterrupted(f"trial {trial.number} interrupted") from None
     except Exception as e:
       trial.set_user_attr("error", _one_line(e))
       logging.warning("trial %d failed: %s", trial.number, _one_line(e))
