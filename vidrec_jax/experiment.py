@@ -5,6 +5,7 @@ registered trainer, build the evaluators of `config.evals`, and hand them to the
   eval      evaluate the latest (or best) checkpoint
   generate  write the dataset only
   extract   write the caches of the pretrained parts (backbone features, title embeddings)
+  rl        the RL experiment: simulator, logged slates, REINFORCE policies (vidrec_jax/rl/)
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   """Trains with the registered trainer `config.train.trainer` (resuming from the latest
   checkpoint in workdir), then evaluates; returns the metrics. `on_eval(step, valid)` sees
   every periodic evaluation (vidrec_jax/train/runner.py)."""
+  if TRAINERS.get(config.train.trainer).runs_experiment:
+    return rl(config, workdir)
   if _has_checkpoint(workdir):
     config_io.check(workdir, config)
   distributed.host0_then_barrier("vidrec_config_written",
@@ -59,6 +62,13 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     _log_start(ctx)
   trainer = TRAINERS.get(config.train.trainer)(ctx)
   return runner.run(trainer, Evaluation(ctx, config.evals), workdir, on_eval)
+
+
+def rl(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The RL experiment of `config.rl` (vidrec_jax/rl/experiment.py): logs, policies trained
+  with the registered `reinforce` trainer, simulator returns, WORKDIR/eval/rl.json."""
+  from vidrec_jax.rl import experiment as rl_experiment  # pylint: disable=g-import-not-at-top
+  return rl_experiment.run(config, workdir)
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"

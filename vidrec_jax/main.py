@@ -3,7 +3,8 @@ r"""Entry point: python -m vidrec_jax.main --config=configs/demo.py --workdir=DI
 Modes (vidrec_jax/experiment.py): `train` (prepare the dataset and caches if needed, train with
 resume, evaluate), `eval` (evaluate the latest or best checkpoint), `generate` (write the dataset
 only), `extract` (write the caches of the pretrained parts), `sweep` (the hyperparameter
-search of `config.sweep` with `sweep.trials` trials, as `python -m vidrec_jax.sweep`).
+search of `config.sweep` with `sweep.trials` trials, as `python -m vidrec_jax.sweep`), `rl`
+(the reinforcement-learning experiment of `config.rl`: configs/rl.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from vidrec_jax.cli import run_errors
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints and metrics.")
-_MODE = flags.DEFINE_enum("mode", None, ["train", "eval", "generate", "extract", "sweep"],
+_MODE = flags.DEFINE_enum("mode", None, ["train", "eval", "generate", "extract", "sweep", "rl"],
                           "Overrides config.mode when given.")
 _CHECKPOINT = flags.DEFINE_enum(
     "checkpoint", "latest", ["latest", "best"],
@@ -91,7 +92,7 @@ def main(argv):
   modes = {"train": experiment.train, "generate": experiment.generate,
            "extract": experiment.extract,
            "eval": lambda c, w: experiment.evaluate(c, w, _CHECKPOINT.value),
-           "sweep": _sweep}
+           "sweep": _sweep, "rl": experiment.rl}
   try:
     modes[config.mode](config, _WORKDIR.value)
   except run_errors() as e:

@@ -26,7 +26,7 @@ from vidrec_jax.train.trainers import TRAINERS
 
 __all__ = ["ConfigError", "validate"]
 
-MODES = ("train", "eval", "generate", "extract", "sweep")
+MODES = ("train", "eval", "generate", "extract", "sweep", "rl")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -111,6 +111,8 @@ def _validate_train(c: ml_collections.ConfigDict, source: datasets.DatasetSource
     check(c.model.name in cls.models, f"evals.{name}.type", entry.type,
           f"it evaluates the models {', '.join(cls.models)}, not model.name={c.model.name!r}")
     cls.check(f"evals.{name}", source, **evaluator_kwargs(cls, name, entry))
+  if TRAINERS.get(t.trainer).runs_experiment:
+    return  # its experiment evaluates (and checks train.best_metric) itself
   valid_evaluated = any("splits" in e and "valid" in e.splits for e in c.evals.values())
   check(not t.best_metric or (t.best_metric.split("/")[0] == "valid" and valid_evaluated),
         "train.best_metric", t.best_metric, "must be '' (off) or a valid-split metric such as "
@@ -133,3 +135,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_model(config, source)
   _validate_train(config, source)
   _validate_mesh(config)
+  if config.mode == "rl" or TRAINERS.get(config.train.trainer).runs_experiment:
+    from vidrec_jax.rl import experiment  # pylint: disable=g-import-not-at-top
+    experiment.validate(config)

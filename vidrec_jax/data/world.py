@@ -4,8 +4,10 @@ Every video has latent factors that show in its pixels: appearance (palette, sha
 texture) and motion (direction, speed, rotation).  Users belong to taste segments and have
 latent tastes over those factors; some tastes are visible only in appearance (palette, shape)
 and some only in motion (direction, speed), so a frame-by-frame encoder cannot recover all of
-the signal.  Impressions are logged in slates with position bias and label noise, and
-`World.oracle_logit` gives the true (position-free) click logit for any (user, video) pair.
+the signal.  Impressions are logged in slates with position bias and label noise; the user response
+model (vidrec_jax/rl/response.py, shared with the RL simulator) turns them into clicks, watch
+time and likes.  `World.oracle_logit` gives the true (position-free) click logit for any (user,
+video) pair.
 
 Everything is a deterministic function of the seed and the world ConfigDict.
 """
@@ -16,6 +18,8 @@ import dataclasses
 
 import ml_collections
 import numpy as np
+
+from vidrec_jax.rl import response
 
 PALETTE = np.array(
     [[230, 40, 40], [40, 200, 60], [50, 80, 240], [240, 220, 40], [220, 60, 220], [40, 220, 230],
@@ -153,6 +157,10 @@ class World:
     """True click probability of a user examining the video (before position bias and noise)."""
     return (1.0 / (1.0 + np.exp(-self.oracle_logit(users, videos)))).astype(np.float32)
 
+  def durations(self) -> np.ndarray:
+    """(num_videos,) float32 length of each video in seconds."""
+    return np.array([v.num_frames for v in self.videos], np.float32) / self.config.fps
+
   @property
   def train_end(self) -> float:
     """The first moment after the training period, in seconds."""
@@ -189,15 +197,16 @@ class World:
     timestamp = np.repeat(slate_t, c.slate_size) + position * 0.5
     n = video.size
     logit = self.oracle_logit(user, video)
-    p_click = 1.0 / (1.0 + np.exp(-logit))
-    examine = (1.0 + position) ** (-c.position_bias_power)
+    p_click = response.click_probability(logit)
+    examine = response.examination(position, c.position_bias_power)
     click = rng.random(n) < p_click * examine
     flip = rng.random(n) < c.label_noise
     click = np.where(flip, ~click, click)
-    duration = np.array([v.num_frames for v in self.videos], np.float32)[video] / c.fps
-    frac = 1.0 / (1.0 + np.exp(-(self.affinity(user, video) + rng.normal(0, 0.5, n))))
+    duration = self.durations()[video]
+    frac = response.watch_share(self.affinity(user, video),
+                                rng.normal(0, response.WATCH_NOISE_STD, n))
     watch = np.where(click, duration * frac, 0.0).astype(np.float32)
-    like_p = 1.0 / (1.0 + np.exp(-(2.0 * self.affinity(user, video) - 2.0)))
+    like_p = response.like_probability(self.affinity(user, video))
     like = click & (rng.random(n) < like_p)
     order = np.argsort(timestamp, kind="stable")
     out = dict(user_id=user, video_id=video, timestamp=timestamp, position=position,

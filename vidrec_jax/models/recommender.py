@@ -247,6 +247,7 @@ def reads_history(cfg) -> bool:
 
 MODELS.register("two_tower", TwoTowerRecommender)
 MODELS.register("sequential", SequentialRecommender)
+from vidrec_jax.rl import model as _policy_model  # noqa: E402,F401  pylint: disable=g-import-not-at-top  registers "policy"
 
 
 def build(cfg, num_users: int, num_videos: int, rngs: nnx.Rngs):

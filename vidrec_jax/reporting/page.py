@@ -99,7 +99,7 @@ def _load_study(name: str, path: str) -> Study:
 # --- plots -----------------------------------------------------------------------------------
 
 
-def _plt():
+def pyplot():
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -110,7 +110,7 @@ def _curve_plot(out: str, runs: list[Run], tags: list[str], title: str) -> str |
   """One panel per tag, one line per run; returns the PNG's file name (None when no tag)."""
   if not tags:
     return None
-  plt = _plt()
+  plt = pyplot()
   cols = min(3, len(tags))
   rows = math.ceil(len(tags) / cols)
   fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
@@ -162,7 +162,7 @@ def _study_plot(out: str, study: Study, kind: str) -> tuple[str | None, str]:
   import optuna  # pylint: disable=g-import-not-at-top
   from optuna.visualization import matplotlib as ovm  # pylint: disable=g-import-not-at-top
   import warnings  # pylint: disable=g-import-not-at-top
-  plt = _plt()
+  plt = pyplot()
   fn = {"history": ovm.plot_optimization_history,
         "intermediate": ovm.plot_intermediate_values,
         "importances": ovm.plot_param_importances,

@@ -21,6 +21,9 @@ class Trainer(abc.ABC):
   mesh: abstract state, shardings, init) is the context's unless a trainer sets its own."""
 
   models: ClassVar[tuple[str, ...]] = ("two_tower",)  # the registered models it can train
+  # True: the trainer runs inside an experiment of its own that builds its context (the RL
+  # experiment, vidrec_jax/rl/experiment.py), not on a dataset's Context.
+  runs_experiment: ClassVar[bool] = False
 
   def __init__(self, ctx):
     self.ctx, self.config, self.setup = ctx, ctx.config, ctx.setup
@@ -53,4 +56,5 @@ TRAINERS: Registry[type[Trainer]] = Registry("trainer")
 
 # Registered trainers (each module registers itself on import).
 from vidrec_jax.train.trainers import next_item  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+from vidrec_jax.train.trainers import reinforce  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from vidrec_jax.train.trainers import supervised  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -1,0 +1,192 @@
+"""The RL experiment end to end at smoke size: `--mode=rl` writes rl.json with every policy's
+simulated return and spread, a resumed run continues identically, the policy trains on a
+sharded 8-device mesh, the behaviour head learns the logged propensities, and a bad `rl`
+section is one error line."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import jax
+import numpy as np
+from absl.testing import absltest
+
+from tests import helpers
+from vidrec_jax import experiment
+from vidrec_jax import files
+from vidrec_jax import validate
+from vidrec_jax.rl import experiment as rl_experiment
+
+
+def _config(arg="smoke", **rl):
+  c = helpers.load_config(arg, "rl.py")
+  c.rl.update(rl)
+  return c
+
+
+def _metrics(workdir, seed, policy):
+  return files.read_json(os.path.join(workdir, f"seed_{seed}", policy, "eval", "metrics.json"))
+
+
+class ExperimentTest(absltest.TestCase):
+
+  def test_rl_json_has_every_policy_with_its_spread(self):
+    wd = tempfile.mkdtemp()
+    c = _config()
+    experiment.train(c, wd)  # train.trainer=reinforce runs the RL experiment
+    out = files.read_json(os.path.join(wd, "eval", "rl.json"))
+    self.assertEqual(out["seeds"], [0, 1])
+    for p in ("random", "greedy", "reinforce", "reinforce_offpolicy", "reinforce_topk"):
+      per_seed = [_metrics(wd, s, p)["test/return"] for s in (0, 1)]
+      self.assertAlmostEqual(out[f"return/{p}"], np.mean(per_seed), places=5)
+      self.assertAlmostEqual(out[f"return/{p}/std"], np.std(per_seed, ddof=1), places=5)
+      self.assertGreater(out[f"return/{p}"], 0.0)
+      self.assertIn(f"snips/{p}", out)
+    self.assertAlmostEqual(out["gain/greedy"], 0.0)
+    self.assertTrue(os.path.getsize(os.path.join(wd, "eval", "rl_returns.png")) > 1000)
+    self.assertTrue(os.path.exists(os.path.join(wd, "seed_0", "logs_train.npz")))
+
+  def test_a_resumed_run_continues_identically(self):
+    kw = dict(seeds=(0,), policies=("reinforce_topk",))
+    straight, resumed = tempfile.mkdtemp(), tempfile.mkdtemp()
+    c = _config(**kw)
+    c.train.update(steps=6, checkpoint_every=3, eval_every=0, early_stopping=0)
+    rl_experiment.run(c, straight)
+    c3 = _config(**kw)
+    c3.train.update(steps=3, checkpoint_every=3, eval_every=0, early_stopping=0)
+    rl_experiment.run(c3, resumed)
+    self.assertTrue(os.path.isdir(os.path.join(resumed, "seed_0", "reinforce_topk",
+                                               "checkpoints", "3")))
+    rl_experiment.run(c, resumed)  # train.steps may grow on resume: steps 4-6 from step 3
+    a, b = _metrics(straight, 0, "reinforce_topk"), _metrics(resumed, 0, "reinforce_topk")
+    for k in ("test/return", "test/ips", "test/snips", "valid/return"):
+      self.assertEqual(a[k], b[k], k)
+
+  def test_trains_on_a_sharded_mesh(self):
+    self.assertEqual(jax.device_count(), 8)
+    kw = dict(seeds=(0,), policies=("reinforce_topk",))
+    flat, sharded = _config(**kw), _config(**kw)
+    sharded.mesh.shape.update(data=2, fsdp=2, model=2)
+    wd_flat, wd_sharded = tempfile.mkdtemp(), tempfile.mkdtemp()
+    rl_experiment.run(flat, wd_flat)
+    rl_experiment.run(sharded, wd_sharded)
+    a, b = _metrics(wd_flat, 0, "reinforce_topk"), _metrics(wd_sharded, 0, "reinforce_topk")
+    self.assertAlmostEqual(a["test/ips"], b["test/ips"], delta=1e-3 * abs(a["test/ips"]))
+
+
+class BehaviourHeadTest(absltest.TestCase):
+
+  def test_the_estimated_behaviour_tracks_the_logged_propensities(self):
+    from vidrec_jax.rl import simulator as sim_lib  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.train.state import Setup  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.train.trainers import reinforce  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.data import world as world_lib  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.data.datasets import synthetic  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.rl import logs as logs_lib  # pylint: disable=g-import-not-at-top
+    c = _config("smoke,estimated", seeds=(0,))
+    c.rl.log_sessions = 6
+    c.train.update(steps=300, learning_rate=1e-2)
+    c.mesh.shape.update(data=1)
+    sim = sim_lib.Simulator(world_lib.World(synthetic.world_args(c.data.dataset)),
+                            sim_lib.SimArgs.from_config(c.rl.simulator))
+    logs = logs_lib.collect(sim, logs_lib.behaviour_policy(sim, 1.0), sim.initial_histories,
+                            6, 0.9, jax.random.PRNGKey(0))
+    setup = Setup(c, 1, sim.num_videos, mesh_lib.make_mesh(c.mesh, jax.devices()[:1]))
+    trainer = reinforce.ReinforceTrainer(reinforce.RLContext(
+        c, setup, logs, rl_experiment.catalog_arrays(sim, logs)))
+    state, step = setup.init(0), trainer.step_fn()
+    batches = trainer.batches(0, None)
+    first = None
+    for _ in range(c.train.steps):
+      state, m = step(state, next(batches))
+      first = first if first is not None else float(m["loss/behaviour"])
+    self.assertLess(float(m["loss/behaviour"]), first - 0.3)
+    b = reinforce.batch_of(logs, np.arange(len(logs)), "clicked")
+    model = setup.model(state.params)
+    _, states = model.logits(b, trainer.catalog)
+    est = jax.nn.softmax(model.behaviour_logits(states, trainer.catalog), -1)
+    est = np.take_along_axis(np.asarray(est), b["slate"], 1).ravel()
+    corr = np.corrcoef(np.log(est), np.log(logs.beta.ravel()))[0, 1]
+    self.assertGreater(corr, 0.4)
+
+
+class PolicyModelTest(absltest.TestCase):
+
+  def test_cold_videos_get_logits_from_content_and_slates_never_repeat(self):
+    from vidrec_jax.data import world as world_lib  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.data.datasets import synthetic  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.rl import evaluation  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.rl import logs as logs_lib  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.rl import simulator as sim_lib  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.train.state import Setup  # pylint: disable=g-import-not-at-top
+    c = _config()
+    sim = sim_lib.Simulator(world_lib.World(synthetic.world_args(c.data.dataset)),
+                            sim_lib.SimArgs.from_config(c.rl.simulator))
+    logs = logs_lib.collect(sim, logs_lib.behaviour_policy(sim, 1.0), sim.initial_histories,
+                            2, 0.9, jax.random.PRNGKey(0))
+    catalog = rl_experiment.catalog_arrays(sim, logs)
+    n = sim.num_videos
+    self.assertTrue((catalog["row"][sim.cold] == n).all())  # cold: the OOV row
+    setup = Setup(c, 1, n, mesh_lib.make_mesh(c.mesh, jax.devices()[:1]))
+    params = setup.init(0).params
+    hist = jax.numpy.asarray(logs.final_histories[:4], jax.numpy.int32)
+    logits = np.asarray(setup.model(params).logits(
+        {"history": hist, "history_mask": (hist >= 0).astype(np.float32)}, catalog)[0])
+    cold = np.flatnonzero(sim.cold)
+    self.assertTrue(np.isfinite(logits).all())
+    self.assertGreater(len(np.unique(np.round(logits[0, cold], 6))), 1)  # content tells apart
+    for serving in ("top_k", "sample"):
+      policy = evaluation.model_policy(setup, sim.args.slate_size, serving)[0]
+      _, out = sim.rollout(policy, sim.reset(np.arange(sim.num_users), logs.final_histories),
+                           jax.random.PRNGKey(0), (params, catalog))
+      out = jax.device_get(out)
+      for b in range(sim.num_users):
+        self.assertEqual(len(set(out["slate"][0, b].tolist())), sim.args.slate_size)
+        clicked = out["video"][:, b][out["video"][:, b] >= 0]
+        self.assertEqual(len(clicked), len(set(clicked.tolist())))
+
+
+class ValidationTest(absltest.TestCase):
+
+  def test_bad_sections_are_named(self):
+    for field, value, message in (
+        ("correction", "clipped", "config.rl.correction='clipped' is not allowed; allowed: "
+         "supervised, none, standard, topk"),
+        ("policies", ("greedy", "ppo"), "config.rl.policies=('greedy', 'ppo') is not allowed"),
+        ("behaviour", "estimated", "needs model.estimate_behaviour=True"),
+        ("weight_cap", 0.0, "config.rl.weight_cap=0.0 is not allowed")):
+      c = _config(**{field: value})
+      with self.assertRaisesRegex(validate.ConfigError, message.replace("(", r"\(").replace(
+          ")", r"\)")):
+        validate.validate(c)
+    c = _config()
+    c.train.best_metric = "valid/all/auc"
+    with self.assertRaisesRegex(validate.ConfigError, "config.train.best_metric='valid/all/auc' "
+                                "is not allowed; '' \\(off\\) or a simulated valid metric: "
+                                "valid/return"):
+      validate.validate(c)
+    c = _config()
+    c.rl.simulator.budget_seconds = 3.0
+    with self.assertRaisesRegex(validate.ConfigError, "rl.simulator: unknown argument"):
+      validate.validate(c)
+    c = _config()
+    c.data.dataset.num_palettes = 4
+    with self.assertRaisesRegex(validate.ConfigError, "model.content_width=15 is not allowed; "
+                                "must be the world's factor width 13"):
+      validate.validate(c)
+
+  def test_cli_error_is_one_line(self):
+    proc = subprocess.run(
+        [sys.executable, "-m", "vidrec_jax.main", "--config=configs/rl.py:smoke",
+         "--config.rl.discount=1.5", f"--workdir={tempfile.mkdtemp()}"],
+        cwd=helpers.REPO, capture_output=True, text=True, timeout=300)
+    self.assertEqual(proc.returncode, 2, proc.stderr[-2000:])
+    self.assertEqual(proc.stderr.strip().splitlines()[-1],
+                     "error: config.rl.discount=1.5 is not allowed; must be in [0, 1]")
+
+
+if __name__ == "__main__":
+  absltest.main()

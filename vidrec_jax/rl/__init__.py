@@ -1,0 +1,1 @@
+"""Reinforcement learning for long-term satisfaction: user simulator, logged slates, REINFORCE."""

@@ -1,0 +1,86 @@
+"""REINFORCE on logged slates with the corrections of Chen et al. (WSDM 2019, "Top-K
+Off-Policy Correction for a REINFORCE Recommender System"), and off-policy value estimates.
+
+For a logged step with state s, an action a (the clicked video; or, with `rl.actions='slate'`,
+each video of the slate shown), behaviour propensity beta(a|s) and discounted return-to-go R
+from the step, the loss is -w * log pi(a|s), with the weight w (no gradient through it) by
+`correction`:
+
+  supervised  1                                    (the click model: the greedy ranker)
+  none        R                                    (REINFORCE, no correction)
+  standard    min(pi/beta, cap) * R                (off-policy correction, capped weights)
+  topk        min(pi/beta, cap) * K (1-pi)^(K-1) * R   (top-K off-policy correction)
+
+The top-K factor is the derivative of the chance 1 - (1 - pi)^K that a video is among K draws
+from pi: it vanishes as pi(a) -> 1, so a policy that shows K videos keeps mass on the next ones
+instead of piling it all on the best one. Importance weights are first-order (per step, not
+products over the session), as in the paper.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+CORRECTIONS = ("supervised", "none", "standard", "topk")
+
+
+def capped_ratio(pi: jax.Array, beta: jax.Array, cap: float) -> jax.Array:
+  """min(pi / beta, cap); a zero propensity counts as the cap."""
+  return jnp.minimum(pi / jnp.maximum(beta, 1e-30), cap)
+
+
+def topk_factor(pi: jax.Array, k: int) -> jax.Array:
+  """lambda_K = K (1 - pi)^(K - 1)."""
+  return k * (1.0 - pi) ** (k - 1)
+
+
+def weights(correction: str, pi: jax.Array, beta: jax.Array, ret: jax.Array, cap: float,
+            k: int) -> jax.Array:
+  """The per-example REINFORCE weight of `correction` (see the module docstring)."""
+  pi, beta, ret = (jax.lax.stop_gradient(x) for x in (pi, beta, ret))
+  if correction == "supervised":
+    return jnp.ones_like(ret)
+  if correction == "none":
+    return ret
+  if correction == "standard":
+    return capped_ratio(pi, beta, cap) * ret
+  if correction == "topk":
+    return capped_ratio(pi, beta, cap) * topk_factor(pi, k) * ret
+  raise ValueError(f"unknown correction {correction!r}; allowed: {', '.join(CORRECTIONS)}")
+
+
+def reinforce_loss(logits: jax.Array, action: jax.Array, beta: jax.Array, ret: jax.Array,
+                   mask: jax.Array, correction: str, cap: float, k: int
+                   ) -> tuple[jax.Array, dict]:
+  """Mean over the masked actions of -w * log pi(a|s). logits (B, N); action, beta, ret and
+  mask (B,) for one action per state, or (B, A) for A actions per state (a whole slate)."""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  shape = action.shape
+  logp_a = jnp.take_along_axis(logp, action.reshape(shape[0], -1), axis=1).reshape(shape)
+  pi = jnp.exp(logp_a)
+  w = weights(correction, pi, beta, ret, cap, k) * mask
+  n = jnp.maximum(mask.sum(), 1.0)
+  ratio = capped_ratio(jax.lax.stop_gradient(pi), beta, np.inf)
+  stats = {"weight_mean": w.sum() / n, "pi_action": (pi * mask).sum() / n,
+           "capped_share": ((ratio > cap) * mask).sum() / n}
+  return -(w * logp_a).sum() / n, stats
+
+
+def inclusion(p: np.ndarray, k: int) -> np.ndarray:
+  """Chance that a video of single-draw probability p is among K draws: 1 - (1 - p)^K."""
+  return 1.0 - (1.0 - np.asarray(p, np.float64)) ** k
+
+
+def off_policy_values(pi_a: np.ndarray, beta_a: np.ndarray, reward: np.ndarray,
+                      num_sessions: int, k: int) -> dict[str, float]:
+  """IPS and SNIPS estimates of a policy's average session return from logged clicks: pi_a and
+  beta_a are the target and behaviour single-draw probabilities of each clicked video, reward
+  its watch time. Weights compare the chances of being in a K-slate, inclusion(pi) /
+  inclusion(beta); SNIPS normalises them to mean one over the logged clicks."""
+  w = inclusion(pi_a, k) / np.maximum(inclusion(beta_a, k), 1e-30)
+  r = np.asarray(reward, np.float64)
+  ips = float((w * r).sum() / num_sessions)
+  snips = float((w * r).sum() / max(w.sum(), 1e-30) * len(r) / num_sessions)
+  return {"ips": ips, "snips": snips, "weight_max": float(w.max(initial=0.0))}

@@ -1,0 +1,163 @@
+"""`reinforce`: a softmax policy over the corpus trained with REINFORCE on logged slates
+(vidrec_jax/rl/), with the correction of `config.rl.correction` (rl/losses.py). Batches are
+logged steps (history, clicked video, behaviour propensity, return-to-go); batch i is a pure
+function of i, so a resumed run continues with the same batches.
+
+This trainer runs inside the RL experiment (vidrec_jax/rl/experiment.py: `--mode=rl`, or
+`--mode=train` with `train.trainer=reinforce`), which builds its context: the logs, the
+catalog and the model setup on the mesh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from vidrec_jax.data.datasets.schema import DataError
+from vidrec_jax.rl import losses
+from vidrec_jax.rl.logs import Logs
+from vidrec_jax.train import checkpointing
+from vidrec_jax.train.state import Setup
+from vidrec_jax.train.state import TrainState
+from vidrec_jax.train.trainers import TRAINERS
+from vidrec_jax.train.trainers import Trainer
+
+
+@dataclasses.dataclass
+class RLContext:
+  """What the trainer needs: the run's config, the model setup, the training logs and the
+  per-catalog arrays (vocabulary rows and content factors, row = video id)."""
+
+  config: object
+  setup: Setup
+  logs: Logs
+  catalog: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class StepArgs:
+  correction: str
+  weight_cap: float
+  slate_size: int
+  estimated: bool  # the behaviour propensities come from the model's behaviour head
+
+
+def reinforce_losses(setup: Setup, a: StepArgs, params: dict, batch: dict, catalog: dict,
+                     key: jax.Array | None) -> tuple[jax.Array, dict]:
+  model = setup.model(setup.stop_frozen(params))
+  logits, states = model.logits(batch, catalog, key=key)
+  action = jnp.maximum(batch["action"], 0)  # (B, A)
+  beta, extra, stats = batch["beta"], 0.0, {}
+  if a.estimated:
+    logp_b = jax.nn.log_softmax(model.behaviour_logits(states, catalog), axis=-1)
+    shown = jnp.take_along_axis(logp_b, batch["slate"], axis=1)  # each shown video is a draw
+    extra = -shown.mean()
+    beta = jnp.exp(jnp.take_along_axis(logp_b, action, axis=1))
+    stats["behaviour"] = extra
+  ret = jnp.broadcast_to(batch["ret"][:, None], action.shape)
+  loss, more = losses.reinforce_loss(logits, action, beta, ret, batch["mask"], a.correction,
+                                     a.weight_cap, a.slate_size)
+  stats.update(more, policy=loss)
+  return loss + extra, stats
+
+
+def reinforce_step(setup: Setup, a: StepArgs, state: TrainState, batch: dict, catalog: dict
+                   ) -> tuple[TrainState, dict]:
+  key = jax.random.fold_in(state.rng, state.step)
+  (loss, stats), grads = jax.value_and_grad(
+      lambda p: reinforce_losses(setup, a, p, batch, catalog, key), has_aux=True)(state.params)
+  updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {"loss": loss, **{f"loss/{k}": v for k, v in stats.items()},
+             "grad_norm": optax.global_norm(grads)}
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+ACTIONS = ("clicked", "slate")
+
+
+def batch_of(logs: Logs, rows: np.ndarray, actions: str) -> dict[str, np.ndarray]:
+  """The step inputs of logged rows. `actions`: 'clicked' (one action per step, the clicked
+  video, masked out on steps without a click: the logged-interaction form of Chen et al.), or
+  'slate' (every shown video is an action credited with the step's return, so a slate that
+  ends a session early is blamed whatever was clicked)."""
+  video, hist, slate = logs.video[rows], logs.history[rows], logs.slate[rows]
+  clicked = video >= 0
+  out = {"history": hist, "history_mask": (hist >= 0).astype(np.float32), "ret": logs.ret[rows],
+         "clicked": clicked.astype(np.float32), "slate": slate}
+  if actions == "slate":
+    return dict(out, action=slate, beta=logs.beta[rows], mask=np.ones(slate.shape, np.float32))
+  if actions != "clicked":
+    raise ValueError(f"unknown rl.actions {actions!r}; allowed: {', '.join(ACTIONS)}")
+  pos = np.maximum(logs.choice[rows], 0)
+  beta = np.take_along_axis(logs.beta[rows], pos[:, None], axis=1)[:, 0]
+  return dict(out, action=np.where(clicked, video, 0)[:, None],
+              beta=np.where(clicked, beta, 1.0)[:, None], mask=clicked[:, None].astype(np.float32))
+
+
+@functools.cache
+def _jitted_step(setup: Setup, a: StepArgs):
+  """One compiled step per (setup, arguments): the RL experiment's seeds share it."""
+  return jax.jit(functools.partial(reinforce_step, setup, a),
+                 in_shardings=(setup.state_shardings, None, None),
+                 out_shardings=(setup.state_shardings, None), donate_argnums=(0,))
+
+
+@TRAINERS.register("reinforce")
+class ReinforceTrainer(Trainer):
+  """Batches of logged steps; one step of `reinforce_step` each."""
+
+  models = ("policy",)
+  runs_experiment = True
+
+  def __init__(self, ctx: RLContext):
+    super().__init__(ctx)
+    self.logs = ctx.logs
+    r = self.config.rl
+    self.args = StepArgs(r.correction, float(r.weight_cap), r.simulator.slate_size,
+                         r.behaviour == "estimated")
+    # The supervised click model learns from clicks whatever rl.actions says.
+    self.actions = "clicked" if r.correction == "supervised" else r.actions
+    repl = NamedSharding(self.setup.mesh, PartitionSpec())
+    self.catalog = jax.tree.map(lambda x: jax.device_put(x, repl), ctx.catalog)
+    self.steps_per_epoch = len(self.logs) // self.config.data.batch_size
+    if self.steps_per_epoch == 0:
+      raise DataError(f"the logs hold {len(self.logs)} steps, fewer than data.batch_size="
+                      f"{self.config.data.batch_size}; log more sessions (rl.log_sessions)")
+
+  def position(self, step: int) -> dict:
+    d = self.config.data
+    return checkpointing.data_position(step, d.batch_size, d.shuffle_seed)
+
+  def rows(self, index: int) -> np.ndarray:
+    """The logged rows of batch `index`: epoch permutations seeded by (shuffle_seed, epoch)."""
+    b = self.config.data.batch_size
+    epoch, i = divmod(index, self.steps_per_epoch)
+    perm = np.random.default_rng([self.config.data.shuffle_seed, epoch]).permutation(
+        len(self.logs))
+    return perm[i * b:(i + 1) * b]
+
+  def batches(self, start_step, saved_position):
+    i = checkpointing.check_data_position(saved_position, self.position(start_step))
+    pc, pi = jax.process_count(), jax.process_index()
+    local = self.config.data.batch_size // pc
+    while True:
+      b = batch_of(self.logs, self.rows(i), self.actions)
+      yield {k: v[pi * local:(pi + 1) * local] for k, v in b.items()}
+      i += 1
+
+  def step_fn(self):
+    fn = _jitted_step(self.setup, self.args)
+    return lambda state, batch: fn(state, batch, self.catalog)
+
+  def observe(self, batch):
+    return float(batch["mask"].sum())
+
+  def totals(self):
+    return {"steps_per_epoch": float(self.steps_per_epoch)}
