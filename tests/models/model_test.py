@@ -34,7 +34,7 @@ class ModelTest(absltest.TestCase):
     cfg = self.config.model
     cfg.name = "nope"
     with self.assertRaisesRegex(UnknownNameError,
-                                "unknown model 'nope'; registered: sequential, two_tower"):
+                                "unknown model 'nope'; registered: policy, sequential, two_tower"):
       recommender.build(cfg, 3, 3, nnx.Rngs(0))
     cfg.name = "two_tower"
     cfg.frame_encoder.name = "resnet9000"
