@@ -63,6 +63,19 @@ class ExperimentTest(absltest.TestCase):
     for k in ("test/return", "test/ips", "test/snips", "valid/return"):
       self.assertEqual(a[k], b[k], k)
 
+  def test_an_early_stopped_run_is_not_trained_on_by_a_rerun(self):
+    c = _config(seeds=(0,), policies=("reinforce_topk",))
+    c.train.update(steps=12, eval_every=1, early_stopping=1, checkpoint_every=100)
+    wd = tempfile.mkdtemp()
+    rl_experiment.run(c, wd)
+    first = _metrics(wd, 0, "reinforce_topk")
+    self.assertLess(first["train/last_step"], 12)  # stopped early
+    ckpts = os.path.join(wd, "seed_0", "reinforce_topk", "checkpoints")
+    saved = sorted(os.listdir(ckpts))
+    rl_experiment.run(c, wd)
+    self.assertEqual(sorted(os.listdir(ckpts)), saved)  # nothing trained or saved since
+    self.assertEqual(_metrics(wd, 0, "reinforce_topk"), first)
+
   def test_trains_on_a_sharded_mesh(self):
     self.assertEqual(jax.device_count(), 8)
     kw = dict(seeds=(0,), policies=("reinforce_topk",))

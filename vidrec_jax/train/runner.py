@@ -93,6 +93,7 @@ class _Log:
 
 
 OnEval = Callable[[int, dict[str, float]], None]
+EARLY_STOPPED = "early_stopped"  # data-position key of the checkpoint an early stop saved
 
 
 def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = None
@@ -114,12 +115,18 @@ def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = 
     restored = ckpt.restore(setup.abstract_state)
     state, start = ((setup.init(config.seed), 0) if restored is None
                     else (restored.state, restored.step))
-    batches = trainer.batches(start, restored and restored.data)
-    try:
-      state, stopped_at, last = _loop(trainer, evaluation, state, start, batches, ckpt,
-                                      summaries, preemption, on_eval)
-    finally:
-      pipeline.close(batches)  # loader workers stop before evaluation needs the CPU
+    if t.early_stopping and restored is not None and (restored.data or {}).get(EARLY_STOPPED):
+      # The run had stopped early: a rerun reports the same best checkpoint, it does not
+      # train on (which would also reset the count of evaluations without improvement).
+      logging.info("the run stopped early at step %d; evaluating its best checkpoint", start)
+      stopped_at, last = None, start
+    else:
+      batches = trainer.batches(start, restored and restored.data)
+      try:
+        state, stopped_at, last = _loop(trainer, evaluation, state, start, batches, ckpt,
+                                        summaries, preemption, on_eval)
+      finally:
+        pipeline.close(batches)  # loader workers stop before evaluation needs the CPU
     if stopped_at is not None:
       return {"preempted_at_step": float(stopped_at)}
     if t.early_stopping:
@@ -213,7 +220,8 @@ def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemptio
         if on_eval is not None:
           on_eval(step, valid)
         if early.stop(valid):
-          ckpt.save(step, state, trainer.position(step), force=True)
+          ckpt.save(step, state, dict(trainer.position(step), **{EARLY_STOPPED: True}),
+                    force=True)
           logging.info("early stopping at step %d: %s has not improved for %d evaluations",
                        step, t.best_metric, t.early_stopping)
           return state, None, step
