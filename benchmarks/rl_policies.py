@@ -23,6 +23,7 @@ from absl import flags
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_rl_bench", "Workdir root.")
 _CONFIG = flags.DEFINE_string("config", "configs/rl.py", "RL config (with its argument).")
 _OUT = flags.DEFINE_string("out", "", "Also write the table as markdown here.")
+_TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Format ROOT/run/eval/rl.json, run nothing.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,17 +36,19 @@ def main(argv):
   del argv
   workdir = os.path.join(_ROOT.value, "run")
   t0 = time.time()
-  r = subprocess.run([sys.executable, "-m", "vidrec_jax.main", f"--config={_CONFIG.value}",
-                      f"--workdir={workdir}"], cwd=REPO, capture_output=True, text=True,
-                     check=False)
-  if r.returncode:
-    print(r.stderr[-3000:])
-    raise SystemExit("the RL run failed")
+  if not _TABLE_ONLY.value:
+    r = subprocess.run([sys.executable, "-m", "vidrec_jax.main", f"--config={_CONFIG.value}",
+                        f"--workdir={workdir}"], cwd=REPO, capture_output=True, text=True,
+                       check=False)
+    if r.returncode:
+      print(r.stderr[-3000:])
+      raise SystemExit("the RL run failed")
   wall = time.time() - t0
   with open(os.path.join(workdir, "eval", "rl.json")) as f:
     s = json.load(f)
-  policies = [k.split("/")[1] for k in s if k.startswith("return/") and k.count("/") == 1]
-  lines = [f"{_CONFIG.value}, seeds {s['seeds']}, wall time {wall:.0f} s (this run)", "",
+  policies = s["policies"]
+  when = "not run here" if _TABLE_ONLY.value else f"wall time {wall:.0f} s (this run)"
+  lines = [f"{_CONFIG.value}, seeds {s['seeds']}, {when}", "",
            "| policy | return (s/session) | per seed | clicks | steps | shown quality | "
            "IPS | SNIPS | vs greedy |", "|---|---|---|---|---|---|---|---|---|"]
   for p in policies:

@@ -212,7 +212,7 @@ def summarise(per_seed: dict[int, dict[str, dict]], policies) -> dict:
   return / greedy's mean return - 1; `same_order/<ips|snips>` (the estimates order the policies
   as the simulated returns do) and `rank_correlation/<ips|snips>` (Spearman)."""
   seeds = sorted(per_seed)
-  out: dict = {"seeds": seeds}
+  out: dict = {"seeds": seeds, "policies": list(policies)}
   for p in policies:
     for name, key in (("return", "test/return"), ("ips", "test/ips"), ("snips", "test/snips"),
                       ("clicks", "test/clicks"), ("steps", "test/steps"),
@@ -255,31 +255,36 @@ def table(summary: dict, policies) -> str:
 
 
 def plot_returns(workdir: str, seeds, policies, path: str) -> None:
-  """Valid return against training step, mean over seeds, one line per trained policy (random:
-  a horizontal line), from the runs' summaries."""
+  """Valid return against training step, one line per trained policy: each seed thin, their
+  mean bold where every seed has the point (early stopping ends seeds at different steps);
+  random as a horizontal line. Read from the runs' summaries; the final evaluation, written
+  at train.steps, is left out (it is the best checkpoint's, not a step's)."""
   from vidrec_jax.reporting import events  # pylint: disable=g-import-not-at-top
   from vidrec_jax.reporting.page import pyplot  # pylint: disable=g-import-not-at-top
   plt = pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for p in policies:
-    curves = []
-    for seed in seeds:
-      pdir = os.path.join(workdir, f"seed_{seed}", p)
-      if p == RANDOM:
-        curves.append([(0, files.read_json(os.path.join(pdir, "eval", "metrics.json"))
-                        ["valid/return"])])
-      else:
-        curves.append(events.read_scalars(pdir).get("valid/return", []))
+  for i, p in enumerate(policies):
+    metrics = [files.read_json(os.path.join(workdir, f"seed_{seed}", p, "eval", "metrics.json"))
+               for seed in seeds]
     if p == RANDOM:
-      ax.axhline(np.mean([c[0][1] for c in curves]), color="gray", ls="--", label=p)
+      ax.axhline(np.mean([m["valid/return"] for m in metrics]), color="gray", ls="--", label=p)
       continue
-    steps = sorted(set.intersection(*(set(s for s, _ in c) for c in curves)) if curves else [])
-    if steps:
-      mean = [np.mean([dict(c)[s] for c in curves]) for s in steps]
-      ax.plot(steps, mean, marker="o", ms=3, label=p)
+    color = f"C{i}"
+    curves = []
+    for seed, m in zip(seeds, metrics):
+      last = m.get("train/last_step", np.inf)
+      points = [(s, v) for s, v in events.read_scalars(
+          os.path.join(workdir, f"seed_{seed}", p)).get("valid/return", []) if s <= last]
+      curves.append(dict(points))
+      if points:
+        ax.plot(*zip(*points), color=color, lw=0.8, alpha=0.35)
+    common = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+    if common:
+      ax.plot(common, [np.mean([c[s] for c in curves]) for s in common], color=color, lw=2,
+              marker="o", ms=3, label=p)
   ax.set_xlabel("training step")
   ax.set_ylabel("simulated return (watch seconds per session)")
-  ax.set_title(f"valid return, mean over seeds {', '.join(map(str, seeds))}")
+  ax.set_title(f"valid return; seeds {', '.join(map(str, seeds))} (thin) and their mean")
   ax.legend()
   fig.tight_layout()
   fig.savefig(path, dpi=110)
