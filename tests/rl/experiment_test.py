@@ -151,13 +151,14 @@ class PolicyModelTest(absltest.TestCase):
     cold = np.flatnonzero(sim.cold)
     self.assertTrue(np.isfinite(logits).all())
     self.assertGreater(len(np.unique(np.round(logits[0, cold], 6))), 1)  # content tells apart
-    for serving in ("top_k", "sample"):
+    for serving in ("top_k", "sample", "sample_replace"):
       policy = evaluation.model_policy(setup, sim.args.slate_size, serving)[0]
       _, out = sim.rollout(policy, sim.reset(np.arange(sim.num_users), logs.final_histories),
                            jax.random.PRNGKey(0), (params, catalog))
       out = jax.device_get(out)
       for b in range(sim.num_users):
-        self.assertEqual(len(set(out["slate"][0, b].tolist())), sim.args.slate_size)
+        if serving != "sample_replace":  # independent draws may repeat within a slate
+          self.assertEqual(len(set(out["slate"][0, b].tolist())), sim.args.slate_size)
         clicked = out["video"][:, b][out["video"][:, b] >= 0]
         self.assertEqual(len(clicked), len(set(clicked.tolist())))
 

@@ -27,14 +27,15 @@ METRICS = ("return", "clicks", "steps", "likes", "shown_quality", "clicked_quali
 Probs = Callable[[object, jax.Array], jax.Array]
 
 
-SERVING = ("top_k", "sample")
+SERVING = ("top_k", "sample", "sample_replace")
 
 
 def model_policy(setup, k: int, serving: str = "top_k") -> tuple[sim_lib.Policy, Probs]:
   """A trained softmax policy over the videos the user has not clicked this session, served
-  greedily (`top_k`: its K highest logits) or by drawing K without replacement from its
-  softmax (`sample`, as the policy of Chen et al. is served); and its softmax, for off-policy
-  estimates. Its params are (model parameters, catalog arrays): one compiled rollout serves
+  greedily (`top_k`: its K highest logits), by drawing K without replacement from its softmax
+  (`sample`), or by K independent draws (`sample_replace`: the slate the top-K correction of
+  Chen et al. assumes, where a video can fill several positions); and its softmax, for
+  off-policy estimates. Its params are (model parameters, catalog arrays): one compiled rollout serves
   every policy and seed."""
   if serving not in SERVING:
     raise ValueError(f"unknown serving {serving!r}; allowed: {', '.join(SERVING)}")
@@ -46,8 +47,12 @@ def model_policy(setup, k: int, serving: str = "top_k") -> tuple[sim_lib.Policy,
 
   def policy(params, state, key):
     lg = sim_lib.masked_logits(logits(params, state["history"]), state)
-    slate = (jax.lax.top_k(lg, k)[1] if serving == "top_k" else
-             sim_lib.gumbel_top_k(key, lg, k))
+    if serving == "top_k":
+      slate = jax.lax.top_k(lg, k)[1]
+    elif serving == "sample":
+      slate = sim_lib.gumbel_top_k(key, lg, k)
+    else:
+      slate = jax.random.categorical(key, lg, axis=-1, shape=(k, lg.shape[0])).T
     return slate, jnp.take_along_axis(jax.nn.softmax(lg, axis=-1), slate, axis=1)
 
   return policy, lambda params, history: jax.nn.softmax(logits(params, history), axis=-1)
