@@ -35,8 +35,8 @@ def model_policy(setup, k: int, serving: str = "top_k") -> tuple[sim_lib.Policy,
   greedily (`top_k`: its K highest logits), by drawing K without replacement from its softmax
   (`sample`), or by K independent draws (`sample_replace`: the slate the top-K correction of
   Chen et al. assumes, where a video can fill several positions); and its softmax, for
-  off-policy estimates. Its params are (model parameters, catalog arrays): one compiled rollout serves
-  every policy and seed."""
+  off-policy estimates. Its params are (model parameters, catalog arrays): one compiled
+  rollout serves every policy and seed."""
   if serving not in SERVING:
     raise ValueError(f"unknown serving {serving!r}; allowed: {', '.join(SERVING)}")
 
