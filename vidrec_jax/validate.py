@@ -136,5 +136,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_train(config, source)
   _validate_mesh(config)
   if config.mode == "rl" or TRAINERS.get(config.train.trainer).runs_experiment:
+    check(config.mode in ("rl", "train"), "mode", config.mode, "the RL experiment runs with "
+          "--mode=rl (or train); a rerun evaluates finished policies without retraining them")
     from vidrec_jax.rl import experiment  # pylint: disable=g-import-not-at-top
     experiment.validate(config)

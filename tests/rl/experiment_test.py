@@ -183,6 +183,11 @@ class ValidationTest(absltest.TestCase):
                                 "valid/return"):
       validate.validate(c)
     c = _config()
+    c.mode = "eval"
+    with self.assertRaisesRegex(validate.ConfigError, "config.mode='eval' is not allowed; the "
+                                "RL experiment runs with --mode=rl"):
+      validate.validate(c)
+    c = _config()
     c.rl.simulator.budget_seconds = 3.0
     with self.assertRaisesRegex(validate.ConfigError, "rl.simulator: unknown argument"):
       validate.validate(c)
