@@ -20,14 +20,10 @@ import ml_collections
 
 from configs import demo
 from configs.common import parse_arg
+from vidrec_jax.data.world import factor_width
 
 VARIANTS = ("smoke", "estimated")
 ARGUMENTS = dict(steps=1500, seeds=3, sessions=20)
-
-
-def factor_width(world) -> int:
-  """Width of the world's content factors: palettes + 3 shapes + 4 directions + 2 speeds."""
-  return world.num_palettes + 3 + 4 + 2
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -37,7 +33,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.mode = "rl"
   c.data.update(batch_size=512, num_workers=0, history=dict(max_len=20, stride=10))
   c.model.update(name="policy", embed_dim=32, id_dropout=0.0, estimate_behaviour=False,
-                 item_bias=True, content_width=factor_width(c.data.dataset))
+                 item_bias=True, content_width=factor_width(c.data.dataset.num_palettes))
   c.model.frame_encoder = ml_collections.ConfigDict(dict(name="none"))
   c.model.user_tower = ml_collections.ConfigDict(dict(
       name="sasrec", max_len=20, num_layers=2, num_heads=2, inner_dim=64, dropout_rate=0.1))
@@ -73,7 +69,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     if v == "smoke":
       c.data.dataset.update(num_users=24, num_videos=40, num_topics=4, slates_per_user=2)
       c.data.update(batch_size=32, history=dict(max_len=6, stride=3))
-      c.model.update(embed_dim=8, content_width=factor_width(c.data.dataset))
+      c.model.update(embed_dim=8, content_width=factor_width(c.data.dataset.num_palettes))
       c.model.user_tower.update(max_len=6, num_layers=1, inner_dim=16)
       c.train.update(steps=min(args["steps"], 6), log_every=2, eval_every=3,
                      checkpoint_every=3, early_stopping=2)

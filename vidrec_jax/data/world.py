@@ -64,6 +64,11 @@ class Video:
     return f"video_{self.video_id:05d}.{self.fmt}"
 
 
+def factor_width(num_palettes: int) -> int:
+  """Width of `factor_features`: palettes, shapes, directions, speeds."""
+  return num_palettes + len(SHAPES) + len(DIRECTIONS) + len(SPEEDS)
+
+
 def factor_features(videos: list[Video], num_palettes: int) -> np.ndarray:
   """One-hot feature matrix of the taste-bearing factors, shape (num_videos, F)."""
   blocks = []

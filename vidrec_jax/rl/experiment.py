@@ -52,12 +52,6 @@ POLICIES = {"greedy": "supervised", "reinforce": "none", "reinforce_offpolicy": 
 BEHAVIOURS = ("logged", "estimated")
 
 
-def factor_width(world_cfg) -> int:
-  """Width of the world's content factor vectors (world.factor_features)."""
-  return (world_cfg.num_palettes + len(world_lib.SHAPES) + len(world_lib.DIRECTIONS)
-          + len(world_lib.SPEEDS))
-
-
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ConfigError on a bad `rl` section or a model that does not fit it."""
   check("rl" in c, "rl", None, "the RL experiment needs an `rl` section (configs/rl.py)")
@@ -97,7 +91,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         f"must be <= data.dataset.num_videos={c.data.dataset.num_videos}")
   check(c.data.history.max_len == a.history_len, "data.history.max_len",
         c.data.history.max_len, f"must equal rl.simulator.history_len={a.history_len}")
-  width = factor_width(c.data.dataset)
+  width = world_lib.factor_width(c.data.dataset.num_palettes)
   check(c.model.content_width == width, "model.content_width", c.model.content_width,
         f"must be the world's factor width {width} (num_palettes + 9)")
 
@@ -164,11 +158,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   setup = Setup(config, 1, sim.num_videos, mesh_lib.make_mesh(config.mesh))
   k = sim.args.slate_size
   greedy = eval_lib.model_policy(setup, k)
-  served = eval_lib.model_policy(setup, k, r.serving)
+  served = greedy if r.serving == "top_k" else eval_lib.model_policy(setup, k, r.serving)
   random_policy = eval_lib.random_policy(sim.num_videos, k)
   per_seed: dict[int, dict[str, dict]] = {}
   for seed in r.seeds:
     s = _Seed(config, sim, seed, os.path.join(workdir, f"seed_{seed}"))
+    catalog = jax.tree.map(lambda x: jax.device_put(x, NamedSharding(
+        setup.mesh, PartitionSpec())), s.catalog)
     per_seed[seed] = {}
     for policy in r.policies:
       pdir = os.path.join(s.dir, policy)
@@ -177,8 +173,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         metrics = ev.evaluate(None)
         runner.write_results(pdir, metrics, ev, None, 0)
       else:
-        catalog = jax.tree.map(lambda x: jax.device_put(x, NamedSharding(
-            setup.mesh, PartitionSpec())), s.catalog)
         ev = _evaluation(config, sim, s, greedy if policy == "greedy" else served, catalog)
         ctx = RLContext(_policy_config(config, policy, seed), setup, s.train, s.catalog)
         metrics = runner.run(ReinforceTrainer(ctx), ev, pdir)
