@@ -36,6 +36,7 @@ def world_config() -> ml_collections.ConfigDict:
       cold_fraction=0.25, format_weights=dict(mp4=0.8, avi=0.1, flv=0.1),
       min_frames=8, max_frames=48, resolution=64, fps=8, noise=0.02,
       num_personas=8, individual_taste_std=0.3, appearance_weight=1.6, motion_weight=1.6,
+      order_weight=0.0,  # > 0: clips change colour halfway; users care which colour is first
       user_bias_std=0.15, video_bias_std=0.15,
       base_logit=-0.5, horizon_seconds=30 * 86400.0, train_until=0.7, valid_until=0.85,
       slates_per_user=40, slate_size=8, cold_share_after_publish=0.4,

@@ -1,5 +1,7 @@
 """The synthetic world: deterministic from its seed, cold-start videos never in training."""
 
+import dataclasses
+
 import numpy as np
 from absl.testing import absltest
 
@@ -61,6 +63,39 @@ class WorldTest(absltest.TestCase):
     a, b = render.render(v, 32, 0.0, 0), render.render(other, 32, 0.0, 0)
     np.testing.assert_array_equal(a[0], b[0])
     self.assertFalse(np.array_equal(a[1:], b[1:]))
+
+  def test_without_order_tastes_every_clip_keeps_one_palette(self):
+    w = world_lib.World(self.cfg)
+    self.assertTrue(all(v.palette2 == -1 for v in w.videos))
+    self.assertFalse(w.order_features.any())
+    self.assertFalse(w.user_order_taste.any())
+
+  def test_order_tastes_are_antisymmetric_and_invisible_to_orderless_pooling(self):
+    cfg = self.cfg.copy_and_resolve_references()
+    cfg.update(order_weight=1.5, appearance_weight=0.0, motion_weight=0.0)
+    w = world_lib.World(cfg)
+    self.assertTrue(all(0 <= v.palette2 != v.palette for v in w.videos))
+    # Users disagree about the order of one pair of colours.
+    v = w.videos[0]
+    users = np.arange(cfg.num_users)
+    term = w.user_order_taste[:, v.palette2] - w.user_order_taste[:, v.palette]
+    np.testing.assert_allclose(w.affinity(users, np.zeros_like(users)), term, rtol=1e-5)
+    self.assertGreater(np.std(term), 0.3)
+    # The clip shows its first palette, then its second; the reversed clip the other way round.
+    fwd = dataclasses.replace(v, num_frames=8)
+    rev = dataclasses.replace(fwd, palette=v.palette2, palette2=v.palette)
+    first, second = (render.render(dataclasses.replace(fwd, palette=p, palette2=-1), 32, 0.0, 0)
+                     for p in (v.palette, v.palette2))
+    a, b = render.render(fwd, 32, 0.0, 0), render.render(rev, 32, 0.0, 0)
+    np.testing.assert_array_equal(a, np.concatenate([first[:4], second[4:]]))
+    np.testing.assert_array_equal(b, np.concatenate([second[:4], first[4:]]))
+    feats = w.order_features[0]
+    self.assertEqual(feats[v.palette2], 1.0)
+    self.assertEqual(feats[v.palette], -1.0)
+    # The clicks follow the order taste alone.
+    imp = w.impressions
+    aff = w.affinity(imp["user_id"], imp["video_id"])
+    self.assertGreater(imp["click"][aff > 1].mean(), imp["click"][aff < -1].mean() + 0.2)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Renders the pixels of a synthetic video from its latent factors.
 
 Appearance factors (palette, shape, texture) are visible in any single frame; motion factors
-(direction, speed, rotation) are visible only across frames.
+(direction, speed, rotation) are visible only across frames; a second palette (worlds with
+temporal-order tastes) takes over halfway, so which colour comes first shows only in order.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def render(video: world_lib.Video, resolution: int, noise: float, seed: int) -> 
   else:
     pattern = ((np.floor(xx / (8 * scale)) + np.floor(yy / (8 * scale))) % 2).astype(np.float32)
   background = (40.0 + 30.0 * pattern)[..., None] * np.array([1.0, 0.9, 1.1], np.float32)
-  color = world_lib.PALETTE[video.palette]
+  colors = (world_lib.PALETTE[video.palette],
+            world_lib.PALETTE[video.palette2 if video.palette2 >= 0 else video.palette])
   half = 14.0 * scale
   velocity = world_lib.DIRECTIONS[video.direction] * world_lib.SPEEDS[video.speed] * scale
   omega = world_lib.ROTATIONS[video.rotation]
@@ -48,6 +50,7 @@ def render(video: world_lib.Video, resolution: int, noise: float, seed: int) -> 
     else:
       inside = (v <= half * 0.6) & (v >= -half * 0.9 + 1.8 * np.abs(u))
       marker = (v > half * 0.2) & inside
+    color = colors[int(2 * t >= video.num_frames)]  # the second palette from halfway on
     img = np.where(inside[..., None], color, background)
     img = np.where(marker[..., None], color * 0.55, img)
     if noise > 0:

@@ -4,7 +4,11 @@ Every video has latent factors that show in its pixels: appearance (palette, sha
 texture) and motion (direction, speed, rotation).  Users belong to taste segments and have
 latent tastes over those factors; some tastes are visible only in appearance (palette, shape)
 and some only in motion (direction, speed), so a frame-by-frame encoder cannot recover all of
-the signal.  Impressions are logged in slates with position bias and label noise; the user response
+the signal.  With `order_weight` > 0 every clip changes colour halfway and users also care which
+colour comes first (an antisymmetric taste: the same two colours in the other order score the
+opposite), a taste no orderless pooling of the frames can see.
+
+Impressions are logged in slates with position bias and label noise; the user response
 model (vidrec_jax/rl/response.py, shared with the RL simulator) turns them into clicks, watch
 time and likes.  `World.oracle_logit` gives the true (position-free) click logit for any (user,
 video) pair.
@@ -58,6 +62,9 @@ class Video:
   title: str
   start_xy: tuple[float, float]
   phase: float
+  # The palette of the second half of the clip (-1: one palette throughout). Worlds with
+  # temporal-order tastes (`order_weight` > 0) switch colour halfway.
+  palette2: int = -1
 
   @property
   def filename(self) -> str:
@@ -89,6 +96,7 @@ class World:
     self.videos = self._make_videos(rng)
     self.features = factor_features(self.videos, c.num_palettes)
     self._make_users(rng)
+    self._make_order_tastes()
     self.impressions = self._make_impressions(rng)
 
   # -- videos ----------------------------------------------------------------------------------
@@ -148,9 +156,36 @@ class World:
     self.user_bias = (rng.normal(size=c.num_users) * c.user_bias_std).astype(np.float32)
     self.video_bias = (rng.normal(size=c.num_videos) * c.video_bias_std).astype(np.float32)
 
+  def _make_order_tastes(self) -> None:
+    """Temporal-order tastes, from a generator of their own so that worlds without them
+    (`order_weight` = 0) draw exactly what they drew before these existed.
+
+    Every video gets a second palette for its second half; a user's order taste is a centred
+    vector z over palettes (per persona, plus individual noise) and the affinity gains
+    `order_weight * (z[second] - z[first])`: reversing the clip negates it.
+    """
+    c = self.config
+    p = self.num_palettes
+    self.order_features = np.zeros((len(self.videos), p), np.float32)
+    self.user_order_taste = np.zeros((c.num_users, p), np.float32)
+    if c.order_weight <= 0 or p < 2:
+      return
+    rng = np.random.default_rng([c.seed, 1])
+    for i, v in enumerate(self.videos):
+      second = (v.palette + int(rng.integers(1, p))) % p  # always a different colour
+      self.videos[i] = dataclasses.replace(v, palette2=second)
+      self.order_features[i, second] += 1.0
+      self.order_features[i, v.palette] -= 1.0
+    persona_taste = rng.normal(size=(c.num_personas, p))
+    taste = persona_taste[self.user_persona] + c.individual_taste_std * rng.normal(
+        size=(c.num_users, p))
+    self.user_order_taste = ((taste - taste.mean(1, keepdims=True))
+                             * c.order_weight).astype(np.float32)
+
   def affinity(self, users: np.ndarray, videos: np.ndarray) -> np.ndarray:
     """Content affinity of users[i] for videos[i] (no biases)."""
-    return np.einsum("nf,nf->n", self.user_taste[users], self.features[videos])
+    return (np.einsum("nf,nf->n", self.user_taste[users], self.features[videos])
+            + np.einsum("nf,nf->n", self.user_order_taste[users], self.order_features[videos]))
 
   def oracle_logit(self, users: np.ndarray, videos: np.ndarray) -> np.ndarray:
     """True position-free click logit for each (users[i], videos[i]) pair."""

@@ -78,6 +78,8 @@ class SyntheticWorld(DatasetSource):
           "allowed: 0 <= value < 1")
     check(0.0 < w["train_until"] < w["valid_until"] < 1.0, "data.dataset.train_until",
           w["train_until"], f"need 0 < train_until < valid_until={w['valid_until']} < 1")
+    check(w["order_weight"] >= 0.0, "data.dataset.order_weight", w["order_weight"],
+          "allowed: >= 0 (0 = no temporal-order tastes)")
     check(0.0 <= w["label_noise"] < 0.5, "data.dataset.label_noise", w["label_noise"],
           "allowed: 0 <= value < 0.5")
     check(set(w["format_weights"]) <= set(world_lib.FORMATS), "data.dataset.format_weights",
