@@ -46,8 +46,9 @@ class LayerNorm(nnx.Module):
 
 
 class MultiHeadAttention(nnx.Module):
-  """Self-attention over (B, L, D) with a (B, L, L) boolean mask of allowed (query, key) pairs;
-  a query row with no allowed key attends to nothing (outputs zeros)."""
+  """Attention of (B, L, D) queries over themselves, or over a (B, S, D) `context` (cross-
+  attention), with a (B, L, L or S) boolean mask of allowed (query, key) pairs; a query row with
+  no allowed key attends to nothing (outputs zeros)."""
 
   def __init__(self, dim: int, num_heads: int, dropout_rate: float, *, dtype, param_dtype,
                rngs: nnx.Rngs, kernel_init=layers.LECUN):
@@ -60,14 +61,15 @@ class MultiHeadAttention(nnx.Module):
     self.out = layers.dense(dim, dim, ("heads", "embed"), **kw)
     self.num_heads, self.dropout_rate, self.dtype = num_heads, dropout_rate, dtype
 
-  def __call__(self, x: jax.Array, mask: jax.Array, key: jax.Array | None = None
-               ) -> jax.Array:
+  def __call__(self, x: jax.Array, mask: jax.Array, key: jax.Array | None = None,
+               context: jax.Array | None = None) -> jax.Array:
     b, n, d = x.shape
     h = self.num_heads
+    context = x if context is None else context
 
     def split(t):
-      return t.reshape(b, n, h, d // h).transpose(0, 2, 1, 3)
-    q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+      return t.reshape(b, t.shape[1], h, d // h).transpose(0, 2, 1, 3)
+    q, k, v = split(self.query(x)), split(self.key(context)), split(self.value(context))
     scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
     scores = scores / math.sqrt(d // h)
     allowed = mask[:, None]

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vidrec_jax.models import layers
 from vidrec_jax.registry import Registry
 
 
@@ -63,3 +64,60 @@ class MeanMaxPool(Pooling):
 
   def __call__(self, x, mask):
     return jnp.concatenate([masked_mean(x, mask), masked_max(x, mask)], axis=-1)
+
+
+def segment_means(x: jax.Array, mask: jax.Array, segments: int) -> jax.Array:
+  """(B, T, F) -> (B, segments, F): masked means over `segments` equal runs of each clip's valid
+  frames, in order (valid frame j of L falls in run floor(j * segments / L)); a run with no
+  frame (a clip shorter than `segments`) is 0."""
+  m = mask.astype(jnp.float32)
+  length = jnp.maximum(m.sum(1, keepdims=True), 1.0)
+  rank = jnp.cumsum(m, axis=1) - 1.0
+  seg = jnp.floor(rank * segments / length).astype(jnp.int32)
+  onehot = jax.nn.one_hot(seg, segments, dtype=jnp.float32) * m[..., None]  # (B, T, S)
+  sums = jnp.einsum("bts,btf->bsf", onehot, x.astype(jnp.float32))
+  return (sums / jnp.maximum(onehot.sum(1)[..., None], 1.0)).astype(x.dtype)
+
+
+class AttentionPool(nnx.Module):
+  """A learned query attends over the valid frames (one head): what to keep is learned."""
+
+  def __init__(self, features: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+    self.score = layers.dense(features, 1, ("embed", None), dtype=dtype,
+                              param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x, mask):
+    logits = self.score(x)[..., 0].astype(jnp.float32)
+    logits = jnp.where(mask > 0, logits, jnp.finfo(jnp.float32).min)
+    w = jax.nn.softmax(logits, axis=1) * (mask.sum(1, keepdims=True) > 0)
+    return jnp.einsum("bt,btf->bf", w.astype(x.dtype), x)
+
+
+@POOLINGS.register("attention")
+class AttentionPooling(Pooling):
+  """Attention pooling over frames."""
+
+  def __init__(self, features: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+    super().__init__(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.attend = AttentionPool(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+
+  def __call__(self, x, mask):
+    return self.attend(x, mask)
+
+
+@POOLINGS.register("pyramid")
+class PyramidPooling(Pooling):
+  """A temporal pyramid: masked means over 1, 2 and 4 equal runs of the valid frames (in order,
+  so which half came first shows), plus attention pooling; any number of frames gives one
+  (8 * features,) vector."""
+
+  LEVELS = (1, 2, 4)
+
+  def __init__(self, features: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+    super().__init__(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.attend = AttentionPool(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.out_features = (sum(self.LEVELS) + 1) * features
+
+  def __call__(self, x, mask):
+    parts = [segment_means(x, mask, s).reshape(x.shape[0], -1) for s in self.LEVELS]
+    return jnp.concatenate(parts + [self.attend(x, mask)], axis=-1)
