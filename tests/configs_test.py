@@ -15,7 +15,10 @@ CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only"
                                        "lite1", "lite2", "smoke,full", "top_blocks,adjacent")] + [
     ("movielens.py", v) for v in ("", "sasrec", "sampled", "titles", "smoke", "smoke,sampled")
 ] + [("video_folder.py", v) for v in ("", "id_only", "titles_only", "smoke", "smoke,id_only")
-      ] + [("rl.py", v) for v in ("", "smoke", "estimated", "smoke,estimated", "seeds=1,steps=10")]
+      ] + [("rl.py", v) for v in ("", "smoke", "estimated", "smoke,estimated", "seeds=1,steps=10")
+        ] + [("encoder_ablation.py", f"{t},{e}") for t in ("appearance", "motion", "order")
+             for e in ("rgb", "flow", "attention", "both", "pyramid")] + [
+    ("encoder_ablation.py", v) for v in ("", "smoke", "smoke,order,pyramid", "seed=2,batch=8")]
 
 
 class ConfigsTest(parameterized.TestCase):
@@ -49,7 +52,7 @@ class ConfigsTest(parameterized.TestCase):
     self.assertTrue(c.model.backbone.from_cache)
     self.assertEqual(helpers.load_config("conv", "demo.py").model.frame_encoder.name, "conv")
 
-  @parameterized.parameters("demo.py", "pretrained.py", "rl.py")
+  @parameterized.parameters("demo.py", "pretrained.py", "rl.py", "encoder_ablation.py")
   def test_unknown_variant_names_the_allowed_ones(self, name):
     with self.assertRaisesRegex(ValueError, "allowed: .*smoke"):
       helpers.load_config("smok", name)

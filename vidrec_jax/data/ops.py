@@ -6,6 +6,7 @@ turns the video's frame array into one input of the model:
 
   frames         normalised sampled frames                       (from decoded pixels)
   motion         the TSN RGB difference: next frame - this frame  (from decoded pixels)
+  frame_pairs    raw pixels of each sampled frame and the next    (from decoded pixels)
   features       cached backbone features of the sampled frames   (from the feature cache)
   next_features  cached features of the frame after each one      (from the feature cache)
 
@@ -64,6 +65,11 @@ CLIP_OPS: Registry[ClipOp] = Registry("clip input")
 CLIP_OPS.register("frames", ClipOp(PIXELS, lambda x, idx, nxt, mask, prep: prep(x[idx])))
 CLIP_OPS.register("motion", ClipOp(
     PIXELS, lambda x, idx, nxt, mask, prep: _masked(prep(x[nxt]) - prep(x[idx]), mask)))
+# Raw (0..255) pixels of each sampled frame and the next, side by side on the channel axis: the
+# optical-flow stream estimates flow between them on device (models/video_encoder.py).
+CLIP_OPS.register("frame_pairs", ClipOp(
+    PIXELS, lambda x, idx, nxt, mask, prep: _masked(
+        np.concatenate([x[idx], x[nxt]], axis=-1).astype(np.float32), mask)))
 CLIP_OPS.register("features", ClipOp(
     FEATURES, lambda x, idx, nxt, mask, prep: _masked(x[idx], mask)))
 CLIP_OPS.register("next_features", ClipOp(

@@ -62,14 +62,18 @@ class MultiHeadAttention(nnx.Module):
     self.num_heads, self.dropout_rate, self.dtype = num_heads, dropout_rate, dtype
 
   def __call__(self, x: jax.Array, mask: jax.Array, key: jax.Array | None = None,
-               context: jax.Array | None = None) -> jax.Array:
+               context: jax.Array | None = None, values: jax.Array | None = None
+               ) -> jax.Array:
+    """`context` gives the keys (and values), `values` the values when they differ (e.g.
+    without the positions the keys carry)."""
     b, n, d = x.shape
     h = self.num_heads
     context = x if context is None else context
+    values = context if values is None else values
 
     def split(t):
       return t.reshape(b, t.shape[1], h, d // h).transpose(0, 2, 1, 3)
-    q, k, v = split(self.query(x)), split(self.key(context)), split(self.value(context))
+    q, k, v = split(self.query(x)), split(self.key(context)), split(self.value(values))
     scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32)
     scores = scores / math.sqrt(d // h)
     allowed = mask[:, None]
@@ -100,3 +104,32 @@ class TransformerBlock(nnx.Module):
                                         keys[1]))
     y = self.outer(jax.nn.gelu(self.inner(x), approximate=False))
     return self.output_norm(x + dropout(y, self.dropout_rate, keys[2]))
+
+
+class ResidualBlock(nnx.Module):
+  """Pre-LN block whose residual branches are gated by learned scalars that start at zero
+  (ReZero, Bachlechner et al. 2020): x = x + a * Attn(LN(x)); x = x + b * FFN(LN(x)). The block
+  starts as the identity, so adding it to an encoder starts from the encoder without it, and a
+  scalar gate grows the branch gently under Adam (a zero-initialised matrix would grow every
+  entry at the learning rate). Positions enter queries and keys only, never the values or the
+  residual stream. With `cross`, `__call__`'s `context` gives the keys and values."""
+
+  def __init__(self, dim: int, num_heads: int, inner_dim: int, *, cross: bool = False, dtype,
+               param_dtype, rngs: nnx.Rngs):
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.attention = MultiHeadAttention(dim, num_heads, 0.0, **kw)
+    self.attention_norm = LayerNorm(dim, eps=1e-6, dtype=dtype, param_dtype=param_dtype)
+    self.context_norm = (LayerNorm(dim, eps=1e-6, dtype=dtype, param_dtype=param_dtype)
+                         if cross else None)
+    self.inner = layers.dense(dim, inner_dim, ("embed", "mlp"), **kw)
+    self.outer = layers.dense(inner_dim, dim, ("mlp", "embed"), **kw)
+    self.output_norm = LayerNorm(dim, eps=1e-6, dtype=dtype, param_dtype=param_dtype)
+    self.gates = param_value(jnp.zeros((2,), param_dtype), (None,))
+
+  def __call__(self, x: jax.Array, mask: jax.Array, pos: jax.Array | float = 0.0,
+               context: jax.Array | None = None) -> jax.Array:
+    a, b = self.gates[...].astype(x.dtype)
+    q = self.attention_norm(x)
+    kv = q if context is None else self.context_norm(context)
+    x = x + a * self.attention(q + pos, mask, context=kv + pos, values=kv)
+    return x + b * self.outer(jax.nn.gelu(self.inner(self.output_norm(x))))

@@ -25,6 +25,7 @@ from vidrec_jax.models import layers
 from vidrec_jax.models import sequential
 from vidrec_jax.models import text_tower
 from vidrec_jax.models import user_towers
+from vidrec_jax.models import video_encoder  # noqa: F401  pylint: disable=unused-import
 from vidrec_jax.models.heads import HEADS
 from vidrec_jax.models.model_registry import MODELS
 from vidrec_jax.models.partitioning import constrain
