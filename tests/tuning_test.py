@@ -56,7 +56,7 @@ class SpaceTest(parameterized.TestCase):
                       "train.warmup_steps": [0, 2, 4]})
 
   @parameterized.parameters(
-      ("model.pooling=choice(mean_max, median)", "registered: masked_max, masked_mean"),
+      ("model.pooling=choice(mean_max, median)", "registered: attention, masked_max, masked_mean"),
       ("model.user_tower.name=choice(id, transformer)", "registered: din, id, sasrec"),
       ("model.poolin=choice(mean_max)", "model has: backbone"),
       ("train.learning_rate=gauss(0, 1)", "allowed: uniform(...), loguniform(...)"),
@@ -86,7 +86,7 @@ class SpaceTest(parameterized.TestCase):
     err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     self.assertLen(err, 1, r.stderr[-2000:])
     self.assertIn("'nope'", err[0])
-    self.assertIn("registered: masked_max, masked_mean, mean_max", err[0])
+    self.assertIn("registered: attention, masked_max, masked_mean, mean_max, pyramid", err[0])
     self.assertFalse(os.path.exists(workdir))
 
 
