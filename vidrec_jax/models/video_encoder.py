@@ -30,6 +30,7 @@ from flax import nnx
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.models import attention
+from vidrec_jax.models import flow as flow_lib
 from vidrec_jax.models import layers
 from vidrec_jax.models.encoders import FRAME_ENCODERS
 from vidrec_jax.models.encoders import FrameEncoder
@@ -190,7 +191,6 @@ class TwoStreamEncoder(FrameEncoder):
     return self.rgb_proj(_mean_max(fmap)).reshape(b, t, self.features)
 
   def _flow(self, clip: dict, b: int, t: int) -> tuple[jax.Array, jax.Array]:
-    from vidrec_jax.models import flow as flow_lib  # pylint: disable=g-import-not-at-top
     pairs = jax.lax.stop_gradient(clip[PAIR_KEY].astype(jnp.float32))
     pairs = pairs.reshape((b * t,) + pairs.shape[2:])
     h = pairs.shape[1]
