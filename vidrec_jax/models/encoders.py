@@ -52,6 +52,29 @@ class FrameEncoder(nnx.Module):
 
 
 FRAME_ENCODERS: Registry[type[FrameEncoder]] = Registry("frame encoder")
+
+
+def conv_stack(cin: int, channels: tuple[int, ...], *, dtype, param_dtype, rngs: nnx.Rngs
+               ) -> nnx.List:
+  """Stride-2 3x3 convs of widths `channels` from `cin` input channels."""
+  chans = (cin,) + tuple(channels)
+  return nnx.List([layers.conv(a, b, 3, 2, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+                   for a, b in zip(chans[:-1], chans[1:])])
+
+
+def run_convs(convs: nnx.List, x: jax.Array) -> jax.Array:
+  """(N, H, W, C) images through `conv_stack` convs with ReLUs -> (N, h, w, C') maps."""
+  x = constrain(x, ("batch", None, None, None))
+  for c in convs:
+    x = jax.nn.relu(c(x))
+  return x
+
+
+def mean_max(x: jax.Array) -> jax.Array:
+  """(N, h, w, C) or (N, S, C) maps -> (N, 2C): mean and max over space; the max keeps small
+  objects and edges that a mean dilutes."""
+  axes = tuple(range(1, x.ndim - 1))
+  return jnp.concatenate([x.mean(axis=axes), x.max(axis=axes)], axis=-1)
 NONE = "none"  # `model.frame_encoder.name`: no content tower (ID-only)
 
 
@@ -90,12 +113,9 @@ class ConvFrameEncoder(FrameEncoder):
   def __init__(self, *, channels: tuple[int, ...], features: int, motion: bool, dtype,
                param_dtype, rngs: nnx.Rngs):
     self.motion = motion
-    cin = 6 if motion else 3
-    chans = (cin,) + tuple(channels)
-    self.convs = nnx.List([
-        layers.conv(a, b, 3, 2, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        for a, b in zip(chans[:-1], chans[1:])])
-    self.proj = layers.dense(2 * chans[-1], features, ("conv_out", "embed"), dtype=dtype,
+    self.convs = conv_stack(6 if motion else 3, channels, dtype=dtype, param_dtype=param_dtype,
+                            rngs=rngs)
+    self.proj = layers.dense(2 * channels[-1], features, ("conv_out", "embed"), dtype=dtype,
                              param_dtype=param_dtype, rngs=rngs)
     self.features = features
     self.dtype = dtype
@@ -123,12 +143,7 @@ class ConvFrameEncoder(FrameEncoder):
     x = frames.astype(self.dtype)
     if self.motion:
       x = jnp.concatenate([x, clip["motion"].astype(self.dtype)], axis=-1)
-    x = x.reshape(b * t, h, w, x.shape[-1])
-    x = constrain(x, ("batch", None, None, None))
-    for c in self.convs:
-      x = jax.nn.relu(c(x))
-    # Mean and max over space: the max keeps small objects and edges that a mean dilutes.
-    x = jnp.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=-1)
-    x = self.proj(x).reshape(b, t, self.features)
+    x = run_convs(self.convs, x.reshape(b * t, h, w, x.shape[-1]))
+    x = self.proj(mean_max(x)).reshape(b, t, self.features)
     x = constrain(x, ("batch", "time", "embed"))
     return x, {"frame_features": x}

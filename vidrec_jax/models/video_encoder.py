@@ -34,6 +34,9 @@ from vidrec_jax.models import flow as flow_lib
 from vidrec_jax.models import layers
 from vidrec_jax.models.encoders import FRAME_ENCODERS
 from vidrec_jax.models.encoders import FrameEncoder
+from vidrec_jax.models.encoders import conv_stack
+from vidrec_jax.models.encoders import mean_max
+from vidrec_jax.models.encoders import run_convs
 from vidrec_jax.models.partitioning import constrain
 
 TEMPORAL = ("none", "causal", "bidirectional")
@@ -50,24 +53,6 @@ def sinusoid(n: int, dim: int) -> np.ndarray:
   out[:, 0::2] = np.sin(pos * freq)
   out[:, 1::2] = np.cos(pos * freq)[:, :dim // 2]
   return out
-
-
-def _conv_stack(cin: int, channels: tuple[int, ...], kw: dict) -> nnx.List:
-  chans = (cin,) + tuple(channels)
-  return nnx.List([layers.conv(a, b, 3, 2, **kw) for a, b in zip(chans[:-1], chans[1:])])
-
-
-def _run_convs(convs: nnx.List, x: jax.Array) -> jax.Array:
-  x = constrain(x, ("batch", None, None, None))
-  for c in convs:
-    x = jax.nn.relu(c(x))
-  return x
-
-
-def _mean_max(x: jax.Array) -> jax.Array:
-  """(N, h, w, C) or (N, S, C) maps -> (N, 2C): the max keeps small objects a mean dilutes."""
-  axes = tuple(range(1, x.ndim - 1))
-  return jnp.concatenate([x.mean(axis=axes), x.max(axis=axes)], axis=-1)
 
 
 def cross_modality_init(rgb: nnx.List, flow: nnx.List, flow_channels: int) -> None:
@@ -127,10 +112,10 @@ class TwoStreamEncoder(FrameEncoder):
     self.features, self.dtype, self.motion = features, dtype, motion
     self.temporal, self.fusion_kind = temporal_attention, fusion
     c = channels[-1]
-    self.rgb = _conv_stack(6 if motion else 3, channels, kw)
+    self.rgb = conv_stack(6 if motion else 3, channels, **kw)
     self.spatial = (SpatialAttention(c, attention_heads, **kw) if spatial_attention else None)
     self.rgb_proj = layers.dense(2 * c, features, ("conv_out", "embed"), **kw)
-    self.flow = _conv_stack(2, flow_channels, kw) if flow else None
+    self.flow = conv_stack(2, flow_channels, **kw) if flow else None
     if flow:
       if flow_init == "rgb":
         cross_modality_init(self.rgb, self.flow, 2)
@@ -185,10 +170,10 @@ class TwoStreamEncoder(FrameEncoder):
     x = clip["frames"].astype(self.dtype)
     if self.motion:
       x = jnp.concatenate([x, clip["motion"].astype(self.dtype)], axis=-1)
-    fmap = _run_convs(self.rgb, x.reshape((b * t,) + x.shape[2:]))
+    fmap = run_convs(self.rgb, x.reshape((b * t,) + x.shape[2:]))
     if self.spatial is not None:
       fmap = self.spatial(fmap)
-    return self.rgb_proj(_mean_max(fmap)).reshape(b, t, self.features)
+    return self.rgb_proj(mean_max(fmap)).reshape(b, t, self.features)
 
   def _flow(self, clip: dict, b: int, t: int) -> tuple[jax.Array, jax.Array]:
     pairs = jax.lax.stop_gradient(clip[PAIR_KEY].astype(jnp.float32))
@@ -198,8 +183,8 @@ class TwoStreamEncoder(FrameEncoder):
     # Flow in units of 1/16 of the frame height: the same motion gives the same input at any
     # frame size.
     x = (field * (16.0 / h)).astype(self.dtype)
-    fmap = _run_convs(self.flow, x)
-    feats = self.flow_proj(_mean_max(fmap)).reshape(b, t, self.features)
+    fmap = run_convs(self.flow, x)
+    feats = self.flow_proj(mean_max(fmap)).reshape(b, t, self.features)
     return feats, field.reshape((b, t) + field.shape[1:])
 
   def _attention_mask(self, valid: jax.Array) -> jax.Array:
