@@ -6,8 +6,10 @@ inputs each model declares, on one device; model FLOPs utilisation when a peak i
   python benchmarks/encoder_speed.py --dtype=bfloat16 --peak_tflops=989 --batch=256   # a GPU
 
 The default list covers the ablation's variants (from pixels, flow estimated in the step), the
-factorised spatial + temporal attention, and the demo's frozen EfficientNet-Lite0 tower trained
-from its feature cache (`demo.py`) and from pixels (`pretrained.py:pixels`).
+factorised spatial + temporal attention, the flow variants with the loader's flow
+(`flow_source='loader'`: the step reads the fields instead of estimating them), and the demo's
+frozen EfficientNet-Lite0 tower trained from its feature cache (`demo.py`) and from pixels
+(`pretrained.py:pixels`).
 """
 
 import functools
@@ -26,7 +28,8 @@ from vidrec_jax.train.state import Setup
 _CONFIGS = flags.DEFINE_list("configs", [
     "encoder_ablation.py:rgb", "encoder_ablation.py:flow", "encoder_ablation.py:attention",
     "encoder_ablation.py:both", "encoder_ablation.py:pyramid", "encoder_ablation.py:spatial",
-    "demo.py", "pretrained.py:pixels"], "configs/FILE:ARG of the models to time.")
+    "encoder_ablation.py:flow_loader", "encoder_ablation.py:pyramid_loader", "demo.py",
+    "pretrained.py:pixels"], "configs/FILE:ARG of the models to time.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after two compiled warm-up steps).")
 _BATCH = flags.DEFINE_integer("batch", 0, "Clips per batch (0: the config's data.batch_size).")
 _DTYPE = flags.DEFINE_string("dtype", "", "model.dtype override (e.g. bfloat16).")
@@ -39,6 +42,10 @@ def load(spec: str):
   if name == "encoder_ablation.py" and arg == "spatial":
     config = load("encoder_ablation.py:both")
     config.model.frame_encoder.spatial_attention = True
+    return config
+  if name == "encoder_ablation.py" and arg.endswith("_loader"):  # flow read, not estimated
+    config = load("encoder_ablation.py:" + arg[:-len("_loader")])
+    config.model.frame_encoder.flow_source = "loader"
     return config
   return importlib.import_module("configs." + name[:-3]).get_config(arg)
 

@@ -7,7 +7,8 @@ Commands:
   python benchmarks/encoder_ablation.py --root=/tmp/ablation   # every cell, 3 seeds, the table
 
 Taste kinds (the world's tastes; pick one): `appearance` (palette and shape only), `motion`
-(direction and speed only), `order` (which of a clip's two colours comes first only).
+(direction and speed only), `order` (which of a clip's two colours comes first only), `demo`
+(the demo's world: appearance and motion tastes, configs/demo.py).
 Encoder variants (pick one): `rgb` (RGB frames, mean pooling), `flow` (+ the optical-flow stream,
 concatenated), `attention` (+ causal temporal attention), `both` (flow and attention), `pyramid`
 (both, with temporal pyramid + attention pooling). `smoke`: a tiny world and model, seconds.
@@ -21,7 +22,7 @@ import ml_collections
 from configs import demo
 from configs.common import parse_arg
 
-TASTES = ("appearance", "motion", "order")
+TASTES = ("appearance", "motion", "order", "demo")
 ENCODERS = ("rgb", "flow", "attention", "both", "pyramid")
 VARIANTS = TASTES + ENCODERS + ("smoke",)
 ARGUMENTS = dict(seed=0, steps=600, frames=6, batch=32)
@@ -34,7 +35,8 @@ def encoder(variant: str) -> tuple[ml_collections.ConfigDict, str]:
   attend = variant in ("attention", "both", "pyramid")
   fe = ml_collections.ConfigDict(dict(
       name="two_stream", channels=(16, 32, 48), features=64, motion=False, flow=flow,
-      flow_channels=(16, 32, 48), flow_init="scratch", spatial_attention=False,
+      flow_channels=(16, 32, 48), flow_init="scratch", flow_source="device",
+      spatial_attention=False,
       temporal_attention="causal" if attend else "none", attention_layers=1, attention_heads=4,
       fusion="concat"))
   return fe, "pyramid" if variant == "pyramid" else "masked_mean"
@@ -50,10 +52,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                      f"{', '.join(variants)}")
   c = demo.get_config("conv")
   taste = tastes[0] if tastes else "motion"
-  c.data.dataset.update(
-      appearance_weight=WEIGHT if taste == "appearance" else 0.0,
-      motion_weight=WEIGHT if taste == "motion" else 0.0,
-      order_weight=WEIGHT if taste == "order" else 0.0)
+  if taste != "demo":
+    c.data.dataset.update(
+        appearance_weight=WEIGHT if taste == "appearance" else 0.0,
+        motion_weight=WEIGHT if taste == "motion" else 0.0,
+        order_weight=WEIGHT if taste == "order" else 0.0)
   c.data.num_frames = args.get("frames", ARGUMENTS["frames"])
   c.data.batch_size = args.get("batch", ARGUMENTS["batch"])
   c.model.frame_encoder, c.model.pooling = encoder(encoders[0] if encoders else "rgb")

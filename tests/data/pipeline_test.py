@@ -1,5 +1,6 @@
 """Grain pipeline: exact resume at a batch index, topology-independent global batches, bad files."""
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -10,12 +11,14 @@ from absl.testing import absltest
 from tests import helpers
 from vidrec_jax.data import datasets
 from vidrec_jax.data import grouping
+from vidrec_jax.data import ops
 from vidrec_jax.data import pipeline
 from vidrec_jax.data import video_io
 from vidrec_jax.data.clips import ClipSampler
 from vidrec_jax.data.clips import PixelFrames
 from vidrec_jax.data.datasets import synthetic
 from vidrec_jax.data.vocab import Vocab
+from vidrec_jax.models import flow
 from vidrec_jax.models import recommender
 
 
@@ -152,6 +155,31 @@ class PipelineTest(absltest.TestCase):
     nxt = np.minimum(idx + 1, len(frames) - 1)
     expected = (frames[nxt].astype(np.float32) - frames[idx]) / 127.5 * mask[:, None, None, None]
     np.testing.assert_allclose(ex["motion"], expected, atol=1e-5)
+
+  def test_loader_flow_is_estimated_once_per_video(self):
+    catalog = _load(self.config, self.data_dir).catalog
+    c = self.config.data
+    calls = []
+
+    def counted(frames):
+      calls.append(len(frames))
+      return ops.video_flow(frames)
+
+    flow_op = ops.CLIP_OPS.get("flow")
+    self.assertIs(flow_op.per_video, ops.video_flow)
+    frames_src = PixelFrames(catalog, c.frame_size, c.normalization, 4, c.cache_frames)
+    sampler = ClipSampler(frames_src, ("frames", "mask", "flow"), c.num_frames)
+    sampler._ops["flow"] = dataclasses.replace(flow_op, per_video=counted)
+    rng = np.random.default_rng(0)
+    clips = [sampler.clip(3, rng) for _ in range(3)] + [sampler.clip(3, None)]
+    self.assertLen(calls, 1)  # three random views and the centre view: one estimate
+    frames = video_io.decode_video(catalog.path(3), c.frame_size, c.cache_frames)
+    idx, mask = video_io.tsn_indices(len(frames), c.num_frames, None)
+    nxt = np.minimum(idx + 1, len(frames) - 1)
+    expected = np.array(flow.estimate_flow(frames[idx], frames[nxt]))
+    expected *= ((nxt > idx) * mask)[:, None, None, None]
+    self.assertEqual(clips[-1]["flow"].shape, (c.num_frames, c.frame_size, c.frame_size, 2))
+    np.testing.assert_allclose(clips[-1]["flow"], expected, atol=1e-4)
 
   def test_missing_dataset_is_one_line(self):
     with self.assertRaises(datasets.DataError) as cm:

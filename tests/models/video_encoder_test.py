@@ -15,6 +15,7 @@ from tests import helpers
 from tests.train import fixtures
 from vidrec_jax import validate
 from vidrec_jax.config_checks import ConfigError
+from vidrec_jax.models import flow
 from vidrec_jax.models import poolings
 from vidrec_jax.models import video_encoder
 from vidrec_jax.models.partitioning import activation_sharding
@@ -28,7 +29,8 @@ def make_encoder(dtype=jnp.float32, **overrides) -> video_encoder.TwoStreamEncod
   """An encoder whose attention blocks are not the identity: the residual gates that start at
   zero get random values, as after some training."""
   kw = dict(channels=(4, 8), features=8, motion=False, flow=True, flow_channels=(4, 8),
-            flow_init="scratch", spatial_attention=True, temporal_attention="causal",
+            flow_init="scratch", flow_source="device", spatial_attention=True,
+            temporal_attention="causal",
             attention_layers=2, attention_heads=2, fusion="concat")
   kw.update(overrides)
   enc = video_encoder.TwoStreamEncoder(**kw, dtype=dtype, param_dtype=jnp.float32,
@@ -102,15 +104,32 @@ class EncoderTest(parameterized.TestCase):
     _, still = enc(same)
     self.assertLess(float(jnp.abs(still["flow"]).max()), 1e-3)
 
+  def test_loader_flow_gives_the_device_flow_result(self):
+    """flow_source='loader' reads the flow the loader estimated; given the same fields, the
+    encoder (same parameters) computes what it computes from the pixel pairs on device."""
+    device = make_encoder(spatial_attention=False)
+    loader = make_encoder(spatial_attention=False, flow_source="loader")
+    c = clip()
+    pairs = np.asarray(c["frame_pairs"]).astype(np.uint8).reshape((B * T, S, S, 6))
+    field = np.asarray(flow.estimate_flow(pairs[..., :3], pairs[..., 3:]))
+    field = field.reshape((B, T, S, S, 2)) * np.asarray(c["mask"])[..., None, None, None]
+    from_loader = {k: v for k, v in c.items() if k != "frame_pairs"}
+    from_loader["flow"] = jnp.asarray(field)
+    np.testing.assert_allclose(device(c)[0], loader(from_loader)[0], atol=2e-4)
+    self.assertEqual(video_encoder.TwoStreamEncoder.clip_inputs(
+        motion=False, flow=True, flow_source="loader"), ("frames", "mask", "flow"))
+
   def test_attention_blocks_start_as_the_identity(self):
     plain = video_encoder.TwoStreamEncoder(
         channels=(4, 8), features=8, motion=False, flow=False, flow_channels=(4, 8),
-        flow_init="scratch", spatial_attention=False, temporal_attention="none",
+        flow_init="scratch", flow_source="device", spatial_attention=False,
+        temporal_attention="none",
         attention_layers=1, attention_heads=2, fusion="concat", dtype=jnp.float32,
         param_dtype=jnp.float32, rngs=nnx.Rngs(0))
     attend = video_encoder.TwoStreamEncoder(
         channels=(4, 8), features=8, motion=False, flow=False, flow_channels=(4, 8),
-        flow_init="scratch", spatial_attention=True, temporal_attention="bidirectional",
+        flow_init="scratch", flow_source="device", spatial_attention=True,
+        temporal_attention="bidirectional",
         attention_layers=2, attention_heads=2, fusion="concat", dtype=jnp.float32,
         param_dtype=jnp.float32, rngs=nnx.Rngs(0))
     for a, b in list(zip(plain.rgb, attend.rgb)) + [(plain.rgb_proj, attend.rgb_proj)]:
@@ -184,6 +203,7 @@ class ConfigTest(parameterized.TestCase):
       ("temporal_attention", "forward", "allowed: none, causal, bidirectional"),
       ("fusion", "sum", "allowed: concat, gated, cross_attention"),
       ("flow_init", "imagenet", "allowed: scratch, rgb"),
+      ("flow_source", "disk", "allowed: device, loader"),
       ("attention_heads", 3, "must divide features=8"))
   def test_bad_values_are_named(self, field, value, allowed):
     c = encoder_ablation.get_config("smoke,both")
@@ -210,7 +230,8 @@ class MeshTest(parameterized.TestCase):
       ("gated_spatial_bidirectional", dict(fusion="gated", spatial_attention=True,
                                            temporal_attention="bidirectional"), "attention"),
       ("cross_attention_rgb_init", dict(fusion="cross_attention", flow_init="rgb"),
-       "masked_mean"))
+       "masked_mean"),
+      ("loader_flow_gated", dict(fusion="gated", flow_source="loader"), "pyramid"))
   def test_one_step_on_eight_devices(self, encoder_overrides, pooling):
     config = helpers.load_config("smoke,both", "encoder_ablation.py")
     config.model.frame_encoder.update(encoder_overrides)

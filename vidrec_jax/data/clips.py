@@ -38,10 +38,28 @@ class PixelFrames:
     self.normalization = normalization
     self.item_shape = (frame_size, frame_size, 3)
     self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+    self._derived: collections.OrderedDict[tuple[str, int], np.ndarray] = (
+        collections.OrderedDict())
     self._bad: set[int] = set()
 
-  def __getstate__(self):  # worker processes start with an empty cache
-    return dict(self.__dict__, _cache=collections.OrderedDict())
+  def __getstate__(self):  # worker processes start with empty caches
+    return dict(self.__dict__, _cache=collections.OrderedDict(),
+                _derived=collections.OrderedDict())
+
+  def derived(self, key: str, video_id: int, fn: Callable[[np.ndarray], np.ndarray],
+              frames: np.ndarray) -> np.ndarray:
+    """fn(frames) of one video (e.g. its optical flow), computed once and kept for the
+    `cache_videos` most recently used (video, key) pairs, as the frames are."""
+    k = (key, video_id)
+    if k in self._derived:
+      self._derived.move_to_end(k)
+      return self._derived[k]
+    out = fn(frames)
+    if self.cache_videos > 0:
+      self._derived[k] = out
+      if len(self._derived) > self.cache_videos:
+        self._derived.popitem(last=False)
+    return out
 
   def prep(self, frames: np.ndarray) -> np.ndarray:
     return ops.normalize(frames, self.normalization)
@@ -110,7 +128,11 @@ class ClipSampler:
                num_segments: int):
     self.frames, self.num_segments = frames, num_segments
     self.keys = tuple(k for k in keys if k != "mask")
-    self._ops: dict[str, Callable] = {k: ops.CLIP_OPS.get(k).fn for k in self.keys}
+    self._ops: dict[str, ops.ClipOp] = {k: ops.CLIP_OPS.get(k) for k in self.keys}
+    for k, op in self._ops.items():
+      if op.per_video is not None and frames is not None and not hasattr(frames, "derived"):
+        raise ValueError(f"clip input {k!r} is computed from decoded pixels per video; the "
+                         f"frame source {type(frames).__name__} has none")
 
   def clip(self, video_id: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
     if self.frames is None:  # a model without a content tower: nothing to read
@@ -122,6 +144,8 @@ class ClipSampler:
       return dict(out, mask=np.zeros(k, np.float32), valid=np.int32(0))
     idx, mask = video_io.tsn_indices(len(x), k, rng)
     nxt = np.minimum(idx + 1, len(x) - 1)
-    out = {key: op(x, idx, nxt, mask, self.frames.prep).astype(np.float32)
-           for key, op in self._ops.items()}
+    out = {}
+    for key, op in self._ops.items():
+      src = x if op.per_video is None else self.frames.derived(key, int(video_id), op.per_video, x)
+      out[key] = op.fn(src, idx, nxt, mask, self.frames.prep).astype(np.float32)
     return dict(out, mask=mask, valid=np.int32(1))

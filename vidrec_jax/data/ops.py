@@ -7,6 +7,8 @@ turns the video's frame array into one input of the model:
   frames         normalised sampled frames                       (from decoded pixels)
   motion         the TSN RGB difference: next frame - this frame  (from decoded pixels)
   frame_pairs    raw pixels of each sampled frame and the next    (from decoded pixels)
+  flow           optical flow from each sampled frame to the next (from decoded pixels, by the
+                 loader: estimated once per video on the host CPU, kept with its frames)
   features       cached backbone features of the sampled frames   (from the feature cache)
   next_features  cached features of the frame after each one      (from the feature cache)
 
@@ -54,10 +56,13 @@ class ClipOp:
     source: PIXELS (uint8 (T, S, S, 3) decoded frames) or FEATURES ((T, D) cached features).
     fn: (frames, idx, nxt, mask, prep) -> float32 (K, ...) where `prep` maps raw frames to
       model inputs (pixel normalisation; identity for features).
+    per_video: optional frames -> array computed once per video and cached with its frames
+      (data/clips.py); `fn` then receives that array in place of the frames.
   """
 
   source: str
   fn: Callable[..., np.ndarray]
+  per_video: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 CLIP_OPS: Registry[ClipOp] = Registry("clip input")
@@ -70,6 +75,39 @@ CLIP_OPS.register("motion", ClipOp(
 CLIP_OPS.register("frame_pairs", ClipOp(
     PIXELS, lambda x, idx, nxt, mask, prep: _masked(
         np.concatenate([x[idx], x[nxt]], axis=-1).astype(np.float32), mask)))
+
+
+def _bucket(n: int) -> int:
+  """n rounded up to a power of two: videos of many lengths share a few compiled shapes."""
+  return 1 << max(0, int(n - 1).bit_length())
+
+
+def video_flow(frames: np.ndarray) -> np.ndarray:
+  """Optical flow from each decoded frame to the next, (T, S, S, 2) float32 in pixels (the last
+  frame's is zero: it has no next frame), estimated by models/flow.py on the host CPU so that a
+  loader worker never touches an accelerator."""
+  import jax  # pylint: disable=g-import-not-at-top  (the loader imports jax only when used)
+
+  from vidrec_jax.models import flow  # pylint: disable=g-import-not-at-top
+
+  t = len(frames)
+  out = np.zeros(frames.shape[:-1] + (2,), np.float32)
+  if t < 2:
+    return out
+  n = _bucket(t - 1)
+  pad = np.zeros((n - (t - 1),) + frames.shape[1:], np.uint8)
+  with jax.default_device(jax.devices("cpu")[0]):
+    field = flow.estimate_flow(np.concatenate([frames[:-1], pad]),
+                               np.concatenate([frames[1:], pad]))
+  out[:-1] = np.asarray(field)[:t - 1]
+  return out
+
+
+# The flow op reads the per-video field: the flow of sampled frame idx to idx + 1 (= nxt; zero
+# where nxt == idx at the video's last frame).
+CLIP_OPS.register("flow", ClipOp(
+    PIXELS, lambda f, idx, nxt, mask, prep: _masked(f[idx] * (nxt > idx)[:, None, None, None],
+                                                    mask), per_video=video_flow))
 CLIP_OPS.register("features", ClipOp(
     FEATURES, lambda x, idx, nxt, mask, prep: _masked(x[idx], mask)))
 CLIP_OPS.register("next_features", ClipOp(

@@ -6,9 +6,12 @@ two streams, each part switched and sized by the config:
                                                               ├─ fusion ─ [temporal attention] ─>
   (frame, next frame) ──flow (JAX, on device)──conv──> pool ──┘        (B, T, F) per-frame out
 
-The flow stream reads the optical flow of each sampled frame and the frame after it, estimated
-inside the jitted step by `models/flow.py` (no learned parameters; gradients stop there), as
-2 channels (dx, dy) per frame pair, TSN's flow input with one pair per segment. Its convs can
+The flow stream reads the optical flow of each sampled frame and the frame after it, as
+2 channels (dx, dy) per frame pair, TSN's flow input with one pair per segment. `flow_source`
+says where it is estimated (the same estimator, `models/flow.py`, either way): 'device' inside
+the jitted step from the raw pixel pairs (`frame_pairs`; no learned parameters, gradients stop
+there), or 'loader' on the host by the data loader, once per video and kept with its decoded
+frames (the `flow` clip op, data/ops.py), so a step only reads it. Its convs can
 start from the RGB stream's (`flow_init='rgb'`: the first conv's kernel averaged over the RGB
 input channels and repeated over the flow channels, TSN's cross-modality initialisation).
 
@@ -42,7 +45,9 @@ from vidrec_jax.models.partitioning import constrain
 TEMPORAL = ("none", "causal", "bidirectional")
 FUSIONS = ("concat", "gated", "cross_attention")
 FLOW_INITS = ("scratch", "rgb")
+FLOW_SOURCES = ("device", "loader")
 PAIR_KEY = "frame_pairs"  # clip input: each sampled frame and the next, raw 0..255 (K, H, W, 6)
+FLOW_KEY = "flow"  # clip input: the loader's flow of each sampled frame to the next (K, H, W, 2)
 
 
 def sinusoid(n: int, dim: int) -> np.ndarray:
@@ -95,6 +100,8 @@ class TwoStreamEncoder(FrameEncoder):
     flow_channels: its conv widths.
     flow_init: 'scratch', or 'rgb' (cross-modality: start from the RGB stream's convs; needs
       flow_channels == channels).
+    flow_source: 'device' (estimated in the train step) or 'loader' (estimated by the data
+      loader on the host, once per video).
     spatial_attention: attend over each frame's feature-map tokens before pooling them.
     temporal_attention: 'none', 'causal' or 'bidirectional' attention across frames.
     attention_layers: temporal attention blocks.
@@ -105,12 +112,14 @@ class TwoStreamEncoder(FrameEncoder):
   """
 
   def __init__(self, *, channels: tuple[int, ...], features: int, motion: bool, flow: bool,
-               flow_channels: tuple[int, ...], flow_init: str, spatial_attention: bool,
+               flow_channels: tuple[int, ...], flow_init: str, flow_source: str,
+               spatial_attention: bool,
                temporal_attention: str, attention_layers: int, attention_heads: int,
                fusion: str, dtype, param_dtype, rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.features, self.dtype, self.motion = features, dtype, motion
     self.temporal, self.fusion_kind = temporal_attention, fusion
+    self.flow_source = flow_source
     c = channels[-1]
     self.rgb = conv_stack(6 if motion else 3, channels, **kw)
     self.spatial = (SpatialAttention(c, attention_heads, **kw) if spatial_attention else None)
@@ -132,14 +141,17 @@ class TwoStreamEncoder(FrameEncoder):
         for _ in range(attention_layers if temporal_attention != "none" else 0)])
 
   @classmethod
-  def clip_inputs(cls, *, motion: bool, flow: bool, **kwargs) -> tuple[str, ...]:
+  def clip_inputs(cls, *, motion: bool, flow: bool, flow_source: str,
+                  **kwargs) -> tuple[str, ...]:
     del kwargs
+    flow_key = FLOW_KEY if flow_source == "loader" else PAIR_KEY
     return (("frames", "mask") + (("motion",) if motion else ())
-            + ((PAIR_KEY,) if flow else ()))
+            + ((flow_key,) if flow else ()))
 
   @classmethod
   def validate(cls, config, *, channels, features, motion, flow, flow_channels, flow_init,
-               spatial_attention, temporal_attention, attention_layers, attention_heads, fusion):
+               flow_source, spatial_attention, temporal_attention, attention_layers,
+               attention_heads, fusion):
     del config
     for name, chans in (("channels", channels), ("flow_channels", flow_channels)):
       check(len(chans) > 0 and all(isinstance(x, int) and x > 0 for x in chans),
@@ -154,6 +166,8 @@ class TwoStreamEncoder(FrameEncoder):
           temporal_attention, f"allowed: {', '.join(TEMPORAL)}")
     check(fusion in FUSIONS, "model.frame_encoder.fusion", fusion,
           f"allowed: {', '.join(FUSIONS)}")
+    check(flow_source in FLOW_SOURCES, "model.frame_encoder.flow_source", flow_source,
+          f"allowed: {', '.join(FLOW_SOURCES)}")
     check(flow_init in FLOW_INITS, "model.frame_encoder.flow_init", flow_init,
           f"allowed: {', '.join(FLOW_INITS)}")
     check(flow_init != "rgb" or tuple(flow_channels) == tuple(channels),
@@ -176,10 +190,14 @@ class TwoStreamEncoder(FrameEncoder):
     return self.rgb_proj(mean_max(fmap)).reshape(b, t, self.features)
 
   def _flow(self, clip: dict, b: int, t: int) -> tuple[jax.Array, jax.Array]:
-    pairs = jax.lax.stop_gradient(clip[PAIR_KEY].astype(jnp.float32))
-    pairs = pairs.reshape((b * t,) + pairs.shape[2:])
-    h = pairs.shape[1]
-    field = flow_lib.dense_flow(pairs[..., :3], pairs[..., 3:])
+    if self.flow_source == "loader":
+      field = clip[FLOW_KEY].astype(jnp.float32)
+      field = field.reshape((b * t,) + field.shape[2:])
+    else:
+      pairs = jax.lax.stop_gradient(clip[PAIR_KEY].astype(jnp.float32))
+      pairs = pairs.reshape((b * t,) + pairs.shape[2:])
+      field = flow_lib.dense_flow(pairs[..., :3], pairs[..., 3:])
+    h = field.shape[1]
     # Flow in units of 1/16 of the frame height: the same motion gives the same input at any
     # frame size.
     x = (field * (16.0 / h)).astype(self.dtype)
@@ -194,7 +212,8 @@ class TwoStreamEncoder(FrameEncoder):
 
   def __call__(self, clip: dict) -> tuple[jax.Array, dict]:
     """clip: frames (B, T, H, W, 3), mask (B, T); motion (B, T, H, W, 3) when `motion`;
-    frame_pairs (B, T, H, W, 6) raw pixels of each frame and the next when `flow`.
+    frame_pairs (B, T, H, W, 6) raw pixels of each frame and the next when `flow` on 'device';
+    flow (B, T, H, W, 2) the loader's flow fields when `flow` from the 'loader'.
 
     Returns per-frame features (B, T, F) (zeros at padded frames) and intermediates.
     """
