@@ -74,6 +74,11 @@ def base_config() -> ml_collections.ConfigDict:
       frame_encoder=dict(name="conv", channels=(16, 32, 48), features=64, motion=True),
       backbone=backbone_config(),
       pooling="mean_max", heads=("click", "watch_time"), position_bias=True, max_positions=16,
+      # 'fixed': train.loss_weights; 'uncertainty': also learned per-loss uncertainty weights.
+      loss_weighting="fixed",
+      # Content types with an embedding in the item tower (e.g. ("movie", "series", "news"), the
+      # synthetic world's); () = none. Metrics are reported per content type either way.
+      content_types=(),
       dtype="float32", param_dtype="float32",
       # ID tables get rows up to a multiple of this, so any mesh axis dividing it splits them.
       vocab_pad_multiple=128,
@@ -89,7 +94,8 @@ def base_config() -> ml_collections.ConfigDict:
       trainer="supervised",
       steps=2000, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
       weight_decay=1e-4, grad_clip=1.0,
-      loss_weights=dict(click=1.0, watch_time=0.1, like=0.5, text_match=0.1, visual_query=0.1),
+      loss_weights=dict(click=1.0, watch_time=0.1, watch_time_logistic=0.1, like=0.5,
+                        text_match=0.1, visual_query=0.1, user_item=0.5),
       backbone_learning_rate_factor=0.1, text_learning_rate_factor=0.1,
       log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2,
       # Stop after this many evaluations without a better best_metric (0 = off); the final

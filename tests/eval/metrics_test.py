@@ -41,6 +41,22 @@ class MetricsTest(absltest.TestCase):
     self.assertAlmostEqual(M.ndcg_at_k(g, y, s, 10), 1 / np.log2(3))
     self.assertAlmostEqual(M.ndcg_at_k(g, y, s, 1), 0.0)
 
+  def test_ndcg_with_ties_averages_the_tied_positions(self):
+    g = np.zeros(3, int)
+    y = np.array([1, 0, 0])
+    # The positive ties with a negative at the top: it is 1st or 2nd with equal chance.
+    s = np.array([0.5, 0.5, 0.1])
+    self.assertAlmostEqual(M.ndcg_at_k(g, y, s, 10), (1 + 1 / np.log2(3)) / 2)
+    self.assertAlmostEqual(M.ndcg_at_k(g, y, s, 1), 0.5)  # the 2nd position is past k=1
+    # The input order of tied items does not matter.
+    self.assertAlmostEqual(M.ndcg_at_k(g, y[[1, 0, 2]], s[[1, 0, 2]], 10),
+                           M.ndcg_at_k(g, y, s, 10))
+    # All tied: every item gets the mean discount of the k positions.
+    y2, s2 = np.array([1, 1, 0, 0]), np.zeros(4)
+    disc = 1 / np.log2(np.arange(2, 6))
+    self.assertAlmostEqual(M.ndcg_at_k(np.zeros(4, int), y2, s2, 4),
+                           2 * disc.mean() / disc[:2].sum())
+
   def test_regression_and_gain(self):
     self.assertAlmostEqual(M.mse(np.array([1.0, 3.0]), np.array([2.0, 1.0])), 2.5)
     self.assertAlmostEqual(M.mae(np.array([1.0, 3.0]), np.array([2.0, 1.0])), 1.5)

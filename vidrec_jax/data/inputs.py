@@ -23,6 +23,10 @@ class InputSpec:
       and, with a position bias, `position`.
     history: each impression also carries its user's watch history (`history`,
       `history_mask`: the user's last data.history.max_len positives before it).
+    content_type: each clip carries `content_type`, its video's row in model.content_types
+      (the OOV row len(content_types) for any other type).
+    log_q: each training clip carries `log_q`, the log of the probability that its video is
+      the clip of a training example (the logQ correction of an in-batch softmax over clips).
   """
 
   clip: tuple[str, ...]
@@ -30,6 +34,8 @@ class InputSpec:
   query_view: bool
   impression: tuple[str, ...]
   history: bool = False
+  log_q: bool = False
+  content_type: bool = False
 
   @property
   def title_keys(self) -> tuple[str, ...]:
@@ -38,4 +44,4 @@ class InputSpec:
   @property
   def item_keys(self) -> tuple[str, ...]:
     """The per-clip keys the item tower reads (what evaluation feeds it)."""
-    return self.clip + self.title_keys
+    return self.clip + self.title_keys + (("content_type",) if self.content_type else ())

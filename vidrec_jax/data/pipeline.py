@@ -42,6 +42,20 @@ class LoaderOptions:
   prefetch_batches: int
 
 
+class VideoInputs:
+  """video id -> the item tower's per-video inputs other than frames: the title inputs
+  (`titles`) and the content-type row (`content_type`, from `type_rows` indexed by video id)."""
+
+  def __init__(self, titles: TitleInputs | None, type_rows: np.ndarray | None):
+    self.titles, self.type_rows = titles, type_rows
+
+  def __call__(self, video_id) -> dict[str, np.ndarray]:
+    out = dict(self.titles(video_id)) if self.titles is not None else {}
+    if self.type_rows is not None:
+      out["content_type"] = np.int32(self.type_rows[int(video_id)])
+    return out
+
+
 class ImpressionExample(grain.transforms.Map):
   """(global index, video with its impressions) -> example: the sampled clip, and per-impression
   users and columns of shape (impressions_per_clip,) with a `weight` mask.
@@ -52,7 +66,8 @@ class ImpressionExample(grain.transforms.Map):
   def __init__(self, sampler: ClipSampler, user_vocab: Vocab, video_vocab: Vocab, seed: int,
                columns: tuple[str, ...], titles: TitleInputs | None = None,
                query_view: bool = False, history: ClickHistory | None = None,
-               history_len: int = 0):
+               history_len: int = 0, log_q: np.ndarray | None = None):
+    self.log_q = log_q
     self.sampler, self.user_vocab, self.video_vocab = sampler, user_vocab, video_vocab
     self.seed, self.columns = seed, columns
     self.titles, self.query_view = titles, query_view
@@ -70,6 +85,8 @@ class ImpressionExample(grain.transforms.Map):
     if self.history is not None:
       ex["history"], ex["history_mask"] = self.history(rec["user_id"], rec["timestamp"],
                                                        self.history_len)
+    if self.log_q is not None:
+      ex["log_q"] = self.log_q[rec["video_id"]]
     ex.update(index=np.int64(g), video_id=rec["video_id"], user=self.user_vocab(rec["user_id"]),
               video=self.video_vocab(rec["video_id"]), weight=rec["weight"])
     return ex
@@ -108,6 +125,15 @@ def iterable(ds: grain.MapDataset, options: LoaderOptions, **mp) -> grain.IterDa
   return it
 
 
+def clip_log_q(video_ids: np.ndarray, groups: np.ndarray) -> np.ndarray:
+  """log P(a training example's clip is of video v), indexed by video id: its share of the
+  clips (`groups`) that an epoch serves, each once."""
+  first = video_ids[groups[:, 0]]
+  counts = np.bincount(first, minlength=int(video_ids.max()) + 1).astype(np.float64)
+  with np.errstate(divide="ignore"):
+    return np.log(counts / max(len(groups), 1)).astype(np.float32)
+
+
 def train_dataset(split: Split, spec: InputSpec, sampler: ClipSampler, *, user_vocab: Vocab,
                   video_vocab: Vocab, video_ids: np.ndarray, batch_size: int,
                   impressions_per_clip: int, shuffle_seed: int, process_index: int,
@@ -124,6 +150,7 @@ def train_dataset(split: Split, spec: InputSpec, sampler: ClipSampler, *, user_v
   if len(video_ids) != len(split):
     raise DataError(f"{len(video_ids)} train video ids given for {len(split)} train records")
   groups = group_by_clip(np.asarray(video_ids), impressions_per_clip, shuffle_seed)
+  log_q = clip_log_q(np.asarray(video_ids), groups) if spec.log_q else None
   columns = spec.impression + (("timestamp",) if spec.history else ())
   ds = grain.MapDataset.source(GroupedSource(split, groups, columns))
   ds = ds.shuffle(seed=shuffle_seed).repeat(None)
@@ -131,7 +158,7 @@ def train_dataset(split: Split, spec: InputSpec, sampler: ClipSampler, *, user_v
   ds = ds.map(ImpressionExample(sampler, user_vocab, video_vocab, shuffle_seed, spec.impression,
                                 titles=titles, query_view=spec.query_view,
                                 history=history if spec.history else None,
-                                history_len=history_len))
+                                history_len=history_len, log_q=log_q))
   # Batches are formed before the worker split, so each worker builds whole batches and the
   # stream is the same for any number of workers.
   ds = ds.batch(batch_size // process_count, drop_remainder=True)[start_batch:]

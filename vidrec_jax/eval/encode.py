@@ -68,7 +68,7 @@ class Encoder:
     ids = np.arange(len(ctx.dataset.catalog))
     vecs, valid, embs = [], [], []
     ds = pipeline.catalog_dataset(ids, ctx.sampler(cache_videos=0), batch_size=bs,
-                                  options=ctx.loader_options, titles=ctx.titles,
+                                  options=ctx.loader_options, titles=ctx.video_inputs,
                                   query_seed=query_seed)
     with pipeline.iterate(ds) as it:
       for b in tqdm.tqdm(it, total=-(-len(ids) // bs), desc="eval: encode videos",

@@ -52,8 +52,22 @@ def mae(y: np.ndarray, p: np.ndarray) -> float:
   return float(np.mean(np.abs(np.asarray(y, np.float64) - p)))
 
 
+def _tie_aware_dcg(y: np.ndarray, scores: np.ndarray, discounts: np.ndarray) -> float:
+  """DCG where tied scores share their positions' discounts: each item of a tie group gets the
+  mean discount of the positions the group spans (the expected DCG over the orders of the
+  ties; McSherry and Najork, ECIR 2008). Positions past the cut-off have discount 0."""
+  order = np.argsort(-scores, kind="stable")
+  s, g = scores[order], y[order]
+  disc = np.zeros(len(s))
+  disc[:min(len(discounts), len(s))] = discounts[:len(s)]
+  starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+  ends = np.r_[starts[1:], len(s)]
+  return float(sum(g[a:b].sum() * disc[a:b].mean() for a, b in zip(starts, ends)))
+
+
 def ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int) -> float:
-  """Mean NDCG@k over groups (users) that have at least one positive among their candidates."""
+  """Mean NDCG@k over groups (users) that have at least one positive among their candidates;
+  tied scores share their positions' discounts (no dependence on the input order)."""
   vals = []
   discounts = 1.0 / np.log2(np.arange(2, k + 2))
   for g in np.unique(groups):
@@ -61,9 +75,9 @@ def ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int
     y = np.asarray(labels[sel], np.float64)
     if y.sum() <= 0:
       continue
-    top = y[np.argsort(-scores[sel], kind="mergesort")][:k]
     ideal = np.sort(y)[::-1][:k]
-    vals.append((top * discounts[:len(top)]).sum() / (ideal * discounts[:len(ideal)]).sum())
+    vals.append(_tie_aware_dcg(y, np.asarray(scores[sel], np.float64), discounts)
+                / (ideal * discounts[:len(ideal)]).sum())
   return float(np.mean(vals)) if vals else float("nan")
 
 

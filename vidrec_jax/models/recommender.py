@@ -39,6 +39,9 @@ from vidrec_jax.models.user_towers import id_table
 __all__ = ["MODELS", "SequentialRecommender", "TwoTowerRecommender", "build", "input_spec"]
 
 
+LOSS_WEIGHTINGS = ("fixed", "uncertainty")
+
+
 def _rms_normalize(x: jax.Array) -> jax.Array:
   """Unit root-mean-square vectors: the u*i interaction starts at O(1) instead of at the product
   of two small initial scales, which otherwise stalls learning of the content tower."""
@@ -68,6 +71,12 @@ class TwoTowerRecommender(nnx.Module):
     titles: the built title tower, or None when the model reads no titles.
     history_content: widths of the catalog content tables that represent watch-history items
       (beside their video ID) for a history user tower (sasrec, din); see models/sequential.py.
+    content_types: the content types (movie, series, news, ...) that get an embedding in the
+      item tower (each video's type, any other type an OOV row); empty: none.
+    loss_weighting: 'fixed' (train.loss_weights alone) or 'uncertainty': each head and task
+      loss also weighed by a learned homoscedastic uncertainty (Kendall et al., CVPR 2018):
+      exp(-s) * L + s / 2 for a categorical loss, exp(-s) * L / 2 + s / 2 for squared error,
+      s = log sigma^2 a parameter per loss, starting at 0.
   """
 
   def __init__(self, *, num_videos: int, embed_dim: int, hidden: int, use_video_id: bool,
@@ -76,7 +85,8 @@ class TwoTowerRecommender(nnx.Module):
                tasks: Sequence[str], user_tower: UserTower,
                frame_encoder: encoders.FrameEncoder | None, pooling: str,
                titles: text_tower.TitleTower | None, history_content: dict[str, int],
-               dtype, param_dtype, rngs: nnx.Rngs):
+               content_types: tuple[str, ...] = (), loss_weighting: str = "fixed", dtype,
+               param_dtype, rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     d = embed_dim
     self.id_dropout, self.num_videos = id_dropout, num_videos
@@ -98,6 +108,19 @@ class TwoTowerRecommender(nnx.Module):
     self.max_positions = max_positions
     self.history_content = nnx.Dict({k: layers.MLP((w, d, d), ("embed", "mlp"), **kw)
                                      for k, w in sorted(history_content.items())})
+    self.type_embed = (id_table(len(content_types), d, 1, **kw) if content_types else None)
+    # Created last and from constants: the other parameters' initial values do not change.
+    self.loss_log_vars = (nnx.Dict({n: param_value(jnp.zeros((), jnp.float32), ())
+                                    for n in tuple(heads) + tuple(tasks)})
+                          if loss_weighting == "uncertainty" else None)
+
+  def weigh_loss(self, name: str, loss: jax.Array) -> jax.Array:
+    """A head's or task's loss as it enters the total (before train.loss_weights)."""
+    if self.loss_log_vars is None:
+      return loss
+    s = self.loss_log_vars[name][...]
+    regression = name in self.heads and HEADS.get(name).regression
+    return (0.5 if regression else 1.0) * jnp.exp(-s) * loss + 0.5 * s
 
   def history_items(self, ids: jax.Array, catalog: dict) -> jax.Array:
     """Watch-history items (...,) video ids -> (..., D): their video ID embedding (the OOV row
@@ -135,6 +158,8 @@ class TwoTowerRecommender(nnx.Module):
     if self.titles is not None and self.titles.proj is not None:
       inter["title"] = self.title_embedding(clip)
       vec = vec + self.titles.proj(inter["title"])
+    if self.type_embed is not None:
+      vec = vec + self.type_embed(clip["content_type"])
     if self.video_embed is not None:
       if train and self.id_dropout > 0:
         # Dropping IDs to the OOV row teaches the tower to serve videos it has never seen.
@@ -152,6 +177,15 @@ class TwoTowerRecommender(nnx.Module):
     items = None if catalog is None else (lambda ids: self.history_items(ids, catalog))
     u = _rms_normalize(self.user_tower(inputs, items, candidate=candidate))
     return constrain(u, ("batch",) + (None,) * (u.ndim - 2) + ("embed",))
+
+  def retrieval_vectors(self, u: jax.Array, i: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Stage-1 (candidate retrieval) vectors of users (..., D) and items (..., D): their dot
+    product orders the whole catalog before the heads rank the top candidates: the `user_item`
+    task's embeddings when it is trained, else the towers' vectors themselves."""
+    if "user_item" in self.tasks:
+      task = self.tasks["user_item"]
+      return task.user_embedding(u), task.item_embedding(i)
+    return u, i
 
   def score(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
     """Raw head outputs for paired user and item vectors (B, D) each."""
@@ -189,7 +223,8 @@ class TwoTowerRecommender(nnx.Module):
         heads=tuple(cfg.heads), tasks=tuple(cfg.tasks),
         user_tower=user_towers.build(cfg, num_users, **kw),
         frame_encoder=encoders.build(cfg, **kw), pooling=cfg.pooling, titles=titles,
-        history_content=(sequential.content_tables(cfg) if reads_history(cfg) else {}), **kw)
+        history_content=(sequential.content_tables(cfg) if reads_history(cfg) else {}),
+        content_types=tuple(cfg.content_types), loss_weighting=cfg.loss_weighting, **kw)
 
   @classmethod
   def validate(cls, c, source) -> None:
@@ -206,6 +241,9 @@ class TwoTowerRecommender(nnx.Module):
           f"registered: {', '.join(POOLINGS.names())}")
     check(len(m.heads) > 0 and all(h in HEADS for h in m.heads), "model.heads",
           tuple(m.heads), f"a non-empty subset of: {', '.join(HEADS.names())}")
+    check(not {"watch_time", "watch_time_logistic"} <= set(m.heads), "model.heads",
+          tuple(m.heads), "at most one watch-time head (watch_time: squared error; "
+          "watch_time_logistic: weighted logistic regression)")
     for h in m.heads:
       missing = [col for col in HEADS.get(h).labels if col not in source.label_columns]
       check(not missing, "model.heads", tuple(m.heads),
@@ -216,8 +254,15 @@ class TwoTowerRecommender(nnx.Module):
     check(all(t in TASKS for t in m.tasks) and len(set(m.tasks)) == len(m.tasks),
           "model.tasks", tuple(m.tasks), f"distinct retrieval tasks from: "
           f"{', '.join(TASKS.names())}")
-    check(not m.tasks or fe != encoders.NONE, "model.tasks", tuple(m.tasks),
-          "retrieval tasks need a content tower (model.frame_encoder.name other than 'none')")
+    content_tasks = [t for t in m.tasks if not TASKS.get(t).needs_labels]
+    check(not content_tasks or fe != encoders.NONE, "model.tasks", tuple(m.tasks),
+          f"retrieval tasks {', '.join(content_tasks)} need a content tower "
+          "(model.frame_encoder.name other than 'none')")
+    for t in m.tasks:
+      missing = [h for h in TASKS.get(t).needs_labels if h not in m.heads]
+      check(not missing, "model.tasks", tuple(m.tasks),
+            f"task {t!r} trains on the labels of head(s) {', '.join(missing)}: add them to "
+            "model.heads")
     for name in tuple(m.heads) + tuple(m.tasks):
       check(name in c.train.loss_weights, "train.loss_weights", dict(c.train.loss_weights),
             f"needs a weight for every head and task ({name!r} missing)")
@@ -225,6 +270,11 @@ class TwoTowerRecommender(nnx.Module):
           "must be True when model.frame_encoder.name='none' (the item tower needs an input)")
     check(0.0 <= m.id_dropout < 1.0, "model.id_dropout", m.id_dropout,
           "allowed: 0 <= value < 1")
+    types = tuple(m.content_types)
+    check(all(isinstance(t, str) and t for t in types) and len(set(types)) == len(types),
+          "model.content_types", types, "distinct non-empty names (e.g. movie, series, news)")
+    check(m.loss_weighting in LOSS_WEIGHTINGS, "model.loss_weighting", m.loss_weighting,
+          f"allowed: {', '.join(LOSS_WEIGHTINGS)}")
     for f in ("hidden", "retrieval_dim", "max_positions"):
       positive_int(m[f], f"model.{f}")
 
@@ -238,7 +288,8 @@ class TwoTowerRecommender(nnx.Module):
         clip=encoders.clip_inputs(cfg), titles=text_tower.title_mode(cfg),
         query_view=any(TASKS.get(t).needs_query_view for t in cfg.tasks),
         impression=tuple(labels) + (("position",) if cfg.position_bias else ()),
-        history=reads_history(cfg))
+        history=reads_history(cfg), log_q=any(TASKS.get(t).needs_log_q for t in cfg.tasks),
+        content_type=bool(cfg.content_types))
 
 
 def reads_history(cfg) -> bool:

@@ -22,6 +22,7 @@ from flax import nnx
 
 from vidrec_jax.eval import metrics as M
 from vidrec_jax.models import layers
+from vidrec_jax.models.retrieval import MAX_LOGIT_SCALE
 from vidrec_jax.models.retrieval import contrastive_loss
 from vidrec_jax.models.text.bert import l2_normalize
 from vidrec_jax.registry import Registry
@@ -61,6 +62,8 @@ class RetrievalTask(nnx.Module):
 
   needs_titles: ClassVar[bool] = False  # the pipeline delivers title inputs
   needs_query_view: ClassVar[bool] = False  # ... and a second clip of each video (query_*)
+  needs_log_q: ClassVar[bool] = False  # ... and each training clip's log sampling probability
+  needs_labels: ClassVar[tuple[str, ...]] = ()  # impression label columns the loss reads
 
   def __init__(self, *, content_dim: int, text_dim: int, dim: int, dtype, param_dtype,
                rngs: nnx.Rngs):
@@ -161,3 +164,80 @@ class VisualQuery(RetrievalTask):
     out = ranking_metrics(ranks, "all")
     out.update(ranking_metrics(ranks[view.cold[rows]], "cold"))
     return out
+
+
+def user_item_logits(users: jax.Array, items: jax.Array, log_scale: jax.Array,
+                     log_q: jax.Array) -> jax.Array:
+  """(B*M, B) logits of every impression's user against every clip of the batch: scaled
+  cosine similarities minus each clip's log sampling probability (the logQ correction: a
+  popular video is a negative of many rows because it is sampled often, not because users
+  dislike it; Yi et al., RecSys 2019)."""
+  scale = jnp.exp(jnp.minimum(log_scale.astype(jnp.float32), jnp.log(MAX_LOGIT_SCALE)))
+  q = users.reshape((-1, users.shape[-1])).astype(jnp.float32)
+  return scale * jnp.einsum("qe,te->qt", q, items.astype(jnp.float32)) - log_q[None, :]
+
+
+def user_item_keep(video: jax.Array, user: jax.Array, positive: jax.Array, valid: jax.Array
+                   ) -> jax.Array:
+  """(B*M, B) which clips are the positive or a true negative of each impression's row.
+
+  An accidental hit is masked: a clip of the same video as the row's own clip, or a clip that
+  the row's user clicked in another impression of the batch (a positive of that user, not a
+  negative). Clips that could not be decoded are never negatives.
+
+  Args:
+    video: (B,) video vocab row of each clip.
+    user: (B, M) user vocab row of each impression.
+    positive: (B, M) 1 for an impression that is a training positive (clicked, real).
+    valid: (B,) 1 for a clip that could be read.
+  """
+  b, m = user.shape
+  own = jnp.repeat(jnp.arange(b), m)  # the clip of each impression row
+  is_own = own[:, None] == jnp.arange(b)[None, :]
+  same_video = video[own][:, None] == video[None, :]
+  clicked_there = ((user.reshape(-1)[:, None, None] == user[None, :, :])
+                   & (positive[None, :, :] > 0)).any(-1)
+  return is_own | (~same_video & ~clicked_there & (valid[None, :] > 0))
+
+
+@TASKS.register("user_item")
+class UserItem(RetrievalTask):
+  """Two-tower candidate retrieval: users and videos projected into one space, trained with an
+  in-batch softmax over the batch's clips for every clicked impression, with logQ correction
+  and accidental-hit masking. The first stage of retrieval then ranking: its user and item
+  embeddings order the whole catalog (`TwoTowerRecommender.retrieval_vectors`), and the heads
+  rank the top candidates. Its evaluation over users' held-out clicks is the `two_stage`
+  evaluator's (eval/evaluators/two_stage.py)."""
+
+  needs_log_q = True
+  needs_labels = ("click",)
+
+  def __init__(self, *, content_dim, text_dim, dim, dtype, param_dtype, rngs):
+    del text_dim
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.user_proj = layers.dense(content_dim, dim, ("embed", "mlp"), **kw)
+    self.item_proj = layers.dense(content_dim, dim, ("embed", "mlp"), **kw)
+    self.scale = logit_scale()
+
+  def user_embedding(self, u: jax.Array) -> jax.Array:
+    return l2_normalize(self.user_proj(u))
+
+  def item_embedding(self, i: jax.Array) -> jax.Array:
+    return l2_normalize(self.item_proj(i))
+
+  def embeddings(self, model, batch, inter):
+    return {"item": self.item_embedding(inter["item"])}
+
+  def loss(self, model, batch, inter):
+    positive = (batch["click"] * batch["weight"]
+                * batch["valid"].astype(jnp.float32)[:, None])
+    logits = user_item_logits(self.user_embedding(inter["user"]),
+                              self.item_embedding(inter["item"]), self.scale[...],
+                              batch["log_q"].astype(jnp.float32))
+    keep = user_item_keep(batch["video"], batch["user"], positive, batch["valid"])
+    logits = jnp.where(keep, logits, -1e9)
+    b, m = batch["user"].shape
+    own = jnp.repeat(jnp.arange(b), m)
+    ce = jax.nn.logsumexp(logits, axis=-1) - logits[jnp.arange(b * m), own]
+    w = positive.reshape(-1)
+    return jnp.sum(w * ce) / jnp.maximum(w.sum(), 1.0)

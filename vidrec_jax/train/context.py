@@ -61,6 +61,20 @@ class Context:
     return None
 
   @functools.cached_property
+  def video_inputs(self) -> pipeline.VideoInputs | None:
+    """The per-video item inputs besides frames (titles, content type) that the pipelines add
+    to each clip; None when the model reads neither."""
+    if self.titles is None and not self.spec.content_type:
+      return None
+    rows = None
+    if self.spec.content_type:
+      types = tuple(self.config.model.content_types)
+      index = {t: i for i, t in enumerate(types)}
+      rows = np.asarray([index.get(str(t), len(types))
+                         for t in self.dataset.catalog.content_type], np.int32)
+    return pipeline.VideoInputs(self.titles, rows)
+
+  @functools.cached_property
   def click_history(self) -> ClickHistory | None:
     """Every user's positives (clicks; every record of an implicit log) over all splits, for
     the watch histories of a history user tower; None when the model reads none."""

@@ -24,7 +24,8 @@ def losses(setup: Setup, params: dict, batch: dict, key: jax.Array, train: bool,
   per_task = {name: (head.loss(out[name], out, batch) * w).sum() / denom
               for name, head in model.heads.items()}
   per_task.update({name: task.loss(model, batch, inter) for name, task in model.tasks.items()})
-  total = sum(setup.loss_weights[name] * v for name, v in per_task.items())
+  total = sum(setup.loss_weights[name] * model.weigh_loss(name, v)
+              for name, v in per_task.items())
   return total, per_task
 
 
@@ -62,6 +63,18 @@ def eval_step(setup: Setup, params: dict, user_vecs: jax.Array, item_vecs: jax.A
   model = setup.model(params)
   raw = model.score(user_vecs, item_vecs)
   return {name: head.predict(raw[name]) for name, head in model.heads.items()}
+
+
+def retrieval_topk_step(setup: Setup, params: dict, user_vecs: jax.Array, item_vecs: jax.Array,
+                        k: int) -> tuple[jax.Array, jax.Array]:
+  """Stage 1 of retrieval then ranking: (scores, catalog rows) of the top k videos of every
+  user by the dot product of their retrieval vectors (`model.retrieval_vectors`), over the
+  whole catalog (item rows laid out over the mesh by the logical axis `catalog`)."""
+  model = setup.model(params)
+  items = constrain(item_vecs, ("catalog", "embed"))
+  qu, qi = model.retrieval_vectors(user_vecs, items)
+  scores = jnp.einsum("ud,nd->un", qu, qi, preferred_element_type=jnp.float32)
+  return jax.lax.top_k(scores, k)
 
 
 def history_eval_step(setup: Setup, params: dict, inputs: dict, item_vecs: jax.Array,

@@ -93,3 +93,4 @@ def table(title: str, rows: list[str], cols: tuple[str, ...], metrics: dict) -> 
 from vidrec_jax.eval.evaluators import full_sort  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from vidrec_jax.eval.evaluators import ranking  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 from vidrec_jax.eval.evaluators import retrieval  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+from vidrec_jax.eval.evaluators import two_stage  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -1,6 +1,7 @@
 """`ranking`: every logged impression of a split scored by every head, with each head's own
 metrics (models/heads.py) for all, warm and cold-start videos, e.g. `test/cold/auc`,
-`test/cold/oracle_gain` (with an oracle), `test/watch_time/mae`."""
+`test/cold/oracle_gain` (with an oracle), `test/watch_time/mae`; and the same for the videos of
+each content type of the catalog, e.g. `test/type_news/cold/auc`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from vidrec_jax.models.heads import HEADS
 from vidrec_jax.models.heads import GroupData
 
 GROUPS = ("all", "warm", "cold")
+TYPE_PREFIX = "type_"  # per content type metrics: {split}/type_{name}/{group}/{metric}
 
 
 @EVALUATORS.register("ranking")
@@ -56,6 +58,11 @@ class RankingEvaluator(Evaluator):
       cold = dataset.catalog.cold[cols["video_id"]]
       for group, sel in zip(GROUPS, (np.ones(len(cold), bool), ~cold, cold)):
         out.update(self._group(f"{split}/{group}", cols, pred, sel))
+      kinds = dataset.catalog.content_type[cols["video_id"]].astype(str)
+      for kind in sorted(set(kinds.tolist()) - {""}):
+        of_kind = kinds == kind
+        for group, sel in zip(GROUPS, (of_kind, of_kind & ~cold, of_kind & cold)):
+          out.update(self._group(f"{split}/{TYPE_PREFIX}{kind}/{group}", cols, pred, sel))
       every = self._data(cols, pred, np.ones(len(cold), bool))
       for name in self.heads:
         out.update({f"{split}/{k}": v
@@ -86,4 +93,10 @@ class RankingEvaluator(Evaluator):
     splits = self.ctx.dataset.splits
     rows = sorted({k.rsplit("/", 1)[0] for k in metrics if k.count("/") == 2
                    and k.split("/")[0] in splits and k.split("/")[1] in GROUPS})
-    return table("split/group", rows, cols, metrics)
+    lines = table("split/group", rows, cols, metrics)
+    typed = sorted({k.rsplit("/", 1)[0] for k in metrics if k.count("/") == 3
+                    and k.split("/")[0] in splits and k.split("/")[1].startswith(TYPE_PREFIX)
+                    and k.split("/")[2] == "all"})
+    if typed:
+      lines += [""] + table("split/type", typed, cols, metrics)
+    return lines

@@ -37,7 +37,7 @@ class SupervisedTrainer(Trainer):
         batch_size=d.batch_size, impressions_per_clip=d.impressions_per_clip,
         shuffle_seed=d.shuffle_seed, process_index=jax.process_index(),
         process_count=jax.process_count(), options=ctx.loader_options, start_batch=first,
-        titles=ctx.titles, history=ctx.click_history, history_len=d.history.max_len))
+        titles=ctx.video_inputs, history=ctx.click_history, history_len=d.history.max_len))
 
   def step_fn(self):
     s, catalog = self.setup, self.ctx.catalog

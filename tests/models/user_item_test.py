@@ -1,0 +1,82 @@
+"""The two-tower retrieval task (`user_item`): logQ correction and accidental-hit masking on a
+constructed batch, and the retrieval-then-ranking evaluator's list metrics by hand."""
+
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+
+from tests import helpers
+from vidrec_jax import validate
+from vidrec_jax.config_checks import ConfigError
+from vidrec_jax.data import pipeline
+from vidrec_jax.eval.evaluators import two_stage
+from vidrec_jax.models import tasks
+
+
+class MaskTest(absltest.TestCase):
+
+  def test_hits_are_masked_and_the_positive_kept(self):
+    # Three clips (videos 10, 11, 10), two impressions each.
+    video = jnp.asarray([10, 11, 10])
+    user = jnp.asarray([[1, 2], [1, 3], [4, 5]])
+    positive = jnp.asarray([[1, 0], [1, 1], [0, 1]], jnp.float32)
+    valid = jnp.asarray([1, 1, 1])
+    keep = np.asarray(tasks.user_item_keep(video, user, positive, valid))
+    self.assertEqual(keep.shape, (6, 3))
+    np.testing.assert_array_equal(keep[np.arange(6), np.repeat(np.arange(3), 2)], True)
+    # Row 0 (user 1, clip 0, video 10): clip 2 is video 10 (a hit), clip 1 user 1 clicked.
+    np.testing.assert_array_equal(keep[0], [True, False, False])
+    # Row 1 (user 2, clip 0): clip 1 is a negative, clip 2 the same video.
+    np.testing.assert_array_equal(keep[1], [True, True, False])
+    # Row 3 (user 3, clip 1, video 11): both other clips are negatives.
+    np.testing.assert_array_equal(keep[3], [True, True, True])
+    # Row 2 (user 1, clip 1): clip 0 was clicked by user 1 -> masked; clip 2 is a negative.
+    np.testing.assert_array_equal(keep[2], [False, True, True])
+    # An unreadable clip is nobody's negative.
+    keep = np.asarray(tasks.user_item_keep(video, user, positive, jnp.asarray([1, 0, 1])))
+    self.assertTrue(keep[3, 1])  # its own row keeps it (it weighs nothing: valid=0)
+    self.assertFalse(keep[1, 1])
+
+  def test_logq_subtracts_each_clips_log_probability(self):
+    u = jnp.asarray([[[1.0, 0.0]], [[0.0, 1.0]]])  # (B=2, M=1, E)
+    i = jnp.asarray([[1.0, 0.0], [0.0, 1.0]])
+    log_q = jnp.log(jnp.asarray([0.5, 0.01]))
+    logits = np.asarray(tasks.user_item_logits(u, i, jnp.log(jnp.asarray(10.0)), log_q))
+    expected = 10.0 * np.eye(2) - np.log([0.5, 0.01])[None, :]
+    np.testing.assert_allclose(logits, expected, rtol=1e-5)
+    # The correction favours the rarely sampled clip: it raises that clip's logit most.
+    self.assertGreater(logits[0, 1] - 0.0, logits[1, 0] - 0.0)
+
+  def test_clip_log_q_is_the_share_of_clips(self):
+    video_ids = np.asarray([3, 3, 3, 5, 5, 0])
+    groups = np.asarray([[0, 1], [2, -1], [3, 4], [5, -1]])  # video 3 twice, 5 once, 0 once
+    np.testing.assert_allclose(np.exp(pipeline.clip_log_q(video_ids, groups))[[0, 3, 5]],
+                               [0.25, 0.5, 0.25])
+    self.assertEqual(np.exp(pipeline.clip_log_q(video_ids, groups))[1], 0.0)
+
+
+class ListMetricsTest(absltest.TestCase):
+
+  def test_recall_and_ndcg_by_hand(self):
+    ranked = np.asarray([[5, 1, 7, 2], [9, 8, 4, 3]])
+    relevant = [{1, 2}, {3}]
+    np.testing.assert_allclose(two_stage.recall_of_lists(ranked, relevant, 2), [0.5, 0.0])
+    np.testing.assert_allclose(two_stage.recall_of_lists(ranked, relevant, 4), [1.0, 1.0])
+    # User 0: hits at ranks 2 and 4 of 4; ideal: ranks 1 and 2.
+    ideal0 = 1 + 1 / np.log2(3)
+    got0 = 1 / np.log2(3) + 1 / np.log2(5)
+    ndcg = two_stage.ndcg_of_lists(ranked, relevant, 4)
+    np.testing.assert_allclose(ndcg, [got0 / ideal0, (1 / np.log2(5)) / 1.0])
+
+
+class ConfigTest(absltest.TestCase):
+
+  def test_user_item_needs_the_click_head(self):
+    c = helpers.load_config("smoke")
+    c.model.update(tasks=("user_item",), heads=("watch_time",))
+    with self.assertRaisesRegex(ConfigError, "model.tasks.*'user_item'.*click"):
+      validate.validate(c)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,143 @@
+"""Multi-task parts of the recommender: learned uncertainty loss weighting, the weighted-logistic
+watch-time head, the content-type embedding and metrics per content type."""
+
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+from flax import nnx
+
+from tests import helpers
+from vidrec_jax import validate
+from vidrec_jax.config_checks import ConfigError
+from vidrec_jax.data import pipeline
+from vidrec_jax.eval.evaluators import ranking
+from vidrec_jax.models import heads
+from vidrec_jax.models import recommender
+from vidrec_jax.train import mesh as mesh_lib
+from vidrec_jax.train import steps
+from vidrec_jax.train.random_batch import random_batch
+from vidrec_jax.train.state import Setup
+
+
+def setup_of(config):
+  config.mesh.shape = dict(data=1, fsdp=1, model=1)
+  return Setup(config, 20, 30, mesh_lib.make_mesh(config.mesh, jax.devices()[:1]))
+
+
+class UncertaintyWeightingTest(absltest.TestCase):
+
+  def test_total_is_the_kendall_form_of_each_loss(self):
+    c = helpers.load_config("smoke")
+    c.model.loss_weighting = "uncertainty"
+    setup = setup_of(c)
+    state = setup.init(0)
+    params = jax.device_get(state.params)
+    log_vars = {"click": 0.7, "watch_time": -0.4}
+    for name, v in log_vars.items():
+      params["loss_log_vars"][name] = np.float32(v)
+    batch = random_batch(c, 20, 30, seed=1)
+    total, per = steps.losses(setup, params, batch, jax.random.key(0), train=False)
+    w = c.train.loss_weights
+    expected = (w["click"] * (np.exp(-0.7) * per["click"] + 0.35)
+                + w["watch_time"] * (0.5 * np.exp(0.4) * per["watch_time"] - 0.2))
+    np.testing.assert_allclose(float(total), float(expected), rtol=1e-5)
+    # The log-variances get gradients: they are learned.
+    grads = jax.grad(lambda p: steps.losses(setup, p, batch, jax.random.key(0), False)[0])(params)
+    self.assertTrue(all(abs(float(grads["loss_log_vars"][n])) > 0 for n in log_vars))
+
+  def test_fixed_has_no_log_variances(self):
+    setup = setup_of(helpers.load_config("smoke"))
+    self.assertNotIn("loss_log_vars", jax.device_get(setup.init(0).params))
+
+  def test_bad_weighting_is_named(self):
+    c = helpers.load_config("smoke")
+    c.model.loss_weighting = "gradnorm"
+    with self.assertRaisesRegex(ConfigError, "model.loss_weighting.*allowed: fixed, uncertainty"):
+      validate.validate(c)
+
+
+class WatchTimeLogisticTest(absltest.TestCase):
+
+  def test_loss_by_hand_and_odds_as_prediction(self):
+    raw = jnp.asarray([[0.3, -1.2, 2.0]])
+    batch = {"click": jnp.asarray([[1.0, 0.0, 1.0]]),
+             "watch_time": jnp.asarray([[12.0, 0.0, 3.5]])}
+    loss = np.asarray(heads.WatchTimeLogisticHead.loss(raw, {}, batch))
+    sig = 1 / (1 + np.exp(-np.asarray(raw)))
+    expected = [[-12.0 * np.log(sig[0, 0]), -np.log(1 - sig[0, 1]), -3.5 * np.log(sig[0, 2])]]
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(heads.WatchTimeLogisticHead.predict(raw), np.exp(raw), rtol=1e-6)
+
+  def test_one_watch_time_head(self):
+    c = helpers.load_config("smoke")
+    c.model.heads = ("click", "watch_time", "watch_time_logistic")
+    with self.assertRaisesRegex(ConfigError, "at most one watch-time head"):
+      validate.validate(c)
+
+  def test_trains_a_step(self):
+    c = helpers.load_config("smoke")
+    c.model.heads = ("click", "watch_time_logistic")
+    setup = setup_of(c)
+    state = setup.init(0)
+    for seed in (1, 2):
+      state, m = jax.jit(lambda s, b: steps.train_step(setup, s, b))(
+          state, random_batch(c, 20, 30, seed=seed))
+    self.assertTrue(np.isfinite(float(m["loss/watch_time_logistic"])))
+
+
+class ContentTypeTest(absltest.TestCase):
+
+  def test_video_inputs_give_each_video_its_type_row(self):
+    inputs = pipeline.VideoInputs(None, np.asarray([2, 0, 1], np.int32))
+    self.assertEqual(int(inputs(1)["content_type"]), 0)
+    self.assertEqual(set(inputs(2)), {"content_type"})
+
+  def test_item_vector_depends_on_the_content_type(self):
+    c = helpers.load_config("smoke")
+    c.model.content_types = ("movie", "series", "news")
+    model = recommender.build(c.model, 20, 30, nnx.Rngs(0))
+    batch = random_batch(c, 20, 30, seed=0)
+    clip = {k: jnp.asarray(batch[k]) for k in recommender.input_spec(c.model).item_keys}
+    a, _ = model.encode_items(clip, jnp.asarray(batch["video"]))
+    clip["content_type"] = (clip["content_type"] + 1) % 4
+    b, _ = model.encode_items(clip, jnp.asarray(batch["video"]))
+    self.assertGreater(float(jnp.abs(a - b).min(axis=-1).max()), 1e-4)
+
+  def test_duplicate_types_are_refused(self):
+    c = helpers.load_config("smoke")
+    c.model.content_types = ("movie", "movie")
+    with self.assertRaisesRegex(ConfigError, "model.content_types"):
+      validate.validate(c)
+
+  def test_metrics_per_content_type_split_the_impressions(self):
+    # Six impressions of four videos: movie (video 0, cold), news (1, 2), movie (3); the rows
+    # of movies are 0, 3 and 4, those of news 1, 2 and 5.
+    cols = {"user_id": np.asarray([0, 0, 1, 1, 2, 2]), "video_id": np.asarray([0, 1, 2, 3, 0, 1]),
+            "click": np.asarray([1, 0, 0, 1, 0, 1], np.float32)}
+    catalog = types.SimpleNamespace(cold=np.asarray([True, False, False, False]),
+                                    content_type=np.asarray(["movie", "news", "news", "movie"]),
+                                    filename=np.asarray(["a", "b", "c", "d"]))
+    dataset = types.SimpleNamespace(
+        catalog=catalog, label_columns=("click",), splits=("test",),
+        split=lambda s: types.SimpleNamespace(columns=cols), has=lambda name: False)
+    ctx = types.SimpleNamespace(dataset=dataset, config=types.SimpleNamespace(
+        model=types.SimpleNamespace(heads=("click",))))
+    pred = np.asarray([0.9, 0.2, 0.3, 0.8, 0.4, 0.1])
+    enc = types.SimpleNamespace(decodable=np.ones(4, bool),
+                                predict=lambda c: {"click": pred})
+    out = ranking.RankingEvaluator(ctx, splits=("test",), ndcg_k=10).evaluate(enc, None)
+    self.assertEqual(out["test/type_movie/all/count"], 3)
+    self.assertEqual(out["test/type_news/all/count"], 3)
+    self.assertEqual(out["test/type_movie/cold/count"], 2)
+    self.assertEqual(out["test/type_news/cold/count"], 0)
+    # Movie rows (0, 3, 4): clicks 1, 1, 0 with scores 0.9, 0.8, 0.4 -> AUC 1.
+    self.assertEqual(out["test/type_movie/all/auc"], 1.0)
+    # News rows (1, 2, 5): clicks 0, 0, 1 with scores 0.2, 0.3, 0.1 -> AUC 0.
+    self.assertEqual(out["test/type_news/all/auc"], 0.0)
+
+
+if __name__ == "__main__":
+  absltest.main()
