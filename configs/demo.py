@@ -6,6 +6,8 @@ Commands:
   python -m vidrec_jax.main --config=configs/demo.py:smoke --workdir=/tmp/vidrec_smoke
   python -m vidrec_jax.main --config=configs/demo.py --workdir=/tmp/vidrec_demo --mode=eval
   python -m vidrec_jax.main --config=configs/demo.py:smoke,frames=8,steps=20 --workdir=DIR
+  python -m vidrec_jax.main --config=configs/demo.py --workdir=DIR --mode=recommend --user=7 --k=10
+  python -m vidrec_jax.main --config=configs/demo.py --workdir=DIR --mode=export --export_dir=E
 
 Variants (after the colon, comma separated): `conv` (a small conv frame encoder trained from
 scratch on pixels + RGB difference instead of the pretrained backbone), `smoke` (tiny conv model,
@@ -76,6 +78,9 @@ def base_config() -> ml_collections.ConfigDict:
       pooling="mean_max", heads=("click", "watch_time"), position_bias=True, max_positions=16,
       # 'fixed': train.loss_weights; 'uncertainty': also learned per-loss uncertainty weights.
       loss_weighting="fixed",
+      # The multi-task trunk under the heads (models/experts.py): shared_bottom; mmoe
+      # (num_experts); ple (shared_experts, task_experts, levels).
+      trunk=dict(name="shared_bottom"),
       # Content types with an embedding in the item tower (e.g. ("movie", "series", "news"), the
       # synthetic world's); () = none. Metrics are reported per content type either way.
       content_types=(),
@@ -135,6 +140,12 @@ def base_config() -> ml_collections.ConfigDict:
       ranking=dict(type="ranking", splits=("valid", "test"), ndcg_k=10),
       # query_seed seeds the random frames of each visual-query evaluation view.
       retrieval=dict(type="retrieval", query_seed=1)))
+
+  # --mode=recommend / export (vidrec_jax/recommend.py): k videos per list; the `candidates`
+  # nearest videos by retrieval vector go to the ranker; the fusion formula over the heads'
+  # predictions (click, like: probabilities; watch_time: seconds) orders them, e.g.
+  # "click * (1 + 0.1 * watch_time)" (vidrec_jax/models/fusion.py says what is allowed).
+  c.recommend = ml_collections.ConfigDict(dict(k=10, candidates=100, fusion="click"))
   return c
 
 

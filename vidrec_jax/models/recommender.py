@@ -21,6 +21,7 @@ from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data.inputs import InputSpec
 from vidrec_jax.models import backbone_encoder  # noqa: F401  pylint: disable=unused-import
 from vidrec_jax.models import encoders
+from vidrec_jax.models import experts
 from vidrec_jax.models import layers
 from vidrec_jax.models import sequential
 from vidrec_jax.models import text_tower
@@ -64,6 +65,9 @@ class TwoTowerRecommender(nnx.Module):
     vocab_pad_multiple: ID tables are padded to a multiple of this many rows.
     retrieval_dim: width of the retrieval tasks' embedding spaces.
     heads: registered head names.
+    trunk: the `model.trunk` section: a registered multi-task trunk (models/experts.py:
+      shared_bottom, mmoe, ple) from the user-item interaction features to each head's
+      hidden vector.
     tasks: registered retrieval task names.
     user_tower: the built user tower.
     frame_encoder: the built frame encoder, or None for an ID-only item tower.
@@ -82,6 +86,7 @@ class TwoTowerRecommender(nnx.Module):
   def __init__(self, *, num_videos: int, embed_dim: int, hidden: int, use_video_id: bool,
                id_dropout: float, position_bias: bool, max_positions: int,
                vocab_pad_multiple: int, retrieval_dim: int, heads: Sequence[str],
+               trunk: dict,
                tasks: Sequence[str], user_tower: UserTower,
                frame_encoder: encoders.FrameEncoder | None, pooling: str,
                titles: text_tower.TitleTower | None, history_content: dict[str, int],
@@ -98,7 +103,7 @@ class TwoTowerRecommender(nnx.Module):
       self.pool = POOLINGS.get(pooling)(frame_encoder.features, **kw)
       self.content_proj = layers.MLP((self.pool.out_features, d, d), ("embed", "mlp"), **kw)
     self.titles = titles
-    self.trunk = layers.MLP((3 * d, hidden, hidden), ("embed", "mlp"), **kw)
+    self.trunk = experts.build(trunk, 3 * d, hidden, tuple(heads), **kw)
     self.heads = nnx.Dict({h: HEADS.get(h)(hidden, **kw) for h in heads})
     text_dim = titles.dim if titles is not None else 0
     self.tasks = nnx.Dict({t: TASKS.get(t)(content_dim=d, text_dim=text_dim, dim=retrieval_dim,
@@ -189,8 +194,12 @@ class TwoTowerRecommender(nnx.Module):
 
   def score(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
     """Raw head outputs for paired user and item vectors (B, D) each."""
-    h = jax.nn.gelu(self.trunk(jnp.concatenate([u, i, u * i], axis=-1)))
-    return {name: head(h) for name, head in self.heads.items()}
+    h, _ = self.trunk(jnp.concatenate([u, i, u * i], axis=-1))
+    return {name: head(h[name]) for name, head in self.heads.items()}
+
+  def gates(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
+    """Each head's expert gate weights for paired user and item vectors (mmoe, ple)."""
+    return self.trunk(jnp.concatenate([u, i, u * i], axis=-1))[1]
 
   def __call__(self, batch: dict, *, train: bool = False, key=None,
                catalog: dict | None = None) -> tuple[dict, dict]:
@@ -220,7 +229,7 @@ class TwoTowerRecommender(nnx.Module):
         use_video_id=cfg.use_video_id, id_dropout=cfg.id_dropout,
         position_bias=cfg.position_bias, max_positions=cfg.max_positions,
         vocab_pad_multiple=cfg.vocab_pad_multiple, retrieval_dim=cfg.retrieval_dim,
-        heads=tuple(cfg.heads), tasks=tuple(cfg.tasks),
+        heads=tuple(cfg.heads), trunk=dict(cfg.trunk), tasks=tuple(cfg.tasks),
         user_tower=user_towers.build(cfg, num_users, **kw),
         frame_encoder=encoders.build(cfg, **kw), pooling=cfg.pooling, titles=titles,
         history_content=(sequential.content_tables(cfg) if reads_history(cfg) else {}),
@@ -273,6 +282,7 @@ class TwoTowerRecommender(nnx.Module):
     types = tuple(m.content_types)
     check(all(isinstance(t, str) and t for t in types) and len(set(types)) == len(types),
           "model.content_types", types, "distinct non-empty names (e.g. movie, series, news)")
+    experts.validate(dict(m.trunk))
     check(m.loss_weighting in LOSS_WEIGHTINGS, "model.loss_weighting", m.loss_weighting,
           f"allowed: {', '.join(LOSS_WEIGHTINGS)}")
     for f in ("hidden", "retrieval_dim", "max_positions"):
