@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 from main_runner import REPO  # benchmarks/main_runner.py
 from main_runner import run
+from main_runner import write
 
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_ablation", "Where worlds and workdirs go.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (each one a world).")
@@ -116,11 +117,6 @@ def main(_):
   text = table(results, _SEEDS.value)
   write(out, text)
   print(text)
-
-
-def write(path: str, text: str) -> None:
-  with open(path, "w") as f:
-    f.write(text)
 
 
 if __name__ == "__main__":

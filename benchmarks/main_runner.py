@@ -17,3 +17,9 @@ def run(args: list[str]) -> tuple[float, str]:
     print(r.stderr[-3000:])
     raise SystemExit(f"{' '.join(cmd)} failed with exit status {r.returncode}")
   return time.time() - t, r.stderr
+
+
+def write(path: str, text: str) -> None:
+  """Writes a results table (rewritten after every run, so an interrupted script leaves one)."""
+  with open(path, "w") as f:
+    f.write(text)

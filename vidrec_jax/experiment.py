@@ -71,10 +71,10 @@ def rl(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return rl_experiment.run(config, workdir)
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"
-             ) -> dict[str, float]:
-  """Restores the latest (or, with which='best', the best) checkpoint in workdir and evaluates
-  it with `config.evals`."""
+def restore(config: ml_collections.ConfigDict, workdir: str, which: str, purpose: str
+            ) -> tuple[Context, dict, int]:
+  """The run's context and the latest (or, with which='best', the best) checkpoint's
+  parameters and step; `purpose` completes the missing-checkpoint error ('evaluate')."""
   config_io.check(workdir, config)
   ctx = make_context(config, workdir, prepare=False)
   t = config.train
@@ -88,10 +88,18 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str = "late
     ckpt.close()
   if restored is None:
     where = ckpt.directory if which != "best" else checkpointing.best_directory(ckpt.directory)
-    raise FileNotFoundError(f"no checkpoint in {where} to evaluate")
+    raise FileNotFoundError(f"no checkpoint in {where} to {purpose}")
+  return ctx, restored.state.params, int(restored.step)
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str = "latest"
+             ) -> dict[str, float]:
+  """Restores the latest (or, with which='best', the best) checkpoint in workdir and evaluates
+  it with `config.evals`."""
+  ctx, params, step = restore(config, workdir, which, "evaluate")
   evaluation = Evaluation(ctx, config.evals)
-  results = evaluation.evaluate(restored.state.params)
-  runner.write_results(workdir, results, evaluation, None, restored.step)
+  results = evaluation.evaluate(params)
+  runner.write_results(workdir, results, evaluation, None, step)
   return results
 
 

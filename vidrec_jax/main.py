@@ -4,7 +4,9 @@ Modes (vidrec_jax/experiment.py): `train` (prepare the dataset and caches if nee
 resume, evaluate), `eval` (evaluate the latest or best checkpoint), `generate` (write the dataset
 only), `extract` (write the caches of the pretrained parts), `sweep` (the hyperparameter
 search of `config.sweep` with `sweep.trials` trials, as `python -m vidrec_jax.sweep`), `rl`
-(the reinforcement-learning experiment of `config.rl`: configs/rl.py).
+(the reinforcement-learning experiment of `config.rl`: configs/rl.py), `recommend` (the top
+`--k` videos for `--user`, printed and written to WORKDIR/recommend/USER.json) and `export` (the
+serving bundle in `--export_dir`); those two are vidrec_jax/recommend.py.
 """
 
 from __future__ import annotations
@@ -25,11 +27,18 @@ from vidrec_jax.cli import run_errors
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for data, checkpoints and metrics.")
-_MODE = flags.DEFINE_enum("mode", None, ["train", "eval", "generate", "extract", "sweep", "rl"],
+_MODE = flags.DEFINE_enum("mode", None, ["train", "eval", "generate", "extract", "sweep", "rl",
+                                          "recommend", "export"],
                           "Overrides config.mode when given.")
 _CHECKPOINT = flags.DEFINE_enum(
     "checkpoint", "latest", ["latest", "best"],
-    "Which checkpoint --mode=eval evaluates: the newest, or the best by train.best_metric.")
+    "Which checkpoint --mode=eval evaluates (and recommend and export serve): the newest, or the "
+    "best by train.best_metric.")
+_USER = flags.DEFINE_string("user", None, "--mode=recommend: the user id as the dataset's logs "
+                            "name it (an unknown one gets the cold-start user's list).")
+_K = flags.DEFINE_integer("k", None, "--mode=recommend: list length (default: config.recommend.k).")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", "", "--mode=export: the bundle's folder "
+                                  "('' = WORKDIR/export).")
 _DISTRIBUTED = flags.DEFINE_enum(
     "distributed", "off", ["off", "auto", "explicit"],
     "Multi-process JAX: off (one process; unless --coordinator_address or VIDREC_COORDINATOR is "
@@ -55,6 +64,11 @@ def _sweep(config, workdir: str) -> None:
     sys.exit(EXIT_BAD_CONFIG)
 
 
+def _recommend():
+  from vidrec_jax import recommend  # pylint: disable=g-import-not-at-top
+  return recommend
+
+
 def jax_process_index() -> int:
   import jax  # pylint: disable=g-import-not-at-top
   return jax.process_index()
@@ -77,6 +91,9 @@ def main(argv):
   except validate.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(EXIT_BAD_CONFIG)
+  if config.mode == "recommend" and (not _USER.value or (_K.value is not None and _K.value < 1)):
+    print("error: --mode=recommend needs --user=ID (and --k, when given, >= 1)", file=sys.stderr)
+    sys.exit(EXIT_BAD_CONFIG)
 
   from vidrec_jax import experiment  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train import distributed  # pylint: disable=g-import-not-at-top
@@ -92,7 +109,11 @@ def main(argv):
   modes = {"train": experiment.train, "generate": experiment.generate,
            "extract": experiment.extract,
            "eval": lambda c, w: experiment.evaluate(c, w, _CHECKPOINT.value),
-           "sweep": _sweep, "rl": experiment.rl}
+           "sweep": _sweep, "rl": experiment.rl,
+           "recommend": lambda c, w: _recommend().recommend(c, w, _USER.value, _K.value,
+                                                            _CHECKPOINT.value),
+           "export": lambda c, w: _recommend().export(c, w, _EXPORT_DIR.value or None,
+                                                      _CHECKPOINT.value)}
   try:
     modes[config.mode](config, _WORKDIR.value)
   except run_errors() as e:

@@ -26,7 +26,7 @@ from vidrec_jax.train.trainers import TRAINERS
 
 __all__ = ["ConfigError", "validate"]
 
-MODES = ("train", "eval", "generate", "extract", "sweep", "rl")
+MODES = ("train", "eval", "generate", "extract", "sweep", "rl", "recommend", "export")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -128,6 +128,26 @@ def _validate_mesh(c: ml_collections.ConfigDict) -> None:
   check(list(shape.values()).count(-1) <= 1, "mesh.shape", shape, "at most one axis may be -1")
 
 
+def _validate_recommend(c: ml_collections.ConfigDict) -> None:
+  """The `recommend` section and the models --mode=recommend / export serve (vidrec_jax/
+  recommend.py); checked in those modes only, so a serving setting never blocks training."""
+  from vidrec_jax.models import fusion  # pylint: disable=g-import-not-at-top
+  check(c.model.name == "two_tower", "model.name", c.model.name,
+        f"--mode={c.mode} serves the 'two_tower' model only")
+  check(c.model.user_tower.name == "id", "model.user_tower.name", c.model.user_tower.name,
+        f"--mode={c.mode} supports the 'id' user tower only (towers that read watch histories, "
+        "such as sasrec and din, are not supported yet)")
+  r = c.recommend
+  positive_int(r.k, "recommend.k")
+  positive_int(r.candidates, "recommend.candidates")
+  check(r.k <= r.candidates, "recommend.k", r.k,
+        f"must be <= recommend.candidates={r.candidates} (the ranker sees only the candidates)")
+  try:
+    fusion.compile_formula(r.fusion, tuple(c.model.heads))
+  except fusion.FormulaError as e:
+    check(False, "recommend.fusion", r.fusion, str(e))
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError on the first bad value or combination."""
   check(config.mode in MODES, "mode", config.mode, f"allowed: {', '.join(MODES)}")
@@ -135,6 +155,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_model(config, source)
   _validate_train(config, source)
   _validate_mesh(config)
+  if config.mode in ("recommend", "export"):
+    _validate_recommend(config)
   if config.mode == "rl" or TRAINERS.get(config.train.trainer).runs_experiment:
     check(config.mode in ("rl", "train"), "mode", config.mode, "the RL experiment runs with "
           "--mode=rl (or train); a rerun evaluates finished policies without retraining them")

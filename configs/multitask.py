@@ -1,0 +1,62 @@
+"""Multi-task experts and retrieval then ranking on the demo's world (issue 13): click, watch time
+and like heads on a multi-task trunk, the `user_item` two-tower retrieval task, content-type
+embeddings, the two-stage evaluation, and what `--mode=recommend` / `--mode=export` serve.
+
+Commands:
+  python -m vidrec_jax.main --config=configs/multitask.py --workdir=/tmp/vidrec_mt
+  python -m vidrec_jax.main --config=configs/multitask.py --workdir=/tmp/vidrec_mt \\
+      --mode=recommend --user=7 --k=10
+  python -m vidrec_jax.main --config=configs/multitask.py:shared_bottom,seed=1 --workdir=DIR
+  python benchmarks/multitask.py --root=/tmp/vidrec_mt_bench   # trunks x seeds, the table
+
+Variants (after the colon): the trunk, `shared_bottom`, `mmoe` (4 experts) or `ple` (2 shared
++ 1 per task, 2 levels; the default, the best of benchmarks/multitask.py); `fixed` (the fixed
+train.loss_weights; default: learned uncertainty weighting); `wlr` (watch time by YouTube's
+weighted logistic regression instead of squared error); `smoke` (tiny, seconds). Typed
+arguments: seed (initialisation and data order), world_seed (data.dataset.seed), steps.
+
+The item tower is the demo's: the frozen pretrained EfficientNet-Lite0 trained from its feature
+cache, plus video ID and content-type embeddings.
+"""
+
+import ml_collections
+
+from configs import demo
+from configs.common import parse_arg
+
+TRUNK_NAMES = ("shared_bottom", "mmoe", "ple")
+VARIANTS = TRUNK_NAMES + ("fixed", "wlr", "smoke")
+ARGUMENTS = dict(seed=0, world_seed=17, steps=2000)
+TRUNKS = {
+    "shared_bottom": dict(name="shared_bottom"),
+    "mmoe": dict(name="mmoe", num_experts=4),
+    "ple": dict(name="ple", shared_experts=2, task_experts=1, levels=2),
+}
+DEFAULT_TRUNK = "ple"
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  variants, args = parse_arg(arg, "multitask.py", VARIANTS, **ARGUMENTS)
+  trunks = [v for v in variants if v in TRUNK_NAMES]
+  if len(trunks) > 1:
+    raise ValueError(f"configs/multitask.py: pick one trunk of {', '.join(TRUNK_NAMES)}; got "
+                     f"{', '.join(trunks)}")
+  c = demo.get_config("smoke" if "smoke" in variants else "")
+  m = c.model
+  m.trunk = ml_collections.ConfigDict(TRUNKS[trunks[0] if trunks else DEFAULT_TRUNK])
+  watch = "watch_time_logistic" if "wlr" in variants else "watch_time"
+  m.heads = ("click", watch, "like")
+  m.tasks = ("user_item",)
+  m.content_types = ("movie", "series", "news")
+  m.loss_weighting = "fixed" if "fixed" in variants else "uncertainty"
+  c.evals.two_stage = ml_collections.ConfigDict(dict(
+      type="two_stage", splits=("valid", "test"), k=50, candidates=100, ndcg_k=10))
+  c.recommend.fusion = f"click * (1 + 0.05 * {watch}) + 0.5 * like"
+  c.seed = c.data.shuffle_seed = args.get("seed", ARGUMENTS["seed"])
+  c.data.dataset.seed = args.get("world_seed", ARGUMENTS["world_seed"])
+  if "steps" in args:
+    c.train.steps = args["steps"]
+  if "smoke" in variants:
+    c.evals.two_stage.update(k=5, candidates=10, ndcg_k=5)
+    c.recommend.update(k=5, candidates=10)
+  return c
