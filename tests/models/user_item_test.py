@@ -1,16 +1,22 @@
 """The two-tower retrieval task (`user_item`): logQ correction and accidental-hit masking on a
 constructed batch, and the retrieval-then-ranking evaluator's list metrics by hand."""
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
 from tests import helpers
+from tests.train import fixtures
 from vidrec_jax import validate
 from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.data import pipeline
 from vidrec_jax.eval.evaluators import two_stage
 from vidrec_jax.models import tasks
+from vidrec_jax.models.partitioning import activation_sharding
+from vidrec_jax.train import steps
 
 
 class MaskTest(absltest.TestCase):
@@ -53,6 +59,27 @@ class MaskTest(absltest.TestCase):
     np.testing.assert_allclose(np.exp(pipeline.clip_log_q(video_ids, groups))[[0, 3, 5]],
                                [0.25, 0.5, 0.25])
     self.assertEqual(np.exp(pipeline.clip_log_q(video_ids, groups))[1], 0.0)
+
+
+class TopKTest(absltest.TestCase):
+
+  def test_catalog_top_k_on_eight_devices_matches_numpy(self):
+    config = helpers.load_config("smoke,ple", "multitask.py")
+    setup = fixtures.setup_on(jax.devices()[:8], (4, 2, 1), config)
+    params = setup.init(0).params
+    rng = np.random.default_rng(0)
+    users = rng.normal(size=(5, config.model.embed_dim)).astype(np.float32)
+    items = rng.normal(size=(64, config.model.embed_dim)).astype(np.float32)
+    fn = jax.jit(functools.partial(steps.retrieval_topk_step, setup), static_argnums=(3,))
+    with activation_sharding(setup.mesh, setup.rules):
+      scores, idx = fn(params, users, items, 7)
+    model = setup.model(jax.device_get(params))
+    qu, qi = (np.asarray(x) for x in model.retrieval_vectors(jnp.asarray(users),
+                                                            jnp.asarray(items)))
+    full = qu @ qi.T
+    np.testing.assert_array_equal(np.asarray(idx), np.argsort(-full, axis=1)[:, :7])
+    np.testing.assert_allclose(np.asarray(scores), np.sort(full, axis=1)[:, ::-1][:, :7],
+                               rtol=1e-5, atol=1e-5)
 
 
 class ListMetricsTest(absltest.TestCase):
