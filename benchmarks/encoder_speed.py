@@ -8,8 +8,8 @@ inputs each model declares, on one device; model FLOPs utilisation when a peak i
 The default list covers the ablation's variants (from pixels, flow estimated in the step), the
 factorised spatial + temporal attention, the flow variants with the loader's flow
 (`flow_source='loader'`: the step reads the fields instead of estimating them), and the demo's
-frozen EfficientNet-Lite0 tower trained from its feature cache (`demo.py`) and from pixels
-(`pretrained.py:pixels`).
+frozen EfficientNet-Lite0 tower trained from its feature cache (`demo.py:pretrained`) and from
+pixels (`pretrained.py:pixels`).
 """
 
 import functools
@@ -28,7 +28,7 @@ from vidrec_jax.train.state import Setup
 _CONFIGS = flags.DEFINE_list("configs", [
     "encoder_ablation.py:rgb", "encoder_ablation.py:flow", "encoder_ablation.py:attention",
     "encoder_ablation.py:both", "encoder_ablation.py:pyramid", "encoder_ablation.py:spatial",
-    "encoder_ablation.py:flow_loader", "encoder_ablation.py:pyramid_loader", "demo.py",
+    "encoder_ablation.py:flow_loader", "encoder_ablation.py:pyramid_loader", "demo.py:pretrained",
     "pretrained.py:pixels"], "configs/FILE:ARG of the models to time.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after two compiled warm-up steps).")
 _BATCH = flags.DEFINE_integer("batch", 0, "Clips per batch (0: the config's data.batch_size).")

@@ -54,7 +54,7 @@ def main(_):
   sweep_dir = os.path.join(root, "sweep")
   timing = os.path.join(root, "sweep_seconds.json")
   t = time.time()
-  _run([sys.executable, "-m", "vidrec_jax.sweep", f"--config={REPO}/configs/demo.py",
+  _run([sys.executable, "-m", "vidrec_jax.sweep", f"--config={REPO}/configs/demo.py:pretrained",
         f"--workdir={sweep_dir}", f"--trials={_TRIALS.value}", "--noprogress"])
   seconds = time.time() - t
   if os.path.exists(timing):  # a resumed sweep: add the earlier part
@@ -66,7 +66,7 @@ def main(_):
     trials = json.load(f)
   results = {"hand-set demo": [], "sweep's best": []}
   for seed in (int(s) for s in _SEEDS.value):
-    results["hand-set demo"].append(train(f"{REPO}/configs/demo.py",
+    results["hand-set demo"].append(train(f"{REPO}/configs/demo.py:pretrained",
                                           os.path.join(root, f"demo_{seed}"), seed, sweep_dir))
     results["sweep's best"].append(train(os.path.join(sweep_dir, "best_config.py"),
                                          os.path.join(root, f"best_{seed}"), seed, sweep_dir))

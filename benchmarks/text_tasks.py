@@ -5,7 +5,7 @@ visual query, written as a markdown table.
   python benchmarks/text_tasks.py --root=/tmp/vidrec_text [--seeds=0,1,2] \\
       [--runs=no_title,title,title_tasks,id_only,id_title]
 
-Runs (all configs/demo.py defaults otherwise: frozen EfficientNet-Lite0 from its feature cache,
+Runs (all configs/demo.py:pretrained otherwise: frozen EfficientNet-Lite0 from its feature cache,
 2,000 steps):
   no_title     the demo as shipped
   title        + the title's MiniLM embedding (frozen, cached) in the item tower
@@ -34,9 +34,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "configs", "demo.py")
 ID_ONLY = os.path.join(REPO, "configs", "demo_id_only.py")
 RUNS = {
-    "no_title": [f"--config={DEMO}"],
-    "title": [f"--config={DEMO}", "--config.model.text.item_tower=True"],
-    "title_tasks": [f"--config={DEMO}:text"],
+    "no_title": [f"--config={DEMO}:pretrained"],
+    "title": [f"--config={DEMO}:pretrained", "--config.model.text.item_tower=True"],
+    "title_tasks": [f"--config={DEMO}:pretrained,text"],
     "id_only": [f"--config={ID_ONLY}"],
     "id_title": [f"--config={ID_ONLY}", "--config.model.text.item_tower=True"],
 }
@@ -64,8 +64,9 @@ def main(_):
   shared = [f"--config.data.data_dir={os.path.join(root, 'data')}",
             f"--config.data.text_cache={os.path.join(root, 'text')}"]
   features = [f"--config.data.feature_cache={os.path.join(root, 'features')}"]
-  run([f"--config={DEMO}", f"--workdir={root}", "--mode=generate"] + shared)
-  secs, _ = run([f"--config={DEMO}", f"--workdir={root}", "--mode=extract"] + shared + features)
+  run([f"--config={DEMO}:pretrained", f"--workdir={root}", "--mode=generate"] + shared)
+  secs, _ = run([f"--config={DEMO}:pretrained", f"--workdir={root}", "--mode=extract"] + shared
+                + features)
   print(f"feature cache ready in {secs:.0f} s", flush=True)
   out = _OUT.value or os.path.join(root, "text_tasks.md")
   rows = {name: [] for name in _RUNS.value}

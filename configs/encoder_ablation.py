@@ -31,14 +31,8 @@ WEIGHT = 1.6  # the demo's taste weights
 
 def encoder(variant: str) -> tuple[ml_collections.ConfigDict, str]:
   """(model.frame_encoder, model.pooling) of an encoder variant."""
-  flow = variant in ("flow", "both", "pyramid")
-  attend = variant in ("attention", "both", "pyramid")
-  fe = ml_collections.ConfigDict(dict(
-      name="two_stream", channels=(16, 32, 48), features=64, motion=False, flow=flow,
-      flow_channels=(16, 32, 48), flow_init="scratch", flow_source="device",
-      spatial_attention=False,
-      temporal_attention="causal" if attend else "none", attention_layers=1, attention_heads=4,
-      fusion="concat"))
+  fe = demo.two_stream_encoder(flow=variant in ("flow", "both", "pyramid"),
+                               attend=variant in ("attention", "both", "pyramid"))
   return fe, "pyramid" if variant == "pyramid" else "masked_mean"
 
 

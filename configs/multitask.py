@@ -41,7 +41,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if len(trunks) > 1:
     raise ValueError(f"configs/multitask.py: pick one trunk of {', '.join(TRUNK_NAMES)}; got "
                      f"{', '.join(trunks)}")
-  c = demo.get_config("smoke" if "smoke" in variants else "")
+  c = demo.get_config("smoke" if "smoke" in variants else "pretrained")
   m = c.model
   m.trunk = ml_collections.ConfigDict(TRUNKS[trunks[0] if trunks else DEFAULT_TRUNK])
   watch = "watch_time_logistic" if "wlr" in variants else "watch_time"

@@ -25,7 +25,7 @@ VARIANTS = ("smoke", "pixels", "top_blocks", "full", "adjacent", "lite1", "lite2
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variants, args = parse_arg(arg, "pretrained.py", VARIANTS, **demo.ARGUMENTS)
   smoke = "smoke" in variants
-  c = demo.get_config("smoke" if smoke else "")
+  c = demo.get_config("smoke" if smoke else "pretrained")
   if smoke:
     demo.use_pretrained_backbone(c, smoke=True)
   for v in variants:

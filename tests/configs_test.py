@@ -3,6 +3,7 @@
 from absl.testing import absltest
 from absl.testing import parameterized
 
+from configs import encoder_ablation
 from tests import helpers
 from vidrec_jax import validate
 from vidrec_jax.models import heads
@@ -45,8 +46,13 @@ class ConfigsTest(parameterized.TestCase):
     with self.assertRaisesRegex(validate.ConfigError, "evals.full.type='full_sort'.*sequential"):
       validate.validate(c)
 
-  def test_demo_default_is_the_pretrained_backbone_from_its_cache(self):
+  def test_demo_default_is_the_two_stream_pyramid_encoder(self):
     c = helpers.load_config("", "demo.py")
+    fe = c.model.frame_encoder
+    self.assertEqual((fe.name, fe.flow, fe.temporal_attention, c.model.pooling),
+                     ("two_stream", True, "causal", "pyramid"))
+    self.assertEqual(encoder_ablation.encoder("pyramid")[0].to_dict(), fe.to_dict())
+    c = helpers.load_config("pretrained", "demo.py")
     self.assertEqual(c.model.frame_encoder.name, "backbone")
     self.assertEqual(c.model.backbone.name, "efficientnet_lite0")
     self.assertTrue(c.model.backbone.from_cache)
