@@ -98,6 +98,11 @@ def main(_):
       secs, _ = run([f"--config={cfg}:{world}", f"--workdir={data_dir}", "--mode=generate",
                      f"--config.data.data_dir={data_dir}"])
       print(f"world of seed {seed} ready in {secs:.0f} s", flush=True)
+    if not _TABLE_ONLY.value and not os.path.exists(os.path.join(shared[1].split("=", 1)[1],
+                                                                 "meta.json")):
+      secs, _ = run([f"--config={cfg}:{world}", f"--workdir={data_dir}", "--mode=extract"]
+                    + shared)
+      print(f"feature cache of seed {seed} ready in {secs:.0f} s", flush=True)
     for v in variants:
       workdir = os.path.join(root, f"{v.replace('+', '_')}_seed{seed}")
       path = os.path.join(workdir, "eval", "metrics.json")
