@@ -73,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
       feature_cache="",  # '' = WORKDIR/features (backbone features, --mode=extract)
       cache_frames=64,  # frames kept per video (evenly spaced): decoding and the feature cache
       text_cache="",  # '' = WORKDIR/text_features (title embeddings of a frozen text tower)
+      flow_cache="",  # '' = WORKDIR/flow (optical flow, model.frame_encoder.flow_source='cache')
       # Watch histories of sequential models: windows of max_len items, `stride` new targets each.
       history=dict(max_len=50, stride=25)))
 

@@ -17,6 +17,7 @@ import ml_collections
 from absl import logging
 
 from vidrec_jax import config_io
+from vidrec_jax.data import flow_cache
 from vidrec_jax.eval.evaluators import Evaluation
 from vidrec_jax.models import encoders
 from vidrec_jax.train import checkpointing
@@ -121,3 +122,6 @@ def extract(config: ml_collections.ConfigDict, workdir: str) -> None:
     from vidrec_jax.train import extract as extract_lib  # pylint: disable=g-import-not-at-top
     extract_lib.extract(config, dataset, wd.features)
   workdir_lib.prepare_text_cache(config, wd, dataset)
+  if flow_cache.used_by(config):
+    distributed.host0_then_barrier("vidrec_flow_cache",
+                                   lambda: flow_cache.write(dataset.catalog, config, wd.flow))

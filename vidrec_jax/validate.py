@@ -13,6 +13,7 @@ from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data import datasets
+from vidrec_jax.data import flow_cache
 from vidrec_jax.data import ops
 from vidrec_jax.eval.evaluators import EVALUATORS
 from vidrec_jax.eval.evaluators import evaluator_kwargs
@@ -69,9 +70,10 @@ def _validate_model(c: ml_collections.ConfigDict, source: datasets.DatasetSource
   for f in ("embed_dim", "vocab_pad_multiple"):
     positive_int(m[f], f"model.{f}")
   recommender.MODELS.get(m.name).validate(c, source)
-  check(c.mode != "extract" or encoders.extracts_features(m) or text_tower.title_mode(m) ==
-        "cached", "mode", c.mode, "extract needs a pretrained backbone encoder "
-        "(model.frame_encoder.name='backbone') or a frozen text tower (something to cache)")
+  check(c.mode != "extract" or encoders.extracts_features(m) or flow_cache.used_by(c)
+        or text_tower.title_mode(m) == "cached", "mode", c.mode, "extract needs a pretrained "
+        "backbone encoder (model.frame_encoder.name='backbone'), a two_stream flow stream with "
+        "flow_source='cache' or a frozen text tower (something to cache)")
 
 
 def _validate_text(c: ml_collections.ConfigDict) -> None:

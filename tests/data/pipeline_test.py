@@ -10,6 +10,8 @@ from absl.testing import absltest
 
 from tests import helpers
 from vidrec_jax.data import datasets
+from vidrec_jax.data import features
+from vidrec_jax.data import flow_cache
 from vidrec_jax.data import grouping
 from vidrec_jax.data import ops
 from vidrec_jax.data import pipeline
@@ -180,6 +182,37 @@ class PipelineTest(absltest.TestCase):
     expected *= ((nxt > idx) * mask)[:, None, None, None]
     self.assertEqual(clips[-1]["flow"].shape, (c.num_frames, c.frame_size, c.frame_size, 2))
     np.testing.assert_allclose(clips[-1]["flow"], expected, atol=1e-4)
+
+  def test_flow_cache_is_written_once_and_read_by_the_loader(self):
+    catalog = _load(self.config, self.data_dir).catalog
+    c = helpers.load_config("smoke,flow", "encoder_ablation.py")
+    c.model.frame_encoder.flow_source = "cache"
+    d = c.data
+    cache_dir = tempfile.mkdtemp(prefix="vidrec_flow_")
+    self.addCleanup(shutil.rmtree, cache_dir)
+    meta = flow_cache.write(catalog, c, cache_dir, show_progress=False)
+    self.assertEqual(meta["videos"], len(catalog))
+    features.check_meta(cache_dir, flow_cache.expected_meta(c))
+    frames = video_io.decode_video(catalog.path(3), d.frame_size, d.cache_frames)
+    np.testing.assert_allclose(features.load_cache(cache_dir)[3], ops.video_flow(frames),
+                               atol=1e-5)
+
+    def never(frames):
+      raise AssertionError("the loader estimated flow that the cache holds")
+
+    frames_src = PixelFrames(catalog, d.frame_size, d.normalization, 4, d.cache_frames,
+                             stored={"flow": cache_dir})
+    sampler = ClipSampler(frames_src, ("frames", "mask", "flow"), d.num_frames)
+    sampler._ops["flow"] = dataclasses.replace(ops.CLIP_OPS.get("flow"), per_video=never)
+    idx, mask = video_io.tsn_indices(len(frames), d.num_frames, None)
+    nxt = np.minimum(idx + 1, len(frames) - 1)
+    expected = np.array(flow.estimate_flow(frames[idx], frames[nxt]))
+    expected *= ((nxt > idx) * mask)[:, None, None, None]
+    np.testing.assert_allclose(sampler.clip(3, None)["flow"], expected, atol=1e-4)
+    # A cache written for another frame size is refused in one line.
+    c.data.frame_size = d.frame_size * 2
+    with self.assertRaisesRegex(features.CacheError, "frame_size"):
+      features.check_meta(cache_dir, flow_cache.expected_meta(c))
 
   def test_missing_dataset_is_one_line(self):
     with self.assertRaises(datasets.DataError) as cm:

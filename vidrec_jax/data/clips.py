@@ -32,7 +32,7 @@ class PixelFrames:
   source = ops.PIXELS
 
   def __init__(self, catalog: Catalog, frame_size: int, normalization: str, cache_videos: int,
-               max_frames: int):
+               max_frames: int, stored: dict[str, str] | None = None):
     self.catalog, self.frame_size, self.cache_videos = catalog, frame_size, cache_videos
     self.max_frames = max_frames
     self.normalization = normalization
@@ -40,16 +40,26 @@ class PixelFrames:
     self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
     self._derived: collections.OrderedDict[tuple[str, int], np.ndarray] = (
         collections.OrderedDict())
+    # Derived inputs written offline (e.g. the flow cache): key -> cache folder, and its table
+    # once read (each process and worker reads it once, on first use).
+    self.stored = dict(stored or {})
+    self._stored: dict[str, dict[int, np.ndarray]] = {}
     self._bad: set[int] = set()
 
   def __getstate__(self):  # worker processes start with empty caches
     return dict(self.__dict__, _cache=collections.OrderedDict(),
-                _derived=collections.OrderedDict())
+                _derived=collections.OrderedDict(), _stored={})
 
   def derived(self, key: str, video_id: int, fn: Callable[[np.ndarray], np.ndarray],
               frames: np.ndarray) -> np.ndarray:
-    """fn(frames) of one video (e.g. its optical flow), computed once and kept for the
+    """fn(frames) of one video (e.g. its optical flow): read from the offline cache of `key`
+    when there is one and it holds the video, else computed once and kept for the
     `cache_videos` most recently used (video, key) pairs, as the frames are."""
+    if key in self.stored:
+      if key not in self._stored:
+        self._stored[key] = features.load_cache(self.stored[key])
+      if video_id in self._stored[key]:
+        return self._stored[key][video_id]
     k = (key, video_id)
     if k in self._derived:
       self._derived.move_to_end(k)

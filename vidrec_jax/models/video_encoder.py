@@ -10,8 +10,10 @@ The flow stream reads the optical flow of each sampled frame and the frame after
 2 channels (dx, dy) per frame pair, TSN's flow input with one pair per segment. `flow_source`
 says where it is estimated (the same estimator, `models/flow.py`, either way): 'device' inside
 the jitted step from the raw pixel pairs (`frame_pairs`; no learned parameters, gradients stop
-there), or 'loader' on the host by the data loader, once per video and kept with its decoded
-frames (the `flow` clip op, data/ops.py), so a step only reads it. Its convs can
+there), 'loader' on the host by the data loader, once per video and kept with its decoded
+frames (the `flow` clip op, data/ops.py), or 'cache' offline, once for the whole catalog, into
+the flow cache (data/flow_cache.py) that the loader reads; with either of the last two a step
+only reads the fields. Its convs can
 start from the RGB stream's (`flow_init='rgb'`: the first conv's kernel averaged over the RGB
 input channels and repeated over the flow channels, TSN's cross-modality initialisation).
 
@@ -45,7 +47,7 @@ from vidrec_jax.models.partitioning import constrain
 TEMPORAL = ("none", "causal", "bidirectional")
 FUSIONS = ("concat", "gated", "cross_attention")
 FLOW_INITS = ("scratch", "rgb")
-FLOW_SOURCES = ("device", "loader")
+FLOW_SOURCES = ("device", "loader", "cache")
 PAIR_KEY = "frame_pairs"  # clip input: each sampled frame and the next, raw 0..255 (K, H, W, 6)
 FLOW_KEY = "flow"  # clip input: the loader's flow of each sampled frame to the next (K, H, W, 2)
 
@@ -100,8 +102,9 @@ class TwoStreamEncoder(FrameEncoder):
     flow_channels: its conv widths.
     flow_init: 'scratch', or 'rgb' (cross-modality: start from the RGB stream's convs; needs
       flow_channels == channels).
-    flow_source: 'device' (estimated in the train step) or 'loader' (estimated by the data
-      loader on the host, once per video).
+    flow_source: 'device' (estimated in the train step), 'loader' (estimated by the data
+      loader on the host, once per video) or 'cache' (estimated offline into the flow cache,
+      data/flow_cache.py, by --mode=extract or before training; read by the loader).
     spatial_attention: attend over each frame's feature-map tokens before pooling them.
     temporal_attention: 'none', 'causal' or 'bidirectional' attention across frames.
     attention_layers: temporal attention blocks.
@@ -144,7 +147,7 @@ class TwoStreamEncoder(FrameEncoder):
   def clip_inputs(cls, *, motion: bool, flow: bool, flow_source: str,
                   **kwargs) -> tuple[str, ...]:
     del kwargs
-    flow_key = FLOW_KEY if flow_source == "loader" else PAIR_KEY
+    flow_key = PAIR_KEY if flow_source == "device" else FLOW_KEY
     return (("frames", "mask") + (("motion",) if motion else ())
             + ((flow_key,) if flow else ()))
 
@@ -190,7 +193,7 @@ class TwoStreamEncoder(FrameEncoder):
     return self.rgb_proj(mean_max(fmap)).reshape(b, t, self.features)
 
   def _flow(self, clip: dict, b: int, t: int) -> tuple[jax.Array, jax.Array]:
-    if self.flow_source == "loader":
+    if self.flow_source != "device":
       field = clip[FLOW_KEY].astype(jnp.float32)
       field = field.reshape((b * t,) + field.shape[2:])
     else:

@@ -14,6 +14,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
 from vidrec_jax.data import features
+from vidrec_jax.data import flow_cache
 from vidrec_jax.data import ops
 from vidrec_jax.data import pipeline
 from vidrec_jax.data.clips import CachedFeatures
@@ -105,8 +106,10 @@ class Context:
     d = self.config.data
     source = ops.source_of(self.spec.clip)
     if source == ops.PIXELS:
+      stored = ({"flow": self.workdir.flow} if flow_cache.used_by(self.config)
+                else {})
       frames = PixelFrames(self.dataset.catalog, d.frame_size, d.normalization, cache_videos,
-                           d.cache_frames)
+                           d.cache_frames, stored=stored)
     elif source == ops.FEATURES:
       frames = CachedFeatures(self.workdir.features,
                               int(features.read_meta(self.workdir.features)["dim"]))
@@ -126,6 +129,7 @@ def make_context(config: ml_collections.ConfigDict, root: str, mesh=None,
   if prepare:
     workdir_lib.prepare_text_cache(config, wd, dataset)
   workdir_lib.prepare_feature_cache(config, wd, dataset, extract_missing=prepare)
+  workdir_lib.prepare_flow_cache(config, wd, dataset, extract_missing=prepare)
   train = dataset.split("train").columns
   # Vocabularies come from the training split only: anything else is out-of-vocabulary.
   user_vocab = Vocab(train["user_id"], int(train["user_id"].max()))

@@ -5,6 +5,7 @@ converted once), the backbone feature cache and the title embedding cache.
     config.json         the resolved config of record (vidrec_jax/config_io.py)
     data/               the dataset, unless config.data.data_dir points elsewhere
     features/           backbone feature cache (config.data.feature_cache overrides)
+    flow/               optical-flow cache, flow_source='cache' (config.data.flow_cache overrides)
     text_features/      title embedding cache (config.data.text_cache overrides)
     checkpoints/, checkpoints_best/, tensorboard/, eval/metrics.json
 
@@ -22,6 +23,7 @@ from absl import logging
 
 from vidrec_jax.data import datasets
 from vidrec_jax.data import features
+from vidrec_jax.data import flow_cache
 from vidrec_jax.models import text_tower
 from vidrec_jax.train import distributed
 
@@ -34,13 +36,15 @@ class Workdir:
   data: str
   features: str
   text: str
+  flow: str
 
   @classmethod
   def of(cls, config: ml_collections.ConfigDict, root: str) -> "Workdir":
     d = config.data
     return cls(root=root, data=d.data_dir or os.path.join(root, "data"),
                features=d.feature_cache or os.path.join(root, "features"),
-               text=d.text_cache or os.path.join(root, "text_features"))
+               text=d.text_cache or os.path.join(root, "text_features"),
+               flow=d.flow_cache or os.path.join(root, "flow"))
 
   def path(self, *parts: str) -> str:
     return os.path.join(self.root, *parts)
@@ -86,6 +90,19 @@ def prepare_feature_cache(config: ml_collections.ConfigDict, wd: Workdir,
     logging.info("no feature cache in %s yet: extracting it first", wd.features)
     extract.extract(config, dataset, wd.features)
   features.check_meta(wd.features, extract.expected_meta(config))
+
+
+def prepare_flow_cache(config: ml_collections.ConfigDict, wd: Workdir,
+                       dataset: datasets.RecDataset, extract_missing: bool = True) -> None:
+  """When the flow stream reads the offline flow cache: writes a missing one (process 0, with
+  `extract_missing`), then checks that it fits the config (a one-line CacheError)."""
+  if not flow_cache.used_by(config):
+    return
+  if extract_missing and not os.path.exists(os.path.join(wd.flow, features.META)):
+    logging.info("no flow cache in %s yet: estimating it first", wd.flow)
+    distributed.host0_then_barrier("vidrec_flow_cache",
+                                   lambda: flow_cache.write(dataset.catalog, config, wd.flow))
+  features.check_meta(wd.flow, flow_cache.expected_meta(config))
 
 
 def prepare_text_cache(config: ml_collections.ConfigDict, wd: Workdir,
