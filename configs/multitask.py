@@ -12,11 +12,14 @@ Commands:
 Variants (after the colon): the trunk, `shared_bottom`, `mmoe` (4 experts) or `ple` (2 shared
 + 1 per task, 2 levels; the default, the best of benchmarks/multitask.py); `fixed` (the fixed
 train.loss_weights; default: learned uncertainty weighting); `wlr` (watch time by YouTube's
-weighted logistic regression instead of squared error); `smoke` (tiny, seconds). Typed
+weighted logistic regression instead of squared error); `pyramid` (the item tower of the demo's
+default, the two_stream encoder with flow and the temporal pyramid from pixels, instead of the
+frozen pretrained EfficientNet-Lite0 from its feature cache); `smoke` (tiny, seconds). Typed
 arguments: seed (initialisation and data order), world_seed (data.dataset.seed), steps.
 
-The item tower is the demo's: the frozen pretrained EfficientNet-Lite0 trained from its feature
-cache, plus video ID and content-type embeddings.
+The item tower is `configs/demo.py:pretrained`'s (the frozen pretrained EfficientNet-Lite0 trained
+from its feature cache: about 5 minutes a run here) unless `pyramid`, plus video ID and
+content-type embeddings.
 """
 
 import ml_collections
@@ -25,7 +28,7 @@ from configs import demo
 from configs.common import parse_arg
 
 TRUNK_NAMES = ("shared_bottom", "mmoe", "ple")
-VARIANTS = TRUNK_NAMES + ("fixed", "wlr", "smoke")
+VARIANTS = TRUNK_NAMES + ("fixed", "wlr", "pyramid", "smoke")
 ARGUMENTS = dict(seed=0, world_seed=17, steps=2000)
 TRUNKS = {
     "shared_bottom": dict(name="shared_bottom"),
@@ -41,7 +44,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if len(trunks) > 1:
     raise ValueError(f"configs/multitask.py: pick one trunk of {', '.join(TRUNK_NAMES)}; got "
                      f"{', '.join(trunks)}")
-  c = demo.get_config("smoke" if "smoke" in variants else "pretrained")
+  tower = "pretrained" if "pyramid" not in variants else ""
+  c = demo.get_config("smoke" if "smoke" in variants else tower)
   m = c.model
   m.trunk = ml_collections.ConfigDict(TRUNKS[trunks[0] if trunks else DEFAULT_TRUNK])
   watch = "watch_time_logistic" if "wlr" in variants else "watch_time"
