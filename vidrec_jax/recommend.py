@@ -91,7 +91,7 @@ def _build(config: ml_collections.ConfigDict, workdir: str, which: str, purpose:
   # The exported functions close over host copies of the parameters: they are self-contained.
   host = (jax.device_get(params) if jax.process_count() == 1
           else multihost_utils.process_allgather(params, tiled=True))
-  retrieval = np.asarray(jax.jit(lambda i: setup.model(host).retrieval_vectors(i, i)[1])(
+  retrieval = np.asarray(jax.jit(lambda i: setup.model(host).retrieval_item(i))(
       vecs[ok]))
   cat = ctx.dataset.catalog
   ids = np.flatnonzero(ok)
@@ -104,7 +104,7 @@ def _build(config: ml_collections.ConfigDict, workdir: str, which: str, purpose:
 
   def user_tower(rows):
     u = steps.encode_users_step(setup, host, {"user": rows})
-    return {"user": u, "retrieval": setup.model(host).retrieval_vectors(u, u)[0]}
+    return {"user": u, "retrieval": setup.model(host).retrieval_user(u)}
 
   def ranker(u, cands):
     return steps.eval_step(setup, host, jnp.broadcast_to(u[None], cands.shape), cands)

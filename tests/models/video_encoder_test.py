@@ -1,7 +1,6 @@
 """The spatio-temporal encoder's parts: masks, causality, the pyramid, fusion and the flow stream's
 cross-modality initialisation, and one training step of each part on the 8-device mesh."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -18,9 +17,6 @@ from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.models import flow
 from vidrec_jax.models import poolings
 from vidrec_jax.models import video_encoder
-from vidrec_jax.models.partitioning import activation_sharding
-from vidrec_jax.train import mesh as mesh_lib
-from vidrec_jax.train import steps
 
 B, T, S = 3, 7, 16  # odd sizes: shape bugs show
 
@@ -237,20 +233,10 @@ class MeshTest(parameterized.TestCase):
     config.model.frame_encoder.update(encoder_overrides)
     config.model.pooling = pooling
     validate.validate(config)
-    setup = fixtures.setup_on(jax.devices()[:8], (4, 2, 1), config)
-    state = setup.init(0)
-    step = jax.jit(functools.partial(steps.train_step, setup),
-                   in_shardings=(setup.state_shardings, None),
-                   out_shardings=(setup.state_shardings, None))
-    before = jax.device_get(state.params)
     # The first step's learning rate is 0 (warm-up), and the attention's weights get gradients
     # once their residual gates, which start at zero, have moved (after step 2).
-    for seed in (1, 2, 3):
-      batch = fixtures.fake_batch(config, seed=seed)
-      with activation_sharding(setup.mesh, setup.rules):
-        state, metrics = step(state, mesh_lib.shard_batch(batch, setup.mesh, setup.rules))
+    before, after, metrics = fixtures.train_on_eight_devices(config, (1, 2, 3))
     self.assertTrue(np.isfinite(float(metrics["loss"])))
-    after = jax.device_get(state.params)
     enc_before, enc_after = before["frame_encoder"], after["frame_encoder"]
     changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), enc_before,
                                            enc_after))

@@ -1,7 +1,6 @@
 """Multi-task parts of the recommender: learned uncertainty loss weighting, the weighted-logistic
 watch-time head, the content-type embedding and metrics per content type."""
 
-import functools
 import types
 
 import jax
@@ -18,7 +17,6 @@ from vidrec_jax.data import pipeline
 from vidrec_jax.eval.evaluators import ranking
 from vidrec_jax.models import heads
 from vidrec_jax.models import recommender
-from vidrec_jax.models.partitioning import activation_sharding
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import steps
 from vidrec_jax.train.random_batch import random_batch
@@ -150,18 +148,9 @@ class MultitaskMeshTest(absltest.TestCase):
     for trunk in ("mmoe", "ple"):
       config = helpers.load_config(f"smoke,{trunk}", "multitask.py")
       validate.validate(config)
-      setup = fixtures.setup_on(jax.devices()[:8], (4, 2, 1), config)
-      state = setup.init(0)
-      step = jax.jit(functools.partial(steps.train_step, setup),
-                     in_shardings=(setup.state_shardings, None),
-                     out_shardings=(setup.state_shardings, None))
-      before = jax.device_get(state.params)
-      for seed in (1, 2):  # the first step's learning rate is 0 (warm-up)
-        batch = fixtures.fake_batch(config, seed=seed)
-        with activation_sharding(setup.mesh, setup.rules):
-          state, metrics = step(state, mesh_lib.shard_batch(batch, setup.mesh, setup.rules))
+      # The first step's learning rate is 0 (warm-up).
+      before, after, metrics = fixtures.train_on_eight_devices(config, (1, 2))
       self.assertTrue(np.isfinite(float(metrics["loss/user_item"])), trunk)
-      after = jax.device_get(state.params)
       changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)),
                                              before["trunk"], after["trunk"]))
       self.assertTrue(all(changed), f"every {trunk} parameter gets a gradient")

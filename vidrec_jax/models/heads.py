@@ -186,9 +186,9 @@ class WatchTimeLogisticHead(Head):
   def predict(raw):
     return jnp.exp(raw)
 
-  metrics = WatchTimeHead.metrics
-  split_metrics = WatchTimeHead.split_metrics
-  table_columns = WatchTimeHead.table_columns
+  metrics = staticmethod(WatchTimeHead.metrics)
+  split_metrics = staticmethod(WatchTimeHead.split_metrics)
+  table_columns = staticmethod(WatchTimeHead.table_columns)
 
 
 @HEADS.register("like")

@@ -187,10 +187,15 @@ class TwoTowerRecommender(nnx.Module):
     """Stage-1 (candidate retrieval) vectors of users (..., D) and items (..., D): their dot
     product orders the whole catalog before the heads rank the top candidates: the `user_item`
     task's embeddings when it is trained, else the towers' vectors themselves."""
-    if "user_item" in self.tasks:
-      task = self.tasks["user_item"]
-      return task.user_embedding(u), task.item_embedding(i)
-    return u, i
+    return self.retrieval_user(u), self.retrieval_item(i)
+
+  def retrieval_user(self, u: jax.Array) -> jax.Array:
+    """The user side of `retrieval_vectors`."""
+    return self.tasks["user_item"].user_embedding(u) if "user_item" in self.tasks else u
+
+  def retrieval_item(self, i: jax.Array) -> jax.Array:
+    """The item side of `retrieval_vectors`."""
+    return self.tasks["user_item"].item_embedding(i) if "user_item" in self.tasks else i
 
   def score(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
     """Raw head outputs for paired user and item vectors (B, D) each."""
