@@ -2,6 +2,7 @@
 constructed batch, and the retrieval-then-ranking evaluator's list metrics by hand."""
 
 import functools
+import types
 
 import jax
 import jax.numpy as jnp
@@ -80,6 +81,45 @@ class TopKTest(absltest.TestCase):
     np.testing.assert_array_equal(np.asarray(idx), np.argsort(-full, axis=1)[:, :7])
     np.testing.assert_allclose(np.asarray(scores), np.sort(full, axis=1)[:, ::-1][:, :7],
                                rtol=1e-5, atol=1e-5)
+
+
+class TwoStageEvaluatorTest(absltest.TestCase):
+
+  def test_metrics_from_retrieval_and_ranking(self):
+    config = helpers.load_config("smoke,ple", "multitask.py")
+    setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1), config)
+    rng = np.random.default_rng(0)
+    n, d = 12, config.model.embed_dim
+    # Users 0 and 1 clicked videos 2, 5 and 7; video 5 is cold; video 3 cannot be decoded.
+    cols = {"user_id": np.asarray([0, 0, 1, 1]), "video_id": np.asarray([2, 5, 7, 3]),
+            "click": np.asarray([1, 1, 1, 0], np.float32)}
+    cold = np.zeros(n, bool)
+    cold[5] = True
+    decodable = np.ones(n, bool)
+    decodable[3] = False
+    catalog = type("Catalog", (), {"cold": cold, "__len__": lambda self: n})()
+    ctx = types.SimpleNamespace(
+        setup=setup, user_vocab=lambda ids: np.asarray(ids),
+        dataset=types.SimpleNamespace(catalog=catalog, splits=("test",),
+                                      split=lambda s: types.SimpleNamespace(columns=cols)))
+    click = rng.random((2, n))
+    enc = types.SimpleNamespace(
+        params=setup.init(0).params, decodable=decodable,
+        item_vectors=rng.normal(size=(n, d)).astype(np.float32),
+        user_vectors=rng.normal(size=(3, d)).astype(np.float32),
+        predict=lambda c: {"click": click[c["user_id"], c["video_id"]]})
+    ev = two_stage.TwoStageEvaluator(ctx, splits=("test",), k=4, candidates=6, ndcg_k=3)
+    cand = ev.retrieve(enc, np.asarray([0, 1]), n)
+    self.assertEqual(cand.shape, (2, n - 1))  # every readable video, the unreadable one never
+    self.assertNotIn(3, cand)
+    out = ev.evaluate(enc, None)
+    relevant = [{2, 5}, {7}]
+    np.testing.assert_allclose(out["test/retrieval/recall@4"],
+                               np.mean(two_stage.recall_of_lists(cand, relevant, 4)))
+    ranked = np.argsort(-np.where(decodable, click, -np.inf), axis=1, kind="stable")
+    np.testing.assert_allclose(out["test/full_rank/ndcg@3"],
+                               np.mean(two_stage.ndcg_of_lists(ranked, relevant, 3)))
+    self.assertEqual(out["test/retrieval/users"], 2)
 
 
 class ListMetricsTest(absltest.TestCase):

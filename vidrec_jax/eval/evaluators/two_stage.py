@@ -78,14 +78,15 @@ class TwoStageEvaluator(Evaluator):
   def retrieve(self, enc, user_rows: np.ndarray, k: int) -> np.ndarray:
     """(U, k) catalog rows of the top k videos of each user vocab row by retrieval score;
     undecodable videos are never retrieved."""
-    items = np.where(enc.decodable[:, None], enc.item_vectors, 0.0).astype(np.float32)
+    rows = np.flatnonzero(enc.decodable)  # the catalog rows that can be retrieved
+    items = enc.item_vectors[rows].astype(np.float32)
     s = self.ctx.setup
     out = []
     for a in range(0, len(user_rows), USER_CHUNK):
       u = enc.user_vectors[user_rows[a:a + USER_CHUNK]]
       with activation_sharding(s.mesh, s.rules):
         _, idx = self._topk(enc.params, u, items, min(k, len(items)))
-      out.append(np.asarray(jax.device_get(idx)))
+      out.append(rows[np.asarray(jax.device_get(idx))])
     return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
   def evaluate(self, enc, splits):
