@@ -16,8 +16,10 @@ and split them leave-one-out by time; both rank the test item against the whole 
 without removing history items.
 
 `--part=speed` times a few epochs of each (run it on a quiet machine), `--part=accuracy` trains
-each to early stopping for every seed; the default runs both. Prints one table; --out writes it
-as markdown.
+each to early stopping for every seed; the default runs both. A RecBole accuracy run takes 1-3
+hours a seed on 2 cores, so it keeps a resume state under --root: kill it at any time and run
+the same command again to go on exactly where it was (finished seeds are read back). Prints one
+table; --out writes it as markdown.
 """
 
 import json
@@ -31,7 +33,9 @@ import time
 from absl import app
 from absl import flags
 
-_ROOT = flags.DEFINE_string("root", "/tmp/vidrec_sasrec", "Workdirs and logs (wiped per run).")
+_ROOT = flags.DEFINE_string(
+    "root", "/tmp/vidrec_sasrec",
+    "Workdirs and logs; RecBole runs go on from the resume state they find here.")
 _VENV = flags.DEFINE_string("venv", "/tmp/vidrec_recbole_venv", "RecBole's virtualenv.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the accuracy runs.")
 _PART = flags.DEFINE_enum("part", "both", ["speed", "accuracy", "both"], "What to run.")
@@ -45,13 +49,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS_PER_EPOCH = 47  # configs/movielens.py: 3,564 windows // 75 per batch
 
 # Runs inside RecBole's virtualenv: argv = seed, epochs, early-stopping patience, out dir,
-# torch threads. Each epoch appends a line to OUT/progress.txt.
+# torch threads. Resumable: after every evaluated epoch it writes OUT/resume.pth (model,
+# optimizer, early-stopping state, the shuffling generator's and the global RNG states, the
+# epoch times) and appends a line to OUT/progress.txt; started again on the same OUT it goes on
+# from there with the same batches and dropout masks, so a run of hours can be spread over
+# several sittings. The best model lives at OUT/best.pth; the final result at OUT/result.json.
 RECBOLE_DRIVER = r'''
-import json, os, resource, sys, time, types, importlib.util
+import json, os, random, resource, sys, time, types, importlib.util
 seed, epochs, patience, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 threads = int(sys.argv[5])
 ray = types.ModuleType("ray"); ray.tune = types.ModuleType("ray.tune")
 sys.modules["ray"], sys.modules["ray.tune"] = ray, ray.tune
+import numpy as np
 import torch
 torch.set_num_threads(threads)
 _load = torch.load
@@ -82,27 +91,60 @@ dataset = create_dataset(config)
 train, valid, test = data_preparation(config, dataset)
 model = SASRec(config, train._dataset).to(config["device"])
 times = {"train": [], "eval": []}
+last_valid = []
 class Timed(Trainer):
   def _train_epoch(self, *a, **k):
     t = time.time(); r = super()._train_epoch(*a, **k); times["train"].append(time.time() - t)
     return r
   def _valid_epoch(self, *a, **k):
     t = time.time(); r = super()._valid_epoch(*a, **k); times["eval"].append(time.time() - t)
-    with open(os.path.join(out, "progress.txt"), "a") as f:
-      f.write(f"epoch {len(times['train'])} train {times['train'][-1]:.1f} s valid {r}\n")
+    last_valid[:] = [r]
     return r
 trainer = Timed(config, model)
-best_score, _ = trainer.fit(train, valid, saved=True, show_progress=False)
+trainer.saved_model_file = os.path.join(out, "best.pth")
+resume = os.path.join(out, "resume.pth")
+def save_resume(epoch_idx, valid_score):
+  state = dict(epoch=epoch_idx, cur_step=trainer.cur_step,
+               best_valid_score=trainer.best_valid_score,
+               best_valid_result=trainer.best_valid_result, model=model.state_dict(),
+               optimizer=trainer.optimizer.state_dict(), shuffle=train.generator.get_state(),
+               torch_rng=torch.get_rng_state(), numpy_rng=np.random.get_state(),
+               python_rng=random.getstate(), times=times)
+  torch.save(state, resume + ".tmp")
+  os.replace(resume + ".tmp", resume)
+  with open(os.path.join(out, "progress.txt"), "a") as f:
+    f.write(f"epoch {epoch_idx + 1} train {times['train'][-1]:.1f} s valid {last_valid[0]}\n")
+if os.path.exists(resume):
+  state = torch.load(resume)
+  trainer.start_epoch = state["epoch"] + 1
+  trainer.cur_step = state["cur_step"]
+  trainer.best_valid_score = state["best_valid_score"]
+  trainer.best_valid_result = state["best_valid_result"]
+  model.load_state_dict(state["model"])
+  trainer.optimizer.load_state_dict(state["optimizer"])
+  train.generator.set_state(state["shuffle"])
+  torch.set_rng_state(state["torch_rng"])
+  np.random.set_state(state["numpy_rng"])
+  random.setstate(state["python_rng"])
+  times = state["times"]
+  print(f"resuming after epoch {trainer.start_epoch}", file=sys.stderr)
+# A resumed run that had already stopped (early, or at the epoch cap) only tests; fit() would
+# first overwrite best.pth with the current model.
+if not (trainer.cur_step > patience or trainer.start_epoch >= epochs):
+  trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=save_resume)
 t = time.time(); test_result = trainer.evaluate(test, load_best_model=True, show_progress=False)
 test_seconds = time.time() - t
 samples = len(train._dataset)
-print(json.dumps(dict(
+result = dict(
     side="recbole", seed=seed, samples_per_epoch=samples, epochs=len(times["train"]),
     best_epoch=len(times["train"]) - trainer.cur_step,
     epoch_seconds=times["train"], eval_seconds=times["eval"], test_seconds=test_seconds,
     samples_per_second=samples * len(times["train"]) / sum(times["train"]),
     test={k: float(v) for k, v in test_result.items()},
-    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+    peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+with open(os.path.join(out, "result.json"), "w") as f:
+  json.dump(result, f)
+print(json.dumps(result))
 '''
 
 
@@ -147,8 +189,14 @@ def ensure_venv() -> str:
 
 
 def run_recbole(seed: int, epochs: int, patience: int) -> dict:
-  out = os.path.join(_ROOT.value, f"recbole_{seed}_{epochs}")
+  """Runs RecBole's SASRec, going on from where an earlier run on the same --root stopped."""
+  out = os.path.join(_ROOT.value, f"recbole_{seed}_{epochs}_{patience}_{_THREADS.value}")
+  if not patience:  # a speed run measures afresh
+    subprocess.run(["rm", "-rf", out], check=True)
   os.makedirs(out, exist_ok=True)
+  if os.path.exists(os.path.join(out, "result.json")):
+    with open(os.path.join(out, "result.json")) as f:
+      return json.load(f)
   r = subprocess.run([ensure_venv(), "-c", RECBOLE_DRIVER, str(seed), str(epochs),
                       str(patience), out, str(_THREADS.value)], capture_output=True, text=True,
                      cwd=out, check=False)  # recbole writes log_tensorboard/ into its working dir
