@@ -14,8 +14,9 @@ CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only"
     ("demo_id_only.py", v) for v in ("", "smoke")] + [
         ("pretrained.py", v) for v in ("", "smoke", "pixels", "top_blocks", "full", "adjacent",
                                        "lite1", "lite2", "smoke,full", "top_blocks,adjacent")] + [
-    ("movielens.py", v) for v in ("", "sasrec", "sampled", "titles", "smoke", "smoke,sampled")
-] + [("video_folder.py", v) for v in ("", "id_only", "titles_only", "smoke", "smoke,id_only")
+    ("movielens.py", v) for v in ("", "sasrec", "long_context", "sampled", "titles", "smoke",
+                                  "smoke,sampled")] + [
+    ("video_folder.py", v) for v in ("", "id_only", "titles_only", "smoke", "smoke,id_only")
       ] + [("rl.py", v) for v in ("", "smoke", "estimated", "smoke,estimated", "seeds=1,steps=10")
         ] + [("encoder_ablation.py", f"{t},{e}") for t in ("appearance", "motion", "order")
              for e in ("rgb", "flow", "attention", "both", "pyramid")] + [
