@@ -1,7 +1,7 @@
 """The RL experiment end to end at smoke size: `--mode=rl` writes rl.json with every policy's
-simulated return and spread, a resumed run continues identically, the policy trains on a
-sharded 8-device mesh, the behaviour head learns the logged propensities, and a bad `rl`
-section is one error line."""
+simulated return and spread, a resumed run continues identically (early stopping included),
+the policy trains on a sharded 8-device mesh, the behaviour head learns the logged
+propensities, and a bad `rl` section is one error line."""
 
 import os
 import subprocess
@@ -11,6 +11,7 @@ import tempfile
 import jax
 import numpy as np
 from absl.testing import absltest
+from absl.testing import parameterized
 
 from tests import helpers
 from vidrec_jax import experiment
@@ -29,7 +30,7 @@ def _metrics(workdir, seed, policy):
   return files.read_json(os.path.join(workdir, f"seed_{seed}", policy, "eval", "metrics.json"))
 
 
-class ExperimentTest(absltest.TestCase):
+class ExperimentTest(parameterized.TestCase):
 
   def test_rl_json_has_every_policy_with_its_spread(self):
     wd = tempfile.mkdtemp()
@@ -63,9 +64,27 @@ class ExperimentTest(absltest.TestCase):
     for k in ("test/return", "test/ips", "test/snips", "valid/return"):
       self.assertEqual(a[k], b[k], k)
 
-  def test_an_early_stopped_run_is_not_trained_on_by_a_rerun(self):
+  def test_a_resumed_run_stops_early_where_an_uninterrupted_one_does(self):
+    # The early-stopping count travels in the checkpoint, and a checkpoint saved before its
+    # step's evaluation (here the last step of a shorter run) is evaluated when resumed.
+    def config(steps):
+      c = _config(seeds=(0,), policies=("reinforce_topk",))
+      c.train.update(steps=steps, eval_every=1, early_stopping=2, checkpoint_every=100)
+      return c
+    straight, resumed = tempfile.mkdtemp(), tempfile.mkdtemp()
+    rl_experiment.run(config(16), straight)
+    rl_experiment.run(config(5), resumed)
+    rl_experiment.run(config(16), resumed)
+    a, b = _metrics(straight, 0, "reinforce_topk"), _metrics(resumed, 0, "reinforce_topk")
+    self.assertLess(a["train/last_step"], 16)  # it did stop early
+    for k in ("train/last_step", "train/best_step", "test/return", "test/snips"):
+      self.assertEqual(a[k], b[k], k)
+
+  @parameterized.parameters(1, 100)
+  def test_an_early_stopped_run_is_not_trained_on_by_a_rerun(self, checkpoint_every):
+    # checkpoint_every=1: the early stop lands on a step already saved, and replaces it
     c = _config(seeds=(0,), policies=("reinforce_topk",))
-    c.train.update(steps=12, eval_every=1, early_stopping=1, checkpoint_every=100)
+    c.train.update(steps=12, eval_every=1, early_stopping=1, checkpoint_every=checkpoint_every)
     wd = tempfile.mkdtemp()
     rl_experiment.run(c, wd)
     first = _metrics(wd, 0, "reinforce_topk")

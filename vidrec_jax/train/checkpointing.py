@@ -80,7 +80,13 @@ class Checkpointer:
       items["data"] = ocp.args.JsonSave(data)
     return items
 
-  def save(self, step: int, state, data: dict | None = None, force: bool = False) -> bool:
+  def save(self, step: int, state, data: dict | None = None, force: bool = False,
+           replace: bool = False) -> bool:
+    """Saves `step` (when due, or `force`); with `replace`, a checkpoint of the same step
+    already on disk is replaced (the early stop's, which marks the step in its data)."""
+    if replace and step in self.manager.all_steps():
+      self.manager.wait_until_finished()
+      self.manager.delete(step)
     return self.manager.save(step, args=ocp.args.Composite(**self._items(state, data)),
                              force=force)
 

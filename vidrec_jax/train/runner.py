@@ -94,6 +94,7 @@ class _Log:
 
 OnEval = Callable[[int, dict[str, float]], None]
 EARLY_STOPPED = "early_stopped"  # data-position key of the checkpoint an early stop saved
+EARLY_STATE = "early_stopping"  # the count of evaluations without improvement, and the best
 
 
 def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = None
@@ -124,7 +125,8 @@ def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = 
       batches = trainer.batches(start, restored and restored.data)
       try:
         state, stopped_at, last = _loop(trainer, evaluation, state, start, batches, ckpt,
-                                        summaries, preemption, on_eval)
+                                        summaries, preemption, on_eval,
+                                        (restored.data or {}) if restored else {})
       finally:
         pipeline.close(batches)  # loader workers stop before evaluation needs the CPU
     if stopped_at is not None:
@@ -162,28 +164,68 @@ def _evaluate_best(setup, evaluation, ckpt, state, step: int) -> dict[str, float
 
 
 class _EarlyStop:
-  """Counts evaluations since the best metric last improved."""
+  """Counts evaluations since the best metric last improved. Its state (with the step of the
+  last evaluation counted) travels in every checkpoint, so a resumed run stops where an
+  uninterrupted one would."""
 
-  def __init__(self, metric: str, mode: str, patience: int):
+  def __init__(self, metric: str, mode: str, patience: int, saved: dict | None = None):
     self.metric, self.sign, self.patience = metric, 1.0 if mode == "max" else -1.0, patience
-    self.best, self.since = -np.inf, 0
+    self.best, self.since, self.last = -np.inf, 0, 0
+    if saved:  # checkpoints written before this state was saved resume with a fresh count
+      self.best = -np.inf if saved["best"] is None else float(saved["best"])
+      self.since, self.last = int(saved["since"]), int(saved["last_eval"])
 
-  def stop(self, metrics: dict) -> bool:
+  def saved(self) -> dict:
+    return {EARLY_STATE: {"best": None if np.isinf(self.best) else float(self.best),
+                          "since": self.since, "last_eval": self.last}}
+
+  def stop(self, step: int, metrics: dict) -> bool:
     value = self.sign * metrics.get(self.metric, -np.inf)
     if value > self.best:
       self.best, self.since = value, 0
     else:
       self.since += 1
+    self.last = step
     return bool(self.patience) and self.since >= self.patience
 
 
-def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption, on_eval):
-  """The training steps; returns (state, the step preempted at or None, the last step)."""
+def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemption, on_eval,
+          saved: dict):
+  """The training steps; returns (state, the step preempted at or None, the last step).
+
+  At an evaluation step the evaluation comes before the periodic save, so the checkpoint holds
+  the early-stopping state after it. A checkpoint saved without its step's evaluation (by a
+  preemption, or as the last step of a shorter run) is evaluated first when resumed."""
   setup, t = trainer.setup, trainer.config.train
-  early = _EarlyStop(t.best_metric, t.best_mode, t.early_stopping)
+  early = _EarlyStop(t.best_metric, t.best_mode, t.early_stopping, saved.get(EARLY_STATE))
   host0 = jax.process_index() == 0
   step_fn = trainer.step_fn()
   log = _Log(start)
+
+  def position(step: int, **extra) -> dict:
+    return dict(trainer.position(step), **early.saved(), **extra)
+
+  def evaluate(step: int, state) -> bool:
+    """The periodic evaluation of `state` at `step`; True when it stops the run early."""
+    valid = evaluation.evaluate(state.params, ("valid",))
+    ckpt.save_best(step, state, valid)
+    summaries.write(step, valid)
+    if host0:
+      logging.info("step %d eval:\n%s", step, evaluation.format(valid))
+    if on_eval is not None:
+      on_eval(step, valid)
+    if not early.stop(step, valid):
+      return False
+    ckpt.save(step, state, position(step, **{EARLY_STOPPED: True}), force=True, replace=True)
+    logging.info("early stopping at step %d: %s has not improved for %d evaluations",
+                 step, t.best_metric, t.early_stopping)
+    return True
+
+  def evaluates(step: int) -> bool:
+    return bool(t.eval_every) and step % t.eval_every == 0 and step != t.steps
+
+  if start and evaluates(start) and early.last != start and evaluate(start, state):
+    return state, None, start
   bar = tqdm.tqdm(total=t.steps, initial=start, desc="train", disable=not host0,
                   mininterval=2.0)
   try:
@@ -205,26 +247,14 @@ def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemptio
       if stop or step == t.steps or ckpt.manager.should_save(step):
         check_finite(log.window, log.start)  # never save the state of a NaN step
       if stop:
-        ckpt.save(step, state, trainer.position(step), force=True)
+        ckpt.save(step, state, position(step), force=True)
         ckpt.wait()
         logging.warning("preempted: saved step %d in %s; rerun the same command to resume",
                         step, ckpt.directory)
         return state, step, step
-      ckpt.save(step, state, trainer.position(step), force=step == t.steps)
-      if t.eval_every and step % t.eval_every == 0 and step != t.steps:
-        valid = evaluation.evaluate(state.params, ("valid",))
-        ckpt.save_best(step, state, valid)
-        summaries.write(step, valid)
-        if host0:
-          logging.info("step %d eval:\n%s", step, evaluation.format(valid))
-        if on_eval is not None:
-          on_eval(step, valid)
-        if early.stop(valid):
-          ckpt.save(step, state, dict(trainer.position(step), **{EARLY_STOPPED: True}),
-                    force=True)
-          logging.info("early stopping at step %d: %s has not improved for %d evaluations",
-                       step, t.best_metric, t.early_stopping)
-          return state, None, step
+      if evaluates(step) and evaluate(step, state):
+        return state, None, step  # the early stop saved this step
+      ckpt.save(step, state, position(step), force=step == t.steps)
   finally:
     bar.close()
   return state, None, t.steps
