@@ -94,7 +94,7 @@ class _Log:
 
 OnEval = Callable[[int, dict[str, float]], None]
 EARLY_STOPPED = "early_stopped"  # data-position key of the checkpoint an early stop saved
-EARLY_STATE = "early_stopping"  # the count of evaluations without improvement, and the best
+EARLY_STATE = "early_stopping"  # data key of _EarlyStop's state (best, since, last_eval)
 
 
 def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = None
@@ -126,7 +126,7 @@ def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = 
       try:
         state, stopped_at, last = _loop(trainer, evaluation, state, start, batches, ckpt,
                                         summaries, preemption, on_eval,
-                                        (restored.data or {}) if restored else {})
+                                        (restored and restored.data) or {})
       finally:
         pipeline.close(batches)  # loader workers stop before evaluation needs the CPU
     if stopped_at is not None:
