@@ -95,6 +95,20 @@ class ExperimentTest(parameterized.TestCase):
     self.assertEqual(sorted(os.listdir(ckpts)), saved)  # nothing trained or saved since
     self.assertEqual(_metrics(wd, 0, "reinforce_topk"), first)
 
+  def test_topk_with_k_1_is_the_standard_correction(self):
+    # K (1 - pi)^(K - 1) = 1 at K = 1, so rl.topk_k reaches the loss: the two policies train
+    # alike; at the default K (the slate size) they do not.
+    def run(topk_k):
+      c = _config(seeds=(0,), policies=("reinforce_offpolicy", "reinforce_topk"), topk_k=topk_k)
+      c.train.update(steps=4, eval_every=0, early_stopping=0)
+      wd = tempfile.mkdtemp()
+      rl_experiment.run(c, wd)
+      return (_metrics(wd, 0, "reinforce_offpolicy"), _metrics(wd, 0, "reinforce_topk"))
+    standard, topk = run(1)
+    self.assertEqual(standard["test/ips"], topk["test/ips"])
+    standard, topk = run(0)
+    self.assertNotEqual(standard["test/ips"], topk["test/ips"])
+
   def test_trains_on_a_sharded_mesh(self):
     self.assertEqual(jax.device_count(), 8)
     kw = dict(seeds=(0,), policies=("reinforce_topk",))
@@ -190,7 +204,8 @@ class ValidationTest(absltest.TestCase):
          "supervised, none, standard, topk"),
         ("policies", ("greedy", "ppo"), "config.rl.policies=('greedy', 'ppo') is not allowed"),
         ("behaviour", "estimated", "needs model.estimate_behaviour=True"),
-        ("weight_cap", 0.0, "config.rl.weight_cap=0.0 is not allowed")):
+        ("weight_cap", 0.0, "config.rl.weight_cap=0.0 is not allowed"),
+        ("topk_k", -2, "config.rl.topk_k=-2 is not allowed; an integer >= 0")):
       c = _config(**{field: value})
       with self.assertRaisesRegex(validate.ConfigError, message.replace("(", r"\(").replace(
           ")", r"\)")):

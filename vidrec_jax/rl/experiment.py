@@ -76,6 +76,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   metrics = tuple(f"valid/{m}" for m in eval_lib.METRICS)
   check(c.train.best_metric in ("",) + metrics, "train.best_metric", c.train.best_metric,
         f"'' (off) or a simulated valid metric: {', '.join(metrics)}")
+  check(isinstance(r.get("topk_k", 0), int) and r.get("topk_k", 0) >= 0, "rl.topk_k",
+        r.get("topk_k"), "an integer >= 0 (0: the slate size)")
   check(r.weight_cap > 0, "rl.weight_cap", r.weight_cap, "must be > 0 (e.g. e^3 = 20.09)")
   check(0.0 <= r.discount <= 1.0, "rl.discount", r.discount, "must be in [0, 1]")
   check(r.behaviour_temperature > 0, "rl.behaviour_temperature", r.behaviour_temperature,

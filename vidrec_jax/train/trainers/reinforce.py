@@ -44,7 +44,7 @@ class RLContext:
 class StepArgs:
   correction: str
   weight_cap: float
-  slate_size: int
+  topk_k: int  # the top-K correction's K
   estimated: bool  # the behaviour propensities come from the model's behaviour head
 
 
@@ -62,7 +62,7 @@ def reinforce_losses(setup: Setup, a: StepArgs, params: dict, batch: dict, catal
     stats["behaviour"] = extra
   ret = jnp.broadcast_to(batch["ret"][:, None], action.shape)
   loss, more = losses.reinforce_loss(logits, action, beta, ret, batch["mask"], a.correction,
-                                     a.weight_cap, a.slate_size)
+                                     a.weight_cap, a.topk_k)
   stats.update(more, policy=loss)
   return loss + extra, stats
 
@@ -120,7 +120,10 @@ class ReinforceTrainer(Trainer):
     super().__init__(ctx)
     self.logs = ctx.logs
     r = self.config.rl
-    self.args = StepArgs(r.correction, float(r.weight_cap), r.simulator.slate_size,
+    # The top-K correction's K: the slate size unless rl.topk_k names another (Chen et al.
+    # vary it too: K = 1 is the standard correction).
+    self.args = StepArgs(r.correction, float(r.weight_cap),
+                         r.get("topk_k", 0) or r.simulator.slate_size,
                          r.behaviour == "estimated")
     # The supervised click model learns from clicks whatever rl.actions says.
     self.actions = "clicked" if r.correction == "supervised" else r.actions
