@@ -31,6 +31,16 @@ class ConfigOfRecordTest(absltest.TestCase):
         "data.dataset.seed: 17 -> 3", "model.embed_dim: 8 -> 16",
         "train.learning_rate: 0.003 -> 0.1"])
 
+  def test_rl_policies_and_seeds_may_change(self):
+    # each (seed, policy) trains in its own folder: adding one to a workdir reuses the others
+    saved = config_io.resolved(helpers.load_config("smoke", "rl.py"))
+    c = helpers.load_config("smoke", "rl.py")
+    c.rl.update(policies=("greedy", "reinforce_topk"), seeds=(0, 1, 2))
+    self.assertEqual(config_io.changed_fields(saved, c), [])
+    k = saved["rl"]["topk_k"]
+    c.rl.topk_k = k + 2
+    self.assertEqual(config_io.changed_fields(saved, c), [f"rl.topk_k: {k} -> {k + 2}"])
+
   def test_resume_with_a_changed_training_config_is_refused(self):
     workdir = tempfile.mkdtemp()
     common = [f"--config={CONFIG}:smoke", f"--workdir={workdir}",

@@ -21,7 +21,8 @@ CONFIG_JSON = "config.json"
 MAY_CHANGE = ("mode", "train.steps", "train.log_every", "train.eval_every",
               "train.checkpoint_every", "train.keep_checkpoints", "train.best_metric",
               "train.best_mode", "evals", "mesh", "data.num_workers", "data.read_threads",
-              "data.prefetch_batches", "data.eval_batch_size", "sweep", "rl.seeds", "rl.serving",
+              "data.prefetch_batches", "data.eval_batch_size", "sweep", "rl.seeds", "rl.policies",
+              "rl.serving",
               "rl.eval_sessions", "rl.eval_seed",
               "recommend")  # serving settings (k, candidates, fusion): read by recommend/export
 
