@@ -7,7 +7,8 @@ Runs `python -m vidrec_jax.main --config=CONFIG --workdir=ROOT/run` (timed; a re
 reads finished policies back), then prints, from ROOT/run/eval/rl.json, a markdown table of every
 policy's simulated session return (mean ± std over seeds, and per seed), sessions' clicks and
 steps, the mean latent quality of what it shows, the IPS and SNIPS estimates from held-out logs,
-the gain over greedy, and whether each estimator orders the policies as the simulator does. The
+the gain over greedy, and whether each estimator orders the policies as the simulator does (all
+of them, and the pairs the simulator separates: one policy ahead on every seed). The
 plot of return against training step is ROOT/run/eval/rl_returns.png.
 """
 
@@ -62,7 +63,9 @@ def main(argv):
   for est in ("ips", "snips"):
     lines.append(f"- {est.upper()} orders the policies as the simulator: "
                  f"{'yes' if s[f'same_order/{est}'] else 'no'} (Spearman "
-                 f"{s[f'rank_correlation/{est}']:.2f})")
+                 f"{s[f'rank_correlation/{est}']:.2f}); the {s['separated_pairs']} pairs that "
+                 "the simulator separates (one policy ahead on every seed): "
+                 f"{'yes' if s[f'separated_order/{est}'] else 'no'}")
   text = "\n".join(lines)
   print(text)
   if _OUT.value:

@@ -196,6 +196,27 @@ class PolicyModelTest(absltest.TestCase):
         self.assertEqual(len(clicked), len(set(clicked.tolist())))
 
 
+class SummaryTest(absltest.TestCase):
+
+  def test_estimates_are_checked_on_the_pairs_the_seeds_separate(self):
+    # a and b swap places between seeds (tied within the spread); c is below both on every
+    # seed. IPS gets the tie "wrong" and c right; SNIPS puts c above a.
+    returns = {"a": [10.0, 12.0, 11.0], "b": [11.0, 11.5, 10.0], "c": [5.0, 6.0, 7.0]}
+    ips = {"a": 4.0, "b": 5.0, "c": 1.0}
+    snips = {"a": 9.0, "b": 12.0, "c": 10.0}
+    per_seed = {s: {p: {"test/return": returns[p][s], "test/ips": ips[p],
+                        "test/snips": snips[p], "test/clicks": 1.0, "test/steps": 1.0,
+                        "test/shown_quality": 0.0, "test/clicked_quality": 0.0}
+                    for p in returns} for s in range(3)}
+    out = rl_experiment.summarise(per_seed, ("a", "b", "c"))
+    self.assertEqual(rl_experiment.separated_pairs(returns), [("a", "c"), ("b", "c")])
+    self.assertEqual(out["separated_pairs"], 2)
+    self.assertFalse(out["same_order/ips"])  # truth: a (11.0) > b (10.83) > c
+    self.assertTrue(out["separated_order/ips"])
+    self.assertFalse(out["separated_order/snips"])
+    self.assertAlmostEqual(out["return/a/std"], 1.0)
+
+
 class ValidationTest(absltest.TestCase):
 
   def test_bad_sections_are_named(self):

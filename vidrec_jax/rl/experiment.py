@@ -206,7 +206,11 @@ def summarise(per_seed: dict[int, dict[str, dict]], policies) -> dict:
   """`return/<policy>` (mean over seeds), `return/<policy>/std`, `.../seeds`, and the same for
   `ips`, `snips`, `clicks`, `steps` and the shown and clicked quality; `gain/<policy>` = mean
   return / greedy's mean return - 1; `same_order/<ips|snips>` (the estimates order the policies
-  as the simulated returns do) and `rank_correlation/<ips|snips>` (Spearman)."""
+  as the simulated returns do), `rank_correlation/<ips|snips>` (Spearman) and
+  `separated_order/<ips|snips>`: the estimates order every pair of policies that the simulator
+  separates, i.e. one beats the other on every seed (seeds share the simulated luck, so the
+  per-seed difference is paired); `separated_pairs` counts those pairs. Two policies tied
+  within the seed spread have no order for an estimate to get right."""
   seeds = sorted(per_seed)
   out: dict = {"seeds": seeds, "policies": list(policies)}
   for p in policies:
@@ -228,6 +232,26 @@ def summarise(per_seed: dict[int, dict[str, dict]], policies) -> dict:
     out[f"same_order/{est}"] = bool((np.argsort(vals) == np.argsort(truth)).all())
     out[f"rank_correlation/{est}"] = (float(np.corrcoef(_ranks(vals), _ranks(truth))[0, 1])
                                       if len(policies) > 1 else 1.0)
+  pairs = separated_pairs({p: out[f"return/{p}/seeds"] for p in policies})
+  out["separated_pairs"] = len(pairs)
+  for est in ("ips", "snips"):
+    out[f"separated_order/{est}"] = all(out[f"{est}/{hi}"] > out[f"{est}/{lo}"]
+                                        for hi, lo in pairs)
+  return out
+
+
+def separated_pairs(returns: dict[str, list[float]]) -> list[tuple[str, str]]:
+  """(better, worse) for every pair of policies where one has the higher return on every
+  seed."""
+  names = list(returns)
+  out = []
+  for i, p in enumerate(names):
+    for q in names[i + 1:]:
+      d = np.asarray(returns[p]) - np.asarray(returns[q])
+      if (d > 0).all():
+        out.append((p, q))
+      elif (d < 0).all():
+        out.append((q, p))
   return out
 
 
@@ -246,7 +270,9 @@ def table(summary: dict, policies) -> str:
   for est in ("ips", "snips"):
     lines.append(f"{est} orders the policies as the simulator: "
                  f"{'yes' if summary[f'same_order/{est}'] else 'no'} (Spearman "
-                 f"{summary[f'rank_correlation/{est}']:.2f})")
+                 f"{summary[f'rank_correlation/{est}']:.2f}); the "
+                 f"{summary['separated_pairs']} pairs it separates on every seed: "
+                 f"{'yes' if summary[f'separated_order/{est}'] else 'no'}")
   return "\n".join(lines)
 
 
