@@ -271,7 +271,7 @@ def table(summary: dict, policies) -> str:
     lines.append(f"{est} orders the policies as the simulator: "
                  f"{'yes' if summary[f'same_order/{est}'] else 'no'} (Spearman "
                  f"{summary[f'rank_correlation/{est}']:.2f}); the "
-                 f"{summary['separated_pairs']} pairs it separates on every seed: "
+                 f"{summary['separated_pairs']} pairs one policy leads on every seed: "
                  f"{'yes' if summary[f'separated_order/{est}'] else 'no'}")
   return "\n".join(lines)
 
