@@ -140,7 +140,8 @@ def base_config() -> ml_collections.ConfigDict:
              "model.id_dropout=uniform(0.0, 0.8)",
              "model.embed_dim=choice(16, 32, 64)",
              "model.hidden=choice(32, 64, 128)",
-             "model.pooling=choice(mean_max, masked_mean, masked_max)")))
+             # pyramid: the default since the two-stream tower (issue 12), so a sweep can keep it
+             "model.pooling=choice(pyramid, mean_max, masked_mean, masked_max)")))
 
   # Evaluators (vidrec_jax/eval/evaluators): name -> registered type and its arguments.
   c.evals = ml_collections.ConfigDict(dict(
