@@ -30,7 +30,11 @@ def write_video(path: str, frames: np.ndarray, fps: int) -> None:
     stream.width, stream.height = frames.shape[2], frames.shape[1]
     stream.pix_fmt = pix_fmt
     if codec == "libx264":
-      stream.options = {"crf": "18", "preset": "veryfast"}
+      # asm=0: x264's assembly paths gave different bytes (and pixels) for the same frames in
+      # about one process in three on this project's CPU machines (2026-12-03), one thread or
+      # many; its C paths did not in 180 tries. Generated worlds must be identical, and the
+      # clips are tiny, so the C encoder's speed is no cost that matters here.
+      stream.options = {"crf": "18", "preset": "veryfast", "x264-params": "asm=0"}
     else:
       stream.bit_rate = 800_000
     for frame in frames:
