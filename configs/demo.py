@@ -91,6 +91,14 @@ def base_config() -> ml_collections.ConfigDict:
       # Content types with an embedding in the item tower (e.g. ("movie", "series", "news"), the
       # synthetic world's); () = none. Metrics are reported per content type either way.
       content_types=(),
+      # Heads trained on clicked impressions only and predicted as P(click) times their
+      # conditional prediction (ESMM-style; watch_time, like); () = every head unconditional.
+      given_click=(),
+      # The item tower reads each video's length (datasets that know it: synthetic).
+      item_duration=False,
+      # Every head also reads one shared user-item affinity (u.i / sqrt(D)), each by its own
+      # learned multiple.
+      shared_affinity=False,
       dtype="float32", param_dtype="float32",
       # ID tables get rows up to a multiple of this, so any mesh axis dividing it splits them.
       vocab_pad_multiple=128,

@@ -12,7 +12,11 @@ Commands:
 Variants (after the colon): the trunk, `shared_bottom`, `mmoe` (4 experts) or `ple` (2 shared
 + 1 per task, 2 levels; the default, the best of benchmarks/multitask.py); `fixed` (the fixed
 train.loss_weights; default: learned uncertainty weighting); `wlr` (watch time by YouTube's
-weighted logistic regression instead of squared error); `pyramid` (the item tower of the demo's
+weighted logistic regression instead of squared error); `given` (watch time and like
+trained on clicked impressions, predicted as P(click) x the conditional prediction:
+model.given_click); `affinity` (model.shared_affinity); `duration` (the video's length in the
+item tower: model.item_duration); `adjacent` (the backbone tower's adjacent-frame feature
+difference instead of `segments`); `pyramid` (the item tower of the demo's
 default, the two_stream encoder with flow and the temporal pyramid from pixels, instead of the
 frozen pretrained EfficientNet-Lite0 from its feature cache); `smoke` (tiny, seconds). Typed
 arguments: seed (initialisation and data order), world_seed (data.dataset.seed), steps.
@@ -28,7 +32,8 @@ from configs import demo
 from configs.common import parse_arg
 
 TRUNK_NAMES = ("shared_bottom", "mmoe", "ple")
-VARIANTS = TRUNK_NAMES + ("fixed", "wlr", "pyramid", "smoke")
+VARIANTS = TRUNK_NAMES + ("fixed", "wlr", "given", "duration", "adjacent", "affinity", "pyramid",
+                          "smoke")
 ARGUMENTS = dict(seed=0, world_seed=17, steps=2000)
 TRUNKS = {
     "shared_bottom": dict(name="shared_bottom"),
@@ -53,6 +58,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   m.tasks = ("user_item",)
   m.content_types = ("movie", "series", "news")
   m.loss_weighting = "fixed" if "fixed" in variants else "uncertainty"
+  m.item_duration = "duration" in variants
+  m.shared_affinity = "affinity" in variants
+  if "adjacent" in variants and m.frame_encoder.name == "backbone":
+    m.frame_encoder.temporal_difference = "adjacent"
+  if "given" in variants:
+    m.given_click = ("like",) + ((watch,) if watch == "watch_time" else ())
   c.evals.two_stage = ml_collections.ConfigDict(dict(
       type="two_stage", splits=("valid", "test"), k=50, candidates=100, ndcg_k=10))
   c.recommend.fusion = f"click * (1 + 0.05 * {watch}) + 0.5 * like"

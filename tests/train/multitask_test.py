@@ -140,6 +140,142 @@ class ContentTypeTest(absltest.TestCase):
     self.assertEqual(out["test/type_news/all/auc"], 0.0)
 
 
+class GivenClickTest(absltest.TestCase):
+  """model.given_click: watch time and like learned on clicked impressions only, predicted as
+  P(click) times the conditional prediction."""
+
+  def config(self):
+    c = helpers.load_config("smoke")
+    c.model.heads = ("click", "watch_time", "like")
+    c.model.given_click = ("watch_time", "like")
+    return c
+
+  def test_loss_counts_clicked_impressions_only(self):
+    c = self.config()
+    setup = setup_of(c)
+    model = setup.model(setup.init(0).params)
+    batch = {k: jnp.asarray(v) for k, v in random_batch(c, 20, 30, seed=3).items()}
+    out, _ = model(batch)
+    clicked = np.asarray(batch["click"]) > 0
+    for name in ("watch_time", "like"):
+      full = np.asarray(model.heads[name].loss(out[name], out, batch))
+      got = np.asarray(model.head_loss(name, out, batch))
+      np.testing.assert_allclose(got[clicked], full[clicked], rtol=1e-6)
+      self.assertTrue(np.all(got[~clicked] == 0), name)
+      self.assertGreater(float(np.abs(full[~clicked]).max()), 0.0)
+    # The click head is unconditional.
+    np.testing.assert_allclose(model.head_loss("click", out, batch),
+                               model.heads["click"].loss(out["click"], out, batch))
+
+  def test_no_clicks_no_gradient_for_the_conditional_heads(self):
+    c = self.config()
+    setup = setup_of(c)
+    params = setup.init(0).params
+    batch = random_batch(c, 20, 30, seed=4)
+    batch["click"] = np.zeros_like(batch["click"])
+    grads = jax.grad(lambda p: steps.losses(setup, p, batch, jax.random.key(0), False)[0])(
+        params)
+    for name in ("watch_time", "like"):
+      norm = sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads["heads"][name]))
+      self.assertEqual(norm, 0.0, name)
+    self.assertGreater(sum(float(jnp.abs(g).sum())
+                           for g in jax.tree.leaves(grads["heads"]["click"])), 0.0)
+
+  def test_prediction_is_click_probability_times_the_conditional_one(self):
+    c = self.config()
+    setup = setup_of(c)
+    model = setup.model(setup.init(0).params)
+    u = jax.random.normal(jax.random.key(1), (5, c.model.embed_dim))
+    i = jax.random.normal(jax.random.key(2), (5, c.model.embed_dim))
+    raw = model.score(u, i)
+    pred = steps.eval_step(setup, setup.init(0).params, u, i)
+    p_click = jax.nn.sigmoid(raw["click"])
+    np.testing.assert_allclose(pred["click"], p_click, rtol=1e-6)
+    np.testing.assert_allclose(pred["like"], p_click * jax.nn.sigmoid(raw["like"]), rtol=1e-6)
+    np.testing.assert_allclose(pred["watch_time"], p_click * raw["watch_time"], rtol=1e-6)
+
+  def test_bad_given_click_is_named(self):
+    for heads_, given in ((("click", "watch_time_logistic"), ("watch_time_logistic",)),
+                          (("watch_time", "like"), ("like",)),
+                          (("click", "like"), ("watch_time",))):
+      c = helpers.load_config("smoke")
+      c.model.heads = heads_
+      c.model.given_click = given
+      with self.assertRaisesRegex(ConfigError, "model.given_click.*among watch_time, like"):
+        validate.validate(c)
+
+
+class SharedAffinityTest(absltest.TestCase):
+
+  def test_each_head_adds_its_multiple_of_the_scaled_dot_product(self):
+    c = helpers.load_config("smoke")
+    c.model.heads = ("click", "watch_time", "like")
+    plain = recommender.build(c.model, 20, 30, nnx.Rngs(0))
+    c.model.shared_affinity = True
+    model = recommender.build(c.model, 20, 30, nnx.Rngs(0))
+    d = c.model.embed_dim
+    u = jax.random.normal(jax.random.key(1), (6, d))
+    i = jax.random.normal(jax.random.key(2), (6, d))
+    # The multiples start at zero: the model starts where the one without the term does.
+    for name, value in plain.score(u, i).items():
+      np.testing.assert_allclose(model.score(u, i)[name], value, rtol=1e-6)
+    scales = {"click": 0.5, "watch_time": -1.5, "like": 2.0}
+    for name, v in scales.items():
+      model.affinity_scale[name][...] = jnp.float32(v)
+    a = np.asarray(jnp.sum(u * i, -1)) / np.sqrt(d)
+    h, _ = model.trunk(jnp.concatenate([u, i, u * i], axis=-1))
+    got = model.score(u, i)
+    for name, v in scales.items():
+      inner = np.asarray(model.heads[name].out(h[name])[..., 0]) + v * a
+      want = np.log1p(np.exp(inner)) if name == "watch_time" else inner
+      np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6)
+
+  def test_the_multiples_are_learned(self):
+    c = helpers.load_config("smoke")
+    c.model.shared_affinity = True
+    setup = setup_of(c)
+    params = setup.init(0).params
+    grads = jax.grad(lambda p: steps.losses(setup, p, random_batch(c, 20, 30, seed=5),
+                                            jax.random.key(0), False)[0])(params)
+    for name in c.model.heads:
+      self.assertNotEqual(float(grads["affinity_scale"][name]), 0.0, name)
+
+
+class ItemDurationTest(absltest.TestCase):
+
+  def test_video_inputs_carry_the_duration(self):
+    inputs = pipeline.VideoInputs(None, None, np.asarray([1.5, 4.0], np.float32))
+    self.assertEqual(float(inputs(1)["duration"]), 4.0)
+    self.assertEqual(set(inputs(0)), {"duration"})
+
+  def test_item_vector_depends_on_the_duration(self):
+    c = helpers.load_config("smoke")
+    c.model.item_duration = True
+    model = recommender.build(c.model, 20, 30, nnx.Rngs(0))
+    batch = random_batch(c, 20, 30, seed=0)
+    clip = {k: jnp.asarray(batch[k]) for k in recommender.input_spec(c.model).item_keys}
+    self.assertIn("duration", clip)
+    longer = dict(clip, duration=clip["duration"] * 3.0)
+    a, _ = model.encode_items(clip, jnp.asarray(batch["video"]))
+    b, _ = model.encode_items(longer, jnp.asarray(batch["video"]))
+    # The duration MLP starts at zero: at initialisation the length changes nothing ...
+    np.testing.assert_array_equal(a, b)
+    # ... and once its last layer has learned something, the item vector follows the length.
+    last = model.duration_proj.layers[-1].kernel
+    last[...] = jax.random.normal(jax.random.key(3), last[...].shape)
+    a, _ = model.encode_items(clip, jnp.asarray(batch["video"]))
+    b, _ = model.encode_items(longer, jnp.asarray(batch["video"]))
+    self.assertGreater(float(jnp.abs(a - b).min(axis=-1).max()), 1e-4)
+
+  def test_a_dataset_without_durations_is_refused(self):
+    c = helpers.load_config("smoke")
+    c.model.item_duration = True
+    validate.validate(c)  # the synthetic world knows its durations
+    source = types.SimpleNamespace(label_columns=("click", "watch_time"), durations=False)
+    with self.assertRaisesRegex(ConfigError, "model.item_duration.*does not know.*synthetic"):
+      recommender.TwoTowerRecommender.validate(c, source)
+
+
 class MultitaskMeshTest(absltest.TestCase):
   """configs/multitask.py (trunk, uncertainty weighting, user_item retrieval, content types)
   trains with parameters and batch sharded over 8 devices; every trunk parameter learns."""

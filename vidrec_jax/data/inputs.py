@@ -25,6 +25,7 @@ class InputSpec:
       `history_mask`: the user's last data.history.max_len positives before it).
     content_type: each clip carries `content_type`, its video's row in model.content_types
       (the OOV row len(content_types) for any other type).
+    duration: each clip carries `duration`, its video's length in seconds.
     log_q: each training clip carries `log_q`, the log of the probability that its video is
       the clip of a training example (the logQ correction of an in-batch softmax over clips).
   """
@@ -36,6 +37,7 @@ class InputSpec:
   history: bool = False
   log_q: bool = False
   content_type: bool = False
+  duration: bool = False
 
   @property
   def title_keys(self) -> tuple[str, ...]:
@@ -44,4 +46,5 @@ class InputSpec:
   @property
   def item_keys(self) -> tuple[str, ...]:
     """The per-clip keys the item tower reads (what evaluation feeds it)."""
-    return self.clip + self.title_keys + (("content_type",) if self.content_type else ())
+    return (self.clip + self.title_keys + (("content_type",) if self.content_type else ())
+            + (("duration",) if self.duration else ()))

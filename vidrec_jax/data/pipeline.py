@@ -44,15 +44,19 @@ class LoaderOptions:
 
 class VideoInputs:
   """video id -> the item tower's per-video inputs other than frames: the title inputs
-  (`titles`) and the content-type row (`content_type`, from `type_rows` indexed by video id)."""
+  (`titles`), the content-type row (`content_type`, from `type_rows` indexed by video id) and
+  the length in seconds (`duration`, from `durations`)."""
 
-  def __init__(self, titles: TitleInputs | None, type_rows: np.ndarray | None):
-    self.titles, self.type_rows = titles, type_rows
+  def __init__(self, titles: TitleInputs | None, type_rows: np.ndarray | None,
+               durations: np.ndarray | None = None):
+    self.titles, self.type_rows, self.durations = titles, type_rows, durations
 
   def __call__(self, video_id) -> dict[str, np.ndarray]:
     out = dict(self.titles(video_id)) if self.titles is not None else {}
     if self.type_rows is not None:
       out["content_type"] = np.int32(self.type_rows[int(video_id)])
+    if self.durations is not None:
+      out["duration"] = np.float32(self.durations[int(video_id)])
     return out
 
 

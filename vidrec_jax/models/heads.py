@@ -55,8 +55,10 @@ class Head(nnx.Module):
     self.out = layers.dense(hidden, 1, ("mlp", None), dtype=dtype, param_dtype=param_dtype,
                             rngs=rngs)
 
-  def __call__(self, h: jax.Array) -> jax.Array:
-    return self.out(h)[..., 0].astype(jnp.float32)
+  def __call__(self, h: jax.Array, offset: jax.Array | float = 0.0) -> jax.Array:
+    """The raw output from hidden vectors `h`; `offset` is added before the head's output
+    nonlinearity (the shared user-item affinity term of model.shared_affinity)."""
+    return self.out(h)[..., 0].astype(jnp.float32) + offset
 
   @staticmethod
   def loss(raw: jax.Array, outputs: dict, batch: dict) -> jax.Array:
@@ -137,8 +139,8 @@ class WatchTimeHead(Head):
   labels = ("watch_time",)
   regression = True
 
-  def __call__(self, h):
-    return jax.nn.softplus(super().__call__(h))
+  def __call__(self, h, offset=0.0):
+    return jax.nn.softplus(super().__call__(h, offset))
 
   @staticmethod
   def loss(raw, outputs, batch):
@@ -172,8 +174,8 @@ class WatchTimeLogisticHead(Head):
   labels = ("click", "watch_time")
   MAX_LOGIT = 12.0  # odds up to e^12 s: no overflow from an early, wild logit
 
-  def __call__(self, h):
-    return jnp.minimum(super().__call__(h), self.MAX_LOGIT)
+  def __call__(self, h, offset=0.0):
+    return jnp.minimum(super().__call__(h, offset), self.MAX_LOGIT)
 
   @staticmethod
   def loss(raw, outputs, batch):

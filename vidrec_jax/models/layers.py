@@ -27,13 +27,16 @@ def conv(din: int, dout: int, kernel: int, stride: int, *, dtype, param_dtype, r
 
 
 class MLP(nnx.Module):
-  """Dense layers with GELU between them (none after the last)."""
+  """Dense layers with GELU between them (none after the last). `zero_last`: the last layer's
+  kernel starts at zero, so the MLP starts as a constant (its bias) and grows into use."""
 
   def __init__(self, dims: tuple[int, ...], names: tuple[str, str], *, dtype, param_dtype,
-               rngs: nnx.Rngs):
+               rngs: nnx.Rngs, zero_last: bool = False):
+    n = len(dims) - 1
     self.layers = nnx.List([
-        dense(a, b, names, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        for a, b in zip(dims[:-1], dims[1:])])
+        dense(a, b, names, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+              kernel_init=_zeros if zero_last and j == n - 1 else LECUN)
+        for j, (a, b) in enumerate(zip(dims[:-1], dims[1:]))])
 
   def __call__(self, x: jax.Array) -> jax.Array:
     for i, layer in enumerate(self.layers):

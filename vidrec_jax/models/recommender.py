@@ -18,6 +18,7 @@ from flax import nnx
 # Part modules register themselves on import: every registry is full once this module is.
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
+from vidrec_jax.data.datasets import DATASETS
 from vidrec_jax.data.inputs import InputSpec
 from vidrec_jax.models import backbone_encoder  # noqa: F401  pylint: disable=unused-import
 from vidrec_jax.models import encoders
@@ -41,6 +42,9 @@ __all__ = ["MODELS", "SequentialRecommender", "TwoTowerRecommender", "build", "i
 
 
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
+# Heads that can be modelled given a click (model.given_click); watch_time_logistic already
+# weighs clicks by their watch time against every impression.
+GIVEN_CLICK_HEADS = ("watch_time", "like")
 
 
 def _rms_normalize(x: jax.Array) -> jax.Array:
@@ -81,6 +85,19 @@ class TwoTowerRecommender(nnx.Module):
       loss also weighed by a learned homoscedastic uncertainty (Kendall et al., CVPR 2018):
       exp(-s) * L + s / 2 for a categorical loss, exp(-s) * L / 2 + s / 2 for squared error,
       s = log sigma^2 a parameter per loss, starting at 0.
+    shared_affinity: every head also adds its own learned multiple of one shared user-item
+      affinity, the scaled dot product u.i / sqrt(D), before its output nonlinearity (the
+      multiples start at zero): one scalar that click, watch time and like all read, as a
+      user's liking of a video drives all three; the trunk adds what is particular to a task.
+    item_duration: the item tower also reads each video's length (log seconds through a small
+      MLP whose output starts at zero): known for a new video as for an old one, and what
+      turns the share of a video a user watches into watch time.
+    given_click: heads (watch_time, like) that model their label given a click, as ESMM
+      (Ma et al., SIGIR 2018) models conversion given a click: trained on the clicked
+      impressions only, their prediction of an impression is P(click) times the conditional
+      one, so metrics, fusion formulas and serving see the same unconditional quantity as
+      before. A clicked view's watch time and like say how much the user liked the video,
+      free of position bias and of whether the video was examined at all.
   """
 
   def __init__(self, *, num_videos: int, embed_dim: int, hidden: int, use_video_id: bool,
@@ -90,11 +107,14 @@ class TwoTowerRecommender(nnx.Module):
                tasks: Sequence[str], user_tower: UserTower,
                frame_encoder: encoders.FrameEncoder | None, pooling: str,
                titles: text_tower.TitleTower | None, history_content: dict[str, int],
-               content_types: tuple[str, ...] = (), loss_weighting: str = "fixed", dtype,
+               content_types: tuple[str, ...] = (), loss_weighting: str = "fixed",
+               given_click: tuple[str, ...] = (), item_duration: bool = False,
+               shared_affinity: bool = False, dtype,
                param_dtype, rngs: nnx.Rngs):
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     d = embed_dim
     self.id_dropout, self.num_videos = id_dropout, num_videos
+    self.given_click = tuple(given_click)
     self.user_tower = user_tower
     self.video_embed = (id_table(num_videos, d, vocab_pad_multiple, **kw) if use_video_id
                         else None)
@@ -114,7 +134,12 @@ class TwoTowerRecommender(nnx.Module):
     self.history_content = nnx.Dict({k: layers.MLP((w, d, d), ("embed", "mlp"), **kw)
                                      for k, w in sorted(history_content.items())})
     self.type_embed = (id_table(len(content_types), d, 1, **kw) if content_types else None)
+    # Starts at zero: the item vectors start where they would without durations.
+    self.duration_proj = (layers.MLP((1, d, d), ("embed", "mlp"), zero_last=True, **kw)
+                          if item_duration else None)
     # Created last and from constants: the other parameters' initial values do not change.
+    self.affinity_scale = (nnx.Dict({h: param_value(jnp.zeros((), jnp.float32), ())
+                                     for h in heads}) if shared_affinity else None)
     self.loss_log_vars = (nnx.Dict({n: param_value(jnp.zeros((), jnp.float32), ())
                                     for n in tuple(heads) + tuple(tasks)})
                           if loss_weighting == "uncertainty" else None)
@@ -126,6 +151,21 @@ class TwoTowerRecommender(nnx.Module):
     s = self.loss_log_vars[name][...]
     regression = name in self.heads and HEADS.get(name).regression
     return (0.5 if regression else 1.0) * jnp.exp(-s) * loss + 0.5 * s
+
+  def head_loss(self, name: str, out: dict, batch: dict) -> jax.Array:
+    """Per-impression loss (B, M) of head `name`: on clicked impressions only for a head in
+    `given_click`."""
+    loss = self.heads[name].loss(out[name], out, batch)
+    if name in self.given_click:
+      loss = loss * (batch["click"] > 0).astype(loss.dtype)
+    return loss
+
+  def predictions(self, raw: dict) -> dict[str, jax.Array]:
+    """Every head's prediction from its raw output; a `given_click` head's times P(click)."""
+    pred = {name: head.predict(raw[name]) for name, head in self.heads.items()}
+    for name in self.given_click:
+      pred[name] = pred[name] * pred["click"]
+    return pred
 
   def history_items(self, ids: jax.Array, catalog: dict) -> jax.Array:
     """Watch-history items (...,) video ids -> (..., D): their video ID embedding (the OOV row
@@ -165,6 +205,9 @@ class TwoTowerRecommender(nnx.Module):
       vec = vec + self.titles.proj(inter["title"])
     if self.type_embed is not None:
       vec = vec + self.type_embed(clip["content_type"])
+    if self.duration_proj is not None:
+      seconds = jnp.maximum(clip["duration"].astype(jnp.float32), 0.0)
+      vec = vec + self.duration_proj(jnp.log1p(seconds)[..., None])
     if self.video_embed is not None:
       if train and self.id_dropout > 0:
         # Dropping IDs to the OOV row teaches the tower to serve videos it has never seen.
@@ -200,7 +243,11 @@ class TwoTowerRecommender(nnx.Module):
   def score(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
     """Raw head outputs for paired user and item vectors (B, D) each."""
     h, _ = self.trunk(jnp.concatenate([u, i, u * i], axis=-1))
-    return {name: head(h[name]) for name, head in self.heads.items()}
+    if self.affinity_scale is None:
+      return {name: head(h[name]) for name, head in self.heads.items()}
+    a = jnp.sum(u * i, axis=-1).astype(jnp.float32) / jnp.sqrt(float(u.shape[-1]))
+    return {name: head(h[name], self.affinity_scale[name][...] * a)
+            for name, head in self.heads.items()}
 
   def gates(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
     """Each head's expert gate weights for paired user and item vectors (mmoe, ple)."""
@@ -238,7 +285,10 @@ class TwoTowerRecommender(nnx.Module):
         user_tower=user_towers.build(cfg, num_users, **kw),
         frame_encoder=encoders.build(cfg, **kw), pooling=cfg.pooling, titles=titles,
         history_content=(sequential.content_tables(cfg) if reads_history(cfg) else {}),
-        content_types=tuple(cfg.content_types), loss_weighting=cfg.loss_weighting, **kw)
+        content_types=tuple(cfg.content_types), loss_weighting=cfg.loss_weighting,
+        given_click=tuple(cfg.get("given_click", ())),
+        item_duration=bool(cfg.get("item_duration", False)),
+        shared_affinity=bool(cfg.get("shared_affinity", False)), **kw)
 
   @classmethod
   def validate(cls, c, source) -> None:
@@ -288,6 +338,14 @@ class TwoTowerRecommender(nnx.Module):
     check(all(isinstance(t, str) and t for t in types) and len(set(types)) == len(types),
           "model.content_types", types, "distinct non-empty names (e.g. movie, series, news)")
     experts.validate(dict(m.trunk))
+    check(not m.get("item_duration", False) or source.durations, "model.item_duration", True,
+          f"dataset {c.data.dataset.name!r} does not know its videos' durations (datasets that "
+          f"do: {', '.join(n for n in DATASETS.names() if DATASETS.get(n).durations)})")
+    given = tuple(m.get("given_click", ()))
+    check(all(h in GIVEN_CLICK_HEADS and h in m.heads for h in given)
+          and len(set(given)) == len(given) and (not given or "click" in m.heads),
+          "model.given_click", given, f"distinct heads of model.heads among "
+          f"{', '.join(GIVEN_CLICK_HEADS)}, with the click head in model.heads")
     check(m.loss_weighting in LOSS_WEIGHTINGS, "model.loss_weighting", m.loss_weighting,
           f"allowed: {', '.join(LOSS_WEIGHTINGS)}")
     for f in ("hidden", "retrieval_dim", "max_positions"):
@@ -304,7 +362,8 @@ class TwoTowerRecommender(nnx.Module):
         query_view=any(TASKS.get(t).needs_query_view for t in cfg.tasks),
         impression=tuple(labels) + (("position",) if cfg.position_bias else ()),
         history=reads_history(cfg), log_q=any(TASKS.get(t).needs_log_q for t in cfg.tasks),
-        content_type=bool(cfg.content_types))
+        content_type=bool(cfg.content_types),
+        duration=bool(cfg.get("item_duration", False)))
 
 
 def reads_history(cfg) -> bool:

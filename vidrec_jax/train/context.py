@@ -20,6 +20,7 @@ from vidrec_jax.data import pipeline
 from vidrec_jax.data.clips import CachedFeatures
 from vidrec_jax.data.clips import ClipSampler
 from vidrec_jax.data.clips import PixelFrames
+from vidrec_jax.data.datasets import DataError
 from vidrec_jax.data.datasets import RecDataset
 from vidrec_jax.data.inputs import InputSpec
 from vidrec_jax.data.sequences import ClickHistory
@@ -63,9 +64,9 @@ class Context:
 
   @functools.cached_property
   def video_inputs(self) -> pipeline.VideoInputs | None:
-    """The per-video item inputs besides frames (titles, content type) that the pipelines add
-    to each clip; None when the model reads neither."""
-    if self.titles is None and not self.spec.content_type:
+    """The per-video item inputs besides frames (titles, content type, duration) that the
+    pipelines add to each clip; None when the model reads none of them."""
+    if self.titles is None and not self.spec.content_type and not self.spec.duration:
       return None
     rows = None
     if self.spec.content_type:
@@ -73,7 +74,13 @@ class Context:
       index = {t: i for i, t in enumerate(types)}
       rows = np.asarray([index.get(str(t), len(types))
                          for t in self.dataset.catalog.content_type], np.int32)
-    return pipeline.VideoInputs(self.titles, rows)
+    durations = None
+    if self.spec.duration:
+      durations = self.dataset.catalog.duration
+      if durations is None:
+        raise DataError(f"model.item_duration: dataset {self.dataset.name!r} has no "
+                               "video durations")
+    return pipeline.VideoInputs(self.titles, rows, durations)
 
   @functools.cached_property
   def click_history(self) -> ClickHistory | None:

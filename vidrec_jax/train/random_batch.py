@@ -42,6 +42,8 @@ def random_batch(config, num_users: int, num_videos: int, seed: int = 0,
          "like": (rng.random((b, m)) < 0.2).astype(np.float32)}
   if spec.content_type:
     out["content_type"] = rng.integers(0, len(config.model.content_types) + 1, b).astype(np.int32)
+  if spec.duration:
+    out["duration"] = rng.uniform(1.0, 6.0, b).astype(np.float32)
   if spec.log_q:
     out["log_q"] = np.log(rng.uniform(0.001, 0.01, b)).astype(np.float32)
   frame = (b, d.num_frames, d.frame_size, d.frame_size)

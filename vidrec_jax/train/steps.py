@@ -21,8 +21,8 @@ def losses(setup: Setup, params: dict, batch: dict, key: jax.Array, train: bool,
   out, inter = model(batch, train=train, key=key, catalog=catalog)
   w = batch["valid"].astype(jnp.float32)[:, None] * batch["weight"]
   denom = jnp.maximum(w.sum(), 1.0)
-  per_task = {name: (head.loss(out[name], out, batch) * w).sum() / denom
-              for name, head in model.heads.items()}
+  per_task = {name: (model.head_loss(name, out, batch) * w).sum() / denom
+              for name in model.heads}
   per_task.update({name: task.loss(model, batch, inter) for name, task in model.tasks.items()})
   total = sum(setup.loss_weights[name] * model.weigh_loss(name, v)
               for name, v in per_task.items())
@@ -61,8 +61,7 @@ def encode_users_step(setup: Setup, params: dict, inputs: dict) -> jax.Array:
 def eval_step(setup: Setup, params: dict, user_vecs: jax.Array, item_vecs: jax.Array) -> dict:
   """Position-free predictions of every head for paired user and item vectors."""
   model = setup.model(params)
-  raw = model.score(user_vecs, item_vecs)
-  return {name: head.predict(raw[name]) for name, head in model.heads.items()}
+  return model.predictions(model.score(user_vecs, item_vecs))
 
 
 def retrieval_topk_step(setup: Setup, params: dict, user_vecs: jax.Array, item_vecs: jax.Array,
@@ -82,8 +81,8 @@ def history_eval_step(setup: Setup, params: dict, inputs: dict, item_vecs: jax.A
   """Predictions of every head for impressions whose users are encoded from their watch
   histories (`inputs`: history, history_mask, user) against their items' vectors."""
   model = setup.model(params)
-  raw = model.score(model.encode_users(inputs, catalog, candidate=item_vecs), item_vecs)
-  return {name: head.predict(raw[name]) for name, head in model.heads.items()}
+  return model.predictions(
+      model.score(model.encode_users(inputs, catalog, candidate=item_vecs), item_vecs))
 
 
 def next_item_losses(setup: Setup, params: dict, batch: dict, catalog: dict, key: jax.Array,

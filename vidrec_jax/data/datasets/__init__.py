@@ -32,6 +32,9 @@ class DatasetSource(abc.ABC):
 
   # The label columns its records carry; heads whose labels are missing are refused.
   label_columns: tuple[str, ...] = ()
+  # Whether its catalog knows every video's length (Catalog.duration), which the item tower
+  # can read (model.item_duration).
+  durations: bool = False
   # Its splits ('train' first).
   splits: tuple[str, ...] = ("train",)
 

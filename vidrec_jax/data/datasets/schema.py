@@ -49,11 +49,13 @@ class Catalog:
   publish_time: np.ndarray  # float64 seconds, on the clock of the records' timestamps
   cold: np.ndarray  # bool: published at or after the end of the training period
   extra: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)  # dataset-specific
+  # float32 seconds: each video's length, for datasets that know it (DatasetSource.durations)
+  duration: np.ndarray | None = None
 
   def __post_init__(self):
     n = len(self.paths)
-    for f in ("title", "content_type", "publish_time", "cold"):
-      if len(getattr(self, f)) != n:
+    for f in ("title", "content_type", "publish_time", "cold", "duration"):
+      if getattr(self, f) is not None and len(getattr(self, f)) != n:
         raise DataError(f"catalog column {f} has {len(getattr(self, f))} rows, paths {n}")
 
   def __len__(self) -> int:

@@ -62,6 +62,7 @@ class SyntheticWorld(DatasetSource):
 
   label_columns = ("click", "watch_time", "like")
   splits = world_lib.SPLITS
+  durations = True
 
   def validate(self, args: Mapping[str, Any]) -> None:
     w = world_args(args)
@@ -104,7 +105,8 @@ class SyntheticWorld(DatasetSource):
         title=decode_titles(cols["title"][order]),
         content_type=np.array(world_lib.CONTENT_TYPES)[cols["content_type"][order]],
         publish_time=publish, cold=schema.cold_start(publish, train_end),
-        extra={k: cols[k][order] for k in ("num_frames", "topic")})
+        extra={k: cols[k][order] for k in ("num_frames", "topic")},
+        duration=(cols["num_frames"][order] / float(args["fps"])).astype(np.float32))
     return schema.RecDataset(
         name="synthetic", catalog=catalog, splits=splits, label_columns=self.label_columns,
         capabilities=frozenset({schema.ORACLE, schema.VIDEO_FILES, schema.IMPRESSIONS,
