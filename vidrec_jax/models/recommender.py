@@ -243,10 +243,10 @@ class TwoTowerRecommender(nnx.Module):
   def score(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:
     """Raw head outputs for paired user and item vectors (B, D) each."""
     h, _ = self.trunk(jnp.concatenate([u, i, u * i], axis=-1))
-    if self.affinity_scale is None:
-      return {name: head(h[name]) for name, head in self.heads.items()}
-    a = jnp.sum(u * i, axis=-1).astype(jnp.float32) / jnp.sqrt(float(u.shape[-1]))
-    return {name: head(h[name], self.affinity_scale[name][...] * a)
+    scale = self.affinity_scale
+    a = (None if scale is None
+         else jnp.sum(u * i, axis=-1).astype(jnp.float32) / jnp.sqrt(float(u.shape[-1])))
+    return {name: head(h[name], 0.0 if scale is None else scale[name][...] * a)
             for name, head in self.heads.items()}
 
   def gates(self, u: jax.Array, i: jax.Array) -> dict[str, jax.Array]:

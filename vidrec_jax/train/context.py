@@ -79,7 +79,7 @@ class Context:
       durations = self.dataset.catalog.duration
       if durations is None:
         raise DataError(f"model.item_duration: dataset {self.dataset.name!r} has no "
-                               "video durations")
+                        "video durations")
     return pipeline.VideoInputs(self.titles, rows, durations)
 
   @functools.cached_property
