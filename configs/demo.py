@@ -114,8 +114,8 @@ def base_config() -> ml_collections.ConfigDict:
       trainer="supervised",
       steps=2000, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
       weight_decay=1e-4, grad_clip=1.0,
-      loss_weights=dict(click=1.0, watch_time=0.1, watch_time_logistic=0.1, like=0.5,
-                        text_match=0.1, visual_query=0.1, user_item=0.5),
+      loss_weights=dict(click=1.0, watch_time=0.1, watch_time_logistic=0.1, watch_time_log=0.1,
+                        like=0.5, text_match=0.1, visual_query=0.1, user_item=0.5),
       backbone_learning_rate_factor=0.1, text_learning_rate_factor=0.1,
       log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2,
       # Stop after this many evaluations without a better best_metric (0 = off); the final
@@ -240,7 +240,12 @@ def use_pretrained_backbone(c: ml_collections.ConfigDict, smoke: bool = False) -
   cache (`--mode=extract` writes it; training extracts it first when missing)."""
   c.data.update(frame_size=64, normalization="lite")
   c.model.frame_encoder = ml_collections.ConfigDict(dict(
-      name="backbone", features=64, hidden=128, temporal_difference="segments"))
+      name="backbone", features=64, hidden=128, temporal_difference="segments",
+      # A trained optical-flow stream beside the frozen backbone (flow cache, WORKDIR/flow).
+      # flow_stream: 'conv' (flow_channels; the fields first averaged to flow_size cells a
+      # side, 0: full size) or 'histogram' (fixed motion statistics of each frame's flow).
+      flow=False, flow_stream="conv", flow_channels=(16, 32, 48), flow_source="cache",
+      flow_size=16))
   c.model.backbone = backbone_config()
   if smoke:
     c.data.update(frame_size=32, batch_size=8, eval_batch_size=16)

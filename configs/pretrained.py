@@ -10,8 +10,10 @@
 
 Variants (comma separated): `smoke` (tiny), `pixels` (frozen, from pixels instead of the
 cache), `top_blocks`, `full` (from pixels), `adjacent` (next-frame feature differences instead of
-next-sampled-frame ones), `lite1`, `lite2` (bigger EfficientNet-Lite variants); and the typed
-arguments of configs/demo.py (e.g. `steps=600`).
+next-sampled-frame ones), `flow` (a trained optical-flow stream beside the frozen backbone, from
+the flow cache: the two-stream design with a pretrained spatial stream), `lite1`, `lite2`
+(bigger EfficientNet-Lite variants); and the typed arguments of configs/demo.py (e.g.
+`steps=600`).
 """
 
 import ml_collections
@@ -19,7 +21,7 @@ import ml_collections
 from configs import demo
 from configs.common import parse_arg
 
-VARIANTS = ("smoke", "pixels", "top_blocks", "full", "adjacent", "lite1", "lite2")
+VARIANTS = ("smoke", "pixels", "top_blocks", "full", "adjacent", "flow", "lite1", "lite2")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -35,6 +37,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       c.model.backbone.update(train_mode="frozen", from_cache=False)
     elif v == "adjacent":  # next-frame feature differences
       c.model.frame_encoder.temporal_difference = "adjacent"
+    elif v == "flow":  # the flow cache from cached features; from pixels, estimated in the step
+      c.model.frame_encoder.update(
+          flow=True, flow_source="cache" if c.model.backbone.from_cache else "device")
+      if smoke:
+        c.model.frame_encoder.flow_channels = (4, 6)
     elif v in ("lite1", "lite2"):
       c.model.backbone.name = "efficientnet_" + v
   demo.apply_arguments(c, args)

@@ -12,6 +12,7 @@ from tests import helpers
 from tests.train import fixtures
 from vidrec_jax.models import backbone_encoder
 from vidrec_jax.models import backbones
+from vidrec_jax import validate
 from vidrec_jax.checkpoints import convert
 from vidrec_jax.train import state
 from vidrec_jax.train import steps
@@ -62,6 +63,32 @@ class BackboneTrainingTest(absltest.TestCase):
     labels = convert.flat_params(setup.labels)
     self.assertEqual({labels[k] for k in backbone_keys}, {"frozen"})
 
+  def test_flow_stream_trains_beside_the_frozen_backbone(self):
+    c = _config("frozen")
+    c.model.frame_encoder.update(flow=True, flow_source="device", flow_channels=(4, 6),
+                                 flow_size=c.data.frame_size // 4)
+    _, before, after = _train(c)
+    flow_keys = [k for k in before if k.startswith("frame_encoder/flow")]
+    self.assertNotEmpty(flow_keys)
+    for k in flow_keys:
+      self.assertFalse(np.array_equal(before[k], after[k]), k)
+    for k in before:
+      if k.startswith(PREFIX):
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+
+  def test_flow_from_cached_features_must_be_the_flow_cache(self):
+    c = helpers.load_config("smoke,flow", "pretrained.py")
+    self.assertEqual(c.model.frame_encoder.flow_source, "cache")
+    c.model.frame_encoder.flow_source = "device"
+    with self.assertRaisesRegex(Exception, "flow_source.*flow cache too"):
+      validate.validate(c)
+    c.model.frame_encoder.update(flow_source="cache", flow_size=c.data.frame_size - 1)
+    with self.assertRaisesRegex(Exception, "flow_size.*a divisor of data.frame_size"):
+      validate.validate(c)
+    c.model.frame_encoder.update(flow_size=0, flow_stream="optical")
+    with self.assertRaisesRegex(Exception, "flow_stream.*allowed: conv, histogram"):
+      validate.validate(c)
+
   def test_top_blocks_trains_only_the_last_used_blocks(self):
     config = _config("top_blocks", top_blocks=1)
     n_used, _ = backbone_encoder.used_blocks(_args(config))  # smoke: up to stage3 -> 6 blocks
@@ -109,6 +136,40 @@ class BackboneTrainingTest(absltest.TestCase):
     config.model.backbone.train_mode = "full"
     self.assertEqual(label(f"{PREFIX}stem_conv/kernel"), "backbone")
     self.assertEqual(label(f"{PREFIX}classifier/kernel"), "frozen")
+
+
+class FlowHistogramTest(absltest.TestCase):
+
+  def test_a_square_moving_right_by_hand(self):
+    field = np.zeros((2, 32, 32, 2), np.float32)
+    field[0, 4:12, 4:12, 0] = 2.0  # 8x8 pixels, 2 px right = 1.0 in 1/16 of the frame height
+    field[1, 4:12, 4:12, 1] = -0.5  # up, 0.25
+    h = np.asarray(backbone_encoder.flow_histograms(jax.numpy.asarray(field)))
+    self.assertEqual(h.shape, (2, backbone_encoder.HISTOGRAM_FEATURES))
+    nb, nm = backbone_encoder.ORIENTATION_BINS, len(backbone_encoder.MAGNITUDE_EDGES)
+    orient, mags, rest = h[:, :nb], h[:, nb:nb + nm], h[:, nb + nm:]
+    np.testing.assert_allclose(orient[0], np.eye(nb)[4], atol=1e-6)  # angle 0: bin 4 of 8
+    np.testing.assert_allclose(orient[1], np.eye(nb)[2], atol=1e-6)  # angle -pi/2: bin 2
+    edges = np.asarray(backbone_encoder.MAGNITUDE_EDGES)
+    for row, speed in ((0, 1.0), (1, 0.25)):
+      k = int(np.sum(edges[1:] < speed))
+      np.testing.assert_allclose(mags[row], np.eye(nm)[k], atol=1e-6)
+    share = 64 / 1024
+    np.testing.assert_allclose(rest[0], [share, share * 1.0, share * 1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(rest[1], [share, share * 0.25, 0.0, -share * 0.25], atol=1e-6)
+    # The same motion at twice the frame size reads the same.
+    big = np.repeat(np.repeat(field, 2, axis=1), 2, axis=2) * 2
+    np.testing.assert_allclose(backbone_encoder.flow_histograms(jax.numpy.asarray(big)), h,
+                               atol=1e-5)
+
+  def test_histogram_stream_has_no_parameters_and_trains(self):
+    helpers.require_pretrained("efficientnet_lite0")
+    c = _config("frozen")
+    c.model.frame_encoder.update(flow=True, flow_source="device", flow_stream="histogram")
+    _, before, after = _train(c)
+    self.assertEmpty([k for k in before if k.startswith("frame_encoder/flow")])
+    mix = [k for k in before if k.startswith("frame_encoder/mix")]
+    self.assertTrue(any(not np.array_equal(before[k], after[k]) for k in mix))
 
 
 if __name__ == "__main__":

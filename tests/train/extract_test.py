@@ -20,6 +20,7 @@ from vidrec_jax.data import ops
 from vidrec_jax.data import video_io
 from vidrec_jax.data.clips import CachedFeatures
 from vidrec_jax.data.clips import ClipSampler
+from vidrec_jax.data.clips import PixelFrames
 from vidrec_jax.models import backbone_encoder
 from vidrec_jax.models import backbones
 
@@ -114,6 +115,48 @@ class ExtractTest(absltest.TestCase):
     self.assertEqual(sorted(two), sorted(one))
     for vid in one:
       np.testing.assert_allclose(two[vid], one[vid], rtol=1e-5, atol=1e-5)
+
+  def test_flow_stream_beside_cached_features(self):
+    # The flow variant reads this workdir's feature cache and writes a flow cache of its own.
+    workdir = tempfile.mkdtemp()
+    cache = os.path.join(self.workdir, "features")
+    r = run_main(f"--config={CONFIG}:smoke,flow", f"--workdir={workdir}",
+                 f"--config.data.data_dir={self.data_dir}", f"--config.data.feature_cache={cache}")
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+      self.assertIn("test/cold/oracle_gain", json.load(f))
+    flow_dir = os.path.join(workdir, "flow")
+    self.assertEqual(features.read_meta(flow_dir)["failed"], 1)  # the broken file, by name:
+    self.assertIn(os.path.basename(self.catalog.path(self.bad_id)), r.stderr)
+    # A clip's flow is the flow cache's field of each sampled frame to the next, the frames
+    # lining up with the cached features'.
+    table = features.load_cache(cache)
+    dim = next(iter(table.values())).shape[1]
+    keys = ("features", "mask", "cached_flow")
+    loader = ClipSampler(CachedFeatures(cache, dim, stored={"cached_flow": flow_dir}), keys, 4)
+    config = helpers.load_config("smoke,flow", "pretrained.py")
+    vid = 7
+    frames = video_io.decode_video(self.catalog.path(vid), config.data.frame_size,
+                                   config.data.cache_frames)
+    self.assertLen(frames, len(table[vid]))
+    ex = loader.clip(vid, None)
+    idx, mask = video_io.tsn_indices(len(frames), 4, None)
+    nxt = np.minimum(idx + 1, len(frames) - 1)
+    want = ops.video_flow(frames)[idx] * ((nxt > idx) * mask)[:, None, None, None]
+    np.testing.assert_allclose(ex["cached_flow"], want, atol=1e-5)
+    self.assertGreater(np.abs(want).max(), 0.1)  # the clip moves
+    np.testing.assert_array_equal(ex["features"], table[vid][idx] * mask[:, None])
+    self.assertEqual(int(loader.clip(self.bad_id, None)["valid"]), 0)
+    # An unreadable video's zero inputs have each input's own shape, from pixels too.
+    self.assertEqual(loader.clip(self.bad_id, None)["cached_flow"].shape, want.shape)
+    pixels = ClipSampler(PixelFrames(self.catalog, 16, "unit", 0, 64),
+                         ("frames", "mask", "flow", "frame_pairs"), 4)
+    shapes = {k: v.shape for k, v in pixels.clip(self.bad_id, None).items()}
+    self.assertEqual(shapes, {k: v.shape for k, v in pixels.clip(vid, None).items()})
+    self.assertEqual(shapes["flow"], (4, 16, 16, 2))
+    # Without a flow cache beside the features the input cannot be served: said at once.
+    with self.assertRaisesRegex(ValueError, "cached_flow.*its own cache"):
+      ClipSampler(CachedFeatures(cache, dim), keys, 4)
 
   def test_train_from_cache_and_a_mismatched_cache_is_one_line(self):
     r = run_main(*self.common)

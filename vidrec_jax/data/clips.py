@@ -74,6 +74,11 @@ class PixelFrames:
   def prep(self, frames: np.ndarray) -> np.ndarray:
     return ops.normalize(frames, self.normalization)
 
+  def input_shape(self, key: str) -> tuple[int, ...]:
+    """The per-segment shape of clip input `key` (an unreadable video's zeros)."""
+    channels = ops.CLIP_OPS.get(key).channels
+    return self.item_shape[:-1] + (channels,) if channels else self.item_shape
+
   def get(self, video_id: int) -> np.ndarray | None:
     if video_id in self._cache:
       self._cache.move_to_end(video_id)
@@ -96,33 +101,65 @@ class PixelFrames:
 
 class CachedFeatures:
   """Cached backbone features ((T, D) float32) of each video, from `--mode=extract`'s cache;
-  each process (and worker) loads the table once, on first use."""
+  each process (and worker) loads the table once, on first use.
+
+  `stored` names other per-frame caches read beside the features (clip input key -> cache
+  folder; e.g. the flow cache for `cached_flow`): a video is served only when every table holds
+  it with the same number of frames as its features; otherwise it is reported once and skipped.
+  """
 
   source = ops.FEATURES
 
-  def __init__(self, cache_dir: str, dim: int):
+  def __init__(self, cache_dir: str, dim: int, stored: dict[str, str] | None = None):
     self.cache_dir, self.item_shape = cache_dir, (dim,)
+    self.stored = dict(stored or {})
     self._table: dict[int, np.ndarray] | None = None
+    self._stored: dict[str, dict[int, np.ndarray]] = {}
     self._reported: set[int] = set()
 
-  def __getstate__(self):  # workers load the table themselves
-    return dict(self.__dict__, _table=None)
+  def __getstate__(self):  # workers load the tables themselves
+    return dict(self.__dict__, _table=None, _stored={})
 
   @staticmethod
   def prep(x: np.ndarray) -> np.ndarray:
     return x
 
+  def _skip(self, video_id: int, why: str) -> None:
+    if video_id not in self._reported:
+      self._reported.add(video_id)
+      logging.warning("video %d: %s; skipped", video_id, why)
+
   def get(self, video_id: int) -> np.ndarray | None:
     if self._table is None:
       self._table = features.load_cache(self.cache_dir)
+      self._stored = {k: features.load_cache(d) for k, d in self.stored.items()}
     feats = self._table.get(video_id)
     if feats is None or len(feats) == 0:
-      if video_id not in self._reported:
-        self._reported.add(video_id)
-        logging.warning("video %d has no cached features in %s (it failed at extraction)",
-                        video_id, self.cache_dir)
+      self._skip(video_id, f"no cached features in {self.cache_dir} (it failed at extraction)")
       return None
+    for key, table in self._stored.items():
+      other = table.get(video_id)
+      if other is None or len(other) != len(feats):
+        self._skip(video_id, f"the {key} cache in {self.stored[key]} has "
+                   + ("no entry" if other is None else f"{len(other)} frames, the features "
+                      f"{len(feats)}"))
+        return None
     return feats
+
+  def input_shape(self, key: str) -> tuple[int, ...]:
+    """The per-segment shape of clip input `key` (an unreadable video's zeros): a stored
+    table's entries' for its key."""
+    if key not in self.stored:
+      return self.item_shape
+    if key not in self._stored:
+      self._stored[key] = features.load_cache(self.stored[key])
+    return next(iter(self._stored[key].values())).shape[1:]
+
+  def derived(self, key: str, video_id: int, fn, frames: np.ndarray) -> np.ndarray:
+    """The stored table `key`'s entry of a video that `get` served (`fn` never runs: there
+    are no pixels here)."""
+    del fn, frames
+    return self._stored[key][video_id]
 
 
 class ClipSampler:
@@ -143,6 +180,10 @@ class ClipSampler:
       if op.per_video is not None and frames is not None and not hasattr(frames, "derived"):
         raise ValueError(f"clip input {k!r} is computed from decoded pixels per video; the "
                          f"frame source {type(frames).__name__} has none")
+      if (op.source == ops.FEATURES and op.per_video is not None and frames is not None
+          and k not in getattr(frames, "stored", {})):
+        raise ValueError(f"clip input {k!r} is read from its own cache beside the features; "
+                         f"the frame source {type(frames).__name__} was given none")
 
   def clip(self, video_id: int, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
     if self.frames is None:  # a model without a content tower: nothing to read
@@ -150,7 +191,8 @@ class ClipSampler:
     k = self.num_segments
     x = self.frames.get(int(video_id))
     if x is None:
-      out = {key: np.zeros((k,) + self.frames.item_shape, np.float32) for key in self.keys}
+      out = {key: np.zeros((k,) + self.frames.input_shape(key), np.float32)
+             for key in self.keys}
       return dict(out, mask=np.zeros(k, np.float32), valid=np.int32(0))
     idx, mask = video_io.tsn_indices(len(x), k, rng)
     nxt = np.minimum(idx + 1, len(x) - 1)

@@ -32,7 +32,7 @@ SHARD = "flow-00000-of-00001.array_record"
 def used_by(config: ml_collections.ConfigDict) -> bool:
   """Whether the configured item tower reads the flow cache."""
   fe = config.model.frame_encoder
-  return bool(fe.get("name") == "two_stream" and fe.get("flow")
+  return bool(fe.get("name") in ("two_stream", "backbone") and fe.get("flow")
               and fe.get("flow_source") == "cache")
 
 

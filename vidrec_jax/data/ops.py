@@ -11,6 +11,8 @@ turns the video's frame array into one input of the model:
                  loader: estimated once per video on the host CPU, kept with its frames)
   features       cached backbone features of the sampled frames   (from the feature cache)
   next_features  cached features of the frame after each one      (from the feature cache)
+  cached_flow    the flow cache's flow of each sampled frame to the next, beside cached
+                 features (from the feature cache's source, read from the flow cache)
 
 Encoders declare the keys they read (models/encoders.py); the clip sampler runs exactly those
 ops. Adding an input (e.g. optical flow) is one registered `ClipOp`.
@@ -58,11 +60,14 @@ class ClipOp:
       model inputs (pixel normalisation; identity for features).
     per_video: optional frames -> array computed once per video and cached with its frames
       (data/clips.py); `fn` then receives that array in place of the frames.
+    channels: the last axis of the op's output when it differs from its frames' (frame
+      pairs: 6, flow: 2); the zero input of an unreadable video has this shape.
   """
 
   source: str
   fn: Callable[..., np.ndarray]
   per_video: Callable[[np.ndarray], np.ndarray] | None = None
+  channels: int | None = None
 
 
 CLIP_OPS: Registry[ClipOp] = Registry("clip input")
@@ -74,7 +79,7 @@ CLIP_OPS.register("motion", ClipOp(
 # optical-flow stream estimates flow between them on device (models/video_encoder.py).
 CLIP_OPS.register("frame_pairs", ClipOp(
     PIXELS, lambda x, idx, nxt, mask, prep: _masked(
-        np.concatenate([x[idx], x[nxt]], axis=-1).astype(np.float32), mask)))
+        np.concatenate([x[idx], x[nxt]], axis=-1).astype(np.float32), mask), channels=6))
 
 
 def _bucket(n: int) -> int:
@@ -107,7 +112,20 @@ def video_flow(frames: np.ndarray) -> np.ndarray:
 # where nxt == idx at the video's last frame).
 CLIP_OPS.register("flow", ClipOp(
     PIXELS, lambda f, idx, nxt, mask, prep: _masked(f[idx] * (nxt > idx)[:, None, None, None],
-                                                    mask), per_video=video_flow))
+                                                    mask), per_video=video_flow,
+    channels=2))
+
+
+def _not_cached(frames: np.ndarray) -> np.ndarray:
+  del frames
+  raise ValueError("cached_flow reads the flow cache: there are no pixels beside cached "
+                   "features to estimate flow from")
+
+
+# The same field as `flow`, read from the flow cache next to the backbone's cached features
+# (data/clips.py CachedFeatures `stored`); a video the flow cache lacks is reported and skipped.
+CLIP_OPS.register("cached_flow", ClipOp(
+    FEATURES, CLIP_OPS.get("flow").fn, per_video=_not_cached))
 CLIP_OPS.register("features", ClipOp(
     FEATURES, lambda x, idx, nxt, mask, prep: _masked(x[idx], mask)))
 CLIP_OPS.register("next_features", ClipOp(

@@ -11,6 +11,15 @@ chosen by `model.frame_encoder.temporal_difference`:
   `segments`: the next *sampled* frame's features minus this one's (free, but coarse: sampled
     frames can be many frames apart);
   `none`: appearance only.
+With `model.frame_encoder.flow=True` a second, trained stream reads the optical flow of each
+sampled frame to the next (the flow cache's fields, or the loader's or the step's estimate from
+pixels, as the two_stream encoder's flow stream: models/video_encoder.py) through small stride-2
+convs, and its per-frame vector joins the backbone's before the frame head: the two-stream
+design of Simonyan & Zisserman (NeurIPS 2014) with an ImageNet-pretrained spatial stream. A
+pretrained image network sees each frame alone; where the thing on screen moves, and how fast,
+is what the flow carries. `flow_stream='histogram'` replaces the convs by fixed motion statistics
+of each frame's flow (orientation and magnitude histograms of the moving pixels, their share,
+the mean flow: `flow_histograms`), no parameters.
 
 The same head runs on precomputed features: with `model.backbone.from_cache=True` the clip carries
 `features` (B, T, D) written by `--mode=extract`, and no backbone is built at all.
@@ -35,13 +44,49 @@ from vidrec_jax.config_checks import positive_int
 from vidrec_jax.config_checks import typed_kwargs
 from vidrec_jax.models import backbones
 from vidrec_jax.models import layers
+from vidrec_jax.models import video_encoder
 from vidrec_jax.models.encoders import FRAME_ENCODERS
 from vidrec_jax.models.encoders import FrameEncoder
+from vidrec_jax.models.encoders import conv_stack
+from vidrec_jax.models.encoders import mean_max
+from vidrec_jax.models.encoders import run_convs
 from vidrec_jax.models.partitioning import constrain
 
 TRAIN_MODES = ("frozen", "top_blocks", "full")
 TEMPORAL_DIFFERENCES = ("adjacent", "segments", "none")
 BACKBONE_PREFIX = "frame_encoder/backbone/"
+CACHED_FLOW_KEY = "cached_flow"  # clip input: the flow cache's fields beside cached features
+FLOW_STREAMS = ("conv", "histogram")
+ORIENTATION_BINS = 8
+# Edges of the flow-magnitude histogram, in 1/16 of the frame height per frame (log-spaced).
+MAGNITUDE_EDGES = tuple(0.1 * 2.0 ** (k / 2) for k in range(9))
+MOVING = MAGNITUDE_EDGES[0]  # a pixel whose flow is at least this moves
+HISTOGRAM_FEATURES = ORIENTATION_BINS + len(MAGNITUDE_EDGES) + 4
+
+
+def flow_histograms(field: jax.Array) -> jax.Array:
+  """(N, H, W, 2) flow in pixels -> (N, HISTOGRAM_FEATURES) motion statistics of each frame, no
+  parameters (a histogram of optical flow, as HOF descriptors; Laptev et al., CVPR 2008):
+  the orientation histogram of the moving pixels weighted by their flow magnitude (summing to
+  one), the histogram of their magnitudes (log-spaced bins, summing to one), the share of
+  pixels that move, the mean magnitude and the mean flow (dx, dy) over the frame. Flow is in
+  1/16 of the frame height, so a motion reads the same at any frame size."""
+  f = video_encoder.scaled_flow(field, jnp.float32)
+  n = f.shape[0]
+  f = f.reshape(n, -1, 2)
+  mag = jnp.sqrt(jnp.sum(jnp.square(f), axis=-1))
+  moving = (mag >= MOVING).astype(jnp.float32)
+  angle = jnp.arctan2(f[..., 1], f[..., 0])  # -pi..pi
+  obin = jnp.floor((angle + jnp.pi) / (2 * jnp.pi) * ORIENTATION_BINS).astype(jnp.int32)
+  onehot = jax.nn.one_hot(jnp.clip(obin, 0, ORIENTATION_BINS - 1), ORIENTATION_BINS)
+  orient = jnp.sum(onehot * (mag * moving)[..., None], axis=1)
+  orient = orient / jnp.maximum(jnp.sum(orient, axis=-1, keepdims=True), 1e-6)
+  mbin = jnp.searchsorted(jnp.asarray(MAGNITUDE_EDGES[1:]), mag)  # 0..len(edges) - 1
+  mags = jnp.sum(jax.nn.one_hot(mbin, len(MAGNITUDE_EDGES)) * moving[..., None], axis=1)
+  count = jnp.sum(moving, axis=1, keepdims=True)
+  mags = mags / jnp.maximum(count, 1.0)
+  return jnp.concatenate([orient, mags, count / f.shape[1], mag.mean(1, keepdims=True),
+                          f.mean(axis=1)], axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +165,10 @@ class BackboneFrameEncoder(FrameEncoder):
   extracts_features = True
 
   def __init__(self, *, features: int, hidden: int, temporal_difference: str,
-               backbone: BackboneArgs, dtype, param_dtype, rngs: nnx.Rngs):
+               backbone: BackboneArgs, flow: bool = False,
+               flow_channels: tuple[int, ...] = (16, 32, 48), flow_source: str = "cache",
+               flow_size: int = 0, flow_stream: str = "conv", dtype, param_dtype,
+               rngs: nnx.Rngs):
     b = backbone
     self.outputs = tuple(b.outputs)
     self.grid = b.grid
@@ -132,8 +180,17 @@ class BackboneFrameEncoder(FrameEncoder):
     d = feature_dim(b)
     self.norm = nnx.LayerNorm(d, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     din = d if temporal_difference == "none" else 2 * d
-    self.mix = layers.MLP((din, hidden, features), ("conv_out", "embed"), dtype=dtype,
-                          param_dtype=param_dtype, rngs=rngs)
+    self.dtype = dtype
+    self.flow_key = _flow_key(flow_source, b.from_cache) if flow else None
+    self.flow_size, self.flow_stream = flow_size, flow_stream
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    if flow and flow_stream == "conv":
+      self.flow = conv_stack(2, tuple(flow_channels), **kw)
+      self.flow_proj = layers.dense(2 * flow_channels[-1], features, ("conv_out", "embed"), **kw)
+      din += features
+    elif flow:
+      din += HISTOGRAM_FEATURES
+    self.mix = layers.MLP((din, hidden, features), ("conv_out", "embed"), **kw)
 
   @classmethod
   def config_kwargs(cls, model_cfg):
@@ -142,18 +199,37 @@ class BackboneFrameEncoder(FrameEncoder):
     return dict(kw, backbone=BackboneArgs.from_config(model_cfg))
 
   @classmethod
-  def clip_inputs(cls, *, temporal_difference: str, backbone: BackboneArgs, **kwargs):
+  def clip_inputs(cls, *, temporal_difference: str, backbone: BackboneArgs, flow: bool = False,
+                  flow_source: str = "cache", **kwargs):
     del kwargs
     adjacent = temporal_difference == "adjacent"
+    flow_in = (_flow_key(flow_source, backbone.from_cache),) if flow else ()
     if backbone.from_cache:
-      return ("features", "mask") + (("next_features",) if adjacent else ())
+      return ("features", "mask") + (("next_features",) if adjacent else ()) + flow_in
     # From pixels the frame after each sampled one is frame + the pipeline's RGB difference.
-    return ("frames", "mask") + (("motion",) if adjacent else ())
+    return ("frames", "mask") + (("motion",) if adjacent else ()) + flow_in
 
   @classmethod
-  def validate(cls, config, *, features, hidden, temporal_difference, backbone, **kwargs):
+  def validate(cls, config, *, features, hidden, temporal_difference, backbone, flow=False,
+               flow_channels=(16, 32, 48), flow_source="cache", flow_size=0,
+               flow_stream="conv", **kwargs):
     del kwargs
     b = backbone
+    check(isinstance(flow, bool), "model.frame_encoder.flow", flow, "True or False")
+    check(len(flow_channels) > 0 and all(isinstance(x, int) and x > 0 for x in flow_channels),
+          "model.frame_encoder.flow_channels", tuple(flow_channels),
+          "positive integers, at least one")
+    check(isinstance(flow_size, int) and (flow_size == 0 or (
+        flow_size > 0 and config.data.frame_size % flow_size == 0)),
+          "model.frame_encoder.flow_size", flow_size,
+          f"0 (the frames' size) or a divisor of data.frame_size={config.data.frame_size}")
+    check(flow_stream in FLOW_STREAMS, "model.frame_encoder.flow_stream", flow_stream,
+          f"allowed: {', '.join(FLOW_STREAMS)}")
+    check(flow_source in video_encoder.FLOW_SOURCES, "model.frame_encoder.flow_source",
+          flow_source, f"allowed: {', '.join(video_encoder.FLOW_SOURCES)}")
+    check(not (flow and b.from_cache) or flow_source == "cache", "model.frame_encoder.flow_source",
+          flow_source, "with cached backbone features (model.backbone.from_cache) the flow comes "
+          "from the flow cache too: 'cache'")
     check(b.name in backbones.BACKBONES, "model.backbone.name", b.name,
           f"registered: {', '.join(backbones.BACKBONES.names())}")
     allowed = _shapes(b.name).outputs_allowed()
@@ -206,9 +282,30 @@ class BackboneFrameEncoder(FrameEncoder):
       x = jnp.concatenate([x, (nx - x) * has_next[..., None]], axis=-1)
     else:
       x = self.norm(x)
+    inter = {}
+    if self.flow_key is not None:
+      b, t = mask.shape
+      field = video_encoder.flow_field(clip, self.flow_key, b, t)
+      if self.flow_stream == "histogram":
+        f = flow_histograms(field).reshape(b, t, -1) * mask[..., None]
+      else:
+        if self.flow_size and field.shape[1] != self.flow_size:
+          n, h, w, _ = field.shape  # mean flow over cells; pixels rescaled to the new size
+          r = h // self.flow_size
+          field = field.reshape(n, h // r, r, w // r, r, 2).mean(axis=(2, 4)) / r
+        fmap = run_convs(self.flow, video_encoder.scaled_flow(field, self.dtype))
+        f = self.flow_proj(mean_max(fmap)).reshape(b, t, -1) * mask[..., None]
+      inter["flow_features"] = f
+      x = jnp.concatenate([x, f.astype(x.dtype)], axis=-1)
     x = self.mix(x)
     x = constrain(x, ("batch", "time", "embed"))
-    return x, {"frame_features": x}
+    return x, dict(inter, frame_features=x)
+
+
+def _flow_key(flow_source: str, from_cache: bool) -> str:
+  """The clip input of the flow stream: the flow cache's fields beside cached features, else
+  the two_stream encoder's input for `flow_source`."""
+  return CACHED_FLOW_KEY if from_cache else video_encoder.flow_key(flow_source)
 
 
 def backbone_trainable(path: str, b: BackboneArgs) -> bool:

@@ -62,6 +62,29 @@ def sinusoid(n: int, dim: int) -> np.ndarray:
   return out
 
 
+def flow_key(flow_source: str) -> str:
+  """The clip input a flow stream reads: raw frame pairs ('device') or the fields."""
+  return PAIR_KEY if flow_source == "device" else FLOW_KEY
+
+
+def flow_field(clip: dict, key: str, b: int, t: int) -> jax.Array:
+  """(B*T, H, W, 2) optical flow of each sampled frame to the next, in pixels: read from the
+  clip input `key`, or estimated here from raw frame pairs when `key` is PAIR_KEY (no learned
+  parameters: gradients stop there)."""
+  if key == PAIR_KEY:
+    pairs = jax.lax.stop_gradient(clip[PAIR_KEY].astype(jnp.float32))
+    pairs = pairs.reshape((b * t,) + pairs.shape[2:])
+    return flow_lib.dense_flow(pairs[..., :3], pairs[..., 3:])
+  field = clip[key].astype(jnp.float32)
+  return field.reshape((b * t,) + field.shape[2:])
+
+
+def scaled_flow(field: jax.Array, dtype) -> jax.Array:
+  """Flow in units of 1/16 of the frame height: the same motion gives the same input at any
+  frame size."""
+  return (field * (16.0 / field.shape[1])).astype(dtype)
+
+
 def cross_modality_init(rgb: nnx.List, flow: nnx.List, flow_channels: int) -> None:
   """Copies the RGB convs into the flow convs; the first kernel is averaged over its RGB input
   channels and repeated over the flow's input channels (TSN)."""
@@ -147,9 +170,8 @@ class TwoStreamEncoder(FrameEncoder):
   def clip_inputs(cls, *, motion: bool, flow: bool, flow_source: str,
                   **kwargs) -> tuple[str, ...]:
     del kwargs
-    flow_key = PAIR_KEY if flow_source == "device" else FLOW_KEY
     return (("frames", "mask") + (("motion",) if motion else ())
-            + ((flow_key,) if flow else ()))
+            + ((flow_key(flow_source),) if flow else ()))
 
   @classmethod
   def validate(cls, config, *, channels, features, motion, flow, flow_channels, flow_init,
@@ -193,18 +215,8 @@ class TwoStreamEncoder(FrameEncoder):
     return self.rgb_proj(mean_max(fmap)).reshape(b, t, self.features)
 
   def _flow(self, clip: dict, b: int, t: int) -> tuple[jax.Array, jax.Array]:
-    if self.flow_source != "device":
-      field = clip[FLOW_KEY].astype(jnp.float32)
-      field = field.reshape((b * t,) + field.shape[2:])
-    else:
-      pairs = jax.lax.stop_gradient(clip[PAIR_KEY].astype(jnp.float32))
-      pairs = pairs.reshape((b * t,) + pairs.shape[2:])
-      field = flow_lib.dense_flow(pairs[..., :3], pairs[..., 3:])
-    h = field.shape[1]
-    # Flow in units of 1/16 of the frame height: the same motion gives the same input at any
-    # frame size.
-    x = (field * (16.0 / h)).astype(self.dtype)
-    fmap = run_convs(self.flow, x)
+    field = flow_field(clip, flow_key(self.flow_source), b, t)
+    fmap = run_convs(self.flow, scaled_flow(field, self.dtype))
     feats = self.flow_proj(mean_max(fmap)).reshape(b, t, self.features)
     return feats, field.reshape((b, t) + field.shape[1:])
 

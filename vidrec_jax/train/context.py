@@ -119,7 +119,9 @@ class Context:
                            d.cache_frames, stored=stored)
     elif source == ops.FEATURES:
       frames = CachedFeatures(self.workdir.features,
-                              int(features.read_meta(self.workdir.features)["dim"]))
+                              int(features.read_meta(self.workdir.features)["dim"]),
+                              stored=({"cached_flow": self.workdir.flow}
+                                      if flow_cache.used_by(self.config) else {}))
     else:
       frames = None
     return ClipSampler(frames, self.spec.clip, d.num_frames)

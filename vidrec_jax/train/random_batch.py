@@ -52,7 +52,7 @@ def random_batch(config, num_users: int, num_videos: int, seed: int = 0,
       values = rng.normal(size=frame + (3,))
     elif key == "frame_pairs":  # raw pixels of each frame and the next
       values = rng.integers(0, 256, frame + (6,))
-    elif key == "flow":  # the loader's flow fields, in pixels
+    elif key in ("flow", "cached_flow"):  # flow fields, in pixels
       values = rng.normal(size=frame + (2,))
     elif key in ("features", "next_features"):
       args = backbone_encoder.BackboneArgs.from_config(config.model)
