@@ -93,7 +93,9 @@ def main(_):
     world = f"world_seed={17 + int(seed)},seed={seed}"
     data_dir = os.path.join(root, f"data_seed{seed}")
     shared = [f"--config.data.data_dir={data_dir}",
-              f"--config.data.feature_cache={os.path.join(root, f'features_seed{seed}')}"]
+              f"--config.data.feature_cache={os.path.join(root, f'features_seed{seed}')}",
+              # written by the first run that reads it (the `flow` variant)
+              f"--config.data.flow_cache={os.path.join(root, f'flow_seed{seed}')}"]
     if not _TABLE_ONLY.value and not os.path.isdir(data_dir):
       secs, _ = run([f"--config={cfg}:{world}", f"--workdir={data_dir}", "--mode=generate",
                      f"--config.data.data_dir={data_dir}"])

@@ -9,14 +9,20 @@ Commands:
   python -m vidrec_jax.main --config=configs/multitask.py:shared_bottom,seed=1 --workdir=DIR
   python benchmarks/multitask.py --root=/tmp/vidrec_mt_bench   # trunks x seeds, the table
 
-Variants (after the colon): the trunk, `shared_bottom`, `mmoe` (4 experts) or `ple` (2 shared
-+ 1 per task, 2 levels; the default, the best of benchmarks/multitask.py); `fixed` (the fixed
+Variants (after the colon): the trunk, `shared_bottom`, `mmoe` (4 experts), `ple` (2 shared
++ 1 per task, 2 levels; the default, the best of benchmarks/multitask.py) or `linear` (no
+hidden layer: each head linear in [u, i, u*i], multi-task matrix factorisation); `fixed` (the fixed
 train.loss_weights; default: learned uncertainty weighting); `wlr` (watch time by YouTube's
-weighted logistic regression instead of squared error); `given` (watch time and like
+weighted logistic regression instead of squared error); `logwatch` (watch time by squared
+error of log(1 + seconds): models/heads.py watch_time_log); `given` (watch time and like
 trained on clicked impressions, predicted as P(click) x the conditional prediction:
 model.given_click); `affinity` (model.shared_affinity); `duration` (the video's length in the
 item tower: model.item_duration); `adjacent` (the backbone tower's adjacent-frame feature
-difference instead of `segments`); `pyramid` (the item tower of the demo's
+difference instead of `segments`); `flow` (a trained optical-flow stream beside the frozen
+backbone, read from the flow cache: configs/pretrained.py:flow); `hof` (instead of that
+stream's convs, fixed histograms of each frame's flow: model.frame_encoder.flow_stream);
+`noid` (no video-ID embedding:
+every item vector from content, warm videos as cold ones); `pyramid` (the item tower of the demo's
 default, the two_stream encoder with flow and the temporal pyramid from pixels, instead of the
 frozen pretrained EfficientNet-Lite0 from its feature cache); `smoke` (tiny, seconds). Typed
 arguments: seed (initialisation and data order), world_seed (data.dataset.seed), steps.
@@ -31,14 +37,15 @@ import ml_collections
 from configs import demo
 from configs.common import parse_arg
 
-TRUNK_NAMES = ("shared_bottom", "mmoe", "ple")
-VARIANTS = TRUNK_NAMES + ("fixed", "wlr", "given", "duration", "adjacent", "affinity", "pyramid",
-                          "smoke")
+TRUNK_NAMES = ("shared_bottom", "mmoe", "ple", "linear")
+VARIANTS = TRUNK_NAMES + ("fixed", "wlr", "logwatch", "given", "duration", "adjacent", "affinity",
+                          "flow", "hof", "noid", "pyramid", "smoke")
 ARGUMENTS = dict(seed=0, world_seed=17, steps=2000)
 TRUNKS = {
     "shared_bottom": dict(name="shared_bottom"),
     "mmoe": dict(name="mmoe", num_experts=4),
     "ple": dict(name="ple", shared_experts=2, task_experts=1, levels=2),
+    "linear": dict(name="linear"),
 }
 DEFAULT_TRUNK = "ple"
 
@@ -53,7 +60,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = demo.get_config("smoke" if "smoke" in variants else tower)
   m = c.model
   m.trunk = ml_collections.ConfigDict(TRUNKS[trunks[0] if trunks else DEFAULT_TRUNK])
-  watch = "watch_time_logistic" if "wlr" in variants else "watch_time"
+  watch = ("watch_time_logistic" if "wlr" in variants
+           else "watch_time_log" if "logwatch" in variants else "watch_time")
   m.heads = ("click", watch, "like")
   m.tasks = ("user_item",)
   m.content_types = ("movie", "series", "news")
@@ -62,8 +70,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   m.shared_affinity = "affinity" in variants
   if "adjacent" in variants and m.frame_encoder.name == "backbone":
     m.frame_encoder.temporal_difference = "adjacent"
+  if {"flow", "hof"} & set(variants) and m.frame_encoder.name == "backbone":
+    m.frame_encoder.update(flow=True, flow_source="cache",
+                           flow_stream="histogram" if "hof" in variants else "conv")
+  if "noid" in variants:  # the item vector from content alone, warm videos as cold ones
+    m.update(use_video_id=False, id_dropout=0.0)
   if "given" in variants:
-    m.given_click = ("like",) + ((watch,) if watch == "watch_time" else ())
+    m.given_click = ("like",) + ((watch,) if watch != "watch_time_logistic" else ())
   c.evals.two_stage = ml_collections.ConfigDict(dict(
       type="two_stage", splits=("valid", "test"), k=50, candidates=100, ndcg_k=10))
   c.recommend.fusion = f"click * (1 + 0.05 * {watch}) + 0.5 * like"

@@ -139,6 +139,17 @@ class TrunkTest(parameterized.TestCase):
     for t in TASKS:
       np.testing.assert_allclose(hidden[t], want, atol=1e-5)
 
+  def test_linear_gives_every_task_the_input(self):
+    trunk = make(dict(name="linear"))
+    self.assertEqual(params(trunk), {})
+    self.assertEqual(trunk.out_features, D)
+    self.assertEqual(make(CONFIGS["ple"]).out_features, H)
+    x = inputs()
+    hidden, gates = forward(trunk, x)
+    self.assertEqual(gates, {})
+    for t in TASKS:
+      np.testing.assert_array_equal(hidden[t], x)
+
   def test_initialisation(self):
     # shared_bottom initialises exactly as the recommender's former trunk, a layers.MLP made
     # first from the same rngs.

@@ -1,5 +1,5 @@
 """Multi-task parts of the recommender: learned uncertainty loss weighting, the weighted-logistic
-watch-time head, the content-type embedding and metrics per content type."""
+and log-scale watch-time heads, the content-type embedding and metrics per content type."""
 
 import types
 
@@ -87,6 +87,45 @@ class WatchTimeLogisticTest(absltest.TestCase):
       state, m = jax.jit(lambda s, b: steps.train_step(setup, s, b))(
           state, random_batch(c, 20, 30, seed=seed))
     self.assertTrue(np.isfinite(float(m["loss/watch_time_logistic"])))
+
+
+class WatchTimeLogTest(absltest.TestCase):
+
+  def test_loss_on_the_log_scale_by_hand_and_seconds_as_prediction(self):
+    raw = jnp.asarray([[0.3, 1.2, 2.0]])
+    batch = {"watch_time": jnp.asarray([[0.0, 2.0, 5.5]])}
+    loss = np.asarray(heads.WatchTimeLogHead.loss(raw, {}, batch))
+    np.testing.assert_allclose(loss, [[0.09, (1.2 - np.log(3.0)) ** 2, (2.0 - np.log(6.5)) ** 2]],
+                               rtol=1e-5)
+    np.testing.assert_allclose(heads.WatchTimeLogHead.predict(jnp.log1p(jnp.asarray(4.0))), 4.0,
+                               rtol=1e-6)
+    # Twice the seconds at any length costs the same: a long video does not outweigh a short.
+    for w in (50.0, 1.0):
+      loss = heads.WatchTimeLogHead.loss(jnp.log1p(jnp.asarray(2 * w + 1.0)), {},
+                                         {"watch_time": jnp.asarray(w)})
+      self.assertAlmostEqual(float(loss), np.log(2.0) ** 2, places=5)
+
+  def test_one_watch_time_head_and_trains_given_a_click(self):
+    c = helpers.load_config("smoke")
+    c.model.heads = ("click", "watch_time", "watch_time_log")
+    with self.assertRaisesRegex(ConfigError, "at most one watch-time head"):
+      validate.validate(c)
+    c.model.heads = ("click", "watch_time_log")
+    c.model.given_click = ("watch_time_log",)
+    validate.validate(c)
+    setup = setup_of(c)
+    state = setup.init(0)
+    for seed in (1, 2):
+      state, m = jax.jit(lambda s, b: steps.train_step(setup, s, b))(
+          state, random_batch(c, 20, 30, seed=seed))
+    self.assertTrue(np.isfinite(float(m["loss/watch_time_log"])))
+    u = jax.random.normal(jax.random.key(1), (5, c.model.embed_dim))
+    i = jax.random.normal(jax.random.key(2), (5, c.model.embed_dim))
+    raw = setup.model(state.params).score(u, i)
+    pred = steps.eval_step(setup, state.params, u, i)
+    np.testing.assert_allclose(
+        pred["watch_time_log"], jax.nn.sigmoid(raw["click"]) * jnp.expm1(raw["watch_time_log"]),
+        rtol=1e-5)
 
 
 class ContentTypeTest(absltest.TestCase):
@@ -201,7 +240,8 @@ class GivenClickTest(absltest.TestCase):
       c = helpers.load_config("smoke")
       c.model.heads = heads_
       c.model.given_click = given
-      with self.assertRaisesRegex(ConfigError, "model.given_click.*among watch_time, like"):
+      with self.assertRaisesRegex(ConfigError,
+                                  "model.given_click.*among watch_time, watch_time_log, like"):
         validate.validate(c)
 
 

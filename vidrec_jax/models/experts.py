@@ -8,6 +8,10 @@ typed arguments:
                  gate per task.
   ple            Progressive Layered Extraction (Tang et al., RecSys 2020): levels of shared and
                  task-specific experts with task gates, and a shared gate feeding the next level.
+  linear         no hidden layer: every task reads the input itself ([u, i, u*i] in the
+                 recommender), so each head is a weighted dot product of the shared user and
+                 item vectors plus linear user and item terms: multi-task matrix factorisation,
+                 where every task's gradient shapes the same embeddings.
 
 Experts are stored stacked (one (E, in, out) kernel per layer) and run together in one einsum.
 A trunk returns the per-task hidden vectors and the per-task gate weights (for probes and plots).
@@ -107,6 +111,7 @@ class Trunk(nnx.Module):
   """
 
   tasks: tuple[str, ...]
+  out_features: int  # width of each task's hidden vector (what the heads read)
 
   @classmethod
   def config_kwargs(cls, trunk_cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -150,10 +155,26 @@ class SharedBottom(Trunk):
     self.mlp = layers.MLP((in_dim, hidden, hidden), ("embed", "mlp"), dtype=dtype,
                           param_dtype=param_dtype, rngs=rngs)
     self.tasks = _tasks(tasks)
+    self.out_features = hidden
 
   def __call__(self, x):
     h = jax.nn.gelu(self.mlp(x))
     return {t: h for t in self.tasks}, {}
+
+
+@TRUNKS.register("linear")
+class Linear(Trunk):
+  """No parameters: every task's hidden vector is the input itself (width in_dim; `hidden` is
+  not used), so the heads are linear in it."""
+
+  def __init__(self, in_dim: int, hidden: int, tasks: tuple[str, ...], *, dtype, param_dtype,
+               rngs: nnx.Rngs):
+    del hidden, param_dtype, rngs
+    self.tasks, self.out_features, self.dtype = _tasks(tasks), in_dim, dtype
+
+  def __call__(self, x):
+    x = x.astype(self.dtype)
+    return {t: x for t in self.tasks}, {}
 
 
 @TRUNKS.register("mmoe")
@@ -167,7 +188,7 @@ class MMoE(Trunk):
 
   def __init__(self, in_dim: int, hidden: int, tasks: tuple[str, ...], *, num_experts: int,
                dtype, param_dtype, rngs: nnx.Rngs):
-    self.tasks = _tasks(tasks)
+    self.tasks, self.out_features = _tasks(tasks), hidden
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.experts = Experts(num_experts, in_dim, hidden, **kw)
     self.gates = StackedDense(len(self.tasks), in_dim, num_experts, ("embed", None), **kw)
@@ -236,7 +257,7 @@ class PLE(Trunk):
 
   def __init__(self, in_dim: int, hidden: int, tasks: tuple[str, ...], *, shared_experts: int,
                task_experts: int, levels: int, dtype, param_dtype, rngs: nnx.Rngs):
-    self.tasks = _tasks(tasks)
+    self.tasks, self.out_features = _tasks(tasks), hidden
     self.levels = nnx.List([
         ExtractionLevel(in_dim if i == 0 else hidden, hidden, len(self.tasks), shared_experts,
                         task_experts, i == levels - 1, dtype=dtype, param_dtype=param_dtype,

@@ -44,7 +44,7 @@ __all__ = ["MODELS", "SequentialRecommender", "TwoTowerRecommender", "build", "i
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 # Heads that can be modelled given a click (model.given_click); watch_time_logistic already
 # weighs clicks by their watch time against every impression.
-GIVEN_CLICK_HEADS = ("watch_time", "like")
+GIVEN_CLICK_HEADS = ("watch_time", "watch_time_log", "like")
 
 
 def _rms_normalize(x: jax.Array) -> jax.Array:
@@ -124,7 +124,7 @@ class TwoTowerRecommender(nnx.Module):
       self.content_proj = layers.MLP((self.pool.out_features, d, d), ("embed", "mlp"), **kw)
     self.titles = titles
     self.trunk = experts.build(trunk, 3 * d, hidden, tuple(heads), **kw)
-    self.heads = nnx.Dict({h: HEADS.get(h)(hidden, **kw) for h in heads})
+    self.heads = nnx.Dict({h: HEADS.get(h)(self.trunk.out_features, **kw) for h in heads})
     text_dim = titles.dim if titles is not None else 0
     self.tasks = nnx.Dict({t: TASKS.get(t)(content_dim=d, text_dim=text_dim, dim=retrieval_dim,
                                            **kw) for t in tasks})
@@ -305,9 +305,10 @@ class TwoTowerRecommender(nnx.Module):
           f"registered: {', '.join(POOLINGS.names())}")
     check(len(m.heads) > 0 and all(h in HEADS for h in m.heads), "model.heads",
           tuple(m.heads), f"a non-empty subset of: {', '.join(HEADS.names())}")
-    check(not {"watch_time", "watch_time_logistic"} <= set(m.heads), "model.heads",
-          tuple(m.heads), "at most one watch-time head (watch_time: squared error; "
-          "watch_time_logistic: weighted logistic regression)")
+    check(len({"watch_time", "watch_time_log", "watch_time_logistic"} & set(m.heads)) <= 1,
+          "model.heads", tuple(m.heads), "at most one watch-time head (watch_time: squared "
+          "error; watch_time_log: squared error of log seconds; watch_time_logistic: weighted "
+          "logistic regression)")
     for h in m.heads:
       missing = [col for col in HEADS.get(h).labels if col not in source.label_columns]
       check(not missing, "model.heads", tuple(m.heads),
