@@ -138,6 +138,29 @@ class BackboneTrainingTest(absltest.TestCase):
     self.assertEqual(label(f"{PREFIX}classifier/kernel"), "frozen")
 
 
+class InputDropoutTest(absltest.TestCase):
+
+  def test_dropout_in_training_only(self):
+    helpers.require_pretrained("efficientnet_lite0")
+    c = helpers.load_config("smoke", "pretrained.py")
+    c.model.frame_encoder.input_dropout = 0.5
+    c.mesh.shape = dict(data=1, fsdp=1, model=1)
+    setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1), c)
+    model = setup.model(setup.init(0).params)
+    batch = fixtures.fake_batch(c)
+    evals = [np.asarray(model.encode_items(batch, batch["video"])[0]) for _ in range(2)]
+    np.testing.assert_array_equal(evals[0], evals[1])
+    keys = jax.random.split(jax.random.key(0), 2)
+    c0 = np.asarray(model.encode_content(batch, key=keys[0])[0])
+    c1 = np.asarray(model.encode_content(batch, key=keys[1])[0])
+    plain = np.asarray(model.encode_content(batch)[0])
+    self.assertFalse(np.allclose(c0, c1))
+    self.assertFalse(np.allclose(c0, plain))
+    c.model.frame_encoder.input_dropout = 1.0
+    with self.assertRaisesRegex(Exception, "input_dropout.*a rate in"):
+      validate.validate(c)
+
+
 class FlowHistogramTest(absltest.TestCase):
 
   def test_a_square_moving_right_by_hand(self):

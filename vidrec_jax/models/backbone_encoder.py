@@ -43,6 +43,7 @@ from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.config_checks import typed_kwargs
 from vidrec_jax.models import backbones
+from vidrec_jax.models import attention
 from vidrec_jax.models import layers
 from vidrec_jax.models import video_encoder
 from vidrec_jax.models.encoders import FRAME_ENCODERS
@@ -167,8 +168,8 @@ class BackboneFrameEncoder(FrameEncoder):
   def __init__(self, *, features: int, hidden: int, temporal_difference: str,
                backbone: BackboneArgs, flow: bool = False,
                flow_channels: tuple[int, ...] = (16, 32, 48), flow_source: str = "cache",
-               flow_size: int = 0, flow_stream: str = "conv", dtype, param_dtype,
-               rngs: nnx.Rngs):
+               flow_size: int = 0, flow_stream: str = "conv", input_dropout: float = 0.0,
+               dtype, param_dtype, rngs: nnx.Rngs):
     b = backbone
     self.outputs = tuple(b.outputs)
     self.grid = b.grid
@@ -183,6 +184,7 @@ class BackboneFrameEncoder(FrameEncoder):
     self.dtype = dtype
     self.flow_key = _flow_key(flow_source, b.from_cache) if flow else None
     self.flow_size, self.flow_stream = flow_size, flow_stream
+    self.input_dropout = input_dropout
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     if flow and flow_stream == "conv":
       self.flow = conv_stack(2, tuple(flow_channels), **kw)
@@ -212,7 +214,7 @@ class BackboneFrameEncoder(FrameEncoder):
   @classmethod
   def validate(cls, config, *, features, hidden, temporal_difference, backbone, flow=False,
                flow_channels=(16, 32, 48), flow_source="cache", flow_size=0,
-               flow_stream="conv", **kwargs):
+               flow_stream="conv", input_dropout=0.0, **kwargs):
     del kwargs
     b = backbone
     check(isinstance(flow, bool), "model.frame_encoder.flow", flow, "True or False")
@@ -223,6 +225,8 @@ class BackboneFrameEncoder(FrameEncoder):
         flow_size > 0 and config.data.frame_size % flow_size == 0)),
           "model.frame_encoder.flow_size", flow_size,
           f"0 (the frames' size) or a divisor of data.frame_size={config.data.frame_size}")
+    check(isinstance(input_dropout, (int, float)) and 0.0 <= input_dropout < 1.0,
+          "model.frame_encoder.input_dropout", input_dropout, "a rate in [0, 1)")
     check(flow_stream in FLOW_STREAMS, "model.frame_encoder.flow_stream", flow_stream,
           f"allowed: {', '.join(FLOW_STREAMS)}")
     check(flow_source in video_encoder.FLOW_SOURCES, "model.frame_encoder.flow_source",
@@ -255,7 +259,7 @@ class BackboneFrameEncoder(FrameEncoder):
   def frame_vectors(self, frames: jax.Array) -> jax.Array:
     return frame_vectors(self.backbone, frames, self.outputs, self.grid)
 
-  def __call__(self, clip: dict) -> tuple[jax.Array, dict]:
+  def __call__(self, clip: dict, key: jax.Array | None = None) -> tuple[jax.Array, dict]:
     mask = clip["mask"]
     adjacent = self.temporal_difference == "adjacent"
     if self.from_cache:
@@ -297,6 +301,9 @@ class BackboneFrameEncoder(FrameEncoder):
         f = self.flow_proj(mean_max(fmap)).reshape(b, t, -1) * mask[..., None]
       inter["flow_features"] = f
       x = jnp.concatenate([x, f.astype(x.dtype)], axis=-1)
+    # Training only: each input of the frame head dropped at this rate, so that no few feature
+    # values can single out a training video (the content tower must generalise to new ones).
+    x = attention.dropout(x, self.input_dropout, key)
     x = self.mix(x)
     x = constrain(x, ("batch", "time", "embed"))
     return x, dict(inter, frame_features=x)

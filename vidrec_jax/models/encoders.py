@@ -27,7 +27,8 @@ SUPPLIED = ("dtype", "param_dtype", "rngs")
 
 
 class FrameEncoder(nnx.Module):
-  """Base: `__call__(clip) -> (features (B, T, self.features), intermediates)`."""
+  """Base: `__call__(clip, key=None) -> (features (B, T, self.features), intermediates)`; `key`
+  is given in training only (for encoders with dropout)."""
 
   features: int
   # Whether `--mode=extract` writes a feature cache for this encoder (a pretrained backbone).
@@ -133,11 +134,12 @@ class ConvFrameEncoder(FrameEncoder):
     positive_int(features, "model.frame_encoder.features")
     check(isinstance(motion, bool), "model.frame_encoder.motion", motion, "True or False")
 
-  def __call__(self, clip: dict) -> tuple[jax.Array, dict]:
+  def __call__(self, clip: dict, key: jax.Array | None = None) -> tuple[jax.Array, dict]:
     """clip: frames (B, T, H, W, 3), mask (B, T), motion (B, T, H, W, 3) when `motion`.
 
     Returns per-frame features (B, T, F) and intermediates.
     """
+    del key  # no dropout
     frames = clip["frames"]
     b, t, h, w, _ = frames.shape
     x = frames.astype(self.dtype)

@@ -180,9 +180,10 @@ class TwoTowerRecommender(nnx.Module):
     """(B, text_dim) unit-norm title embeddings: cached (`title_emb`) or encoded from tokens."""
     return self.titles.embedding(batch)
 
-  def encode_content(self, clip: dict) -> tuple[jax.Array, dict]:
-    """The visual content vector (B, D) of clips, before IDs and titles are added."""
-    feats, inter = self.frame_encoder(clip)
+  def encode_content(self, clip: dict, key: jax.Array | None = None) -> tuple[jax.Array, dict]:
+    """The visual content vector (B, D) of clips, before IDs and titles are added; `key` in
+    training only (the frame encoder's dropout)."""
+    feats, inter = self.frame_encoder(clip, key=key)
     pooled = self.pool(feats, clip["mask"])
     inter["pooled"] = pooled
     return self.content_proj(pooled), inter
@@ -198,7 +199,8 @@ class TwoTowerRecommender(nnx.Module):
     inter = {}
     vec = 0.0
     if self.frame_encoder is not None:
-      vec, inter = self.encode_content(clip)
+      content_key = jax.random.fold_in(key, 1) if train and key is not None else None
+      vec, inter = self.encode_content(clip, key=content_key)
       inter["content"] = vec
     if self.titles is not None and self.titles.proj is not None:
       inter["title"] = self.title_embedding(clip)

@@ -225,13 +225,14 @@ class TwoStreamEncoder(FrameEncoder):
       return attention.causal_mask(valid)
     return valid[:, None, :] & jnp.ones_like(valid)[:, :, None]
 
-  def __call__(self, clip: dict) -> tuple[jax.Array, dict]:
+  def __call__(self, clip: dict, key: jax.Array | None = None) -> tuple[jax.Array, dict]:
     """clip: frames (B, T, H, W, 3), mask (B, T); motion (B, T, H, W, 3) when `motion`;
     frame_pairs (B, T, H, W, 6) raw pixels of each frame and the next when `flow` on 'device';
     flow (B, T, H, W, 2) the loader's flow fields when `flow` from the 'loader'.
 
     Returns per-frame features (B, T, F) (zeros at padded frames) and intermediates.
     """
+    del key  # no dropout
     b, t = clip["frames"].shape[:2]
     valid = clip["mask"] > 0
     keep = valid[..., None]
