@@ -246,7 +246,9 @@ def use_pretrained_backbone(c: ml_collections.ConfigDict, smoke: bool = False) -
       # side, 0: full size) or 'histogram' (fixed motion statistics of each frame's flow).
       flow=False, flow_stream="conv", flow_channels=(16, 32, 48), flow_source="cache",
       flow_size=16,
-      input_dropout=0.0))  # training-time dropout of the frame head's inputs
+      # input_dropout: training-time dropout of the frame head's inputs; frame_average: every
+      # frame's inputs replaced by the clip's mean (appearance that stays put; motion from flow).
+      input_dropout=0.0, frame_average=False))
   c.model.backbone = backbone_config()
   if smoke:
     c.data.update(frame_size=32, batch_size=8, eval_batch_size=16)

@@ -160,6 +160,27 @@ class InputDropoutTest(absltest.TestCase):
     with self.assertRaisesRegex(Exception, "input_dropout.*a rate in"):
       validate.validate(c)
 
+  def test_frame_average_gives_every_valid_frame_the_same_output(self):
+    helpers.require_pretrained("efficientnet_lite0")
+    c = helpers.load_config("smoke", "pretrained.py")
+    c.model.frame_encoder.frame_average = True
+    setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1), c)
+    enc = setup.model(setup.init(0).params).frame_encoder
+    batch = fixtures.fake_batch(c)
+    mask = np.asarray(batch["mask"]).copy()
+    mask[:, -2:] = 0.0  # padded frames
+    batch["mask"] = mask
+    feats = np.asarray(enc(batch)[0])
+    valid = np.asarray(batch["mask"]) > 0
+    for b in range(feats.shape[0]):
+      rows = feats[b][valid[b]]
+      np.testing.assert_allclose(rows, np.broadcast_to(rows[:1], rows.shape), atol=1e-5)
+    # Frames apart, the inputs are not averaged: the outputs differ across frames.
+    c.model.frame_encoder.frame_average = False
+    setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1), c)
+    feats = np.asarray(setup.model(setup.init(0).params).frame_encoder(batch)[0])
+    self.assertFalse(np.allclose(feats[0][valid[0]], feats[0][valid[0]][:1], atol=1e-5))
+
 
 class FlowHistogramTest(absltest.TestCase):
 

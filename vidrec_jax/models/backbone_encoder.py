@@ -169,7 +169,7 @@ class BackboneFrameEncoder(FrameEncoder):
                backbone: BackboneArgs, flow: bool = False,
                flow_channels: tuple[int, ...] = (16, 32, 48), flow_source: str = "cache",
                flow_size: int = 0, flow_stream: str = "conv", input_dropout: float = 0.0,
-               dtype, param_dtype, rngs: nnx.Rngs):
+               frame_average: bool = False, dtype, param_dtype, rngs: nnx.Rngs):
     b = backbone
     self.outputs = tuple(b.outputs)
     self.grid = b.grid
@@ -184,7 +184,7 @@ class BackboneFrameEncoder(FrameEncoder):
     self.dtype = dtype
     self.flow_key = _flow_key(flow_source, b.from_cache) if flow else None
     self.flow_size, self.flow_stream = flow_size, flow_stream
-    self.input_dropout = input_dropout
+    self.input_dropout, self.frame_average = input_dropout, frame_average
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     if flow and flow_stream == "conv":
       self.flow = conv_stack(2, tuple(flow_channels), **kw)
@@ -214,7 +214,7 @@ class BackboneFrameEncoder(FrameEncoder):
   @classmethod
   def validate(cls, config, *, features, hidden, temporal_difference, backbone, flow=False,
                flow_channels=(16, 32, 48), flow_source="cache", flow_size=0,
-               flow_stream="conv", input_dropout=0.0, **kwargs):
+               flow_stream="conv", input_dropout=0.0, frame_average=False, **kwargs):
     del kwargs
     b = backbone
     check(isinstance(flow, bool), "model.frame_encoder.flow", flow, "True or False")
@@ -225,6 +225,8 @@ class BackboneFrameEncoder(FrameEncoder):
         flow_size > 0 and config.data.frame_size % flow_size == 0)),
           "model.frame_encoder.flow_size", flow_size,
           f"0 (the frames' size) or a divisor of data.frame_size={config.data.frame_size}")
+    check(isinstance(frame_average, bool), "model.frame_encoder.frame_average", frame_average,
+          "True or False")
     check(isinstance(input_dropout, (int, float)) and 0.0 <= input_dropout < 1.0,
           "model.frame_encoder.input_dropout", input_dropout, "a rate in [0, 1)")
     check(flow_stream in FLOW_STREAMS, "model.frame_encoder.flow_stream", flow_stream,
@@ -301,6 +303,10 @@ class BackboneFrameEncoder(FrameEncoder):
         f = self.flow_proj(mean_max(fmap)).reshape(b, t, -1) * mask[..., None]
       inter["flow_features"] = f
       x = jnp.concatenate([x, f.astype(x.dtype)], axis=-1)
+    if self.frame_average:  # every valid frame gets the clip's mean input: what stays put
+      m = mask[..., None].astype(x.dtype)
+      mean = jnp.sum(x * m, axis=1, keepdims=True) / jnp.maximum(jnp.sum(m, 1, keepdims=True), 1)
+      x = jnp.broadcast_to(mean, x.shape) * m
     # Training only: each input of the frame head dropped at this rate, so that no few feature
     # values can single out a training video (the content tower must generalise to new ones).
     x = attention.dropout(x, self.input_dropout, key)
