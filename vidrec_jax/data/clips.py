@@ -129,16 +129,20 @@ class CachedFeatures:
       self._reported.add(video_id)
       logging.warning("video %d: %s; skipped", video_id, why)
 
+  def _stored_table(self, key: str) -> dict[int, np.ndarray]:
+    if key not in self._stored:
+      self._stored[key] = features.load_cache(self.stored[key])
+    return self._stored[key]
+
   def get(self, video_id: int) -> np.ndarray | None:
     if self._table is None:
       self._table = features.load_cache(self.cache_dir)
-      self._stored = {k: features.load_cache(d) for k, d in self.stored.items()}
     feats = self._table.get(video_id)
     if feats is None or len(feats) == 0:
       self._skip(video_id, f"no cached features in {self.cache_dir} (it failed at extraction)")
       return None
-    for key, table in self._stored.items():
-      other = table.get(video_id)
+    for key in self.stored:
+      other = self._stored_table(key).get(video_id)
       if other is None or len(other) != len(feats):
         self._skip(video_id, f"the {key} cache in {self.stored[key]} has "
                    + ("no entry" if other is None else f"{len(other)} frames, the features "
@@ -151,9 +155,7 @@ class CachedFeatures:
     table's entries' for its key."""
     if key not in self.stored:
       return self.item_shape
-    if key not in self._stored:
-      self._stored[key] = features.load_cache(self.stored[key])
-    return next(iter(self._stored[key].values())).shape[1:]
+    return next(iter(self._stored_table(key).values())).shape[1:]
 
   def derived(self, key: str, video_id: int, fn, frames: np.ndarray) -> np.ndarray:
     """The stored table `key`'s entry of a video that `get` served (`fn` never runs: there

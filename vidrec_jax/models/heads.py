@@ -164,19 +164,13 @@ class WatchTimeHead(Head):
 
 
 @HEADS.register("watch_time_log")
-class WatchTimeLogHead(Head):
+class WatchTimeLogHead(WatchTimeHead):
   """Watch time in seconds, fitted by squared error on the log scale, log(1 + seconds): the
   share of a video a user watches multiplies its length, so on the log scale the video's length
   and the user's liking add up (what an additive trunk models well), and a long video's
   seconds no longer outweigh a short one's. Predictions are back in seconds, the exponential
   of the fitted log (about the median, not the mean, of a view's watch time: what MAE
   rewards); MSE and MAE are reported in seconds as the squared-error head's."""
-
-  labels = ("watch_time",)
-  regression = True
-
-  def __call__(self, h, offset=0.0):
-    return jax.nn.softplus(super().__call__(h, offset))
 
   @staticmethod
   def loss(raw, outputs, batch):
@@ -186,10 +180,6 @@ class WatchTimeLogHead(Head):
   @staticmethod
   def predict(raw):
     return jnp.expm1(raw)
-
-  metrics = staticmethod(WatchTimeHead.metrics)
-  split_metrics = staticmethod(WatchTimeHead.split_metrics)
-  table_columns = staticmethod(WatchTimeHead.table_columns)
 
 
 @HEADS.register("watch_time_logistic")
