@@ -31,6 +31,34 @@ class ConfigOfRecordTest(absltest.TestCase):
         "data.dataset.seed: 17 -> 3", "model.embed_dim: 8 -> 16",
         "train.learning_rate: 0.003 -> 0.1"])
 
+  def test_fields_added_later_pass_at_their_old_behaviour_only(self):
+    # a record written before these fields existed: absent is no change while each does what
+    # the code did then; the flow stream's settings count only once the stream is on
+    c = helpers.load_config("basic", "multitask.py")
+    saved = config_io.resolved(c)
+    fe = saved["model"]["frame_encoder"]
+    for f in ("flow", "flow_channels", "flow_size", "flow_source", "flow_stream",
+              "input_dropout", "frame_average"):
+      del fe[f]
+    for f in ("item_duration", "shared_affinity", "given_click"):
+      del saved["model"][f]
+    self.assertEqual(config_io.changed_fields(saved, c), [])
+    c.model.frame_encoder.input_dropout = 0.5
+    c.model.shared_affinity = True
+    self.assertEqual(config_io.changed_fields(saved, c), [
+        "model.frame_encoder.input_dropout: '(absent)' -> 0.5",
+        "model.shared_affinity: '(absent)' -> True"])
+    c = helpers.load_config("basic,hof", "multitask.py")
+    self.assertEqual(
+        [d.split(":")[0] for d in config_io.changed_fields(saved, c)],
+        ["model.frame_encoder.flow", "model.frame_encoder.flow_channels",
+         "model.frame_encoder.flow_size", "model.frame_encoder.flow_source",
+         "model.frame_encoder.flow_stream"])
+    # a recorded value is compared as always
+    fe["input_dropout"] = 0.3
+    self.assertIn("model.frame_encoder.input_dropout: 0.3 -> 0.0",
+                  config_io.changed_fields(saved, helpers.load_config("basic", "multitask.py")))
+
   def test_rl_policies_and_seeds_may_change(self):
     # each (seed, policy) trains in its own folder: adding one to a workdir reuses the others
     saved = config_io.resolved(helpers.load_config("smoke", "rl.py"))

@@ -6,6 +6,12 @@ What may change between runs in one workdir: the length of training (`train.step
 evaluation and checkpoint cadence, the mesh (checkpoints restore onto any mesh), and how the
 loaders read (worker, thread and prefetch counts change no number; tested). Everything else -
 model, data, optimizer, seeds - defines the run.
+
+A field added to the configs after a run was recorded is absent from that record. It is not a
+change when the config gives it the value that does what the code did before the field existed
+(ADDED_FIELDS), or when it is an option of a part that stays off (GATED_FIELDS: the flow
+stream's settings while `model.frame_encoder.flow` is off). So a workdir of an older version
+still resumes, evaluates and exports; any other value is refused like any change.
 """
 
 from __future__ import annotations
@@ -25,6 +31,21 @@ MAY_CHANGE = ("mode", "train.steps", "train.log_every", "train.eval_every",
               "rl.serving",
               "rl.eval_sessions", "rl.eval_seed",
               "recommend")  # serving settings (k, candidates, fusion): read by recommend/export
+
+
+# Field -> the value that reproduces the behaviour from before the field existed. Add a field
+# here when it is added to the configs with such a value.
+ADDED_FIELDS = {
+    "model.frame_encoder.flow": False,
+    "model.frame_encoder.input_dropout": 0.0,
+    "model.frame_encoder.frame_average": False,
+    "model.item_duration": False,
+    "model.shared_affinity": False,
+    "model.given_click": [],
+}
+# Field -> the ADDED_FIELDS field that switches on the part it configures.
+GATED_FIELDS = {f"model.frame_encoder.{f}": "model.frame_encoder.flow"
+                for f in ("flow_channels", "flow_size", "flow_source", "flow_stream")}
 
 
 class ConfigChangedError(ValueError):
@@ -53,9 +74,17 @@ def changed_fields(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
   """Fields outside MAY_CHANGE whose value differs, as 'field: old -> new'."""
   old, new = _flat(saved), _flat(resolved(config))
   missing = object()
+
+  def neutral(k: str) -> bool:  # absent from the record, and set to do what the code did then
+    gate = GATED_FIELDS.get(k)
+    if gate is not None:
+      return gate not in old and neutral(gate)
+    return k in ADDED_FIELDS and k not in old and new.get(k, missing) == ADDED_FIELDS[k]
+
   return [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
           for k in sorted(set(old) | set(new))
-          if not _may_change(k) and old.get(k, missing) != new.get(k, missing)]
+          if not _may_change(k) and old.get(k, missing) != new.get(k, missing)
+          and not neutral(k)]
 
 
 def check(workdir: str, config: ml_collections.ConfigDict) -> None:
