@@ -55,7 +55,8 @@ def backbone_config() -> ml_collections.ConfigDict:
   """The pretrained backbone (model.backbone): used when model.frame_encoder.name='backbone'."""
   return ml_collections.ConfigDict(dict(
       name="efficientnet_lite0", checkpoint="", outputs=("stage3", "stage5"), grid=2,
-      train_mode="frozen", top_blocks=2, from_cache=True, extract_batch_size=64))
+      train_mode="frozen", top_blocks=2, from_cache=True, extract_batch_size=64,
+      whiten=0, whiten_flow=False))
 
 
 def base_config() -> ml_collections.ConfigDict:

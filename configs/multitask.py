@@ -22,11 +22,14 @@ on by default: DEFAULT_OPTIONS, the best configuration measured); `adjacent` (th
 tower's adjacent-frame feature difference instead of `segments`); `flow` (a trained
 optical-flow stream beside the frozen backbone, read from the flow cache:
 configs/pretrained.py:flow); `hof` (instead of that stream's convs, fixed histograms of each
-frame's flow: model.frame_encoder.flow_stream); `noid` (no video-ID embedding: every item vector
-from content, warm videos as cold ones); `pyramid` (the item tower of the demo's default, the
-two_stream encoder with flow and the temporal pyramid from pixels, instead of the frozen
-pretrained EfficientNet-Lite0 from its feature cache); `smoke` (tiny, seconds). Typed
-arguments: seed (initialisation and data order), world_seed (data.dataset.seed), steps.
+frame's flow: model.frame_encoder.flow_stream); `white` (the frame head reads the top 64
+principal components, whitened, of each frame's cached features joined by its flow histograms,
+fitted on the training videos: model.backbone.whiten, whiten_flow); `noid` (no video-ID
+embedding: every item vector from content, warm videos as cold ones); `pyramid` (the item
+tower of the demo's default, the two_stream encoder with flow and the temporal pyramid from
+pixels, instead of the frozen pretrained EfficientNet-Lite0 from its feature cache); `smoke`
+(tiny, seconds). Typed arguments: seed (initialisation and data order), world_seed
+(data.dataset.seed), steps.
 
 The item tower is `configs/demo.py:pretrained`'s (the frozen pretrained EfficientNet-Lite0 trained
 from its feature cache: about 5 minutes a run here) unless `pyramid`, plus video ID and
@@ -40,7 +43,8 @@ from configs.common import parse_arg
 
 TRUNK_NAMES = ("shared_bottom", "mmoe", "ple", "linear")
 VARIANTS = TRUNK_NAMES + ("fixed", "wlr", "logwatch", "given", "duration", "adjacent", "affinity",
-                          "flow", "hof", "noid", "pyramid", "basic", "smoke")
+                          "flow", "hof", "white", "noid", "pyramid", "basic", "smoke")
+WHITEN = 64  # `white`: principal components of the cached features and their flow histograms
 ARGUMENTS = dict(seed=0, world_seed=17, steps=2000)
 TRUNKS = {
     "shared_bottom": dict(name="shared_bottom"),
@@ -80,6 +84,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if {"flow", "hof"} & set(variants) and m.frame_encoder.name == "backbone":
     m.frame_encoder.update(flow=True, flow_source="cache",
                            flow_stream="histogram" if "hof" in variants else "conv")
+  if "white" in variants and m.frame_encoder.name == "backbone":
+    m.backbone.update(whiten=WHITEN, whiten_flow=True)
   if "noid" in variants:  # the item vector from content alone, warm videos as cold ones
     m.update(use_video_id=False, id_dropout=0.0)
   if "given" in variants:

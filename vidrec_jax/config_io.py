@@ -42,6 +42,8 @@ ADDED_FIELDS = {
     "model.item_duration": False,
     "model.shared_affinity": False,
     "model.given_click": [],
+    "model.backbone.whiten": 0,
+    "model.backbone.whiten_flow": False,
 }
 # Field -> the ADDED_FIELDS field that switches on the part it configures.
 GATED_FIELDS = {f"model.frame_encoder.{f}": "model.frame_encoder.flow"

@@ -10,6 +10,7 @@ from absl.testing import absltest
 
 from tests import helpers
 from tests.train import fixtures
+from vidrec_jax.data import motion
 from vidrec_jax.models import backbone_encoder
 from vidrec_jax.models import backbones
 from vidrec_jax import validate
@@ -190,11 +191,11 @@ class FlowHistogramTest(absltest.TestCase):
     field[1, 4:12, 4:12, 1] = -0.5  # up, 0.25
     h = np.asarray(backbone_encoder.flow_histograms(jax.numpy.asarray(field)))
     self.assertEqual(h.shape, (2, backbone_encoder.HISTOGRAM_FEATURES))
-    nb, nm = backbone_encoder.ORIENTATION_BINS, len(backbone_encoder.MAGNITUDE_EDGES)
+    nb, nm = motion.ORIENTATION_BINS, len(motion.MAGNITUDE_EDGES)
     orient, mags, rest = h[:, :nb], h[:, nb:nb + nm], h[:, nb + nm:]
     np.testing.assert_allclose(orient[0], np.eye(nb)[4], atol=1e-6)  # angle 0: bin 4 of 8
     np.testing.assert_allclose(orient[1], np.eye(nb)[2], atol=1e-6)  # angle -pi/2: bin 2
-    edges = np.asarray(backbone_encoder.MAGNITUDE_EDGES)
+    edges = np.asarray(motion.MAGNITUDE_EDGES)
     for row, speed in ((0, 1.0), (1, 0.25)):
       k = int(np.sum(edges[1:] < speed))
       np.testing.assert_allclose(mags[row], np.eye(nm)[k], atol=1e-6)
@@ -205,6 +206,8 @@ class FlowHistogramTest(absltest.TestCase):
     big = np.repeat(np.repeat(field, 2, axis=1), 2, axis=2) * 2
     np.testing.assert_allclose(backbone_encoder.flow_histograms(jax.numpy.asarray(big)), h,
                                atol=1e-5)
+    # The loader's numpy twin gives the same numbers.
+    np.testing.assert_allclose(motion.flow_histograms(field), h, atol=1e-6)
 
   def test_histogram_stream_has_no_parameters_and_trains(self):
     helpers.require_pretrained("efficientnet_lite0")

@@ -158,6 +158,35 @@ class ExtractTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "cached_flow.*its own cache"):
       ClipSampler(CachedFeatures(cache, dim), keys, 4)
 
+  def test_train_on_whitened_features(self):
+    # The frame head reads 4 whitened components of the cached features and their flow
+    # histograms (the run writes its flow cache), fitted on the training videos; evaluation
+    # reads through the same map, and the broken video is skipped by name.
+    workdir = tempfile.mkdtemp()
+    args = [f"--config={CONFIG}:smoke", f"--workdir={workdir}",
+            f"--config.data.data_dir={self.data_dir}",
+            f"--config.data.feature_cache={os.path.join(self.workdir, 'features')}"]
+    r = run_main(*args, "--config.model.backbone.whiten=4",
+                 "--config.model.backbone.whiten_flow=True")
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    self.assertEqual(features.read_meta(os.path.join(workdir, "flow"))["failed"], 1)
+    self.assertIn(f"video {self.bad_id}: no cached features", r.stderr)
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+      self.assertIn("test/cold/oracle_gain", json.load(f))
+    # the frame head's first layer reads the 4 components and their segment differences
+    self.assertRegex(r.stderr, r"frame_encoder/mix/layers/0/kernel\s+\(8, ")
+    r = run_main(*args[:1], f"--workdir={tempfile.mkdtemp()}", *args[2:],
+                 "--config.model.backbone.whiten=100000")
+    self.assertEqual(r.returncode, 2, r.stderr[-3000:])  # a config error
+    err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    self.assertLen(err, 1)
+    self.assertIn("model.backbone.whiten", err[0])
+    r = run_main(*args[:1], f"--workdir={tempfile.mkdtemp()}", *args[2:],
+                 "--config.model.backbone.whiten_flow=True")
+    self.assertEqual(r.returncode, 2, r.stderr[-3000:])
+    self.assertIn("whiten_flow=True is not allowed; True or False; True needs "
+                  "model.backbone.whiten > 0", r.stderr)
+
   def test_train_from_cache_and_a_mismatched_cache_is_one_line(self):
     r = run_main(*self.common)
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])

@@ -106,19 +106,29 @@ class CachedFeatures:
   `stored` names other per-frame caches read beside the features (clip input key -> cache
   folder; e.g. the flow cache for `cached_flow`): a video is served only when every table holds
   it with the same number of frames as its features; otherwise it is reported once and skipped.
+  `whitening` (data/features.py `Whitening`, `model.backbone.whiten`) maps each video's
+  features as they are served: the clip then carries its (T, k) output. A whitening that reads
+  the flow takes it from the stored table `whitening_flow`.
   """
 
   source = ops.FEATURES
 
-  def __init__(self, cache_dir: str, dim: int, stored: dict[str, str] | None = None):
-    self.cache_dir, self.item_shape = cache_dir, (dim,)
+  def __init__(self, cache_dir: str, dim: int, stored: dict[str, str] | None = None,
+               whitening: features.Whitening | None = None,
+               whitening_flow: str = "cached_flow"):
+    self.cache_dir, self.whitening, self.whitening_flow = cache_dir, whitening, whitening_flow
+    self.item_shape = (whitening.dim if whitening is not None else dim,)
     self.stored = dict(stored or {})
+    if whitening is not None and whitening.flow and whitening_flow not in self.stored:
+      raise ValueError(f"the feature whitening reads the flow from the {whitening_flow!r} "
+                       "cache; none was given beside the features")
     self._table: dict[int, np.ndarray] | None = None
     self._stored: dict[str, dict[int, np.ndarray]] = {}
+    self._whitened: dict[int, np.ndarray] = {}  # k columns a frame: smaller than the table
     self._reported: set[int] = set()
 
   def __getstate__(self):  # workers load the tables themselves
-    return dict(self.__dict__, _table=None, _stored={})
+    return dict(self.__dict__, _table=None, _stored={}, _whitened={})
 
   @staticmethod
   def prep(x: np.ndarray) -> np.ndarray:
@@ -148,7 +158,13 @@ class CachedFeatures:
                    + ("no entry" if other is None else f"{len(other)} frames, the features "
                       f"{len(feats)}"))
         return None
-    return feats
+    if self.whitening is None:
+      return feats
+    if video_id not in self._whitened:  # once per video and process
+      self._whitened[video_id] = self.whitening(
+          feats, self._stored_table(self.whitening_flow)[video_id] if self.whitening.flow
+          else None)
+    return self._whitened[video_id]
 
   def input_shape(self, key: str) -> tuple[int, ...]:
     """The per-segment shape of clip input `key` (an unreadable video's zeros): a stored

@@ -30,10 +30,13 @@ SHARD = "flow-00000-of-00001.array_record"
 
 
 def used_by(config: ml_collections.ConfigDict) -> bool:
-  """Whether the configured item tower reads the flow cache."""
+  """Whether the configured item tower reads the flow cache (its flow stream, or the motion
+  histograms of the backbone features' whitening: model.backbone.whiten_flow)."""
   fe = config.model.frame_encoder
-  return bool(fe.get("name") in ("two_stream", "backbone") and fe.get("flow")
-              and fe.get("flow_source") == "cache")
+  whiten_flow = fe.get("name") == "backbone" and config.model.get("backbone", {}).get(
+      "whiten_flow", False)
+  return bool(whiten_flow or (fe.get("name") in ("two_stream", "backbone") and fe.get("flow")
+                              and fe.get("flow_source") == "cache"))
 
 
 def expected_meta(config: ml_collections.ConfigDict) -> dict:

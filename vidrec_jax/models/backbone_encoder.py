@@ -42,6 +42,8 @@ from vidrec_jax.checkpoints.parts import PretrainedPart
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.config_checks import typed_kwargs
+from vidrec_jax.data import motion
+from vidrec_jax.data.motion import HISTOGRAM_FEATURES
 from vidrec_jax.models import backbones
 from vidrec_jax.models import attention
 from vidrec_jax.models import layers
@@ -58,36 +60,12 @@ TEMPORAL_DIFFERENCES = ("adjacent", "segments", "none")
 BACKBONE_PREFIX = "frame_encoder/backbone/"
 CACHED_FLOW_KEY = "cached_flow"  # clip input: the flow cache's fields beside cached features
 FLOW_STREAMS = ("conv", "histogram")
-ORIENTATION_BINS = 8
-# Edges of the flow-magnitude histogram, in 1/16 of the frame height per frame (log-spaced).
-MAGNITUDE_EDGES = tuple(0.1 * 2.0 ** (k / 2) for k in range(9))
-MOVING = MAGNITUDE_EDGES[0]  # a pixel whose flow is at least this moves
-HISTOGRAM_FEATURES = ORIENTATION_BINS + len(MAGNITUDE_EDGES) + 4
 
 
 def flow_histograms(field: jax.Array) -> jax.Array:
   """(N, H, W, 2) flow in pixels -> (N, HISTOGRAM_FEATURES) motion statistics of each frame, no
-  parameters (a histogram of optical flow, as HOF descriptors; Laptev et al., CVPR 2008):
-  the orientation histogram of the moving pixels weighted by their flow magnitude (summing to
-  one), the histogram of their magnitudes (log-spaced bins, summing to one), the share of
-  pixels that move, the mean magnitude and the mean flow (dx, dy) over the frame. Flow is in
-  1/16 of the frame height, so a motion reads the same at any frame size."""
-  f = video_encoder.scaled_flow(field, jnp.float32)
-  n = f.shape[0]
-  f = f.reshape(n, -1, 2)
-  mag = jnp.sqrt(jnp.sum(jnp.square(f), axis=-1))
-  moving = (mag >= MOVING).astype(jnp.float32)
-  angle = jnp.arctan2(f[..., 1], f[..., 0])  # -pi..pi
-  obin = jnp.floor((angle + jnp.pi) / (2 * jnp.pi) * ORIENTATION_BINS).astype(jnp.int32)
-  onehot = jax.nn.one_hot(jnp.clip(obin, 0, ORIENTATION_BINS - 1), ORIENTATION_BINS)
-  orient = jnp.sum(onehot * (mag * moving)[..., None], axis=1)
-  orient = orient / jnp.maximum(jnp.sum(orient, axis=-1, keepdims=True), 1e-6)
-  mbin = jnp.searchsorted(jnp.asarray(MAGNITUDE_EDGES[1:]), mag)  # 0..len(edges) - 1
-  mags = jnp.sum(jax.nn.one_hot(mbin, len(MAGNITUDE_EDGES)) * moving[..., None], axis=1)
-  count = jnp.sum(moving, axis=1, keepdims=True)
-  mags = mags / jnp.maximum(count, 1.0)
-  return jnp.concatenate([orient, mags, count / f.shape[1], mag.mean(1, keepdims=True),
-                          f.mean(axis=1)], axis=-1)
+  parameters: data/motion.py `flow_histograms` in jax.numpy."""
+  return motion.flow_histograms(field, jnp)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +81,13 @@ class BackboneArgs:
     top_blocks: see train_mode.
     from_cache: read the frozen backbone's features from the feature cache.
     extract_batch_size: frames per batch when extracting the cache.
+    whiten: with from_cache, k > 0 serves each frame's cached features through a fixed PCA
+      whitening (data/features.py `fit_whitening`, fitted on the training videos' frames): the
+      frame head reads k decorrelated unit-variance components instead of D raw features. Fewer
+      inputs that a new video's features must generalise through; 0: the raw features.
+    whiten_flow: with whiten, each frame's flow-cache field joins its features before the
+      whitening as motion histograms (data/motion.py): what the frozen image network misses
+      (direction, speed) enters the same components.
   """
 
   name: str
@@ -113,6 +98,8 @@ class BackboneArgs:
   top_blocks: int
   from_cache: bool
   extract_batch_size: int
+  whiten: int = 0
+  whiten_flow: bool = False
 
   @classmethod
   def from_config(cls, model_cfg) -> "BackboneArgs":
@@ -143,6 +130,12 @@ def feature_dim(b: BackboneArgs) -> int:
   """Width of the per-frame vector the backbone (or the cache) provides."""
   chans = _shapes(b.name).stage_channels()
   return sum(chans[o] * b.grid * b.grid for o in b.outputs)
+
+
+def model_dim(b: BackboneArgs) -> int:
+  """Width of the per-frame vector the frame head reads: the whitened width, else the
+  backbone's (`feature_dim`)."""
+  return b.whiten if b.whiten else feature_dim(b)
 
 
 def used_blocks(b: BackboneArgs) -> tuple[int, bool]:
@@ -178,7 +171,7 @@ class BackboneFrameEncoder(FrameEncoder):
     self.features = features
     self.backbone = None if b.from_cache else backbones.BACKBONES.get(b.name).build(
         dtype, param_dtype, rngs)
-    d = feature_dim(b)
+    d = model_dim(b)
     self.norm = nnx.LayerNorm(d, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     din = d if temporal_difference == "none" else 2 * d
     self.dtype = dtype
@@ -245,6 +238,14 @@ class BackboneFrameEncoder(FrameEncoder):
           f"allowed: {', '.join(TRAIN_MODES)}")
     for f in ("grid", "top_blocks", "extract_batch_size"):
       positive_int(getattr(b, f), f"model.backbone.{f}")
+    check(isinstance(b.whiten, int) and 0 <= b.whiten <= feature_dim(b), "model.backbone.whiten",
+          b.whiten, f"0 (off) or a number of components from 1 to the features' width "
+          f"{feature_dim(b)}")
+    check(not b.whiten or b.from_cache, "model.backbone.whiten", b.whiten,
+          "whitening maps the feature cache: it needs model.backbone.from_cache=True")
+    check(isinstance(b.whiten_flow, bool) and (b.whiten or not b.whiten_flow),
+          "model.backbone.whiten_flow", b.whiten_flow,
+          "True or False; True needs model.backbone.whiten > 0")
     positive_int(features, "model.frame_encoder.features")
     positive_int(hidden, "model.frame_encoder.hidden")
     check(not b.from_cache or b.train_mode == "frozen", "model.backbone.from_cache",

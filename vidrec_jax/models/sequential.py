@@ -42,7 +42,7 @@ def content_tables(cfg) -> dict[str, int]:
     from vidrec_jax.models import text  # pylint: disable=g-import-not-at-top
     out["title"] = text.bert_config(cfg.text.name).hidden
   if "features" in encoders.clip_inputs(cfg):
-    out["video"] = 2 * backbone_encoder.feature_dim(backbone_encoder.BackboneArgs.from_config(
+    out["video"] = 2 * backbone_encoder.model_dim(backbone_encoder.BackboneArgs.from_config(
         cfg))
   return out
 

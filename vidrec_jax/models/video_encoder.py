@@ -34,6 +34,7 @@ from flax import nnx
 
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
+from vidrec_jax.data import motion
 from vidrec_jax.models import attention
 from vidrec_jax.models import flow as flow_lib
 from vidrec_jax.models import layers
@@ -82,7 +83,7 @@ def flow_field(clip: dict, key: str, b: int, t: int) -> jax.Array:
 def scaled_flow(field: jax.Array, dtype) -> jax.Array:
   """Flow in units of 1/16 of the frame height: the same motion gives the same input at any
   frame size."""
-  return (field * (16.0 / field.shape[1])).astype(dtype)
+  return motion.flow_units(field, dtype)
 
 
 def cross_modality_init(rgb: nnx.List, flow: nnx.List, flow_channels: int) -> None:

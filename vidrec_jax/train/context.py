@@ -102,6 +102,19 @@ class Context:
     repl = NamedSharding(self.setup.mesh, PartitionSpec())
     return jax.tree.map(lambda x: jax.device_put(x, repl), catalog_lib.catalog_arrays(self))
 
+  @functools.cached_property
+  def whitening(self) -> features.Whitening | None:
+    """`model.backbone.whiten`'s map of the cached features, fitted on the training videos'
+    frames (the same cache and split give the same map, so resuming, evaluating and exporting
+    see what training saw); None when off."""
+    b = self.config.model.get("backbone", {})
+    k = int(b.get("whiten", 0) or 0)
+    if k <= 0:
+      return None
+    flows = features.load_cache(self.workdir.flow) if b.get("whiten_flow", False) else None
+    return features.fit_whitening(features.load_cache(self.workdir.features),
+                                  self.train_video_ids, k, flows)
+
   @property
   def loader_options(self) -> pipeline.LoaderOptions:
     d = self.config.data
@@ -121,7 +134,8 @@ class Context:
       frames = CachedFeatures(self.workdir.features,
                               int(features.read_meta(self.workdir.features)["dim"]),
                               stored=({"cached_flow": self.workdir.flow}
-                                      if flow_cache.used_by(self.config) else {}))
+                                      if flow_cache.used_by(self.config) else {}),
+                              whitening=self.whitening)
     else:
       frames = None
     return ClipSampler(frames, self.spec.clip, d.num_frames)

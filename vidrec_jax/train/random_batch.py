@@ -56,7 +56,7 @@ def random_batch(config, num_users: int, num_videos: int, seed: int = 0,
       values = rng.normal(size=frame + (2,))
     elif key in ("features", "next_features"):
       args = backbone_encoder.BackboneArgs.from_config(config.model)
-      values = rng.normal(size=(b, d.num_frames, backbone_encoder.feature_dim(args)))
+      values = rng.normal(size=(b, d.num_frames, backbone_encoder.model_dim(args)))
     else:
       continue
     out[key] = values.astype(np.float32) * mask.reshape(mask.shape + (1,) * (values.ndim - 2))
