@@ -44,6 +44,7 @@ ADDED_FIELDS = {
     "model.given_click": [],
     "model.backbone.whiten": 0,
     "model.backbone.whiten_flow": False,
+    "train.loss_weights.watch_time_log": 0.1,  # its head's weight, as the configs give it
 }
 # Field -> the ADDED_FIELDS field that switches on the part it configures.
 GATED_FIELDS = {f"model.frame_encoder.{f}": "model.frame_encoder.flow"
