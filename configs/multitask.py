@@ -17,8 +17,8 @@ weighted logistic regression instead of squared error); `logwatch` (watch time b
 error of log(1 + seconds): models/heads.py watch_time_log); `given` (watch time and like
 trained on clicked impressions, predicted as P(click) x the conditional prediction:
 model.given_click); `affinity` (model.shared_affinity); `duration` (the video's length in the
-item tower: model.item_duration); `basic` (none of `given`, `affinity`, `duration`, which are
-on by default: DEFAULT_OPTIONS, the best configuration measured); `adjacent` (the backbone
+item tower: model.item_duration); `basic` (none of `given`, `affinity`, `duration`, `white`,
+which are on by default: DEFAULT_OPTIONS, the best configuration measured); `adjacent` (the backbone
 tower's adjacent-frame feature difference instead of `segments`); `flow` (a trained
 optical-flow stream beside the frozen backbone, read from the flow cache:
 configs/pretrained.py:flow); `hof` (instead of that stream's convs, fixed histograms of each
@@ -33,7 +33,9 @@ pixels, instead of the frozen pretrained EfficientNet-Lite0 from its feature cac
 
 The item tower is `configs/demo.py:pretrained`'s (the frozen pretrained EfficientNet-Lite0 trained
 from its feature cache: about 5 minutes a run here) unless `pyramid`, plus video ID and
-content-type embeddings.
+content-type embeddings. With `white` (a default) its frame head reads the whitened components
+of the cached features and of the flow cache's motion histograms: a first run writes the flow
+cache too (data.flow_cache, else WORKDIR/flow).
 """
 
 import ml_collections
@@ -54,9 +56,9 @@ TRUNKS = {
 }
 DEFAULT_TRUNK = "ple"
 # On unless `basic`: the best configuration of benchmarks/multitask.py over 3 world seeds
-# (BENCHMARKS.md, issue 13): cold/warm gain 0.791 +- 0.012 / 0.872 +- 0.007, against
-# 0.749 +- 0.012 / 0.852 +- 0.011 without them.
-DEFAULT_OPTIONS = ("given", "affinity", "duration")
+# (BENCHMARKS.md, issue 13): test cold/warm gain 0.858 +- 0.023 / 0.905 +- 0.015, against
+# 0.791 +- 0.012 / 0.872 +- 0.007 without `white` and 0.749 +- 0.012 / 0.852 +- 0.011 with none.
+DEFAULT_OPTIONS = ("given", "affinity", "duration", "white")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

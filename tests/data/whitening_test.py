@@ -13,6 +13,7 @@ from vidrec_jax.data import motion
 from vidrec_jax.data import video_io
 from vidrec_jax.data.clips import CachedFeatures
 from vidrec_jax.data.clips import ClipSampler
+from vidrec_jax.train import catalog
 
 
 def table(seed: int = 0, videos: int = 12, dim: int = 10) -> dict[int, np.ndarray]:
@@ -83,7 +84,7 @@ class WhiteningTest(absltest.TestCase):
     with self.assertRaisesRegex(features.CacheError, "no cached features for any training"):
       features.fit_whitening(t, [50, 51], 2)
 
-  def test_the_loader_serves_the_whitened_features(self):
+  def test_the_loader_and_the_catalog_serve_the_whitened_features(self):
     t = table()
     cache = tempfile.mkdtemp()
     shard = features.shard_path(cache, 0, 1)
@@ -100,6 +101,11 @@ class WhiteningTest(absltest.TestCase):
     np.testing.assert_allclose(ex["features"], w(t[9])[idx] * mask[:, None], rtol=1e-5)
     bad = sampler.clip(99, None)  # no features: zeros of the whitened width, invalid
     self.assertEqual((bad["features"].shape, int(bad["valid"])), ((4, 5), 0))
+    # a sequential model's catalog table pools the same whitened frames
+    pooled = catalog.pooled_video_features(cache, 13, 5, w)
+    np.testing.assert_allclose(pooled[9], np.concatenate([w(t[9]).mean(0), w(t[9]).max(0)]),
+                               rtol=1e-5)
+    np.testing.assert_array_equal(pooled[12], 0.0)  # not in the cache
 
 if __name__ == "__main__":
   absltest.main()
