@@ -26,7 +26,7 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (each one a world)."
 _VARIANTS = flags.DEFINE_list(
     "variants", ["shared_bottom+basic", "mmoe+basic", "ple+basic", "ple+fixed+basic", "ple"],
     "configs/multitask.py variants, '+' joining words of one run (`basic`: without the default "
-    "options given, affinity and duration, as the trunks were compared).")
+    "options given, affinity, duration and white, as the trunks were compared).")
 _STEPS = flags.DEFINE_integer("steps", 2000, "Training steps of every run.")
 _OUT = flags.DEFINE_string("out", "", "Markdown table path (default ROOT/multitask.md).")
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only tabulate the runs that finished.")
@@ -100,7 +100,7 @@ def main(_):
     data_dir = os.path.join(root, f"data_seed{seed}")
     shared = [f"--config.data.data_dir={data_dir}",
               f"--config.data.feature_cache={os.path.join(root, f'features_seed{seed}')}",
-              # written by the first run that reads it (the `flow` variant)
+              # written by the first run that reads it (`white`, a default, or `flow`)
               f"--config.data.flow_cache={os.path.join(root, f'flow_seed{seed}')}"]
     if not _TABLE_ONLY.value and not os.path.isdir(data_dir):
       secs, _ = run([f"--config={cfg}:{world}", f"--workdir={data_dir}", "--mode=generate",
