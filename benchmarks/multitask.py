@@ -27,7 +27,8 @@ _VARIANTS = flags.DEFINE_list(
     "variants", ["shared_bottom+basic", "mmoe+basic", "ple+basic", "ple+fixed+basic", "ple"],
     "configs/multitask.py variants, '+' joining words of one run (`basic`: without the default "
     "options given, affinity, duration and white, as the trunks were compared).")
-_STEPS = flags.DEFINE_integer("steps", 2000, "Training steps of every run.")
+_STEPS = flags.DEFINE_integer("steps", 3000, "Training steps of every run (the tables of "
+                              "2026-12-01 and of the first two 12-03 sessions used 2000).")
 _OUT = flags.DEFINE_string("out", "", "Markdown table path (default ROOT/multitask.md).")
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only tabulate the runs that finished.")
 
