@@ -14,12 +14,12 @@ ROOT is benchmarks/multitask.py's (ROOT/features_seedS; ROOT/flow_seedS is writt
 
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import app
 from absl import flags
+from fitting import full_batch_fit  # benchmarks/fitting.py
 
 from configs import multitask
 from vidrec_jax.data import features
@@ -45,17 +45,7 @@ def probe(x_train, y_train, x_test, y_test, l2: float, steps: int = 2000) -> flo
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(y_train)).mean()
     return ce + l2 * jnp.sum(jnp.square(p["w"]))
 
-  opt = optax.adam(1e-2)
-  s = opt.init(p)
-
-  @jax.jit
-  def step(p, s):
-    g = jax.grad(loss)(p)
-    u, s = opt.update(g, s, p)
-    return optax.apply_updates(p, u), s
-
-  for _ in range(steps):
-    p, s = step(p, s)
+  p = full_batch_fit(loss, p, optax.adam(1e-2), steps)
   return float(np.mean(np.argmax(np.asarray(xte @ p["w"] + p["b"]), -1) == y_test))
 
 

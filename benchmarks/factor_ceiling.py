@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from absl import app
 from absl import flags
+from fitting import full_batch_fit  # benchmarks/fitting.py
 
 from configs import demo
 from vidrec_jax.data import world as world_lib
@@ -75,17 +76,7 @@ def ceiling(world_cfg, dim: int, steps: int, labels=("click",), video_bias: bool
       total += jnp.sum(jnp.where(clicked, lk, 0.0)) / jnp.sum(clicked)
     return total
 
-  opt = optax.adamw(1e-2, weight_decay=1e-2)
-  s = opt.init(p)
-
-  @jax.jit
-  def step(p, s):
-    g = jax.grad(loss)(p)
-    u, s = opt.update(g, s, p)
-    return optax.apply_updates(p, u), s
-
-  for _ in range(steps):
-    p, s = step(p, s)
+  p = full_batch_fit(loss, p, optax.adamw(1e-2, weight_decay=1e-2), steps)
   out = {}
   for name, sel in (("cold", te["cold"] == 1), ("warm", te["cold"] == 0)):
     y = te["click"][sel]
