@@ -2,6 +2,7 @@
 reference in torchvision's state-dict layout, block bookkeeping, and strict conversion errors."""
 
 import os
+import sys
 import tempfile
 
 import jax
@@ -27,6 +28,37 @@ def _torch():
   except ImportError as e:
     raise absltest.SkipTest(f"torch is not importable ({e}); it comes with the test extras") from e
   return torch
+
+
+# The op library _torchvision() declares: kept alive, since a collected Library takes its
+# definitions back out of the dispatcher.
+_TORCHVISION_STUBS = []
+
+
+def _torchvision():
+  """torchvision, importable even where its C++ ops cannot load.
+
+  PyPI's torchvision 0.28.0 (the release for torch 2.13.0) is a CUDA build: its _C.so links
+  libtorch_cuda.so, which the pinned CPU torch lacks, so it loads none of its ops. torchvision
+  means to run without them, but registers fake kernels for torchvision::nms and ::qnms
+  unconditionally, and its import dies with "operator torchvision::nms does not exist". Only on
+  that error (a build whose ops load defines the two itself) are their schemas declared here and
+  the import retried; the ResNets use plain aten ops, never these.
+  """
+  torch = _torch()
+  try:
+    import torchvision  # pylint: disable=g-import-not-at-top
+  except RuntimeError as e:
+    if "torchvision::nms" not in str(e) or _TORCHVISION_STUBS:
+      raise
+    for module in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+      del sys.modules[module]  # the half-done first import
+    lib = torch.library.Library("torchvision", "DEF")  # pylint: disable=no-member
+    for op in ("nms", "qnms"):
+      lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _TORCHVISION_STUBS.append(lib)
+    import torchvision  # pylint: disable=g-import-not-at-top
+  return torchvision
 
 
 # Written out here, independent of the module under test: (bottleneck?, blocks per layer).
@@ -178,7 +210,7 @@ class TorchvisionParityTest(parameterized.TestCase):
   def test_logits_match_torchvision(self, name):
     torch = _torch()
     try:
-      import torchvision  # pylint: disable=g-import-not-at-top
+      torchvision = _torchvision()
     except Exception as e:  # pylint: disable=broad-except  # ImportError or a broken build
       self.skipTest(f"torchvision is not importable: {type(e).__name__}: {e}")
     images = images_for(2)
