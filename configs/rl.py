@@ -2,11 +2,13 @@
 world (vidrec_jax/rl/simulator.py), sessions logged by a click-ranking behaviour policy with
 softmax exploration, and softmax policies over the corpus trained on those logs with
 REINFORCE (none / standard off-policy / top-K off-policy corrections, Chen et al. 2019) next
-to the supervised greedy click model and random slates, over several seeds.
+to the supervised greedy click model, the same click model de-biased by importance weights
+(`ips_click`: de-biasing without long-term credit) and random slates, over several seeds.
 
   python -m vidrec_jax.main --config=configs/rl.py --workdir=/tmp/vidrec_rl
 
-writes WORKDIR/eval/rl.json (`return/<policy>` with `/std` and `/seeds`, `ips/...`, `snips/...`,
+writes WORKDIR/eval/rl.json (`return/<policy>` with `/std` and `/seeds`, `ips/...`, `snips/...`
+(weighted as the policy is served), `ips_softmax/...`, `snips_softmax/...` (its softmax),
 `gain/<policy>` against greedy) and WORKDIR/eval/rl_returns.png.
 
 Variants: `smoke` (tiny, seconds), `estimated` (the behaviour policy's propensities are learned
@@ -47,7 +49,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.evals = ml_collections.ConfigDict()  # the simulator evaluates (rl/evaluation.py)
   c.rl = ml_collections.ConfigDict(dict(
       seeds=tuple(range(args["seeds"])),
-      policies=("random", "greedy", "reinforce", "reinforce_offpolicy", "reinforce_topk"),
+      policies=("random", "greedy", "ips_click", "reinforce", "reinforce_offpolicy",
+                "reinforce_topk"),
       correction="topk",  # of a single `train.trainer=reinforce` run; each policy sets its own
       behaviour="logged",  # propensities: logged, or estimated by the behaviour head
       actions="clicked",  # REINFORCE's actions: the clicked video, or every video of the slate

@@ -38,12 +38,14 @@ class ExperimentTest(parameterized.TestCase):
     experiment.train(c, wd)  # train.trainer=reinforce runs the RL experiment
     out = files.read_json(os.path.join(wd, "eval", "rl.json"))
     self.assertEqual(out["seeds"], [0, 1])
-    for p in ("random", "greedy", "reinforce", "reinforce_offpolicy", "reinforce_topk"):
+    for p in ("random", "greedy", "ips_click", "reinforce", "reinforce_offpolicy",
+              "reinforce_topk"):
       per_seed = [_metrics(wd, s, p)["test/return"] for s in (0, 1)]
       self.assertAlmostEqual(out[f"return/{p}"], np.mean(per_seed), places=5)
       self.assertAlmostEqual(out[f"return/{p}/std"], np.std(per_seed, ddof=1), places=5)
       self.assertGreater(out[f"return/{p}"], 0.0)
-      self.assertIn(f"snips/{p}", out)
+      for est in ("ips", "snips", "ips_softmax", "snips_softmax"):
+        self.assertIn(f"{est}/{p}", out)
     self.assertAlmostEqual(out["gain/greedy"], 0.0)
     self.assertTrue(os.path.getsize(os.path.join(wd, "eval", "rl_returns.png")) > 1000)
     self.assertTrue(os.path.exists(os.path.join(wd, "seed_0", "logs_train.npz")))
@@ -185,7 +187,7 @@ class PolicyModelTest(absltest.TestCase):
     self.assertTrue(np.isfinite(logits).all())
     self.assertGreater(len(np.unique(np.round(logits[0, cold], 6))), 1)  # content tells apart
     for serving in ("top_k", "sample", "sample_replace"):
-      policy = evaluation.model_policy(setup, sim.args.slate_size, serving)[0]
+      policy = evaluation.model_policy(setup, sim.args.slate_size, serving).policy
       _, out = sim.rollout(policy, sim.reset(np.arange(sim.num_users), logs.final_histories),
                            jax.random.PRNGKey(0), (params, catalog))
       out = jax.device_get(out)
@@ -205,7 +207,8 @@ class SummaryTest(absltest.TestCase):
     ips = {"a": 4.0, "b": 5.0, "c": 1.0}
     snips = {"a": 9.0, "b": 12.0, "c": 10.0}
     per_seed = {s: {p: {"test/return": returns[p][s], "test/ips": ips[p],
-                        "test/snips": snips[p], "test/clicks": 1.0, "test/steps": 1.0,
+                        "test/snips": snips[p], "test/ips_softmax": ips[p],
+                        "test/snips_softmax": snips[p], "test/clicks": 1.0, "test/steps": 1.0,
                         "test/shown_quality": 0.0, "test/clicked_quality": 0.0}
                     for p in returns} for s in range(3)}
     out = rl_experiment.summarise(per_seed, ("a", "b", "c"))
@@ -222,7 +225,7 @@ class ValidationTest(absltest.TestCase):
   def test_bad_sections_are_named(self):
     for field, value, message in (
         ("correction", "clipped", "config.rl.correction='clipped' is not allowed; allowed: "
-         "supervised, none, standard, topk"),
+         "supervised, ips_click, none, standard, topk"),
         ("policies", ("greedy", "ppo"), "config.rl.policies=('greedy', 'ppo') is not allowed"),
         ("behaviour", "estimated", "needs model.estimate_behaviour=True"),
         ("weight_cap", 0.0, "config.rl.weight_cap=0.0 is not allowed"),

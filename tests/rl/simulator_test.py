@@ -30,7 +30,7 @@ class SimulatorTest(absltest.TestCase):
     a, b = _sim(), _sim()
     np.testing.assert_array_equal(a.quality, b.quality)
     np.testing.assert_array_equal(a.initial_histories, b.initial_histories)
-    policy = random_policy(a.num_videos, a.args.slate_size)[0]
+    policy = random_policy(a.num_videos, a.args.slate_size).policy
     users = np.arange(a.num_users)
 
     def run(s, key):
@@ -76,7 +76,7 @@ class SimulatorTest(absltest.TestCase):
   def test_a_spent_budget_ends_the_session(self):
     sim = _sim(budget=3.0, session_steps=12)
     users = np.arange(sim.num_users)
-    policy = random_policy(sim.num_videos, sim.args.slate_size)[0]
+    policy = random_policy(sim.num_videos, sim.args.slate_size).policy
     _, out = jax.device_get(sim.rollout(policy, sim.reset(users, sim.initial_histories),
                                         jax.random.PRNGKey(3)))
     alive = out["alive"]
@@ -89,7 +89,7 @@ class SimulatorTest(absltest.TestCase):
   def test_slates_never_repeat_a_video_watched_in_the_session(self):
     sim = _sim("", session_steps=40)
     users = np.arange(sim.num_users)
-    policy = random_policy(sim.num_videos, sim.args.slate_size)[0]
+    policy = random_policy(sim.num_videos, sim.args.slate_size).policy
     _, out = jax.device_get(sim.rollout(policy, sim.reset(users, sim.initial_histories),
                                         jax.random.PRNGKey(0)))
     for b in range(0, sim.num_users, 7):
@@ -161,7 +161,7 @@ class LongTermTest(absltest.TestCase):
     users = np.arange(sim.num_users)
     ret = {}
     for name, policy in (("click", ranker(click)), ("quality", ranker(quality)),
-                         ("random", random_policy(sim.num_videos, a.slate_size)[0])):
+                         ("random", random_policy(sim.num_videos, a.slate_size).policy)):
       _, out = sim.rollout(policy, sim.reset(users, sim.initial_histories),
                            jax.random.PRNGKey(0))
       ret[name] = float(out["reward"].sum(0).mean())

@@ -5,11 +5,13 @@ Every evaluation simulates `sessions` sessions of every user, each from the watc
 training logs left, with the same keys for every policy and evaluation (common random numbers:
 policies are compared on the same simulated users' luck). Splits are independent key streams:
 `valid` is watched during training, `test` reported. On `test`, the held-out logs of the
-behaviour policy also give IPS and SNIPS estimates of the policy's return (rl/losses.py).
+behaviour policy also give IPS and SNIPS estimates of the policy's return
+(rl/estimators.py): weighted as the policy is served, and as its softmax drawing K videos.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable
 
@@ -17,26 +19,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vidrec_jax.rl import losses
+from vidrec_jax.rl import estimators
+from vidrec_jax.rl import logs as logs_lib
 from vidrec_jax.rl import simulator as sim_lib
 from vidrec_jax.rl.logs import Logs
 
 SPLITS = ("valid", "test")
 METRICS = ("return", "clicks", "steps", "likes", "shown_quality", "clicked_quality")
-# (params, histories (B, L)) -> single-draw probabilities (B, N) of the stochastic policy
-Probs = Callable[[object, jax.Array], jax.Array]
-
-
+# (params, histories (B, L), seen (B, N) bool: clicked earlier this session) -> logits (B, N),
+# -inf where the policy cannot show a video
+Scores = Callable[[object, jax.Array, jax.Array], jax.Array]
 SERVING = ("top_k", "sample", "sample_replace")
 
 
-def model_policy(setup, k: int, serving: str = "top_k") -> tuple[sim_lib.Policy, Probs]:
+@dataclasses.dataclass(frozen=True)
+class Served:
+  """A policy as the simulator serves it, its scores, and how its slates are drawn from them
+  (estimators.SERVINGS): what the off-policy estimates weight by."""
+
+  policy: sim_lib.Policy
+  scores: Scores
+  serving: str
+
+
+def model_policy(setup, k: int, serving: str = "top_k") -> Served:
   """A trained softmax policy over the videos the user has not clicked this session, served
   greedily (`top_k`: its K highest logits), by drawing K without replacement from its softmax
   (`sample`), or by K independent draws (`sample_replace`: the slate the top-K correction of
-  Chen et al. assumes, where a video can fill several positions); and its softmax, for
-  off-policy estimates. Its params are (model parameters, catalog arrays): one compiled
-  rollout serves every policy and seed."""
+  Chen et al. assumes, where a video can fill several positions). Its params are (model
+  parameters, catalog arrays): one compiled rollout serves every policy and seed."""
   if serving not in SERVING:
     raise ValueError(f"unknown serving {serving!r}; allowed: {', '.join(SERVING)}")
 
@@ -55,10 +66,13 @@ def model_policy(setup, k: int, serving: str = "top_k") -> tuple[sim_lib.Policy,
       slate = jax.random.categorical(key, lg, axis=-1, shape=(k, lg.shape[0])).T
     return slate, jnp.take_along_axis(jax.nn.softmax(lg, axis=-1), slate, axis=1)
 
-  return policy, lambda params, history: jax.nn.softmax(logits(params, history), axis=-1)
+  def scores(params, history, seen):
+    return sim_lib.masked_logits(logits(params, history), {"seen": seen})
+
+  return Served(policy, scores, serving)
 
 
-def random_policy(num_videos: int, k: int) -> tuple[sim_lib.Policy, Probs]:
+def random_policy(num_videos: int, k: int) -> Served:
   """K videos uniformly at random among those not clicked this session."""
 
   def policy(params, state, key):
@@ -67,8 +81,11 @@ def random_policy(num_videos: int, k: int) -> tuple[sim_lib.Policy, Probs]:
     slate = sim_lib.gumbel_top_k(key, lg, k)
     return slate, jnp.full(slate.shape, 1.0 / num_videos, jnp.float32)
 
-  return policy, lambda params, history: jnp.full((history.shape[0], num_videos),
-                                                  1.0 / num_videos, jnp.float32)
+  def scores(params, history, seen):
+    del params
+    return jnp.where(seen, -jnp.inf, jnp.zeros((history.shape[0], num_videos), jnp.float32))
+
+  return Served(policy, scores, "uniform")
 
 
 @functools.cache
@@ -78,17 +95,23 @@ def _jit(fn):
 
 class SimulatorEvaluation:
   """`evaluate(params, splits)` -> {split/return, split/clicks, split/steps, split/likes, and
-  on test: test/ips, test/snips}."""
+  on test the off-policy estimates from the held-out logs: test/ips, test/snips (weights of
+  the policy as served), test/ips_softmax, test/snips_softmax (its softmax drawing K with
+  replacement), their standard errors and weight statistics (rl/estimators.py)}."""
 
-  def __init__(self, sim: sim_lib.Simulator, policy: sim_lib.Policy, probs: Probs,
-               start_histories: np.ndarray, held_out: Logs, sessions: int, seed: int,
-               extra=None, batch: int = 4096):
-    """`extra`: passed to the policy with the parameters, as (params, extra), when not None."""
-    self.sim, self.policy, self.sessions, self.seed = sim, policy, sessions, seed
+  def __init__(self, sim: sim_lib.Simulator, served: Served, start_histories: np.ndarray,
+               held_out: Logs, behaviour_inclusion: np.ndarray, sessions: int, seed: int,
+               extra=None, batch: int = 2048):
+    """`behaviour_inclusion`: (rows, K) P(logged video in the behaviour's slate) of the
+    held-out logs (logs.behaviour_inclusion). `extra`: passed to the policy with the
+    parameters, as (params, extra), when not None."""
+    self.sim, self.served, self.policy = sim, served, served.policy
+    self.sessions, self.seed = sessions, seed
     self.extra = extra
     self.start = start_histories
     self.held_out, self.batch = held_out, batch
-    self._probs = _jit(probs)
+    self.beta_inclusion = behaviour_inclusion
+    self._scores = _jit(served.scores)
 
   def simulate(self, params, split: str) -> dict[str, float]:
     users = np.arange(self.sim.num_users)
@@ -113,18 +136,24 @@ class SimulatorEvaluation:
     return out
 
   def off_policy(self, params) -> dict[str, float]:
-    logs = self.held_out
-    rows = np.flatnonzero(logs.clicked)
-    pi = []
-    for i in range(0, len(rows), self.batch):
-      r = rows[i:i + self.batch]
-      p = self._probs(params, jnp.asarray(logs.history[r], jnp.int32))
-      pi.append(np.asarray(jnp.take_along_axis(p, jnp.asarray(logs.video[r])[:, None], 1)[:, 0]))
-    pi = np.concatenate(pi) if pi else np.zeros(0)
-    beta = np.take_along_axis(logs.beta[rows], logs.choice[rows][:, None], axis=1)[:, 0]
-    est = losses.off_policy_values(pi, beta, logs.reward[rows], logs.num_sessions,
-                                   self.sim.args.slate_size)
-    return {f"test/{k}": v for k, v in est.items()}
+    logs, k = self.held_out, self.sim.args.slate_size
+    served, softmax = [], []
+    for lo in range(0, len(logs), self.batch):
+      rows = np.arange(lo, min(lo + self.batch, len(logs)))
+      seen = logs_lib.session_seen(logs, rows, self.sim.num_videos)
+      lg = np.asarray(self._scores(params, jnp.asarray(logs.history[rows], jnp.int32),
+                                   jnp.asarray(seen)))
+      served.append(estimators.target_inclusion(self.served.serving, lg, logs.slate[rows], k))
+      softmax.append(estimators.target_inclusion("sample_replace", lg, logs.slate[rows], k))
+    reward = np.zeros(logs.slate.shape)
+    clicked = np.flatnonzero(logs.clicked)
+    reward[clicked, logs.choice[clicked]] = logs.reward[clicked]
+    out = {}
+    for suffix, target in (("", served), ("_softmax", softmax)):
+      target = np.concatenate(target) if target else np.zeros(logs.slate.shape)
+      est = estimators.off_policy_values(target, self.beta_inclusion, reward, logs.num_sessions)
+      out.update({f"test/{name}{suffix}": v for name, v in est.items()})
+    return out
 
   def evaluate(self, params, splits: tuple[str, ...] | None = None) -> dict[str, float]:
     if self.extra is not None:
@@ -137,7 +166,7 @@ class SimulatorEvaluation:
     return out
 
   def format(self, metrics: dict[str, float]) -> str:
-    cols = ("return", "clicks", "steps", "likes", "ips", "snips")
+    cols = ("return", "clicks", "steps", "likes", "ips", "snips", "snips_softmax")
     lines = ["split".ljust(8) + "".join(c.rjust(10) for c in cols)]
     for split in SPLITS:
       if any(k.startswith(split + "/") for k in metrics):

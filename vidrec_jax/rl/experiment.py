@@ -10,8 +10,10 @@ per-seed values), a table, and a plot of return against training step.
   WORKDIR/eval/rl.json, rl_returns.png
 
 Policies: random (not trained), greedy (the supervised click model: the softmax policy trained
-to predict clicks, served greedily), reinforce (no correction), reinforce_offpolicy (capped
-importance weights), reinforce_topk (capped weights and the top-K correction).
+to predict clicks, served greedily), ips_click (the click model with capped importance weights:
+de-biased from the behaviour's exposure, no long-term credit), reinforce (no correction),
+reinforce_offpolicy (capped importance weights), reinforce_topk (capped weights and the top-K
+correction).
 """
 
 from __future__ import annotations
@@ -47,9 +49,14 @@ from vidrec_jax.train.trainers.reinforce import ReinforceTrainer
 from vidrec_jax.train.trainers.reinforce import RLContext
 
 RANDOM = "random"
-POLICIES = {"greedy": "supervised", "reinforce": "none", "reinforce_offpolicy": "standard",
-            "reinforce_topk": "topk"}  # trained policy -> its correction (rl/losses.py)
+POLICIES = {"greedy": "supervised", "ips_click": "ips_click", "reinforce": "none",
+            "reinforce_offpolicy": "standard", "reinforce_topk": "topk"}
+# trained policy -> its correction (rl/losses.py)
+CLICK_MODELS = ("greedy", "ips_click")  # served greedily (their top K) whatever rl.serving says
 BEHAVIOURS = ("logged", "estimated")
+# Off-policy estimates in rl.json: weighted as each policy is served (top K: indicator
+# weights), and as its softmax drawing K with replacement (rl/estimators.py).
+ESTIMATES = ("ips", "snips", "ips_softmax", "snips_softmax")
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
@@ -128,6 +135,17 @@ def _logs(path: str, make) -> logs_lib.Logs:
   return logs
 
 
+def _array(path: str, make) -> np.ndarray:
+  if os.path.exists(path):
+    return np.load(path)
+  out = make()
+  if jax.process_index() == 0:
+    with files.atomic_path(path) as tmp:
+      with open(tmp, "wb") as f:
+        np.save(f, out)
+  return out
+
+
 class _Seed:
   """One seed's training and held-out logs (written once, read back on a rerun) and catalog."""
 
@@ -143,6 +161,11 @@ class _Seed:
         sim, behaviour, self.train.final_histories, r.held_out_sessions, r.discount,
         jax.random.fold_in(key, 2)))
     self.catalog = catalog_arrays(sim, self.train)
+    # Exact P(video in the behaviour's slate) of the held-out slates: the denominators of
+    # every policy's off-policy weights (written once; ~1 s per 2,000 logged steps).
+    self.beta_inclusion = _array(
+        os.path.join(directory, "logs_test_inclusion.npy"),
+        lambda: logs_lib.behaviour_inclusion(sim, self.test, r.behaviour_temperature))
     logging.info("seed %d logs: %d steps (%.2f clicks per step, %.1f steps per session)", seed,
                  len(self.train), self.train.clicked.mean(), len(self.train) /
                  self.train.num_sessions)
@@ -175,7 +198,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         metrics = ev.evaluate(None)
         runner.write_results(pdir, metrics, ev, None, 0)
       else:
-        ev = _evaluation(config, sim, s, greedy if policy == "greedy" else served, catalog)
+        ev = _evaluation(config, sim, s, greedy if policy in CLICK_MODELS else served, catalog)
         ctx = RLContext(_policy_config(config, policy, seed), setup, s.train, s.catalog)
         metrics = runner.run(ReinforceTrainer(ctx), ev, pdir)
         if "preempted_at_step" in metrics:
@@ -193,28 +216,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return summary
 
 
-def _evaluation(config, sim, s: _Seed, policy_and_probs, extra=None
+def _evaluation(config, sim, s: _Seed, served: eval_lib.Served, extra=None
                 ) -> eval_lib.SimulatorEvaluation:
   """Common random numbers: every policy of a seed meets the same simulated luck."""
-  policy, probs = policy_and_probs
   r = config.rl
-  return eval_lib.SimulatorEvaluation(sim, policy, probs, s.train.final_histories, s.test,
-                                      r.eval_sessions, r.eval_seed + 1000 * s.seed, extra)
+  return eval_lib.SimulatorEvaluation(sim, served, s.train.final_histories, s.test,
+                                      s.beta_inclusion, r.eval_sessions,
+                                      r.eval_seed + 1000 * s.seed, extra)
 
 
 def summarise(per_seed: dict[int, dict[str, dict]], policies) -> dict:
   """`return/<policy>` (mean over seeds), `return/<policy>/std`, `.../seeds`, and the same for
-  `ips`, `snips`, `clicks`, `steps` and the shown and clicked quality; `gain/<policy>` = mean
-  return / greedy's mean return - 1; `same_order/<ips|snips>` (the estimates order the policies
-  as the simulated returns do), `rank_correlation/<ips|snips>` (Spearman) and
-  `separated_order/<ips|snips>`: the estimates order every pair of policies that the simulator
+  each of ESTIMATES, `clicks`, `steps` and the shown and clicked quality; `gain/<policy>` = mean
+  return / greedy's mean return - 1; `same_order/<estimate>` (the estimates order the policies
+  as the simulated returns do), `rank_correlation/<estimate>` (Spearman) and
+  `separated_order/<estimate>`: the estimates order every pair of policies that the simulator
   separates, i.e. one beats the other on every seed (seeds share the simulated luck, so the
   per-seed difference is paired); `separated_pairs` counts those pairs. Two policies tied
   within the seed spread have no order for an estimate to get right."""
   seeds = sorted(per_seed)
   out: dict = {"seeds": seeds, "policies": list(policies)}
   for p in policies:
-    for name, key in (("return", "test/return"), ("ips", "test/ips"), ("snips", "test/snips"),
+    for name, key in (("return", "test/return"), *((e, f"test/{e}") for e in ESTIMATES),
                       ("clicks", "test/clicks"), ("steps", "test/steps"),
                       ("shown_quality", "test/shown_quality"),
                       ("clicked_quality", "test/clicked_quality")):
@@ -227,14 +250,14 @@ def summarise(per_seed: dict[int, dict[str, dict]], policies) -> dict:
       out[f"gain/{p}"] = out[f"return/{p}"] / out["return/greedy"] - 1.0
   # Do the off-policy estimates order the policies as the simulator's truth does?
   truth = np.array([out[f"return/{p}"] for p in policies])
-  for est in ("ips", "snips"):
+  for est in ESTIMATES:
     vals = np.array([out[f"{est}/{p}"] for p in policies])
     out[f"same_order/{est}"] = bool((np.argsort(vals) == np.argsort(truth)).all())
     out[f"rank_correlation/{est}"] = (float(np.corrcoef(_ranks(vals), _ranks(truth))[0, 1])
                                       if len(policies) > 1 else 1.0)
   pairs = separated_pairs({p: out[f"return/{p}/seeds"] for p in policies})
   out["separated_pairs"] = len(pairs)
-  for est in ("ips", "snips"):
+  for est in ESTIMATES:
     out[f"separated_order/{est}"] = all(out[f"{est}/{hi}"] > out[f"{est}/{lo}"]
                                         for hi, lo in pairs)
   return out
@@ -260,14 +283,14 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 
 def table(summary: dict, policies) -> str:
-  cols = ("return", "clicks", "steps", "ips", "snips")
+  cols = ("return", "clicks", "steps") + ESTIMATES
   lines = ["policy".ljust(22) + "".join(c.rjust(18) for c in cols) + "gain vs greedy".rjust(16)]
   for p in policies:
     cells = "".join(f"{summary[f'{c}/{p}']:10.3f} ± {summary[f'{c}/{p}/std']:5.3f}"
                     for c in cols)
     gain = summary.get(f"gain/{p}")
     lines.append(p.ljust(22) + cells + (f"{100 * gain:+15.1f}%" if gain is not None else ""))
-  for est in ("ips", "snips"):
+  for est in ESTIMATES:
     lines.append(f"{est} orders the policies as the simulator: "
                  f"{'yes' if summary[f'same_order/{est}'] else 'no'} (Spearman "
                  f"{summary[f'rank_correlation/{est}']:.2f}); the "

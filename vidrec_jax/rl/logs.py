@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vidrec_jax.rl import estimators
 from vidrec_jax.rl import simulator as sim_lib
 
 
@@ -91,3 +92,48 @@ def collect(sim: sim_lib.Simulator, policy: sim_lib.Policy, histories: np.ndarra
   return Logs(**{k: cat[k].astype(np.float32 if k in ("reward", "ret", "beta") else np.int64)
                  for k in cat},
               num_sessions=sessions * len(users), final_histories=hist.astype(np.int64))
+
+
+def session_seen(logs: Logs, rows: np.ndarray, num_videos: int) -> np.ndarray:
+  """(len(rows), num_videos) bool: the videos the user clicked earlier in the same session at
+  each logged step, the ones a slate may not repeat (simulator.masked_logits)."""
+  steps = int(logs.step.max(initial=-1)) + 1
+  clicks = np.full((logs.num_sessions, max(steps, 1)), -1, np.int64)
+  clicks[logs.session, logs.step] = logs.video
+  earlier = clicks[logs.session[rows]]  # (n, steps)
+  earlier = np.where(np.arange(clicks.shape[1])[None] < logs.step[rows][:, None], earlier, -1)
+  seen = np.zeros((len(rows), num_videos + 1), bool)  # the last column takes the -1 pads
+  np.put_along_axis(seen, np.where(earlier >= 0, earlier, num_videos), True, 1)
+  return seen[:, :num_videos]
+
+
+def behaviour_logits(sim: sim_lib.Simulator, logs: Logs, rows: np.ndarray, temperature: float
+                     ) -> np.ndarray:
+  """(len(rows), N) the behaviour policy's logits at logged steps, -inf where it cannot show a
+  video (cold, or clicked earlier in the session): its slates are K draws without replacement
+  from their softmax."""
+  static = np.asarray(sim.arrays["static_logit"])[logs.user[rows]] / temperature
+  bad = session_seen(logs, rows, sim.num_videos) | sim.cold[None]
+  return np.where(bad, -np.inf, static.astype(np.float64))
+
+
+def behaviour_inclusion(sim: sim_lib.Simulator, logs: Logs, temperature: float,
+                        batch: int = 2048) -> np.ndarray:
+  """(n, K) exact P(video in the behaviour's slate) of every logged slate video (K draws
+  without replacement: rl/estimators.slate_inclusion). The rebuilt single-draw probabilities
+  are checked against the logged propensities, so logs written under other settings (another
+  temperature, simulator or world) are refused instead of weighted wrongly."""
+  out = np.zeros(logs.slate.shape, np.float64)
+  for lo in range(0, len(logs), batch):
+    rows = np.arange(lo, min(lo + batch, len(logs)))
+    lg = behaviour_logits(sim, logs, rows, temperature)
+    p = np.exp(lg - lg.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    single = np.take_along_axis(p, logs.slate[rows], 1)
+    err = np.abs(single - logs.beta[rows]).max(initial=0.0)
+    if err > 1e-4 + 1e-3 * float(np.abs(logs.beta[rows]).max(initial=0.0)):
+      raise ValueError(f"the logged propensities differ from the behaviour policy rebuilt from "
+                       f"the simulator (max difference {err:.3g}): the logs were written with "
+                       f"other settings; delete the seed's logs_*.npz to log them again")
+    out[rows] = estimators.slate_inclusion(lg, logs.slate[rows])
+  return out

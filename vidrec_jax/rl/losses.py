@@ -7,6 +7,8 @@ from the step, the loss is -w * log pi(a|s), with the weight w (no gradient thro
 `correction`:
 
   supervised  1                                    (the click model: the greedy ranker)
+  ips_click   min(pi/beta, cap)                    (the click model de-biased from the
+                                                    behaviour's exposure: reward = click)
   none        R                                    (REINFORCE, no correction)
   standard    min(pi/beta, cap) * R                (off-policy correction, capped weights)
   topk        min(pi/beta, cap) * K (1-pi)^(K-1) * R   (top-K off-policy correction)
@@ -14,7 +16,12 @@ from the step, the loss is -w * log pi(a|s), with the weight w (no gradient thro
 The top-K factor is the derivative of the chance 1 - (1 - pi)^K that a video is among K draws
 from pi: it vanishes as pi(a) -> 1, so a policy that shows K videos keeps mass on the next ones
 instead of piling it all on the best one. Importance weights are first-order (per step, not
-products over the session), as in the paper.
+products over the session), as in the paper. `ips_click` separates the two things the
+corrections do: it removes the behaviour's exposure bias from the click model without crediting
+long-term return, so greedy -> ips_click is the de-biasing and ips_click -> reinforce_offpolicy
+the long-term credit.
+
+Off-policy value estimates of a trained policy are in rl/estimators.py.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-CORRECTIONS = ("supervised", "none", "standard", "topk")
+CORRECTIONS = ("supervised", "ips_click", "none", "standard", "topk")
 
 
 def capped_ratio(pi: jax.Array, beta: jax.Array, cap: float) -> jax.Array:
@@ -42,6 +49,8 @@ def weights(correction: str, pi: jax.Array, beta: jax.Array, ret: jax.Array, cap
   pi, beta, ret = (jax.lax.stop_gradient(x) for x in (pi, beta, ret))
   if correction == "supervised":
     return jnp.ones_like(ret)
+  if correction == "ips_click":
+    return capped_ratio(pi, beta, cap) * jnp.ones_like(ret)
   if correction == "none":
     return ret
   if correction == "standard":
@@ -67,20 +76,3 @@ def reinforce_loss(logits: jax.Array, action: jax.Array, beta: jax.Array, ret: j
            "capped_share": ((ratio > cap) * mask).sum() / n}
   return -(w * logp_a).sum() / n, stats
 
-
-def inclusion(p: np.ndarray, k: int) -> np.ndarray:
-  """Chance that a video of single-draw probability p is among K draws: 1 - (1 - p)^K."""
-  return 1.0 - (1.0 - np.asarray(p, np.float64)) ** k
-
-
-def off_policy_values(pi_a: np.ndarray, beta_a: np.ndarray, reward: np.ndarray,
-                      num_sessions: int, k: int) -> dict[str, float]:
-  """IPS and SNIPS estimates of a policy's average session return from logged clicks: pi_a and
-  beta_a are the target and behaviour single-draw probabilities of each clicked video, reward
-  its watch time. Weights compare the chances of being in a K-slate, inclusion(pi) /
-  inclusion(beta); SNIPS normalises them to mean one over the logged clicks."""
-  w = inclusion(pi_a, k) / np.maximum(inclusion(beta_a, k), 1e-30)
-  r = np.asarray(reward, np.float64)
-  ips = float((w * r).sum() / num_sessions)
-  snips = float((w * r).sum() / max(w.sum(), 1e-30) * len(r) / num_sessions)
-  return {"ips": ips, "snips": snips, "weight_max": float(w.max(initial=0.0))}

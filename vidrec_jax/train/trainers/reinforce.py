@@ -125,8 +125,9 @@ class ReinforceTrainer(Trainer):
     self.args = StepArgs(r.correction, float(r.weight_cap),
                          r.get("topk_k", 0) or r.simulator.slate_size,
                          r.behaviour == "estimated")
-    # The supervised click model learns from clicks whatever rl.actions says.
-    self.actions = "clicked" if r.correction == "supervised" else r.actions
+    # The click models (supervised, and de-biased by importance weights) learn from clicks
+    # whatever rl.actions says.
+    self.actions = "clicked" if r.correction in ("supervised", "ips_click") else r.actions
     repl = NamedSharding(self.setup.mesh, PartitionSpec())
     self.catalog = jax.tree.map(lambda x: jax.device_put(x, repl), ctx.catalog)
     self.steps_per_epoch = len(self.logs) // self.config.data.batch_size
