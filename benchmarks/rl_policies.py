@@ -5,10 +5,12 @@ ranker in the simulator, and do the off-policy estimates see it?
 
 Runs `python -m vidrec_jax.main --config=CONFIG --workdir=ROOT/run` (timed; a rerun resumes and
 reads finished policies back), then prints, from ROOT/run/eval/rl.json, a markdown table of every
-policy's simulated session return (mean ± std over seeds, and per seed), sessions' clicks and
-steps, the mean latent quality of what it shows, the IPS and SNIPS estimates from held-out logs,
-the gain over greedy, and whether each estimator orders the policies as the simulator does (all
-of them, and the pairs the simulator separates: one policy ahead on every seed). The
+policy's simulated valid return (what its checkpoint was chosen by) beside its test return
+(mean ± sample SD over seeds, and per seed), sessions' clicks and steps, the mean latent quality
+of what it shows, the IPS and SNIPS estimates from held-out logs (weighted as the policy is
+served, and as its softmax), the gain over greedy with paired tests (seeds share the simulated
+luck), and whether each estimator orders the policies as the simulator does (all of them, and
+the pairs the simulator separates: one policy ahead on every seed). The
 plot of return against training step is ROOT/run/eval/rl_returns.png.
 """
 
@@ -21,11 +23,15 @@ import time
 from absl import app
 from absl import flags
 
+import stats  # benchmarks/stats.py
+
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_rl_bench", "Workdir root.")
 _CONFIG = flags.DEFINE_string("config", "configs/rl.py", "RL config (with its argument).")
 _OUT = flags.DEFINE_string("out", "", "Also write the table as markdown here.")
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Format ROOT/run/eval/rl.json, run nothing.")
 
+# rl.json's off-policy estimates: as each policy is served, and as its softmax (rl/estimators.py)
+ESTIMATES = ("ips", "snips", "ips_softmax", "snips_softmax")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -49,20 +55,29 @@ def main(argv):
     s = json.load(f)
   policies = s["policies"]
   when = "not run here" if _TABLE_ONLY.value else f"wall time {wall:.0f} s (this run)"
-  lines = [f"{_CONFIG.value}, seeds {s['seeds']}, {when}", "",
-           "| policy | return (s/session) | per seed | clicks | steps | shown quality | "
-           "IPS | SNIPS | vs greedy |", "|---|---|---|---|---|---|---|---|---|"]
+  n = len(s["seeds"])
+  lines = [f"{_CONFIG.value}, seeds {s['seeds']} (n = {n}; mean ± sample SD), {when}", "",
+           "| policy | valid return | test return (s/session) | per seed | clicks | steps | "
+           "shown quality | IPS | SNIPS | IPS softmax | SNIPS softmax | vs greedy |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for p in policies:
     seeds = ", ".join(f"{v:.2f}" for v in s[f"return/{p}/seeds"])
     gain = s.get(f"gain/{p}")
-    lines.append(f"| {p} | {_cell(s, f'return/{p}')} | {seeds} | {_cell(s, f'clicks/{p}', 1)} "
-                 f"| {_cell(s, f'steps/{p}', 1)} | {_cell(s, f'shown_quality/{p}')} | "
-                 f"{_cell(s, f'ips/{p}', 1)} | {_cell(s, f'snips/{p}', 1)} | "
-                 f"{'' if gain is None else f'{100 * gain:+.1f}%'} |")
+    lines.append(f"| {p} | {_cell(s, f'valid_return/{p}')} | {_cell(s, f'return/{p}')} | "
+                 f"{seeds} | {_cell(s, f'clicks/{p}', 1)} | {_cell(s, f'steps/{p}', 1)} | "
+                 f"{_cell(s, f'shown_quality/{p}')} | "
+                 + " | ".join(_cell(s, f"{e}/{p}", 1) for e in ESTIMATES)
+                 + f" | {'' if gain is None else f'{100 * gain:+.1f}%'} |")
   lines.append("")
-  for est in ("ips", "snips"):
-    lines.append(f"- {est.upper()} orders the policies as the simulator: "
-                 f"{'yes' if s[f'same_order/{est}'] else 'no'} (Spearman "
+  # Seeds share the simulated luck across policies (common random numbers): paired tests.
+  for a, b in (("ips_click", "greedy"), ("reinforce_offpolicy", "ips_click"),
+               ("reinforce_topk", "reinforce_offpolicy"), ("reinforce_topk", "greedy")):
+    if a in policies and b in policies and n > 1:
+      lines.append("- test return: " + stats.verdict(s[f"return/{a}/seeds"],
+                                                     s[f"return/{b}/seeds"], (a, b), "paired"))
+  for est in ESTIMATES:
+    lines.append(f"- {est.upper().replace('_SOFTMAX', ' (softmax)')} orders the policies as "
+                 f"the simulator: {'yes' if s[f'same_order/{est}'] else 'no'} (Spearman "
                  f"{s[f'rank_correlation/{est}']:.2f}); the {s['separated_pairs']} pairs that "
                  "the simulator separates (one policy ahead on every seed): "
                  f"{'yes' if s[f'separated_order/{est}'] else 'no'}")

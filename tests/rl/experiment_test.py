@@ -206,7 +206,8 @@ class SummaryTest(absltest.TestCase):
     returns = {"a": [10.0, 12.0, 11.0], "b": [11.0, 11.5, 10.0], "c": [5.0, 6.0, 7.0]}
     ips = {"a": 4.0, "b": 5.0, "c": 1.0}
     snips = {"a": 9.0, "b": 12.0, "c": 10.0}
-    per_seed = {s: {p: {"test/return": returns[p][s], "test/ips": ips[p],
+    per_seed = {s: {p: {"test/return": returns[p][s], "valid/return": returns[p][s],
+                        "test/ips": ips[p],
                         "test/snips": snips[p], "test/ips_softmax": ips[p],
                         "test/snips_softmax": snips[p], "test/clicks": 1.0, "test/steps": 1.0,
                         "test/shown_quality": 0.0, "test/clicked_quality": 0.0}

@@ -227,7 +227,7 @@ def _evaluation(config, sim, s: _Seed, served: eval_lib.Served, extra=None
 
 def summarise(per_seed: dict[int, dict[str, dict]], policies) -> dict:
   """`return/<policy>` (mean over seeds), `return/<policy>/std`, `.../seeds`, and the same for
-  each of ESTIMATES, `clicks`, `steps` and the shown and clicked quality; `gain/<policy>` = mean
+  `valid_return` (the simulated valid return the checkpoint was chosen by), each of ESTIMATES, `clicks`, `steps` and the shown and clicked quality; `gain/<policy>` = mean
   return / greedy's mean return - 1; `same_order/<estimate>` (the estimates order the policies
   as the simulated returns do), `rank_correlation/<estimate>` (Spearman) and
   `separated_order/<estimate>`: the estimates order every pair of policies that the simulator
@@ -237,7 +237,8 @@ def summarise(per_seed: dict[int, dict[str, dict]], policies) -> dict:
   seeds = sorted(per_seed)
   out: dict = {"seeds": seeds, "policies": list(policies)}
   for p in policies:
-    for name, key in (("return", "test/return"), *((e, f"test/{e}") for e in ESTIMATES),
+    for name, key in (("return", "test/return"), ("valid_return", "valid/return"),
+                      *((e, f"test/{e}") for e in ESTIMATES),
                       ("clicks", "test/clicks"), ("steps", "test/steps"),
                       ("shown_quality", "test/shown_quality"),
                       ("clicked_quality", "test/clicked_quality")):
