@@ -39,7 +39,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.model.update(name="sequential", embed_dim=64, dtype="float32", id_dropout=0.0)
   c.model.frame_encoder = ml_collections.ConfigDict(dict(name="none"))
   c.model.user_tower = ml_collections.ConfigDict(dict(
-      name="sasrec", max_len=50, num_layers=2, num_heads=2, inner_dim=256, dropout_rate=0.2))
+      name="sasrec", max_len=50, num_layers=2, num_heads=2, inner_dim=256, dropout_rate=0.2,
+      kernel_init="lecun_normal"))
   c.train.update(trainer="next_item", softmax="full", learning_rate=1e-3, warmup_steps=0,
                  end_learning_rate_factor=1.0, weight_decay=0.0, grad_clip=1e9,
                  steps=200 * STEPS_PER_EPOCH, eval_every=STEPS_PER_EPOCH,

@@ -45,6 +45,7 @@ ADDED_FIELDS = {
     "model.backbone.whiten": 0,
     "model.backbone.whiten_flow": False,
     "train.loss_weights.watch_time_log": 0.1,  # its head's weight, as the configs give it
+    "model.user_tower.kernel_init": "lecun_normal",  # SASRec's; the only init before it
 }
 # Field -> the ADDED_FIELDS field that switches on the part it configures.
 GATED_FIELDS = {f"model.frame_encoder.{f}": "model.frame_encoder.flow"

@@ -8,10 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
+from flax import nnx
 
 from tests import helpers
 from vidrec_jax import experiment
+from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.data import sequences
+from vidrec_jax.models.user_towers import SASRecTower
 from vidrec_jax.train.context import make_context
 from vidrec_jax.train.trainers import TRAINERS
 
@@ -88,6 +91,20 @@ class TowersTest(absltest.TestCase):
       a = model.encode_users(inputs, ctx.catalog, candidate=c[0])
       b = model.encode_users(inputs, ctx.catalog, candidate=c[1])
       self.assertEqual(bool(float(jnp.abs(a - b).max()) > 1e-5), depends, tower)
+
+  def test_sasrec_kernel_init(self):
+    # N(0, 0.02) (SASRec's / RecBole's) or LeCun normal (std 1/sqrt(fan_in) = 1/8 at 64 wide).
+    kw = dict(num_users=1, dim=64, vocab_pad_multiple=1, max_len=8, num_layers=1, num_heads=2,
+              inner_dim=256, dropout_rate=0.0, dtype=jnp.float32, param_dtype=jnp.float32)
+    stds = {}
+    for init in ("lecun_normal", "normal_0.02"):
+      tower = SASRecTower(**kw, rngs=nnx.Rngs(0), kernel_init=init)
+      stds[init] = float(np.std(np.asarray(tower.blocks[0].inner.kernel[...])))
+    self.assertAlmostEqual(stds["normal_0.02"], 0.02, delta=0.002)
+    self.assertAlmostEqual(stds["lecun_normal"], 0.125, delta=0.015)
+    with self.assertRaisesRegex(ConfigError, "kernel_init='xavier' is not allowed; allowed: "
+                                "lecun_normal, normal_0.02"):
+      SASRecTower(**kw, rngs=nnx.Rngs(0), kernel_init="xavier")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.config_checks import typed_kwargs
 from vidrec_jax.models import layers
 from vidrec_jax.models.attention import LayerNorm
@@ -86,6 +87,11 @@ def _history(inputs: dict, items: ItemFn) -> tuple[jax.Array, jax.Array]:
   return items(ids) * mask[..., None], mask
 
 
+# SASRec's transformer kernels: the default LeCun normal, or N(0, 0.02) as SASRec's (BERT's,
+# RecBole's) initialisation. configs/movielens.py records which ML-100K runs chose on valid.
+KERNEL_INITS = {"lecun_normal": layers.LECUN, "normal_0.02": nnx.initializers.normal(0.02)}
+
+
 @USER_TOWERS.register("sasrec")
 class SASRecTower(UserTower):
   """SASRec (Kang and McAuley, 2018): item vectors + learned positions, LayerNorm, dropout, then
@@ -96,13 +102,17 @@ class SASRecTower(UserTower):
 
   def __init__(self, *, num_users: int, dim: int, vocab_pad_multiple: int, max_len: int,
                num_layers: int, num_heads: int, inner_dim: int, dropout_rate: float, dtype,
-               param_dtype, rngs: nnx.Rngs):
+               param_dtype, rngs: nnx.Rngs, kernel_init: str = "lecun_normal"):
     del num_users, vocab_pad_multiple  # a history tower has no user table
+    if kernel_init not in KERNEL_INITS:
+      raise ConfigError(f"config.model.user_tower.kernel_init={kernel_init!r} is not allowed; "
+                        f"allowed: {', '.join(KERNEL_INITS)}")
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.position = nnx.Embed(max_len, dim, embedding_init=param(
         nnx.initializers.normal(0.02), (None, "embed")), **kw)
     self.norm = LayerNorm(dim, eps=1e-12, dtype=dtype, param_dtype=param_dtype)
-    self.blocks = nnx.List([TransformerBlock(dim, num_heads, inner_dim, dropout_rate, **kw)
+    self.blocks = nnx.List([TransformerBlock(dim, num_heads, inner_dim, dropout_rate,
+                                             kernel_init=KERNEL_INITS[kernel_init], **kw)
                             for _ in range(num_layers)])
     self.max_len, self.dropout_rate = max_len, dropout_rate
 
