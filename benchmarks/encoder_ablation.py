@@ -1,14 +1,19 @@
 """The video-encoder ablation (configs/encoder_ablation.py): cold-start oracle-normalised AUC gain
 of five encoder variants on worlds of three taste kinds, several seeds, as a markdown table with
-the spread and a check of each expectation.
+the valid and test figures, the spread, and a check of each expectation.
 
   python benchmarks/encoder_ablation.py --root=/tmp/vidrec_ablation [--seeds=0,1,2] \\
       [--steps=600] [--overrides=data.batch_size=32] [--out=benchmarks/results/encoder_ablation.md]
 
-Each seed is another world (data.dataset.seed = 17 + seed) and another model initialisation and
-data order; the encoder variants of one (taste, seed) share the generated world. Finished runs
-(WORKDIR/eval/metrics.json) are read, not rerun, so an interrupted ablation resumes; the table
-is rewritten after every run; `--table_only` tabulates what finished without running anything.
+Each seed is another world (data.dataset.seed = 17 + seed; `--seeds=3,4,5`: fresh worlds) and
+another model initialisation and data order; the encoder variants of one (taste, seed) share the
+generated world. Finished runs (WORKDIR/eval/metrics.json) are read, not rerun, so an interrupted
+ablation resumes; the table is rewritten after every run; `--table_only` tabulates what finished
+without running anything.
+
+Selection protocol (benchmarks/stats.py): mean ± sample SD (ddof 1) with n, valid beside test;
+the best encoder of a taste is chosen by its valid mean, and a variant lifts (or hurts) against
+rgb only where a paired t-test over the seeds (shared worlds) gives p < 0.05.
 """
 
 import json
@@ -21,6 +26,8 @@ from absl import flags
 from main_runner import REPO  # benchmarks/main_runner.py
 from main_runner import run
 from main_runner import write
+import stats  # benchmarks/stats.py
+import tables  # benchmarks/tables.py
 
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_ablation", "Where worlds and workdirs go.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (each one a world).")
@@ -29,7 +36,8 @@ _ENCODERS = flags.DEFINE_list("encoders", ["rgb", "flow", "attention", "both", "
                               "Encoder variants.")
 _STEPS = flags.DEFINE_integer("steps", 600, "Training steps of every run.")
 _OVERRIDES = flags.DEFINE_list("overrides", [], "Extra --config.x=y flags for every run.")
-_METRIC = flags.DEFINE_string("metric", "test/cold/oracle_gain", "The metric of the table.")
+_METRIC = flags.DEFINE_string("metric", "test/cold/oracle_gain", "The metric of the table "
+                              "(its valid and its test figure are both read).")
 _OUT = flags.DEFINE_string("out", "", "Markdown table path (default ROOT/encoder_ablation.md).")
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only tabulate the runs that finished.")
 
@@ -40,41 +48,61 @@ EXPECTATIONS = (
     ("flow", "rgb", "appearance", "does not hurt"),
     ("attention", "rgb", "appearance", "does not hurt"),
 )
-
-
-def spread_check(a: list[float], b: list[float], expected: str) -> tuple[bool, str]:
-  """Whether variant values `a` relate to baseline values `b` as `expected`: 'lifts' = a's mean
-  exceeds b's by more than the larger standard deviation; 'does not hurt' = a's mean is not
-  below b's by more than it."""
-  diff, spread = float(np.mean(a) - np.mean(b)), float(max(np.std(a), np.std(b)))
-  ok = diff > spread if expected == "lifts" else diff >= -spread
-  return ok, f"{diff:+.3f} (spread {spread:.3f})"
+BASELINE = "rgb"  # the encoder the best of each taste is tested against
 
 
 def table(results: dict, seeds: list[str]) -> str:
   tastes, encoders = _TASTES.value, _ENCODERS.value
-  lines = [f"{_METRIC.value}, mean ± std over seeds {', '.join(seeds)} "
-           f"({_STEPS.value} steps per run)", "",
-           "| encoder | " + " | ".join(tastes) + " | seconds/run |",
-           "|---|" + "---|" * (len(tastes) + 1)]
+  key = tables.at_split(_METRIC.value, "test")
+  runs = {(t, e): {s: results[(t, e, s)][0] for s in seeds if (t, e, s) in results}
+          for t in tastes for e in encoders}
+  rows = []
   for e in encoders:
-    cells, secs = [], []
-    for t in tastes:
-      vals = [results[(t, e, s)][0] for s in seeds if (t, e, s) in results]
-      secs += [results[(t, e, s)][1] for s in seeds if (t, e, s) in results]
-      cells.append(f"{np.mean(vals):.3f} ± {np.std(vals):.3f} (n={len(vals)})" if vals else "")
-    timed = [x for x in secs if np.isfinite(x)]  # runs finished earlier are read, not timed
-    lines.append(f"| {e} | " + " | ".join(cells) + f" | {np.mean(timed):.0f} |" if timed else
-                 f"| {e} | " + " | ".join(cells) + " | (read) |")
-  lines += ["", "| expectation | difference of means | holds |", "|---|---|---|"]
+    cells = [x for t in tastes for x in tables.split_cells(list(runs[(t, e)].values()), key)]
+    timed = tables.finite(results[(t, e, s)][1] for t in tastes for s in seeds
+                          if (t, e, s) in results)  # runs finished earlier are read, not timed
+    rows.append([e] + cells + [f"{sum(timed) / len(timed):.0f}" if timed else "(read)"])
+  lines = [f"{key.partition('/')[2]}, mean ± SD (ddof 1) over seeds {', '.join(seeds)} "
+           f"({_STEPS.value} steps per run), the valid split beside the test split", ""]
+  lines += tables.markdown(["encoder"] + tables.split_header(tastes) + ["seconds/run"], rows)
+  rows = []
   for variant, base, taste, expected in EXPECTATIONS:
-    both = [s for s in seeds if (taste, variant, s) in results and (taste, base, s) in results]
+    a, b = runs.get((taste, variant), {}), runs.get((taste, base), {})
+    both = [s for s in seeds if s in a and s in b]
     if len(both) >= 2:  # the seeds that have both runs
-      ok, text = spread_check([results[(taste, variant, s)][0] for s in both],
-                              [results[(taste, base, s)][0] for s in both], expected)
-      lines.append(f"| {variant} {expected} {taste} tastes (vs {base}) | {text}, "
-                   f"seeds {', '.join(both)} | {'yes' if ok else 'NO'} |")
+      res = tables.compare(a, b, key, (variant, base))
+      rows.append([f"{variant} {expected} {taste} tastes (vs {base}; seeds {', '.join(both)})",
+                   res["valid"][0], res["test"][0], tables.holds(res["test"][1], expected)])
+  lines += ["", "Expectations: the verdict of a paired t-test on each split (p < 0.05); holds "
+            "by the test split", ""]
+  lines += tables.markdown(["expectation", "valid", "test", "holds"], rows)
+  rows = []
+  for t in tastes:
+    valid = {e: tables.metric(runs[(t, e)].values(), tables.at_split(key, "valid"))
+             for e in encoders}
+    valid = {e: x for e, x in valid.items() if x}
+    if not valid:
+      continue
+    best = stats.best_by_valid(valid)
+    if best == BASELINE:
+      vs = "(the baseline)"
+    elif (t, BASELINE) not in runs:
+      vs = f"({BASELINE} not run)"
+    else:
+      vs = tables.compare(runs[(t, best)], runs[(t, BASELINE)], key, (best, BASELINE))["test"][0]
+    rows.append([t, best] + tables.split_cells(list(runs[(t, best)].values()), key) + [vs])
+  lines += ["", f"The best encoder of each taste, chosen by the valid mean; test against "
+            f"{BASELINE} by a paired t-test", ""]
+  lines += tables.markdown(["taste", "best by valid", "valid", "test", f"test vs {BASELINE}"],
+                           rows)
   return "\n".join(lines) + "\n"
+
+
+def read(path: str) -> dict:
+  """The valid and test values of the table's metric in a run's metrics.json."""
+  with open(path) as f:
+    m = json.load(f)
+  return {k: m.get(k) for k in (tables.at_split(_METRIC.value, s) for s in tables.SPLITS)}
 
 
 def main(_):
@@ -91,8 +119,7 @@ def main(_):
         for enc in _ENCODERS.value:
           path = os.path.join(root, f"{taste}_{enc}_seed{seed}", "eval", "metrics.json")
           if os.path.exists(path):
-            with open(path) as f:
-              results[(taste, enc, seed)] = (json.load(f)[_METRIC.value], float("nan"))
+            results[(taste, enc, seed)] = (read(path), float("nan"))
         continue
       secs, _ = run([f"--config={cfg}:{taste},seed={seed}", f"--workdir={data_dir}",
                      "--mode=generate", f"--config.data.data_dir={data_dir}"])
@@ -108,11 +135,10 @@ def main(_):
           ips = [float(x) for x in re.findall(r"impressions_per_second=([0-9.]+)", log)]
           print(f"  {np.mean(ips[1:]) if len(ips) > 1 else float('nan'):.0f} impressions/s",
                 flush=True)
-        with open(metrics_path) as f:
-          value = json.load(f)[_METRIC.value]
-        results[(taste, enc, seed)] = (value, secs)
-        print(f"{taste:10s} {enc:9s} seed {seed}: {_METRIC.value} {value:.3f} ({secs:.0f} s)",
-              flush=True)
+        results[(taste, enc, seed)] = (read(metrics_path), secs)
+        print(f"{taste:10s} {enc:9s} seed {seed}: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in results[(taste, enc, seed)][0].items() if v is not None)
+              + f" ({secs:.0f} s)", flush=True)
         write(out, table(results, _SEEDS.value))
   text = table(results, _SEEDS.value)
   write(out, text)

@@ -23,3 +23,10 @@ def write(path: str, text: str) -> None:
   """Writes a results table (rewritten after every run, so an interrupted script leaves one)."""
   with open(path, "w") as f:
     f.write(text)
+
+
+def world_dir(root: str, world: str, own: str) -> str:
+  """Where the data, caches and runs of world `world` (a data.dataset.seed) go: ROOT itself for
+  the config's own world `own` (the layout from before the scripts took --worlds, so finished
+  runs are still read), ROOT/world{W} for another."""
+  return root if str(world) == str(own) else os.path.join(root, f"world{world}")

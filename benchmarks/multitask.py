@@ -1,25 +1,32 @@
 """Issue 13's table: multi-task trunks (shared-bottom, MMoE, PLE) and loss weighting on the demo's
-world (configs/multitask.py), several seeds, every task's test metrics with the spread, the
-retrieval stage, and a check of the issue's expectations and targets.
+world (configs/multitask.py), several seeds, every task's valid and test metrics with the spread,
+the retrieval stage, and a check of the issue's expectations and targets.
 
   python benchmarks/multitask.py --root=/tmp/vidrec_mt_bench [--seeds=0,1,2] \\
       [--variants=shared_bottom+basic,mmoe+basic,ple+basic,ple+fixed+basic,ple]
       [--out=benchmarks/results/multitask.md]
 
 Seed s is world data.dataset.seed = 17 + s (17 is the demo's world) and initialisation/data
-order s; the variants of one seed share the generated world and its feature cache. Finished
-runs (WORKDIR/eval/metrics.json) are read, not rerun; `--table_only` tabulates what finished.
+order s (`--seeds=3,4,5`: fresh worlds); the variants of one seed share the generated world and
+its feature cache. Finished runs (WORKDIR/eval/metrics.json) are read, not rerun;
+`--table_only` tabulates what finished.
+
+Selection protocol (benchmarks/stats.py): every figure is mean ± sample SD (ddof 1) with n, the
+valid figure beside the test one; a target's "best variant" is chosen by its valid mean, and an
+expert trunk is ahead of shared-bottom only where a paired t-test over the seeds (shared worlds)
+gives p < 0.05, otherwise level within noise.
 """
 
 import json
 import os
 
-import numpy as np
 from absl import app
 from absl import flags
 from main_runner import REPO  # benchmarks/main_runner.py
 from main_runner import run
 from main_runner import write
+import stats  # benchmarks/stats.py
+import tables  # benchmarks/tables.py
 
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_mt_bench", "Where worlds and workdirs go.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (each one a world).")
@@ -32,7 +39,7 @@ _STEPS = flags.DEFINE_integer("steps", 3000, "Training steps of every run (the t
 _OUT = flags.DEFINE_string("out", "", "Markdown table path (default ROOT/multitask.md).")
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only tabulate the runs that finished.")
 
-# (column, metric key, higher is better)
+# (column, metric key (its valid twin is read beside it), higher is better)
 COLUMNS = (
     ("click cold gain", "test/cold/oracle_gain", True),
     ("click warm gain", "test/warm/oracle_gain", True),
@@ -47,45 +54,49 @@ TASK_COLUMNS = ("click AUC", "watch time MAE", "like AUC")  # one per task of th
 TARGETS = (("click cold gain", 0.8), ("click warm gain", 0.9))
 
 
-def fmt(vals: list[float]) -> str:
-  return f"{np.mean(vals):.3f} ± {np.std(vals):.3f}" if vals else ""
-
-
 def table(results: dict, seeds: list[str], variants: list[str]) -> str:
-  lines = [f"Test split, mean ± std over seeds {', '.join(seeds)} ({_STEPS.value} steps per run; "
-           "n = seeds finished)", "",
-           "| variant | n | " + " | ".join(c for c, _, _ in COLUMNS) + " |",
-           "|---|---|" + "---|" * len(COLUMNS)]
-  for v in variants:
-    runs = [results[(v, s)] for s in seeds if (v, s) in results]
-    cells = [fmt([r[k] for r in runs if k in r]) for _, k, _ in COLUMNS]
-    lines.append(f"| {v} | {len(runs)} | " + " | ".join(cells) + " |")
-  lines += ["", "| check | result | holds |", "|---|---|---|"]
+  higher = {c: h for c, _, h in COLUMNS}
+  key_of = {c: k for c, k, _ in COLUMNS}
+  runs = {v: {s: results[(v, s)] for s in seeds if (v, s) in results} for v in variants}
+  lines = [f"Mean ± SD (ddof 1) over seeds {', '.join(seeds)} (n = seeds finished; "
+           f"{_STEPS.value} steps per run), the valid split beside the test split", ""]
+  lines += tables.markdown(["variant"] + tables.split_header([c for c, _, _ in COLUMNS]),
+                           [[v] + [x for _, k, _ in COLUMNS
+                                   for x in tables.split_cells(list(runs[v].values()), k)]
+                            for v in variants])
+  rows = []
   for v in variants:
     # An expert trunk against shared-bottom with the same other words (ple+basic against
-    # shared_bottom+basic).
+    # shared_bottom+basic), paired over the seeds (worlds) both finished.
     trunk, *rest = v.split("+")
     base = "+".join(["shared_bottom"] + rest)
-    if trunk not in ("mmoe", "ple"):
+    if trunk not in ("mmoe", "ple") or base not in runs:
       continue
-    both = [s for s in seeds if (v, s) in results and (base, s) in results]
+    both = [s for s in seeds if s in runs[v] and s in runs[base]]
     if not both:
       continue
-    for col, key, higher in COLUMNS:
-      if col not in TASK_COLUMNS:
-        continue
-      a = np.mean([results[(v, s)][key] for s in both])
-      b = np.mean([results[(base, s)][key] for s in both])
-      ok = a >= b if higher else a <= b
-      lines.append(f"| {v} >= {base} on {col} | {a:.4f} vs {b:.4f} (seeds {', '.join(both)}) "
-                   f"| {'yes' if ok else 'NO'} |")
+    for col in TASK_COLUMNS:
+      res = tables.compare(runs[v], runs[base], key_of[col], (v, base), higher[col])
+      rows.append([f"{v} ahead of {base} on {col}{'' if higher[col] else ' (lower)'} "
+                   f"(seeds {', '.join(both)})", res["valid"][0], res["test"][0],
+                   tables.holds(res["test"][1], "lifts")])
   for col, target in TARGETS:
-    key = dict((c, k) for c, k, _ in COLUMNS)[col]
-    best = max(((np.mean([results[(v, s)][key] for s in seeds if (v, s) in results]), v)
-                for v in variants if any((v, s) in results for s in seeds)), default=None)
-    if best is not None:
-      lines.append(f"| {col} >= {target} (best variant: {best[1]}) | {best[0]:.3f} | "
-                   f"{'yes' if best[0] >= target else 'NO'} |")
+    key = key_of[col]
+    valid = {v: tables.metric(runs[v].values(), tables.at_split(key, "valid")) for v in variants}
+    valid = {v: x for v, x in valid.items() if x}
+    if not valid:
+      continue
+    best = stats.best_by_valid(valid, higher[col])
+    vals = {s: tables.metric(runs[best].values(), tables.at_split(key, s)) for s in tables.SPLITS}
+    res = {s: tables.judge(x, [target] * len(x), (best, str(target)), "paired", higher[col])
+           for s, x in vals.items()}  # a one-sample t-test against the target
+    rows.append([f"{col} above {target} (best variant by valid: {best})",
+                 f"{tables.cell(vals['valid'])}: {res['valid'][0]}",
+                 f"{tables.cell(vals['test'])}: {res['test'][0]}",
+                 tables.holds(res["test"][1], "lifts")])
+  lines += ["", "Checks: the verdict of a paired t-test on each split (p < 0.05 = ahead); "
+            "holds by the test split", ""]
+  lines += tables.markdown(["check", "valid", "test", "holds"], rows)
   return "\n".join(lines) + "\n"
 
 
