@@ -9,7 +9,6 @@ its batches, its jitted step, and its data position.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Callable, Protocol
 
 import jax
@@ -23,6 +22,7 @@ from vidrec_jax.models.partitioning import activation_sharding
 from vidrec_jax.train import checkpointing
 from vidrec_jax.train import distributed
 from vidrec_jax.train import mesh as mesh_lib
+from vidrec_jax.train import throughput
 
 
 class NonFiniteLossError(RuntimeError):
@@ -80,15 +80,22 @@ def reduce_window(window: list[dict], first_step: int) -> dict[str, float]:
 
 
 class _Log:
-  """The metrics window since the last log step, and throughput over it."""
+  """The metrics window since the last log step, and throughput over it: `timer` starts before
+  the window's first step and stops at its log step, each time at a blocking point
+  (vidrec_jax/train/throughput.py), so it times the window's steps to their end on the device,
+  and not the logging and evaluations between windows (the loop stops it before an evaluation
+  between log steps). The first window includes compilation."""
 
   def __init__(self, start: int):
-    self.window, self.start, self.t0, self.examples = [], start, time.time(), 0.0
+    self.window, self.start, self.timer = [], start, throughput.Timer()
 
-  def scalars(self, step: int) -> dict[str, float]:
+  def scalars(self, step: int, outputs) -> dict[str, float]:
+    """The window's means; the clock stops once `outputs` (the log step's state and metrics)
+    are computed."""
+    self.timer.stop(outputs)
     out = reduce_window(self.window, self.start)
-    out["impressions_per_second"] = self.examples / max(time.time() - self.t0, 1e-9)
-    self.window, self.start, self.t0, self.examples = [], step, time.time(), 0.0
+    out["impressions_per_second"] = self.timer.per_second()
+    self.window, self.start, self.timer = [], step, throughput.Timer()
     return out
 
 
@@ -230,14 +237,18 @@ def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemptio
                   mininterval=2.0)
   try:
     for step in range(start + 1, t.steps + 1):
+      if not log.timer.running:
+        # The window starts at a blocking point, once the state it trains from is ready, and
+        # stops at its log step; no step waits in between, so training stays asynchronous.
+        log.timer.start(state)
       batch = next(batches)
-      log.examples += trainer.observe(batch) * jax.process_count()
+      log.timer.add(trainer.observe(batch) * jax.process_count())
       with activation_sharding(setup.mesh, setup.rules):
         state, metrics = step_fn(state, mesh_lib.shard_batch(batch, setup.mesh, setup.rules))
       log.window.append(metrics)
       bar.update(1)
       if step % t.log_every == 0 or step == t.steps:
-        scalars = dict(log.scalars(step), **trainer.totals())
+        scalars = dict(log.scalars(step, (state, metrics)), **trainer.totals())
         if host0:
           summaries.write(step, scalars)
           bar.set_postfix(loss=f"{scalars['loss']:.4f}")
@@ -252,8 +263,12 @@ def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemptio
         logging.warning("preempted: saved step %d in %s; rerun the same command to resume",
                         step, ckpt.directory)
         return state, step, step
-      if evaluates(step) and evaluate(step, state):
-        return state, None, step  # the early stop saved this step
+      if evaluates(step):
+        if log.timer.running:  # not a log step: the clocks stop here, evaluation is not training
+          log.timer.stop((state, metrics))
+          trainer.totals()
+        if evaluate(step, state):
+          return state, None, step  # the early stop saved this step
       ckpt.save(step, state, position(step), force=step == t.steps)
   finally:
     bar.close()

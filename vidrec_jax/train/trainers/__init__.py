@@ -48,7 +48,11 @@ class Trainer(abc.ABC):
     return 0.0
 
   def totals(self) -> dict[str, float]:
-    """Running totals logged with the metrics and reported as `train/<name>` at the end."""
+    """Running totals logged with the metrics and reported as `train/<name>` at the end. The
+    runner calls it at its blocking points, once it has waited for the step just run (at each
+    log step, the last step among them, and before an evaluation between log steps), and once
+    more with the final results: a throughput can stop its clock there (trainers/next_item.py);
+    between them the steps run asynchronously."""
     return {}
 
 

@@ -5,16 +5,15 @@ full softmax over the catalog or an in-batch softmax with logQ correction (`trai
 from __future__ import annotations
 
 import functools
-import time
 
 import jax
-import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from vidrec_jax.data import sequences
 from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import checkpointing
 from vidrec_jax.train import steps
+from vidrec_jax.train import throughput
 from vidrec_jax.train.context import Context
 from vidrec_jax.train.trainers import TRAINERS
 from vidrec_jax.train.trainers import Trainer
@@ -37,7 +36,9 @@ class NextItemTrainer(Trainer):
     repl = NamedSharding(self.setup.mesh, PartitionSpec())
     self.catalog = jax.tree.map(lambda x: jax.device_put(x, repl),
                                 catalog_lib.catalog_arrays(ctx))
-    self._timing = []  # (time, targets) of each batch after the first (compilation)
+    # Targets per second of the run's steps after its first (which compiles), timed between
+    # blocking points (vidrec_jax/train/throughput.py).
+    self._timer = throughput.StepTimer()
 
   def position(self, step: int) -> dict:
     d = self.config.data
@@ -62,16 +63,19 @@ class NextItemTrainer(Trainer):
     fn = jax.jit(functools.partial(steps.next_item_step, s, self.config.train.softmax),
                  in_shardings=(s.state_shardings, None, None),
                  out_shardings=(s.state_shardings, None), donate_argnums=(0,))
-    return lambda state, batch: fn(state, batch, self.catalog)
+    return self._timer.wrap(lambda state, batch: fn(state, batch, self.catalog))
 
   def observe(self, batch):
     targets = float(batch["loss_mask"].sum())
-    self._timing.append((time.time(), targets * jax.process_count()))
+    self._timer.add(targets * jax.process_count())
     return targets
 
   def totals(self):
     out = {"steps_per_epoch": float(self.steps_per_epoch)}
-    if len(self._timing) > 2:  # the first step compiles: measure from its end
-      t = np.array(self._timing)
-      out["samples_per_second"] = float(t[2:, 1].sum() / max(t[-1, 0] - t[1, 0], 1e-9))
+    # The runner calls this at its blocking points (Trainer.totals), right after it waited for
+    # the step: the clock stops there at no cost, and the steps in between stay asynchronous.
+    # With the final results (after the final evaluation) it is stopped already.
+    rate = self._timer.lap()
+    if rate is not None:
+      out["samples_per_second"] = rate
     return out
