@@ -38,7 +38,8 @@ _ROOT = flags.DEFINE_string(
     "Workdirs and logs; RecBole runs go on from the resume state they find here.")
 _VENV = flags.DEFINE_string("venv", "/tmp/vidrec_recbole_venv", "RecBole's virtualenv.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the accuracy runs.")
-_PART = flags.DEFINE_enum("part", "both", ["speed", "accuracy", "both"], "What to run.")
+_PART = flags.DEFINE_enum("part", "both", ["speed", "accuracy", "both", "split"],
+                          "What to run (split: dump RecBole's valid/test items per user).")
 _SIDES = flags.DEFINE_list("sides", ["recbole", "vidrec"], "Which implementations to run.")
 _SPEED_EPOCHS = flags.DEFINE_integer("speed_epochs", 3, "Epochs timed by --part=speed.")
 _MAX_EPOCHS = flags.DEFINE_integer("max_epochs", 200, "Epoch cap of the accuracy runs.")
@@ -160,6 +161,40 @@ finally:
 '''
 
 
+# Runs inside RecBole's virtualenv: argv = normalize_all (0/1), out file. Builds RecBole's
+# ML-100K dataset and leave-one-out split with the accuracy runs' settings and writes, for every
+# user (raw token), its valid and test target items (raw tokens) as JSON.
+SPLIT_DRIVER = r'''
+import json, sys, types, importlib.util, os
+normalize_all, out = bool(int(sys.argv[1])), sys.argv[2]
+ray = types.ModuleType("ray"); ray.tune = types.ModuleType("ray.tune")
+sys.modules["ray"], sys.modules["ray.tune"] = ray, ray.tune
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+root = os.path.join(importlib.util.find_spec("recbole").submodule_search_locations[0],
+                    "dataset_example")
+config = Config(model="SASRec", dataset="ml-100k", config_dict=dict(
+    data_path=root, USER_ID_FIELD="user_id", ITEM_ID_FIELD="item_id", TIME_FIELD="timestamp",
+    load_col={"inter": ["user_id", "item_id", "timestamp"]}, MAX_ITEM_LIST_LENGTH=50,
+    loss_type="CE", train_neg_sample_args=None, normalize_all=normalize_all,
+    eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
+               "group_by": "user"}, device="cpu", use_gpu=False, show_progress=False,
+    log_wandb=False))
+dataset = create_dataset(config)
+_, valid, test = data_preparation(config, dataset)
+split = {}
+for k, loader in ((0, valid), (1, test)):
+  feat = loader._dataset.inter_feat
+  users = dataset.id2token("user_id", feat["user_id"].numpy())
+  items = dataset.id2token("item_id", feat["item_id"].numpy())
+  for u, i in zip(users, items):
+    split.setdefault(str(u), [None, None])[k] = str(i)
+with open(out, "w") as f:
+  json.dump(dict(sorted(split.items(), key=lambda kv: int(kv[0]))), f, indent=0)
+print(len(split), "users")
+'''
+
+
 def prepare_data() -> None:
   """Writes ML-100K once, where every vidrec run reads it."""
   data = os.path.join(_ROOT.value, "ml100k_data")
@@ -246,8 +281,23 @@ def _mean_std(xs):
       f"{xs[0]:.4f}"
 
 
+def dump_split() -> None:
+  """RecBole's valid and test item of every user, with its timestamp normalisation (normalize_all,
+  on by default and in the accuracy runs: min-max to float32, which ties timestamps about a
+  second apart) and without it. tests/fixtures/recbole_ml100k_split.json is the default's dump;
+  tests/data/recbole_split_test.py checks it against our split."""
+  for normalize in (0, 1):
+    out = os.path.join(_ROOT.value, f"recbole_split_normalize_all_{normalize}.json")
+    subprocess.run([ensure_venv(), "-c", SPLIT_DRIVER, str(normalize), out], check=True,
+                   cwd=_ROOT.value)
+    print(f"wrote {out}")
+
+
 def main(_):
   os.makedirs(_ROOT.value, exist_ok=True)
+  if _PART.value == "split":
+    dump_split()
+    return
   if "vidrec" in _SIDES.value:
     prepare_data()
   runners = {"recbole": run_recbole, "vidrec": run_vidrec}
