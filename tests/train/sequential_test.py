@@ -178,6 +178,14 @@ class MovieLensEndToEndTest(absltest.TestCase):
     for key in ("test/hr@10", "test/ndcg@10", "test/mrr@10", "test/hr@20", "valid/ndcg@10"):
       self.assertBetween(m[key], 0.0, 1.0)
     self.assertGreater(m["train/samples_per_second"], 0)
+    # The same command again, from an empty workdir: the same numbers (timings aside).
+    again = tempfile.mkdtemp()
+    r = run_main(*common, f"--workdir={again}")
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    with open(os.path.join(again, "eval", "metrics.json")) as f:
+      m2 = json.load(f)
+    untimed = sorted(k for k in m if "second" not in k)
+    self.assertEqual({k: m2[k] for k in untimed}, {k: m[k] for k in untimed})
     for steps_ in ("3", "6"):
       r = run_main(*common, f"--workdir={split}", f"--config.train.steps={steps_}")
       self.assertEqual(r.returncode, 0, r.stderr[-3000:])
