@@ -47,8 +47,9 @@ TRUNK_NAMES = ("shared_bottom", "mmoe", "ple", "linear")
 VARIANTS = TRUNK_NAMES + ("fixed", "wlr", "logwatch", "given", "duration", "adjacent", "affinity",
                           "flow", "hof", "white", "noid", "pyramid", "basic", "smoke")
 WHITEN = 64  # `white`: principal components of the cached features and their flow histograms
-# 3,000 steps: over 3 worlds cold/warm 0.883 +- 0.012 / 0.910 +- 0.011, against 0.858 / 0.905
-# at 2,000 (BENCHMARKS.md, issue 13); `smoke` keeps its own.
+# 3,000 steps: over worlds 17-19 cold/warm 0.883 +- 0.014 / 0.910 +- 0.014 (sample SD), against
+# 0.858 / 0.905 at 2,000, level within noise; on fresh worlds 20-22 0.867 +- 0.027 / 0.911 +-
+# 0.018, ahead of `basic` on every metric (BENCHMARKS.md, issue 27); `smoke` keeps its own.
 ARGUMENTS = dict(seed=0, world_seed=17, steps=3000)
 TRUNKS = {
     "shared_bottom": dict(name="shared_bottom"),
