@@ -111,6 +111,7 @@ class SimulatorEvaluation:
     self.start = start_histories
     self.held_out, self.batch = held_out, batch
     self.beta_inclusion = behaviour_inclusion
+    self._clicks = logs_lib.session_clicks(held_out)
     self._scores = _jit(served.scores)
 
   def simulate(self, params, split: str) -> dict[str, float]:
@@ -140,7 +141,7 @@ class SimulatorEvaluation:
     served, softmax = [], []
     for lo in range(0, len(logs), self.batch):
       rows = np.arange(lo, min(lo + self.batch, len(logs)))
-      seen = logs_lib.session_seen(logs, rows, self.sim.num_videos)
+      seen = logs_lib.session_seen(logs, self._clicks, rows, self.sim.num_videos)
       lg = np.asarray(self._scores(params, jnp.asarray(logs.history[rows], jnp.int32),
                                    jnp.asarray(seen)))
       served.append(estimators.target_inclusion(self.served.serving, lg, logs.slate[rows], k))

@@ -94,12 +94,20 @@ def collect(sim: sim_lib.Simulator, policy: sim_lib.Policy, histories: np.ndarra
               num_sessions=sessions * len(users), final_histories=hist.astype(np.int64))
 
 
-def session_seen(logs: Logs, rows: np.ndarray, num_videos: int) -> np.ndarray:
-  """(len(rows), num_videos) bool: the videos the user clicked earlier in the same session at
-  each logged step, the ones a slate may not repeat (simulator.masked_logits)."""
+def session_clicks(logs: Logs) -> np.ndarray:
+  """(sessions, steps) the video clicked at each step of each logged session, -1 for none:
+  built once per logs and read by `session_seen` for any rows."""
   steps = int(logs.step.max(initial=-1)) + 1
   clicks = np.full((logs.num_sessions, max(steps, 1)), -1, np.int64)
   clicks[logs.session, logs.step] = logs.video
+  return clicks
+
+
+def session_seen(logs: Logs, clicks: np.ndarray, rows: np.ndarray, num_videos: int
+                 ) -> np.ndarray:
+  """(len(rows), num_videos) bool: the videos the user clicked earlier in the same session at
+  each logged step, the ones a slate may not repeat (simulator.masked_logits); `clicks` is
+  `session_clicks(logs)`."""
   earlier = clicks[logs.session[rows]]  # (n, steps)
   earlier = np.where(np.arange(clicks.shape[1])[None] < logs.step[rows][:, None], earlier, -1)
   seen = np.zeros((len(rows), num_videos + 1), bool)  # the last column takes the -1 pads
@@ -107,13 +115,13 @@ def session_seen(logs: Logs, rows: np.ndarray, num_videos: int) -> np.ndarray:
   return seen[:, :num_videos]
 
 
-def behaviour_logits(sim: sim_lib.Simulator, logs: Logs, rows: np.ndarray, temperature: float
-                     ) -> np.ndarray:
+def behaviour_logits(sim: sim_lib.Simulator, logs: Logs, clicks: np.ndarray, rows: np.ndarray,
+                     temperature: float) -> np.ndarray:
   """(len(rows), N) the behaviour policy's logits at logged steps, -inf where it cannot show a
   video (cold, or clicked earlier in the session): its slates are K draws without replacement
   from their softmax."""
   static = np.asarray(sim.arrays["static_logit"])[logs.user[rows]] / temperature
-  bad = session_seen(logs, rows, sim.num_videos) | sim.cold[None]
+  bad = session_seen(logs, clicks, rows, sim.num_videos) | sim.cold[None]
   return np.where(bad, -np.inf, static.astype(np.float64))
 
 
@@ -124,9 +132,10 @@ def behaviour_inclusion(sim: sim_lib.Simulator, logs: Logs, temperature: float,
   are checked against the logged propensities, so logs written under other settings (another
   temperature, simulator or world) are refused instead of weighted wrongly."""
   out = np.zeros(logs.slate.shape, np.float64)
+  clicks = session_clicks(logs)
   for lo in range(0, len(logs), batch):
     rows = np.arange(lo, min(lo + batch, len(logs)))
-    lg = behaviour_logits(sim, logs, rows, temperature)
+    lg = behaviour_logits(sim, logs, clicks, rows, temperature)
     p = np.exp(lg - lg.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     single = np.take_along_axis(p, logs.slate[rows], 1)
