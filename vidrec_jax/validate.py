@@ -112,6 +112,10 @@ def _validate_train(c: ml_collections.ConfigDict, source: datasets.DatasetSource
     cls = EVALUATORS.get(entry.type)
     check(c.model.name in cls.models, f"evals.{name}.type", entry.type,
           f"it evaluates the models {', '.join(cls.models)}, not model.name={c.model.name!r}")
+    check(cls.history_users or not recommender.reads_history(c.model), f"evals.{name}.type",
+          entry.type, "ranks the catalog by one vector per user, which the user tower "
+          f"model.user_tower.name={c.model.user_tower.name!r} does not give (it reads each "
+          "impression's watch history); use the 'id' user tower or drop this evaluator")
     cls.check(f"evals.{name}", source, **evaluator_kwargs(cls, name, entry))
   if TRAINERS.get(t.trainer).runs_experiment:
     return  # its experiment evaluates (and checks train.best_metric) itself

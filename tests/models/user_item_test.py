@@ -62,6 +62,21 @@ class MaskTest(absltest.TestCase):
     self.assertEqual(np.exp(pipeline.clip_log_q(video_ids, groups))[1], 0.0)
 
 
+class NormalizeTest(absltest.TestCase):
+
+  def test_unit_rows_and_finite_gradients_at_zero_rows(self):
+    x = jnp.asarray([[3.0, 4.0], [0.0, 0.0]])
+    y = np.asarray(tasks.l2_normalize(x))
+    np.testing.assert_allclose(y, [[0.6, 0.8], [0.0, 0.0]], rtol=1e-6)
+    g = np.asarray(jax.grad(lambda x: jnp.sum(tasks.l2_normalize(x) * jnp.asarray([1.0, 2.0])))(x))
+    self.assertTrue(np.all(np.isfinite(g)))  # sqrt'(0) = inf made this NaN
+    # Row 0: (I - y y^T) c / |x|; the zero row passes c through as it is.
+    yy = np.asarray([0.6, 0.8])
+    np.testing.assert_allclose(g[0], (np.eye(2) - np.outer(yy, yy)) @ [1.0, 2.0] / 5.0,
+                               rtol=1e-5)
+    np.testing.assert_allclose(g[1], [1.0, 2.0])
+
+
 class TopKTest(absltest.TestCase):
 
   def test_catalog_top_k_on_eight_devices_matches_numpy(self):

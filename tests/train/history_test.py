@@ -80,6 +80,15 @@ class TowersTest(absltest.TestCase):
       for key in ("test/cold/auc", "test/all/logloss", "valid/all/gauc"):
         self.assertIn(key, m, tower)
 
+  def test_with_the_user_item_task_users_without_history_train(self):
+    # The demo's default model with a history tower: a user with no click yet has a zero user
+    # vector, whose L2 normalisation in the user_item task once made every gradient NaN.
+    for tower in ("sasrec", "din"):
+      c = _config(tower)
+      c.model.tasks = ("user_item",)
+      m = experiment.train(c, tempfile.mkdtemp())
+      self.assertTrue(np.isfinite(m["test/all/auc"]), tower)
+
   def test_only_din_depends_on_the_candidate(self):
     for tower, depends in (("sasrec", False), ("din", True)):
       ctx = make_context(_config(tower), tempfile.mkdtemp(), prepare=False)

@@ -28,6 +28,9 @@ class Evaluator(abc.ABC):
   """Metrics of one kind for a run; built once per run with its config entry's arguments."""
 
   models: ClassVar[tuple[str, ...]] = ("two_tower",)  # the registered models it evaluates
+  # Whether it works with user towers that read a watch history (sasrec, din), whose user
+  # vector depends on the impression's time (and din's on the candidate too).
+  history_users: ClassVar[bool] = True
 
   def __init__(self, ctx: Context):
     self.ctx = ctx

@@ -57,6 +57,9 @@ class TwoStageEvaluator(Evaluator):
     ndcg_k: NDCG cut-off of the final lists.
   """
 
+  # Stage 1 ranks the catalog by one retrieval vector per user (Encodings.user_vectors).
+  history_users = False
+
   def __init__(self, ctx, *, splits: tuple[str, ...], k: int, candidates: int, ndcg_k: int):
     super().__init__(ctx)
     self.splits, self.k, self.candidates, self.ndcg_k = tuple(splits), k, candidates, ndcg_k

@@ -179,9 +179,16 @@ def mean_pool(states: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """x / max(||x||_2, eps) over the last axis (zero rows stay zero)."""
-  norm = jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32)), axis=-1, keepdims=True))
-  return (x / jnp.maximum(norm, eps)).astype(x.dtype)
+  """x / ||x||_2 over the last axis; a row of norm at most eps (a zero row: e.g. the history
+  tower's vector of a user with no clicks yet) is returned as it is.
+
+  Safe to differentiate there: the norm's square root is never taken at 0, whose derivative
+  (0 * inf) would make every gradient NaN, and the row passes its gradient through unscaled
+  rather than divided by eps.
+  """
+  sq = jnp.sum(jnp.square(x.astype(jnp.float32)), axis=-1, keepdims=True)
+  big = sq > eps * eps
+  return (x / jnp.sqrt(jnp.where(big, sq, 1.0))).astype(x.dtype)
 
 
 def bert_rules() -> list[convert.Rule]:
