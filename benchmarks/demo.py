@@ -1,8 +1,8 @@
-"""Times configs/demo.py (its pretrained and conv variants and the ID-only baseline too) end to
-end from an empty workdir.
+"""Times configs/demo.py (the default, its two_stream, pretrained and conv variants, and the
+ID-only baseline too) end to end from an empty workdir.
 
   python benchmarks/demo.py [--root=/tmp/vidrec_bench] \
-      [--configs=demo.py,demo.py:pretrained,demo.py:conv,demo_id_only.py]
+      [--configs=demo.py,demo.py:two_stream,demo.py:pretrained,demo.py:conv,demo_id_only.py]
 
 Each config runs `python -m vidrec_jax.main` in a fresh workdir (data generation included) and the
 script prints wall time, training examples/s from the log, and cold/warm test metrics.
@@ -20,7 +20,8 @@ from absl import app
 from absl import flags
 
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_bench", "Where workdirs go (wiped).")
-_CONFIGS = flags.DEFINE_list("configs", ["demo.py", "demo.py:pretrained", "demo.py:conv",
+_CONFIGS = flags.DEFINE_list("configs", ["demo.py", "demo.py:two_stream",
+                                         "demo.py:pretrained", "demo.py:conv",
                                          "demo_id_only.py"],
                              "Config files, with optional :variant.")
 _OVERRIDES = flags.DEFINE_list("overrides", [], "Extra --config.x=y flags for every run.")

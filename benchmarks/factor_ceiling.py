@@ -22,7 +22,7 @@ from absl import app
 from absl import flags
 from fitting import full_batch_fit  # benchmarks/fitting.py
 
-from configs import demo
+from configs import base
 from vidrec_jax.data import world as world_lib
 from vidrec_jax.eval import metrics
 
@@ -89,7 +89,7 @@ def ceiling(world_cfg, dim: int, steps: int, labels=("click",), video_bias: bool
 def main(_):
   print(f"{'slates/user':>11s} {'train imps':>10s} {'cold gain':>10s} {'warm gain':>10s}")
   for slates in _SLATES.value:
-    cfg = demo.world_config()
+    cfg = base.world_config()
     cfg.slates_per_user = int(slates)
     n, g = ceiling(cfg, _DIM.value, _STEPS.value, tuple(_LABELS.value), _VIDEO_BIAS.value,
                    _DURATION.value)

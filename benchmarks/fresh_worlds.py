@@ -2,7 +2,7 @@
 protocol": worlds 20-22; world seeds 17-19 and below were used for development).
 
   python benchmarks/fresh_worlds.py --root=/work/runs/mt \\
-      --runs=mt=multitask.py,basic=multitask.py:basic,demo=demo.py,pretrained=demo.py:pretrained \\
+      --runs=mt=multitask.py,basic=multitask.py:basic,demo=demo.py:two_stream,pretrained=demo.py:pretrained \\
       --worlds=20,21,22 --compare=mt:basic,demo:pretrained,mt:demo
 
 Runs `python -m vidrec_jax.main --config=configs/CONFIG,world_seed=W --workdir=ROOT/LABEL_wW`

@@ -2,5 +2,6 @@
 `python -m vidrec_jax.main --config=configs/FILE.py[:ARG]`.
 
 The folder is installed as the package `configs` (pyproject.toml), so a config file builds on
-another with `from configs import demo`, without sys.path edits. The library never imports it.
+another with `from configs import base` (the fields every config starts from), without sys.path
+edits. The library never imports it.
 """

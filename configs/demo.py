@@ -1,16 +1,18 @@
-"""Demo: a synthetic video world and a two-tower recommender whose item tower is the
-spatio-temporal `two_stream` encoder trained from pixels: an RGB conv stream and an optical-flow
-stream (flow estimated in JAX inside the train step), fused per frame, causal temporal attention
-and the temporal pyramid pooling; on CPU in under 10 minutes. It became the default after the
-encoder ablation on world seeds 17-19 (test cold-start oracle gain 0.761 +- 0.034 against
-0.683 +- 0.026 for the frozen pretrained tower, `pretrained`: level within noise, paired p =
-0.11). On fresh worlds 20-22 (BENCHMARKS.md, issue 27) it does not hold its lead: test cold /
-warm 0.683 / 0.701 against `pretrained`'s 0.666 / 0.775, level within noise (p = 0.69 / 0.06),
-and `pretrained` has the higher valid means (0.691 / 0.783 against 0.662 / 0.699) in a third
-of the time (190 s against 587 s). The multi-task whitened tower (configs/multitask.py) is
-ahead of both on every metric, valid and test (cold / warm 0.867 / 0.911), and fits the
-demo's 10 minutes (340 s from an empty workdir on a quiet machine): it is the valid choice
-for this default, a switch not yet made.
+"""Demo: a synthetic video world and a recommender on it, on CPU in under 10 minutes.
+
+The default is the multi-task model of configs/multitask.py, exactly (`get_config("")` there):
+click, watch-time and like heads on a PLE trunk with learned uncertainty weights, the two-tower
+`user_item` retrieval task and a two-stage evaluation, over an item tower on the frozen ImageNet
+EfficientNet-Lite0 (stage3 and stage5 features from its cache) whose frame head reads the
+whitened principal components of those features joined by the flow cache's motion histograms,
+with video-ID, content-type and duration embeddings; 3,000 steps. It was chosen by valid among
+the three candidates on worlds 20-22, which no earlier choice used (BENCHMARKS.md, "The demo's
+default on fresh worlds 20-22", issue 27): valid cold / warm oracle gain 0.882 / 0.918 (test
+0.867 +- 0.027 / 0.911 +- 0.018, n = 3, sample SD) against 0.662 / 0.699 (test 0.683 / 0.701)
+for the `two_stream` pyramid that was the default before, and 0.691 / 0.783 (test 0.666 /
+0.775) for `pretrained`; ahead of both on every metric, valid and test (paired p <= 0.047). From
+an empty workdir it took 340 s on a quiet 2-core machine, world generation and both caches
+included.
 
 Commands:
   python -m vidrec_jax.main --config=configs/demo.py --workdir=/tmp/vidrec_demo
@@ -20,179 +22,58 @@ Commands:
   python -m vidrec_jax.main --config=configs/demo.py --workdir=DIR --mode=recommend --user=7 --k=10
   python -m vidrec_jax.main --config=configs/demo.py --workdir=DIR --mode=export --export_dir=E
 
-Variants (after the colon, comma separated): `pretrained` (the item tower on a real ImageNet
-EfficientNet-Lite0, frozen, trained from its feature cache: the demo before issue 12, about 2.5x
-faster), `conv` (a small conv frame encoder trained from scratch on pixels + RGB difference,
-mean+max pooling), `smoke` (tiny conv model,
-seconds), `id_only` (no pixels), `text` (titles from the frozen MiniLM sentence encoder in the
-item tower, plus the text-matching and visual-query tasks), `sasrec` / `din` (users from their
-watch history, each impression's history being the user's earlier clicks: a causal transformer,
-or target attention against the impression's video). Typed arguments (`key=value`):
-frames (data.num_frames), steps (train.steps), seed (seed and data.shuffle_seed), world_seed
-(data.dataset.seed), lr (train.learning_rate), batch (data.batch_size), workers
-(data.num_workers). configs/pretrained.py has the fine-tuning variants.
-
-Every field the library reads is set here: library code has no hidden defaults.
+Variants (after the colon, comma separated). Item towers, instead of the default's model:
+`two_stream` (the default until issue 27: the spatio-temporal `two_stream` encoder trained from
+32x32 pixels, an RGB conv stream and an optical-flow stream with the flow estimated in JAX inside
+the train step, fused per frame, causal temporal attention and the temporal pyramid pooling;
+click and watch-time heads), `pretrained` (the frozen EfficientNet-Lite0 from its feature cache,
+click and watch-time heads: the demo before issue 12), `conv` (a small conv frame encoder trained
+from scratch on pixels + RGB difference, mean+max pooling), `smoke` (tiny conv model, seconds),
+`id_only` (no pixels). With any tower: `text` (titles from the frozen MiniLM sentence encoder in
+the item tower, plus the text-matching and visual-query tasks), `sasrec` / `din` (users from
+their watch history, each impression's history being the user's earlier clicks: a causal
+transformer, or target attention against the impression's video). Typed arguments
+(`key=value`): frames (data.num_frames), steps (train.steps; the default model's own is 3,000,
+the other towers' 2,000), seed (seed and data.shuffle_seed), world_seed (data.dataset.seed), lr
+(train.learning_rate), batch (data.batch_size), workers (data.num_workers). configs/pretrained.py
+has the fine-tuning variants, configs/multitask.py the multi-task ones.
 """
 
 import ml_collections
 
+from configs import base
+from configs import multitask
 from configs.common import parse_arg
 
-VARIANTS = ("pretrained", "conv", "smoke", "id_only", "text", "sasrec", "din")
-ARGUMENTS = dict(frames=6, steps=2000, seed=0, world_seed=17, lr=3e-3, batch=64, workers=2)
-
-
-def world_config() -> ml_collections.ConfigDict:
-  """data.dataset: the registered `synthetic` dataset (the generated world) and its arguments."""
-  return ml_collections.ConfigDict(dict(
-      name="synthetic",
-      seed=17, num_users=300, num_videos=500, num_topics=12, num_palettes=6, topic_purity=0.6,
-      cold_fraction=0.25, format_weights=dict(mp4=0.8, avi=0.1, flv=0.1),
-      min_frames=8, max_frames=48, resolution=64, fps=8, noise=0.02,
-      num_personas=8, individual_taste_std=0.3, appearance_weight=1.6, motion_weight=1.6,
-      order_weight=0.0,  # > 0: clips change colour halfway; users care which colour is first
-      user_bias_std=0.15, video_bias_std=0.15,
-      base_logit=-0.5, horizon_seconds=30 * 86400.0, train_until=0.7, valid_until=0.85,
-      slates_per_user=40, slate_size=8, cold_share_after_publish=0.4,
-      position_bias_power=0.5, label_noise=0.02))
-
-
-def backbone_config() -> ml_collections.ConfigDict:
-  """The pretrained backbone (model.backbone): used when model.frame_encoder.name='backbone'."""
-  return ml_collections.ConfigDict(dict(
-      name="efficientnet_lite0", checkpoint="", outputs=("stage3", "stage5"), grid=2,
-      train_mode="frozen", top_blocks=2, from_cache=True, extract_batch_size=64,
-      whiten=0, whiten_flow=False))
-
-
-def base_config() -> ml_collections.ConfigDict:
-  """Every field, with the conv frame encoder on pixels."""
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.mode = "train"
-
-  c.data = ml_collections.ConfigDict(dict(
-      dataset=world_config(),
-      data_dir="",  # '' = WORKDIR/data; generated there on first use
-      num_frames=6, frame_size=32, normalization="unit",
-      batch_size=64, impressions_per_clip=4, eval_batch_size=256, num_workers=2, read_threads=1,
-      prefetch_batches=2, shuffle_seed=0, cache_videos=2000,
-      feature_cache="",  # '' = WORKDIR/features (backbone features, --mode=extract)
-      cache_frames=64,  # frames kept per video (evenly spaced): decoding and the feature cache
-      text_cache="",  # '' = WORKDIR/text_features (title embeddings of a frozen text tower)
-      flow_cache="",  # '' = WORKDIR/flow (optical flow, model.frame_encoder.flow_source='cache')
-      # Watch histories of sequential models: windows of max_len items, `stride` new targets each.
-      history=dict(max_len=50, stride=25)))
-
-  c.model = ml_collections.ConfigDict(dict(
-      name="two_tower", embed_dim=32, hidden=64, use_video_id=True, id_dropout=0.5,
-      user_tower=dict(name="id"),
-      frame_encoder=dict(name="conv", channels=(16, 32, 48), features=64, motion=True),
-      backbone=backbone_config(),
-      pooling="mean_max", heads=("click", "watch_time"), position_bias=True, max_positions=16,
-      # 'fixed': train.loss_weights; 'uncertainty': also learned per-loss uncertainty weights.
-      loss_weighting="fixed",
-      # The multi-task trunk under the heads (models/experts.py): shared_bottom; mmoe
-      # (num_experts); ple (shared_experts, task_experts, levels).
-      trunk=dict(name="shared_bottom"),
-      # Content types with an embedding in the item tower (e.g. ("movie", "series", "news"), the
-      # synthetic world's); () = none. Metrics are reported per content type either way.
-      content_types=(),
-      # Heads trained on clicked impressions only and predicted as P(click) times their
-      # conditional prediction (ESMM-style; watch_time, like); () = every head unconditional.
-      given_click=(),
-      # The item tower reads each video's length (datasets that know it: synthetic).
-      item_duration=False,
-      # Every head also reads one shared user-item affinity (u.i / sqrt(D)), each by its own
-      # learned multiple.
-      shared_affinity=False,
-      dtype="float32", param_dtype="float32",
-      # ID tables get rows up to a multiple of this, so any mesh axis dividing it splits them.
-      vocab_pad_multiple=128,
-      # Titles: the pretrained all-MiniLM-L6-v2 sentence encoder, frozen (embeddings cached once
-      # in WORKDIR/text_features), `top_layers` or `full` (trained, from tokens). Used by the
-      # item tower with `item_tower`, and by the text_match task.
-      text=dict(name="all-MiniLM-L6-v2", item_tower=False, train_mode="frozen", top_layers=2,
-                max_length=32),
-      # Retrieval tasks on the shared content tower: text_match, visual_query.
-      tasks=(), retrieval_dim=32))
-
-  c.train = ml_collections.ConfigDict(dict(
-      trainer="supervised",
-      steps=2000, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
-      weight_decay=1e-4, grad_clip=1.0,
-      loss_weights=dict(click=1.0, watch_time=0.1, watch_time_logistic=0.1, watch_time_log=0.1,
-                        like=0.5, text_match=0.1, visual_query=0.1, user_item=0.5),
-      backbone_learning_rate_factor=0.1, text_learning_rate_factor=0.1,
-      log_every=50, eval_every=0, checkpoint_every=400, keep_checkpoints=2,
-      # Stop after this many evaluations without a better best_metric (0 = off); the final
-      # evaluation then reports the best checkpoint.
-      early_stopping=0,
-      softmax="full",  # next-item objective: full (over the catalog) or sampled (in-batch, logQ)
-      # The best checkpoint by this valid metric is kept in WORKDIR/checkpoints_best ('' = off);
-      # evaluated at every eval_every and at the end.
-      best_metric="valid/all/auc", best_mode="max"))
-
-  c.mesh = ml_collections.ConfigDict(dict(
-      shape=dict(data=-1, fsdp=1, model=1),
-      rules=(("batch", ("data", "fsdp")), ("vocab", "model"), ("embed", "fsdp"),
-             ("mlp", "model"), ("heads", "model"), ("conv_out", None), ("conv_in", None),
-             ("time", None), ("catalog", ("data", "fsdp", "model")))))
-
-  # Hyperparameter search (python -m vidrec_jax.sweep; vidrec_jax/tuning/): the searched fields
-  # (`space`), what every trial sets (`trial`: runs evaluated often enough to prune), the
-  # metric chosen on (valid) and reported (test), sampler, pruner and where the study lives.
-  c.sweep = ml_collections.ConfigDict(dict(
-      metric="valid/cold/auc", mode="max", trials=20, sampler="tpe", pruner="median", seed=0,
-      startup_trials=5, study_name="sweep",
-      storage="",  # '' = SQLite in WORKDIR; 'journal'; a .journal path; an RDB URL
-      heartbeat_seconds=60,  # RDB storages: a trial silent for 3x this is re-run elsewhere
-      # Full-length trials, pruned at their evaluations: 600-step trials picked configs that
-      # learn fast and end lower (BENCHMARKS.md, issue 15).
-      trial=("train.eval_every=400",),
-      space=("train.learning_rate=loguniform(1e-3, 1e-2)",
-             "train.weight_decay=loguniform(1e-6, 1e-2)",
-             "model.id_dropout=uniform(0.0, 0.8)",
-             "model.embed_dim=choice(16, 32, 64)",
-             "model.hidden=choice(32, 64, 128)",
-             # pyramid: the default since the two-stream tower (issue 12), so a sweep can keep it
-             "model.pooling=choice(pyramid, mean_max, masked_mean, masked_max)")))
-
-  # Evaluators (vidrec_jax/eval/evaluators): name -> registered type and its arguments.
-  c.evals = ml_collections.ConfigDict(dict(
-      ranking=dict(type="ranking", splits=("valid", "test"), ndcg_k=10),
-      # query_seed seeds the random frames of each visual-query evaluation view.
-      retrieval=dict(type="retrieval", query_seed=1)))
-
-  # --mode=recommend / export (vidrec_jax/recommend.py): k videos per list; the `candidates`
-  # nearest videos by retrieval vector go to the ranker; the fusion formula over the heads'
-  # predictions (click, like: probabilities; watch_time: seconds) orders them, e.g.
-  # "click * (1 + 0.1 * watch_time)" (vidrec_jax/models/fusion.py says what is allowed).
-  c.recommend = ml_collections.ConfigDict(dict(k=10, candidates=100, fusion="click"))
-  return c
+TOWERS = ("two_stream", "pretrained", "conv", "smoke", "id_only")
+VARIANTS = TOWERS + ("text", "sasrec", "din")
+ARGUMENTS = base.ARGUMENTS
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variants, args = parse_arg(arg, "demo.py", VARIANTS, **ARGUMENTS)
-  c = base_config()
-  for v in variants:
-    if v == "smoke":
-      c.data.dataset.update(num_users=24, num_videos=40, num_topics=4, min_frames=5,
-                          max_frames=14, resolution=32, slates_per_user=6, slate_size=5)
-      c.data.update(num_frames=6, frame_size=16, batch_size=16, impressions_per_clip=3,
-                    eval_batch_size=32, num_workers=0)
-      c.model.update(embed_dim=8, hidden=12)
-      c.model.frame_encoder.update(channels=(4, 6), features=10)
-      c.train.update(steps=6, warmup_steps=2, log_every=2, checkpoint_every=3)
-      c.sweep.update(trials=3, startup_trials=1,
-                     trial=("train.steps=6", "train.eval_every=2", "train.warmup_steps=2"))
-    elif v == "text":  # titles in the item tower, and both retrieval tasks
-      c.model.text.item_tower = True
-      c.model.tasks = ("text_match", "visual_query")
-    elif v == "id_only":
+  towers = [v for v in variants if v in TOWERS]
+  if not towers:  # the default: configs/multitask.py's model
+    c = multitask.get_config("")
+  else:
+    c = base.base_config()
+    if "smoke" in towers:
+      base.use_smoke(c)
+    if "pretrained" in towers:
+      base.use_pretrained_backbone(c)
+    elif "two_stream" in towers:
+      base.use_two_stream(c, flow=True, attend=True, pyramid=True)
+    if "id_only" in towers:
       c.model.frame_encoder = ml_collections.ConfigDict(dict(name="none"))
       c.model.id_dropout = 0.0
+  for v in variants:
+    if v in ("sasrec", "din") and "two_stage" in c.evals:
+      # Its retrieval stage ranks by one vector per user; a history tower's depends on the
+      # impression's time (din's on the candidate too). The user_item task still trains.
+      del c.evals["two_stage"]
+    if v == "text":  # titles in the item tower, and both retrieval tasks
+      c.model.text.item_tower = True
+      c.model.tasks = tuple(c.model.tasks) + ("text_match", "visual_query")
     elif v == "sasrec":
       c.data.history.update(max_len=20, stride=10)
       c.model.user_tower = ml_collections.ConfigDict(dict(
@@ -201,64 +82,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     elif v == "din":
       c.data.history.update(max_len=20, stride=10)
       c.model.user_tower = ml_collections.ConfigDict(dict(name="din", hidden=c.model.hidden))
-  if "pretrained" in variants:
-    use_pretrained_backbone(c)
-  elif not set(variants) & {"conv", "smoke", "id_only"}:
-    use_two_stream(c, flow=True, attend=True, pyramid=True)
-  apply_arguments(c, args)
+  base.apply_arguments(c, args)
   return c
-
-
-def apply_arguments(c: ml_collections.ConfigDict, args: dict) -> None:
-  """Typed config arguments onto the config fields they name."""
-  fields = dict(frames="data.num_frames", steps="train.steps", world_seed="data.dataset.seed",
-                lr="train.learning_rate", batch="data.batch_size", workers="data.num_workers")
-  for key, value in args.items():
-    if key == "seed":
-      c.seed = c.data.shuffle_seed = value
-      continue
-    *path, last = fields[key].split(".")
-    section = c
-    for p in path:
-      section = section[p]
-    section[last] = value
-
-
-def two_stream_encoder(flow: bool, attend: bool) -> ml_collections.ConfigDict:
-  """model.frame_encoder: the `two_stream` encoder (models/video_encoder.py) from 32x32 pixels,
-  with or without its flow stream (flow estimated in the step) and causal temporal attention."""
-  return ml_collections.ConfigDict(dict(
-      name="two_stream", channels=(16, 32, 48), features=64, motion=False, flow=flow,
-      flow_channels=(16, 32, 48), flow_init="scratch", flow_source="device",
-      spatial_attention=False, temporal_attention="causal" if attend else "none",
-      attention_layers=1, attention_heads=4, fusion="concat"))
-
-
-def use_two_stream(c: ml_collections.ConfigDict, *, flow: bool, attend: bool,
-                   pyramid: bool) -> None:
-  """Item tower on the two_stream encoder from pixels (data.frame_size 32, 'unit' pixels), with
-  temporal pyramid + attention pooling or masked mean pooling."""
-  c.model.frame_encoder = two_stream_encoder(flow, attend)
-  c.model.pooling = "pyramid" if pyramid else "masked_mean"
-
-
-def use_pretrained_backbone(c: ml_collections.ConfigDict, smoke: bool = False) -> None:
-  """Item tower on a frozen ImageNet EfficientNet-Lite0: stage3 and stage5 outputs, each pooled
-  to a 2x2 grid, with the next sampled frame's feature difference; trained from the feature
-  cache (`--mode=extract` writes it; training extracts it first when missing)."""
-  c.data.update(frame_size=64, normalization="lite")
-  c.model.frame_encoder = ml_collections.ConfigDict(dict(
-      name="backbone", features=64, hidden=128, temporal_difference="segments",
-      # A trained optical-flow stream beside the frozen backbone (flow cache, WORKDIR/flow).
-      # flow_stream: 'conv' (flow_channels; the fields first averaged to flow_size cells a
-      # side, 0: full size) or 'histogram' (fixed motion statistics of each frame's flow).
-      flow=False, flow_stream="conv", flow_channels=(16, 32, 48), flow_source="cache",
-      flow_size=16,
-      # input_dropout: training-time dropout of the frame head's inputs; frame_average: every
-      # frame's inputs replaced by the clip's mean (appearance that stays put; motion from flow).
-      input_dropout=0.0, frame_average=False))
-  c.model.backbone = backbone_config()
-  if smoke:
-    c.data.update(frame_size=32, batch_size=8, eval_batch_size=16)
-    c.model.frame_encoder.update(features=10, hidden=12)
-    c.model.backbone.update(outputs=("stage2", "stage3"), grid=1, extract_batch_size=8)

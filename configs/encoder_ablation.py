@@ -19,7 +19,7 @@ minute on a 2-core CPU so that the 45 runs of the ablation fit in an hour.
 
 import ml_collections
 
-from configs import demo
+from configs import base
 from configs.common import parse_arg
 
 TASTES = ("appearance", "motion", "order", "demo")
@@ -31,7 +31,7 @@ WEIGHT = 1.6  # the demo's taste weights
 
 def encoder(variant: str) -> tuple[ml_collections.ConfigDict, str]:
   """(model.frame_encoder, model.pooling) of an encoder variant."""
-  fe = demo.two_stream_encoder(flow=variant in ("flow", "both", "pyramid"),
+  fe = base.two_stream_encoder(flow=variant in ("flow", "both", "pyramid"),
                                attend=variant in ("attention", "both", "pyramid"))
   return fe, "pyramid" if variant == "pyramid" else "masked_mean"
 
@@ -44,7 +44,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     raise ValueError(f"configs/encoder_ablation.py: pick at most one taste kind "
                      f"({', '.join(TASTES)}) and one encoder ({', '.join(ENCODERS)}); got "
                      f"{', '.join(variants)}")
-  c = demo.get_config("conv")
+  c = base.base_config()  # the conv encoder on pixels, replaced below
   taste = tastes[0] if tastes else "motion"
   if taste != "demo":
     c.data.dataset.update(
@@ -61,7 +61,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.seed = c.data.shuffle_seed = seed
   c.data.dataset.seed = 17 + seed
   if "smoke" in variants:
-    smoke = demo.get_config("smoke")
+    smoke = base.base_config()
+    base.use_smoke(smoke)
     c.data.dataset.update({k: smoke.data.dataset[k] for k in (
         "num_users", "num_videos", "num_topics", "min_frames", "max_frames", "resolution",
         "slates_per_user", "slate_size")})

@@ -22,7 +22,7 @@ Typed arguments: those of configs/demo.py (e.g. `seed=1`, `steps=500`).
 
 import ml_collections
 
-from configs import demo
+from configs import base
 from configs.common import parse_arg
 
 VARIANTS = ("sasrec", "long_context", "sampled", "titles", "smoke")
@@ -32,8 +32,8 @@ STEPS_PER_EPOCH = 47
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variants, args = parse_arg(arg, "movielens.py", VARIANTS, **demo.ARGUMENTS)
-  c = demo.base_config()
+  variants, args = parse_arg(arg, "movielens.py", VARIANTS, **base.ARGUMENTS)
+  c = base.base_config()
   c.data.dataset = ml_collections.ConfigDict(dict(name="movielens_100k", path=""))
   c.data.update(batch_size=75, eval_batch_size=1024, num_workers=0,
                 history=dict(max_len=50, stride=25))
@@ -64,5 +64,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       c.model.update(embed_dim=16)
       c.model.user_tower.update(max_len=12, inner_dim=32)
       c.train.update(steps=6, eval_every=3, log_every=3, checkpoint_every=3, early_stopping=0)
-  demo.apply_arguments(c, args)
+  base.apply_arguments(c, args)
   return c

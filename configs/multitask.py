@@ -40,7 +40,7 @@ the flow cache too (data.flow_cache, else WORKDIR/flow).
 
 import ml_collections
 
-from configs import demo
+from configs import base
 from configs.common import parse_arg
 
 TRUNK_NAMES = ("shared_bottom", "mmoe", "ple", "linear")
@@ -72,8 +72,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if len(trunks) > 1:
     raise ValueError(f"configs/multitask.py: pick one trunk of {', '.join(TRUNK_NAMES)}; got "
                      f"{', '.join(trunks)}")
-  tower = "pretrained" if "pyramid" not in variants else ""
-  c = demo.get_config("smoke" if "smoke" in variants else tower)
+  c = base.base_config()
+  if "smoke" in variants:
+    base.use_smoke(c)
+  elif "pyramid" in variants:
+    base.use_two_stream(c, flow=True, attend=True, pyramid=True)
+  else:
+    base.use_pretrained_backbone(c)
   m = c.model
   m.trunk = ml_collections.ConfigDict(TRUNKS[trunks[0] if trunks else DEFAULT_TRUNK])
   watch = ("watch_time_logistic" if "wlr" in variants

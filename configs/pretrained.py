@@ -12,24 +12,25 @@ Variants (comma separated): `smoke` (tiny), `pixels` (frozen, from pixels instea
 cache), `top_blocks`, `full` (from pixels), `adjacent` (next-frame feature differences instead of
 next-sampled-frame ones), `flow` (a trained optical-flow stream beside the frozen backbone, from
 the flow cache: the two-stream design with a pretrained spatial stream), `lite1`, `lite2`
-(bigger EfficientNet-Lite variants); and the typed arguments of configs/demo.py (e.g.
+(bigger EfficientNet-Lite variants); and the typed arguments of configs/demo.py (configs/base.py) (e.g.
 `steps=600`).
 """
 
 import ml_collections
 
-from configs import demo
+from configs import base
 from configs.common import parse_arg
 
 VARIANTS = ("smoke", "pixels", "top_blocks", "full", "adjacent", "flow", "lite1", "lite2")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variants, args = parse_arg(arg, "pretrained.py", VARIANTS, **demo.ARGUMENTS)
+  variants, args = parse_arg(arg, "pretrained.py", VARIANTS, **base.ARGUMENTS)
   smoke = "smoke" in variants
-  c = demo.get_config("smoke" if smoke else "pretrained")
+  c = base.base_config()
   if smoke:
-    demo.use_pretrained_backbone(c, smoke=True)
+    base.use_smoke(c)
+  base.use_pretrained_backbone(c, smoke=smoke)
   for v in variants:
     if v in ("top_blocks", "full"):
       c.model.backbone.update(train_mode=v, from_cache=False)
@@ -44,5 +45,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.model.frame_encoder.flow_channels = (4, 6)
     elif v in ("lite1", "lite2"):
       c.model.backbone.name = "efficientnet_" + v
-  demo.apply_arguments(c, args)
+  base.apply_arguments(c, args)
   return c

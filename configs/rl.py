@@ -20,7 +20,7 @@ import math
 
 import ml_collections
 
-from configs import demo
+from configs import base
 from configs.common import parse_arg
 from vidrec_jax.data.world import factor_width
 
@@ -31,7 +31,7 @@ ARGUMENTS = dict(steps=1500, seeds=3, sessions=20)
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variants, given = parse_arg(arg, "rl.py", VARIANTS, **ARGUMENTS)
   args = dict(ARGUMENTS, **given)
-  c = demo.base_config()
+  c = base.base_config()
   c.mode = "rl"
   c.data.update(batch_size=512, num_workers=0, history=dict(max_len=20, stride=10))
   c.model.update(name="policy", embed_dim=32, id_dropout=0.0, estimate_behaviour=False,

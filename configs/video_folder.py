@@ -14,15 +14,15 @@ Variants: `id_only` (items by ID only: the baseline for new items), `titles_only
 
 import ml_collections
 
-from configs import demo
+from configs import base
 from configs.common import parse_arg
 
 VARIANTS = ("id_only", "titles_only", "smoke")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  variants, args = parse_arg(arg, "video_folder.py", VARIANTS, **demo.ARGUMENTS)
-  c = demo.base_config()
+  variants, args = parse_arg(arg, "video_folder.py", VARIANTS, **base.ARGUMENTS)
+  c = base.base_config()
   c.data.dataset = ml_collections.ConfigDict(dict(name="video_folder", path=""))
   c.data.update(batch_size=32, eval_batch_size=256, num_workers=2, frame_size=64,
                 normalization="lite", cache_frames=32, history=dict(max_len=50, stride=25))
@@ -53,5 +53,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       c.model.text.max_length = 16
       c.model.user_tower.update(max_len=8, inner_dim=32)
       c.train.update(steps=6, eval_every=3, log_every=3, checkpoint_every=3, early_stopping=0)
-  demo.apply_arguments(c, args)
+  base.apply_arguments(c, args)
   return c

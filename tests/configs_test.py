@@ -4,13 +4,15 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 from configs import encoder_ablation
+from configs import multitask
 from tests import helpers
 from vidrec_jax import validate
 from vidrec_jax.models import heads
 
 CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only", "text",
                                   "smoke,text", "conv,text", "sasrec", "din",
-                                  "smoke,sasrec", "conv,din")] + [
+                                  "smoke,sasrec", "conv,din", "two_stream", "two_stream,text",
+                                  "pretrained,sasrec", "pretrained,din")] + [
     ("demo_id_only.py", v) for v in ("", "smoke")] + [
         ("pretrained.py", v) for v in ("", "smoke", "pixels", "top_blocks", "full", "adjacent",
                                        "lite1", "lite2", "smoke,full", "top_blocks,adjacent")] + [
@@ -47,17 +49,47 @@ class ConfigsTest(parameterized.TestCase):
     with self.assertRaisesRegex(validate.ConfigError, "evals.full.type='full_sort'.*sequential"):
       validate.validate(c)
 
-  def test_demo_default_is_the_two_stream_pyramid_encoder(self):
+  def test_demo_default_is_the_multitask_model(self):
+    # Chosen on valid over fresh worlds 20-22 (issue 27): configs/multitask.py's default, exactly.
     c = helpers.load_config("", "demo.py")
+    self.assertEqual(c.to_dict(), multitask.get_config("").to_dict())
+    self.assertEqual((c.model.frame_encoder.name, c.model.backbone.whiten, c.model.trunk.name,
+                      c.train.steps), ("backbone", 64, "ple", 3000))
+    # The typed arguments apply to it; the history towers drop only the two-stage evaluation.
+    c = helpers.load_config("steps=50,seed=2,world_seed=20", "demo.py")
+    self.assertEqual((c.train.steps, c.seed, c.data.shuffle_seed, c.data.dataset.seed),
+                     (50, 2, 2, 20))
+    for tower in ("sasrec", "din"):
+      c = helpers.load_config(tower, "demo.py")
+      self.assertEqual((c.model.user_tower.name, c.model.tasks), (tower, ("user_item",)))
+      self.assertNotIn("two_stage", c.evals)
+      self.assertEqual(c.model.frame_encoder.name, "backbone")
+    self.assertEqual(helpers.load_config("text", "demo.py").model.tasks,
+                     ("user_item", "text_match", "visual_query"))
+
+  def test_demo_towers(self):
+    c = helpers.load_config("two_stream", "demo.py")
     fe = c.model.frame_encoder
     self.assertEqual((fe.name, fe.flow, fe.temporal_attention, c.model.pooling),
                      ("two_stream", True, "causal", "pyramid"))
     self.assertEqual(encoder_ablation.encoder("pyramid")[0].to_dict(), fe.to_dict())
+    self.assertEqual((c.model.heads, c.model.tasks, c.train.steps),
+                     (("click", "watch_time"), (), 2000))
     c = helpers.load_config("pretrained", "demo.py")
     self.assertEqual(c.model.frame_encoder.name, "backbone")
     self.assertEqual(c.model.backbone.name, "efficientnet_lite0")
     self.assertTrue(c.model.backbone.from_cache)
+    self.assertEqual(c.model.backbone.whiten, 0)
     self.assertEqual(helpers.load_config("conv", "demo.py").model.frame_encoder.name, "conv")
+    self.assertEqual(helpers.load_config("smoke,id_only", "demo.py").model.frame_encoder.to_dict(),
+                     {"name": "none"})
+
+  def test_two_stage_needs_one_vector_per_user(self):
+    c = helpers.load_config("sasrec", "demo.py")
+    c.evals.two_stage = multitask.get_config("").evals.two_stage
+    with self.assertRaisesRegex(validate.ConfigError, "evals.two_stage.type='two_stage'.*one "
+                                "vector per user.*'sasrec'"):
+      validate.validate(c)
 
   @parameterized.parameters("demo.py", "pretrained.py", "rl.py", "encoder_ablation.py")
   def test_unknown_variant_names_the_allowed_ones(self, name):
