@@ -45,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.mode = "train"
+  # Modules imported before the config is checked: parts from outside the library (a dataset,
+  # head, encoder, trainer, ... in the user's own package) register themselves on import.
+  c.imports = ()
 
   c.data = ml_collections.ConfigDict(dict(
       dataset=world_config(),

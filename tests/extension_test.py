@@ -1,11 +1,14 @@
 """Adding parts from a test file alone, without editing any library file: a toy head, a toy
 retrieval task and a toy evaluator train and evaluate through the real entry point; a toy
 trainer reuses the shared loop's checkpointing, resume and NaN halting; a toy dataset without
-an oracle gets no oracle metrics."""
+an oracle gets no oracle metrics; a module outside the library, named in `config.imports`,
+brings a frame encoder with a clip input of its own; registries find their parts by name."""
 
 import json
 import os
+import sys
 import tempfile
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +18,7 @@ from absl.testing import absltest
 from tests import helpers
 from tests.train import fixtures
 from vidrec_jax import experiment
+from vidrec_jax import validate
 from vidrec_jax.data import datasets
 from vidrec_jax.data.datasets import synthetic
 from vidrec_jax.eval import metrics as M
@@ -27,6 +31,7 @@ from vidrec_jax.models.tasks import TASKS
 from vidrec_jax.models.tasks import RetrievalTask
 from vidrec_jax.models.tasks import logit_scale
 from vidrec_jax.models.text import l2_normalize
+from vidrec_jax.registry import Registry
 from vidrec_jax.train import runner
 from vidrec_jax.train import steps
 from vidrec_jax.train.trainers import TRAINERS
@@ -191,6 +196,111 @@ class ExtensionTest(absltest.TestCase):
     self.assertFalse([k for k in m if "oracle" in k])
     with_oracle = experiment.train(_smoke(), tempfile.mkdtemp())
     self.assertIn("test/cold/oracle_gain", with_oracle)
+
+# A user's own package: a grey-level clip input and an encoder that reads only it.
+OUTSIDE_MODULE = textwrap.dedent("""
+    import jax
+    from vidrec_jax.data import ops
+    from vidrec_jax.models import encoders, layers
+
+    ops.CLIP_OPS.register("toy_grey", ops.ClipOp(
+        ops.PIXELS, lambda x, idx, nxt, mask, prep: prep(x[idx]).mean(-1, keepdims=True),
+        channels=1))
+
+    @encoders.FRAME_ENCODERS.register("toy_grey")
+    class GreyEncoder(encoders.FrameEncoder):
+      def __init__(self, *, channels, features, motion, dtype, param_dtype, rngs):
+        del motion
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.convs = encoders.conv_stack(1, channels, **kw)
+        self.proj = layers.dense(2 * channels[-1], features, ("conv_out", "embed"), **kw)
+        self.features = features
+
+      @classmethod
+      def clip_inputs(cls, **kwargs):
+        return ("toy_grey", "mask")
+
+      def __call__(self, clip, key=None):
+        x = clip["toy_grey"]
+        b, t = x.shape[:2]
+        h = encoders.mean_max(encoders.run_convs(self.convs, x.reshape((b * t,) + x.shape[2:])))
+        return self.proj(h).reshape(b, t, -1), {}
+""")
+
+
+class OutsideTheLibraryTest(absltest.TestCase):
+
+  def test_config_imports_bring_an_encoder_with_its_own_clip_input(self):
+    root = tempfile.mkdtemp()
+    name = "toy_outside_parts"
+    with open(os.path.join(root, name + ".py"), "w") as f:
+      f.write(OUTSIDE_MODULE)
+    sys.path.insert(0, root)
+    self.addCleanup(sys.path.remove, root)
+    self.addCleanup(sys.modules.pop, name, None)
+    from vidrec_jax.data.ops import CLIP_OPS  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.models.encoders import FRAME_ENCODERS  # pylint: disable=g-import-not-at-top
+    self.addCleanup(FRAME_ENCODERS.unregister, "toy_grey")
+    self.addCleanup(CLIP_OPS.unregister, "toy_grey")
+
+    c = _smoke(lambda c: c.model.frame_encoder.update(name="toy_grey"))
+    with self.assertRaisesRegex(validate.ConfigError, "unknown frame encoder 'toy_grey'|"
+                                "model.frame_encoder.name='toy_grey'"):
+      validate.validate(c)  # not imported yet
+    c.imports = (name,)
+    validate.validate(c)  # imports the module, which registers both parts
+    m = experiment.train(c, tempfile.mkdtemp())
+    self.assertIn("test/cold/auc", m)
+    c.imports = ("toy_no_such_module",)
+    with self.assertRaisesRegex(validate.ConfigError, "config.imports: cannot import "
+                                "'toy_no_such_module'"):
+      validate.validate(c)
+
+
+class DiscoveryTest(absltest.TestCase):
+
+  def test_a_registry_imports_its_package_modules_on_an_unknown_name(self):
+    root = tempfile.mkdtemp()
+    pkg = os.path.join(root, "toy_parts_pkg")
+    os.makedirs(pkg)
+    with open(os.path.join(pkg, "__init__.py"), "w") as f:
+      f.write("from vidrec_jax.registry import Registry\n"
+              "WIDGETS = Registry('widget', package=__name__)\n")
+    with open(os.path.join(pkg, "alpha.py"), "w") as f:  # named as its part
+      f.write("from toy_parts_pkg import WIDGETS\nWIDGETS.register('alpha', 1)\n")
+    with open(os.path.join(pkg, "more.py"), "w") as f:  # another name: found by the full scan
+      f.write("from toy_parts_pkg import WIDGETS\nWIDGETS.register('beta', 2)\n")
+    sys.path.insert(0, root)
+    self.addCleanup(sys.path.remove, root)
+    for mod in ("toy_parts_pkg", "toy_parts_pkg.alpha", "toy_parts_pkg.more"):
+      self.addCleanup(sys.modules.pop, mod, None)
+    import toy_parts_pkg  # pylint: disable=g-import-not-at-top,import-error
+    widgets = toy_parts_pkg.WIDGETS
+    self.assertIsInstance(widgets, Registry)
+    self.assertEqual(widgets.get("alpha"), 1)
+    self.assertNotIn("toy_parts_pkg.more", sys.modules)  # the module of its name sufficed
+    self.assertEqual(widgets.get("beta"), 2)
+    with self.assertRaisesRegex(ValueError, "unknown widget 'gamma'; registered: alpha, beta"):
+      widgets.get("gamma")
+
+  def test_library_registries_need_no_import_lists(self):
+    # A fresh interpreter: only the registries' own modules imported, every part found.
+    import subprocess  # pylint: disable=g-import-not-at-top
+    code = ("from vidrec_jax.data.datasets import DATASETS\n"
+            "from vidrec_jax.eval.evaluators import EVALUATORS\n"
+            "from vidrec_jax.train.trainers import TRAINERS\n"
+            "from vidrec_jax.models.model_registry import MODELS\n"
+            "from vidrec_jax.models.encoders import FRAME_ENCODERS\n"
+            "for r in (DATASETS, EVALUATORS, TRAINERS, MODELS, FRAME_ENCODERS):\n"
+            "  print(r.kind + ':' + ','.join(r.names()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=helpers.REPO).stdout
+    got = dict(line.split(":") for line in out.split("\n") if line)
+    self.assertEqual(got["dataset"], "movielens_100k,synthetic,video_folder")
+    self.assertEqual(got["evaluator"], "full_sort,ranking,retrieval,two_stage")
+    self.assertEqual(got["trainer"], "next_item,reinforce,supervised")
+    self.assertEqual(got["model"], "policy,sequential,two_tower")
+    self.assertEqual(got["frame encoder"], "backbone,conv,two_stream")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ MAY_CHANGE = ("mode", "train.steps", "train.log_every", "train.eval_every",
               "data.prefetch_batches", "data.eval_batch_size", "sweep", "rl.seeds", "rl.policies",
               "rl.serving",
               "rl.eval_sessions", "rl.eval_seed",
+              "imports",  # which modules register parts; a part the run uses must still exist
               "recommend")  # serving settings (k, candidates, fusion): read by recommend/export
 
 

@@ -122,6 +122,6 @@ def extract(config: ml_collections.ConfigDict, workdir: str) -> None:
     from vidrec_jax.train import extract as extract_lib  # pylint: disable=g-import-not-at-top
     extract_lib.extract(config, dataset, wd.features)
   workdir_lib.prepare_text_cache(config, wd, dataset)
-  if flow_cache.used_by(config):
+  if encoders.reads_flow_cache(config.model):
     distributed.host0_then_barrier("vidrec_flow_cache",
                                    lambda: flow_cache.write(dataset.catalog, config, wd.flow))

@@ -14,11 +14,20 @@ object). Registering twice under one name is an error; asking for an unknown nam
 
 A test or a user's own module registers a part with the same call; nothing in the library
 needs to be edited.
+
+Registration is discovery: a registry made with `package=` finds its parts by importing that
+package's modules, so no import list names them. An unknown name first imports
+`package.<name>` (a part in a file of its own name), then every module of the package; listing
+the names (`names`, `items`, `in`, iteration) imports them all first. Parts outside the
+library come in through `config.imports` (`import_modules`): the modules named there are
+imported before the config is checked, and register themselves as any part does.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import importlib
+import pkgutil
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -30,9 +39,29 @@ class UnknownNameError(ValueError):
 class Registry(Generic[T]):
   """Name -> part, for one kind of part."""
 
-  def __init__(self, kind: str):
-    self.kind = kind
+  def __init__(self, kind: str, package: str | None = None):
+    """`kind` names the part in messages; `package` (a dotted module path) holds its parts."""
+    self.kind, self.package = kind, package
     self._parts: dict[str, T] = {}
+    self._discovered = package is None
+
+  def _discover(self, name: str | None = None) -> None:
+    """Imports `package.<name>` (when given and it exists), then every module of the package
+    once. A module that exists but fails to import raises: a broken part is never skipped."""
+    if self._discovered:
+      return
+    if name is not None and isinstance(name, str) and name.isidentifier():
+      try:
+        importlib.import_module(f"{self.package}.{name}")
+      except ModuleNotFoundError as e:
+        if e.name != f"{self.package}.{name}":
+          raise
+      if name in self._parts:
+        return
+    pkg = importlib.import_module(self.package)
+    for info in pkgutil.iter_modules(getattr(pkg, "__path__", [])):
+      importlib.import_module(f"{self.package}.{info.name}")
+    self._discovered = True
 
   def register(self, name: str, part: T | None = None) -> Callable[[T], T] | T:
     """Registers `part` under `name`; without `part`, returns a decorator that does."""
@@ -51,22 +80,45 @@ class Registry(Generic[T]):
     try:
       return self._parts[name]
     except (KeyError, TypeError):
+      pass
+    self._discover(name)
+    try:
+      return self._parts[name]
+    except (KeyError, TypeError):
       raise UnknownNameError(self.unknown(name)) from None
 
   def unknown(self, name) -> str:
     return f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}"
 
   def names(self) -> tuple[str, ...]:
+    self._discover()
     return tuple(sorted(self._parts))
 
   def items(self):
+    self._discover()
     return sorted(self._parts.items())
 
   def __contains__(self, name) -> bool:
+    if name not in self._parts:
+      self._discover(name)
     return name in self._parts
 
   def __iter__(self) -> Iterator[str]:
     return iter(self.names())
 
   def __len__(self) -> int:
+    self._discover()
     return len(self._parts)
+
+
+def import_modules(modules: Iterable[str], field: str = "imports") -> None:
+  """Imports each dotted module path (`config.imports`: parts from outside the library register
+  themselves on import); a module that cannot be found is one line naming it."""
+  for module in modules:
+    try:
+      importlib.import_module(module)
+    except ModuleNotFoundError as e:
+      if e.name is not None and module.startswith(e.name):
+        raise ValueError(f"config.{field}: cannot import {module!r} (no module named "
+                         f"{e.name!r}); give importable dotted module paths") from None
+      raise

@@ -13,7 +13,6 @@ from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data import datasets
-from vidrec_jax.data import flow_cache
 from vidrec_jax.data import ops
 from vidrec_jax.eval.evaluators import EVALUATORS
 from vidrec_jax.eval.evaluators import evaluator_kwargs
@@ -22,6 +21,7 @@ from vidrec_jax.models import recommender
 from vidrec_jax.models import text_tower
 from vidrec_jax.models import user_towers
 from vidrec_jax.models.user_towers import USER_TOWERS
+from vidrec_jax import registry
 from vidrec_jax.registry import Registry
 from vidrec_jax.train.trainers import TRAINERS
 
@@ -70,7 +70,7 @@ def _validate_model(c: ml_collections.ConfigDict, source: datasets.DatasetSource
   for f in ("embed_dim", "vocab_pad_multiple"):
     positive_int(m[f], f"model.{f}")
   recommender.MODELS.get(m.name).validate(c, source)
-  check(c.mode != "extract" or encoders.extracts_features(m) or flow_cache.used_by(c)
+  check(c.mode != "extract" or encoders.extracts_features(m) or encoders.reads_flow_cache(m)
         or text_tower.title_mode(m) == "cached", "mode", c.mode, "extract needs a pretrained "
         "backbone encoder (model.frame_encoder.name='backbone'), a two_stream flow stream with "
         "flow_source='cache' or a frozen text tower (something to cache)")
@@ -157,6 +157,10 @@ def _validate_recommend(c: ml_collections.ConfigDict) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError on the first bad value or combination."""
   check(config.mode in MODES, "mode", config.mode, f"allowed: {', '.join(MODES)}")
+  try:
+    registry.import_modules(config.imports)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   source = _validate_data(config)
   _validate_model(config, source)
   _validate_train(config, source)

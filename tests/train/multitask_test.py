@@ -75,7 +75,7 @@ class WatchTimeLogisticTest(absltest.TestCase):
   def test_one_watch_time_head(self):
     c = helpers.load_config("smoke")
     c.model.heads = ("click", "watch_time", "watch_time_logistic")
-    with self.assertRaisesRegex(ConfigError, "at most one watch-time head"):
+    with self.assertRaisesRegex(ConfigError, "at most one head of the 'watch_time' group"):
       validate.validate(c)
 
   def test_trains_a_step(self):
@@ -108,7 +108,7 @@ class WatchTimeLogTest(absltest.TestCase):
   def test_one_watch_time_head_and_trains_given_a_click(self):
     c = helpers.load_config("smoke")
     c.model.heads = ("click", "watch_time", "watch_time_log")
-    with self.assertRaisesRegex(ConfigError, "at most one watch-time head"):
+    with self.assertRaisesRegex(ConfigError, "at most one head of the 'watch_time' group"):
       validate.validate(c)
     c.model.heads = ("click", "watch_time_log")
     c.model.given_click = ("watch_time_log",)
@@ -241,7 +241,7 @@ class GivenClickTest(absltest.TestCase):
       c.model.heads = heads_
       c.model.given_click = given
       with self.assertRaisesRegex(ConfigError,
-                                  "model.given_click.*among watch_time, watch_time_log, like"):
+                                  "model.given_click.*among like, watch_time, watch_time_log"):
         validate.validate(c)
 
 

@@ -37,7 +37,7 @@ class PretrainedPart:
   lr_factor: str
 
 
-PRETRAINED_PARTS: Registry[PretrainedPart] = Registry("pretrained part")
+PRETRAINED_PARTS: Registry[PretrainedPart] = Registry("pretrained part", package="vidrec_jax.models")
 
 
 def active(param_paths) -> list[tuple[str, PretrainedPart]]:

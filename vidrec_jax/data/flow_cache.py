@@ -29,16 +29,6 @@ ESTIMATOR = "coarse_to_fine_lk/1"  # models/flow.py estimate_flow, its defaults
 SHARD = "flow-00000-of-00001.array_record"
 
 
-def used_by(config: ml_collections.ConfigDict) -> bool:
-  """Whether the configured item tower reads the flow cache (its flow stream, or the motion
-  histograms of the backbone features' whitening: model.backbone.whiten_flow)."""
-  fe = config.model.frame_encoder
-  whiten_flow = fe.get("name") == "backbone" and config.model.get("backbone", {}).get(
-      "whiten_flow", False)
-  return bool(whiten_flow or (fe.get("name") in ("two_stream", "backbone") and fe.get("flow")
-                              and fe.get("flow_source") == "cache"))
-
-
 def expected_meta(config: ml_collections.ConfigDict) -> dict:
   """Settings a flow cache must have been written with to serve this config."""
   return dict(kind="flow", estimator=ESTIMATOR, frame_size=config.data.frame_size,

@@ -62,12 +62,15 @@ class ClipOp:
       (data/clips.py); `fn` then receives that array in place of the frames.
     channels: the last axis of the op's output when it differs from its frames' (frame
       pairs: 6, flow: 2); the zero input of an unreadable video has this shape.
+    cache: the workdir cache the op reads when the run has one ('flow': data/flow_cache.py,
+      written before training by whoever reads it); None: computed from its source alone.
   """
 
   source: str
   fn: Callable[..., np.ndarray]
   per_video: Callable[[np.ndarray], np.ndarray] | None = None
   channels: int | None = None
+  cache: str | None = None
 
 
 CLIP_OPS: Registry[ClipOp] = Registry("clip input")
@@ -113,7 +116,7 @@ def video_flow(frames: np.ndarray) -> np.ndarray:
 CLIP_OPS.register("flow", ClipOp(
     PIXELS, lambda f, idx, nxt, mask, prep: _masked(f[idx] * (nxt > idx)[:, None, None, None],
                                                     mask), per_video=video_flow,
-    channels=2))
+    channels=2, cache="flow"))
 
 
 def _not_cached(frames: np.ndarray) -> np.ndarray:
@@ -125,7 +128,7 @@ def _not_cached(frames: np.ndarray) -> np.ndarray:
 # The same field as `flow`, read from the flow cache next to the backbone's cached features
 # (data/clips.py CachedFeatures `stored`); a video the flow cache lacks is reported and skipped.
 CLIP_OPS.register("cached_flow", ClipOp(
-    FEATURES, CLIP_OPS.get("flow").fn, per_video=_not_cached))
+    FEATURES, CLIP_OPS.get("flow").fn, per_video=_not_cached, cache="flow"))
 CLIP_OPS.register("features", ClipOp(
     FEATURES, lambda x, idx, nxt, mask, prep: _masked(x[idx], mask)))
 CLIP_OPS.register("next_features", ClipOp(

@@ -205,6 +205,12 @@ class BackboneFrameEncoder(FrameEncoder):
     return ("frames", "mask") + (("motion",) if adjacent else ()) + flow_in
 
   @classmethod
+  def caches(cls, **kwargs):
+    # With whiten_flow, the whitening joins the flow cache's motion histograms.
+    return super().caches(**kwargs) | (frozenset({"flow"}) if kwargs["backbone"].whiten_flow
+                                       else frozenset())
+
+  @classmethod
   def validate(cls, config, *, features, hidden, temporal_difference, backbone, flow=False,
                flow_channels=(16, 32, 48), flow_source="cache", flow_size=0,
                flow_stream="conv", input_dropout=0.0, frame_average=False, **kwargs):

@@ -4,7 +4,9 @@ difference, cached backbone features, ...) and evaluation passes exactly those.
 
 Adding an encoder: a `FrameEncoder` subclass registered in `FRAME_ENCODERS` (its typed
 `__init__` arguments are the `model.frame_encoder` config section, minus `name`), whose inputs
-are registered clip ops (vidrec_jax/data/ops.py).
+are registered clip ops (vidrec_jax/data/ops.py), in any module of vidrec_jax/models (the
+registry finds it by itself) or in a module named in `config.imports`. The workdir caches it
+reads follow from its clip inputs (`caches`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from flax import nnx
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.config_checks import typed_kwargs
+from vidrec_jax.data.ops import CLIP_OPS
 from vidrec_jax.models import layers
 from vidrec_jax.models.partitioning import constrain
 from vidrec_jax.registry import Registry
@@ -46,13 +49,20 @@ class FrameEncoder(nnx.Module):
     return ("frames", "mask")
 
   @classmethod
+  def caches(cls, **kwargs) -> frozenset[str]:
+    """The workdir caches this encoder reads, given its `config_kwargs`: those its clip inputs
+    declare (data/ops.py `ClipOp.cache`; 'flow': data/flow_cache.py)."""
+    return frozenset(CLIP_OPS.get(k).cache for k in cls.clip_inputs(**kwargs)
+                     if k in CLIP_OPS and CLIP_OPS.get(k).cache)
+
+  @classmethod
   def validate(cls, config, **kwargs) -> None:
     """Raises config_checks.ConfigError on a bad argument or combination (given the whole
     config and this encoder's `config_kwargs`)."""
     del config, kwargs
 
 
-FRAME_ENCODERS: Registry[type[FrameEncoder]] = Registry("frame encoder")
+FRAME_ENCODERS: Registry[type[FrameEncoder]] = Registry("frame encoder", package="vidrec_jax.models")
 
 
 def conv_stack(cin: int, channels: tuple[int, ...], *, dtype, param_dtype, rngs: nnx.Rngs
@@ -92,6 +102,16 @@ def extracts_features(model_cfg) -> bool:
   """Whether the configured encoder has a feature cache for `--mode=extract` to write."""
   name = model_cfg.frame_encoder.name
   return name != NONE and FRAME_ENCODERS.get(name).extracts_features
+
+
+def reads_flow_cache(model_cfg) -> bool:
+  """Whether the configured item tower reads the optical-flow cache (data/flow_cache.py), which
+  is then written before training."""
+  name = model_cfg.frame_encoder.name
+  if name == NONE:
+    return False
+  cls = FRAME_ENCODERS.get(name)
+  return "flow" in cls.caches(**cls.config_kwargs(model_cfg))
 
 
 def build(model_cfg, *, dtype, param_dtype, rngs: nnx.Rngs) -> FrameEncoder | None:

@@ -127,7 +127,7 @@ class Trunk(nnx.Module):
     raise TypeError("a trunk defines __call__")
 
 
-TRUNKS: Registry[type[Trunk]] = Registry("trunk")
+TRUNKS: Registry[type[Trunk]] = Registry("trunk", package="vidrec_jax.models")
 
 
 def _tasks(tasks) -> tuple[str, ...]:

@@ -50,6 +50,12 @@ class Head(nnx.Module):
   # A Gaussian likelihood (squared error) rather than a categorical one: learned uncertainty
   # weighting scales its loss by 1 / (2 sigma^2) instead of 1 / sigma^2 (Kendall et al., 2018).
   regression: ClassVar[bool] = False
+  # Heads of one group estimate the same quantity (e.g. "watch_time": squared error, log
+  # seconds, weighted logistic regression); a model takes at most one head of each group.
+  exclusive_group: ClassVar[str | None] = None
+  # The head may be trained on clicked impressions only and predicted as P(click) times its
+  # conditional prediction (model.given_click, ESMM-style).
+  given_click_ok: ClassVar[bool] = False
 
   def __init__(self, hidden: int, *, dtype, param_dtype, rngs: nnx.Rngs):
     self.out = layers.dense(hidden, 1, ("mlp", None), dtype=dtype, param_dtype=param_dtype,
@@ -89,7 +95,7 @@ class Head(nnx.Module):
     return ()
 
 
-HEADS: Registry[type[Head]] = Registry("head")
+HEADS: Registry[type[Head]] = Registry("head", package="vidrec_jax.models")
 
 
 class BinaryHead(Head):
@@ -138,6 +144,8 @@ class WatchTimeHead(Head):
 
   labels = ("watch_time",)
   regression = True
+  exclusive_group = "watch_time"
+  given_click_ok = True
 
   def __call__(self, h, offset=0.0):
     return jax.nn.softplus(super().__call__(h, offset))
@@ -191,6 +199,7 @@ class WatchTimeLogisticHead(Head):
   seconds (MSE and MAE against the logged watch time, as the squared-error head's)."""
 
   labels = ("click", "watch_time")
+  exclusive_group = "watch_time"  # already conditioned on the click: never given_click
   MAX_LOGIT = 12.0  # odds up to e^12 s: no overflow from an early, wild logit
 
   def __call__(self, h, offset=0.0):
@@ -217,6 +226,7 @@ class LikeHead(BinaryHead):
   """Like logit."""
 
   labels = ("like",)
+  given_click_ok = True
 
   @staticmethod
   def metrics(g):

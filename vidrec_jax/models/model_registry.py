@@ -4,4 +4,4 @@ section) and `input_spec(model_cfg)` (what the input pipeline must deliver)."""
 
 from vidrec_jax.registry import Registry
 
-MODELS = Registry("model")
+MODELS = Registry("model", package="vidrec_jax.models")

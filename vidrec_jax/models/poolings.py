@@ -37,7 +37,7 @@ class Pooling(nnx.Module):
     raise TypeError("a pooling defines __call__")
 
 
-POOLINGS: Registry[type[Pooling]] = Registry("pooling")
+POOLINGS: Registry[type[Pooling]] = Registry("pooling", package="vidrec_jax.models")
 
 
 @POOLINGS.register("masked_mean")

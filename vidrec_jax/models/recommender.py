@@ -15,19 +15,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-# Part modules register themselves on import: every registry is full once this module is.
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data.datasets import DATASETS
 from vidrec_jax.data.inputs import InputSpec
-from vidrec_jax.models import backbone_encoder  # noqa: F401  pylint: disable=unused-import
 from vidrec_jax.models import encoders
 from vidrec_jax.models import experts
 from vidrec_jax.models import layers
 from vidrec_jax.models import sequential
 from vidrec_jax.models import text_tower
 from vidrec_jax.models import user_towers
-from vidrec_jax.models import video_encoder  # noqa: F401  pylint: disable=unused-import
 from vidrec_jax.models.heads import HEADS
 from vidrec_jax.models.model_registry import MODELS
 from vidrec_jax.models.partitioning import constrain
@@ -42,9 +39,6 @@ __all__ = ["MODELS", "SequentialRecommender", "TwoTowerRecommender", "build", "i
 
 
 LOSS_WEIGHTINGS = ("fixed", "uncertainty")
-# Heads that can be modelled given a click (model.given_click); watch_time_logistic already
-# weighs clicks by their watch time against every impression.
-GIVEN_CLICK_HEADS = ("watch_time", "watch_time_log", "like")
 
 
 def _rms_normalize(x: jax.Array) -> jax.Array:
@@ -307,10 +301,10 @@ class TwoTowerRecommender(nnx.Module):
           f"registered: {', '.join(POOLINGS.names())}")
     check(len(m.heads) > 0 and all(h in HEADS for h in m.heads), "model.heads",
           tuple(m.heads), f"a non-empty subset of: {', '.join(HEADS.names())}")
-    check(len({"watch_time", "watch_time_log", "watch_time_logistic"} & set(m.heads)) <= 1,
-          "model.heads", tuple(m.heads), "at most one watch-time head (watch_time: squared "
-          "error; watch_time_log: squared error of log seconds; watch_time_logistic: weighted "
-          "logistic regression)")
+    for group in {HEADS.get(h).exclusive_group for h in m.heads} - {None}:
+      same = [n for n, cls in HEADS.items() if cls.exclusive_group == group]
+      check(len([h for h in m.heads if h in same]) <= 1, "model.heads", tuple(m.heads),
+            f"at most one head of the {group!r} group ({', '.join(same)})")
     for h in m.heads:
       missing = [col for col in HEADS.get(h).labels if col not in source.label_columns]
       check(not missing, "model.heads", tuple(m.heads),
@@ -345,10 +339,11 @@ class TwoTowerRecommender(nnx.Module):
           f"dataset {c.data.dataset.name!r} does not know its videos' durations (datasets that "
           f"do: {', '.join(n for n in DATASETS.names() if DATASETS.get(n).durations)})")
     given = tuple(m.get("given_click", ()))
-    check(all(h in GIVEN_CLICK_HEADS and h in m.heads for h in given)
+    may = [n for n, cls in HEADS.items() if cls.given_click_ok]
+    check(all(h in may and h in m.heads for h in given)
           and len(set(given)) == len(given) and (not given or "click" in m.heads),
           "model.given_click", given, f"distinct heads of model.heads among "
-          f"{', '.join(GIVEN_CLICK_HEADS)}, with the click head in model.heads")
+          f"{', '.join(may)}, with the click head in model.heads")
     check(m.loss_weighting in LOSS_WEIGHTINGS, "model.loss_weighting", m.loss_weighting,
           f"allowed: {', '.join(LOSS_WEIGHTINGS)}")
     for f in ("hidden", "retrieval_dim", "max_positions"):
@@ -376,7 +371,6 @@ def reads_history(cfg) -> bool:
 
 MODELS.register("two_tower", TwoTowerRecommender)
 MODELS.register("sequential", SequentialRecommender)
-from vidrec_jax.rl import model as _policy_model  # noqa: E402,F401  pylint: disable=g-import-not-at-top  registers "policy"
 
 
 def build(cfg, num_users: int, num_videos: int, rngs: nnx.Rngs):

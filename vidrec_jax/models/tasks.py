@@ -93,7 +93,7 @@ class RetrievalTask(nnx.Module):
     return {}
 
 
-TASKS: Registry[type[RetrievalTask]] = Registry("retrieval task")
+TASKS: Registry[type[RetrievalTask]] = Registry("retrieval task", package="vidrec_jax.models")
 
 
 @TASKS.register("text_match")

@@ -63,7 +63,7 @@ class UserTower(nnx.Module):
     raise TypeError("a user tower defines __call__")
 
 
-USER_TOWERS: Registry[type[UserTower]] = Registry("user tower")
+USER_TOWERS: Registry[type[UserTower]] = Registry("user tower", package="vidrec_jax.models")
 
 
 @USER_TOWERS.register("id")

@@ -38,7 +38,7 @@ from vidrec_jax.models import sequential
 from vidrec_jax.rl import evaluation as eval_lib
 from vidrec_jax.rl import logs as logs_lib
 from vidrec_jax.rl import losses
-from vidrec_jax.rl import model as model_lib
+from vidrec_jax.models import policy as model_lib
 from vidrec_jax.rl import simulator as sim_lib
 from vidrec_jax.train import distributed
 from vidrec_jax.train import mesh as mesh_lib

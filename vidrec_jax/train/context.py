@@ -14,7 +14,6 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 
 from vidrec_jax.data import features
-from vidrec_jax.data import flow_cache
 from vidrec_jax.data import ops
 from vidrec_jax.data import pipeline
 from vidrec_jax.data.clips import CachedFeatures
@@ -26,6 +25,7 @@ from vidrec_jax.data.inputs import InputSpec
 from vidrec_jax.data.sequences import ClickHistory
 from vidrec_jax.data.titles import TitleInputs
 from vidrec_jax.data.vocab import Vocab
+from vidrec_jax.models import encoders
 from vidrec_jax.models import recommender
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import workdir as workdir_lib
@@ -107,11 +107,11 @@ class Context:
     """`model.backbone.whiten`'s map of the cached features, fitted on the training videos'
     frames (the same cache and split give the same map, so resuming, evaluating and exporting
     see what training saw); None when off."""
-    b = self.config.model.get("backbone", {})
-    k = int(b.get("whiten", 0) or 0)
+    b = self.config.model.backbone
+    k = int(b.whiten)
     if k <= 0:
       return None
-    flows = features.load_cache(self.workdir.flow) if b.get("whiten_flow", False) else None
+    flows = features.load_cache(self.workdir.flow) if b.whiten_flow else None
     return features.fit_whitening(features.load_cache(self.workdir.features),
                                   self.train_video_ids, k, flows)
 
@@ -121,20 +121,27 @@ class Context:
     return pipeline.LoaderOptions(num_workers=d.num_workers, read_threads=d.read_threads,
                                   prefetch_batches=d.prefetch_batches)
 
+  def _stored_caches(self, source: str) -> dict[str, str]:
+    """Clip op -> the workdir cache it reads (data/ops.py `ClipOp.cache`), for the ops of
+    `source` whose cache the item tower reads (its clip inputs, or the whitening's flow)."""
+    dirs = {"flow": self.workdir.flow}
+    if not encoders.reads_flow_cache(self.config.model):
+      dirs.pop("flow")
+    return {k: dirs[op.cache] for k, op in ops.CLIP_OPS.items()
+            if op.source == source and op.cache in dirs}
+
   def sampler(self, cache_videos: int) -> ClipSampler:
     """Clips of the model's inputs from decoded pixels or from the feature cache."""
     d = self.config.data
     source = ops.source_of(self.spec.clip)
     if source == ops.PIXELS:
-      stored = ({"flow": self.workdir.flow} if flow_cache.used_by(self.config)
-                else {})
+      stored = self._stored_caches(ops.PIXELS)
       frames = PixelFrames(self.dataset.catalog, d.frame_size, d.normalization, cache_videos,
                            d.cache_frames, stored=stored)
     elif source == ops.FEATURES:
       frames = CachedFeatures(self.workdir.features,
                               int(features.read_meta(self.workdir.features)["dim"]),
-                              stored=({"cached_flow": self.workdir.flow}
-                                      if flow_cache.used_by(self.config) else {}),
+                              stored=self._stored_caches(ops.FEATURES),
                               whitening=self.whitening)
     else:
       frames = None

@@ -57,7 +57,11 @@ def random_batch(config, num_users: int, num_videos: int, seed: int = 0,
     elif key in ("features", "next_features"):
       args = backbone_encoder.BackboneArgs.from_config(config.model)
       values = rng.normal(size=(b, d.num_frames, backbone_encoder.model_dim(args)))
-    else:
+    elif key == "mask":
       continue
+    else:
+      raise ValueError(f"random_batch: no fake value for the clip input {key!r}; give it one "
+                       "here (the inputs it knows: frames, motion, frame_pairs, flow, "
+                       "cached_flow, features, next_features)")
     out[key] = values.astype(np.float32) * mask.reshape(mask.shape + (1,) * (values.ndim - 2))
   return out

@@ -24,6 +24,7 @@ from absl import logging
 from vidrec_jax.data import datasets
 from vidrec_jax.data import features
 from vidrec_jax.data import flow_cache
+from vidrec_jax.models import encoders
 from vidrec_jax.models import text_tower
 from vidrec_jax.train import distributed
 
@@ -74,7 +75,6 @@ def load_dataset(config: ml_collections.ConfigDict, wd: Workdir) -> datasets.Rec
 
 def uses_feature_cache(config: ml_collections.ConfigDict) -> bool:
   """Whether the item tower reads cached backbone features instead of pixels."""
-  from vidrec_jax.models import encoders  # pylint: disable=g-import-not-at-top
   return "features" in encoders.clip_inputs(config.model)
 
 
@@ -96,7 +96,7 @@ def prepare_flow_cache(config: ml_collections.ConfigDict, wd: Workdir,
                        dataset: datasets.RecDataset, extract_missing: bool = True) -> None:
   """When the flow stream reads the offline flow cache: writes a missing one (process 0, with
   `extract_missing`), then checks that it fits the config (a one-line CacheError)."""
-  if not flow_cache.used_by(config):
+  if not encoders.reads_flow_cache(config.model):
     return
   if extract_missing and not os.path.exists(os.path.join(wd.flow, features.META)):
     logging.info("no flow cache in %s yet: estimating it first", wd.flow)

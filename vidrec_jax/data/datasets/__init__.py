@@ -5,8 +5,9 @@
 checks its arguments, prepares the data once (generates or converts it into `data_dir`, on
 process 0) and loads it into the schema of `schema.py`.
 
-Adding a dataset: one file defining a `DatasetSource` subclass, one `DATASETS.register(...)`
-call in it, an import line below, and a test.
+Adding a dataset: one file in this package defining a `DatasetSource` subclass, with one
+`DATASETS.register(...)` call in it (the registry finds the file by itself: registry.py), and a
+test; a dataset outside the library is a module named in `config.imports`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class DatasetSource(abc.ABC):
     """The prepared dataset in `data_dir`, or a one-line DataError."""
 
 
-DATASETS: Registry[DatasetSource] = Registry("dataset")
+DATASETS: Registry[DatasetSource] = Registry("dataset", package=__name__)
 
 
 def get(args: Mapping[str, Any], data_dir: str) -> RecDataset:
@@ -61,11 +62,6 @@ def get(args: Mapping[str, Any], data_dir: str) -> RecDataset:
   (prepared before; see `DatasetSource.prepare`)."""
   return DATASETS.get(args["name"]).load(data_dir, args)
 
-
-# Registered entries (each module registers itself on import).
-from vidrec_jax.data.datasets import movielens  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from vidrec_jax.data.datasets import synthetic  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from vidrec_jax.data.datasets import video_folder  # noqa: E402,F401  pylint: disable=g-import-not-at-top
 
 __all__ = ["CAPABILITIES", "DATASETS", "IMPRESSIONS", "ORACLE", "POSITIONS", "VIDEO_FILES",
            "Catalog", "DataError", "DatasetSource", "RecDataset", "Split", "cold_start", "get"]

