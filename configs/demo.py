@@ -6,8 +6,8 @@ click, watch-time and like heads on a PLE trunk with learned uncertainty weights
 EfficientNet-Lite0 (stage3 and stage5 features from its cache) whose frame head reads the
 whitened principal components of those features joined by the flow cache's motion histograms,
 with video-ID, content-type and duration embeddings; 3,000 steps. It was chosen by valid among
-the three candidates on worlds 20-22, which no earlier choice used (BENCHMARKS.md, "The demo's
-default on fresh worlds 20-22", issue 27): valid cold / warm oracle gain 0.882 / 0.918 (test
+the three candidates on worlds 20-22, which no earlier choice used (benchmarks/results/demo.md, "The
+demo's default on fresh worlds 20-22", issue 27): valid cold / warm oracle gain 0.882 / 0.918 (test
 0.867 +- 0.027 / 0.911 +- 0.018, n = 3, sample SD) against 0.662 / 0.699 (test 0.683 / 0.701)
 for the `two_stream` pyramid that was the default before, and 0.691 / 0.783 (test 0.666 /
 0.775) for `pretrained`; ahead of both on every metric, valid and test (paired p <= 0.047). From
