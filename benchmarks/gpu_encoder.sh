@@ -27,7 +27,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:${PYTHONPATH:-}"
 import time
 import jax
 import numpy as np
-from vidrec_jax.models import flow
+from vidrec_jax.data import flow
 rng = np.random.default_rng(0)
 for w, h, n in ((64, 64, 4096), (176, 144, 1024), (352, 288, 256)):
   a = jax.device_put(rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8))

@@ -21,7 +21,7 @@ from vidrec_jax import experiment
 from vidrec_jax import validate
 from vidrec_jax.data import datasets
 from vidrec_jax.data.datasets import synthetic
-from vidrec_jax.eval import metrics as M
+from vidrec_jax import metrics as M
 from vidrec_jax.eval.evaluators import EVALUATORS
 from vidrec_jax.eval.evaluators import Evaluator
 from vidrec_jax.models import layers

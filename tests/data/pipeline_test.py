@@ -20,7 +20,7 @@ from vidrec_jax.data.clips import ClipSampler
 from vidrec_jax.data.clips import PixelFrames
 from vidrec_jax.data.datasets import synthetic
 from vidrec_jax.data.vocab import Vocab
-from vidrec_jax.models import flow
+from vidrec_jax.data import flow
 from vidrec_jax.models import recommender
 
 

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 from absl.testing import absltest
 
-from vidrec_jax.eval import metrics as M
+from vidrec_jax import metrics as M
 
 
 def brute_auc(y, s):

@@ -1,4 +1,4 @@
-"""Dense optical flow (vidrec_jax.models.flow): known sub-pixel shifts of a blurred-noise texture
+"""Dense optical flow (vidrec_jax.data.flow): known sub-pixel shifts of a blurred-noise texture
 and of a real frame, parity with OpenCV's Farneback, tracing (jit, vmap, grad, bfloat16), the
 compile cache, and strict input errors."""
 
@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from tests import helpers
 from vidrec_jax.data import video_io
-from vidrec_jax.models import flow
+from vidrec_jax.data import flow
 
 SHIFT = (1.7, -1.1)  # (dx, dy) in pixels, OpenCV's own Farneback test's order of magnitude
 

@@ -14,7 +14,7 @@ from tests import helpers
 from tests.train import fixtures
 from vidrec_jax import validate
 from vidrec_jax.config_checks import ConfigError
-from vidrec_jax.models import flow
+from vidrec_jax.data import flow
 from vidrec_jax.models import poolings
 from vidrec_jax.models import video_encoder
 

@@ -12,7 +12,7 @@ from tests import helpers
 from vidrec_jax.data import world as world_lib
 from vidrec_jax.data.datasets import synthetic
 from vidrec_jax.rl import logs as logs_lib
-from vidrec_jax.rl import response
+from vidrec_jax.data import response
 from vidrec_jax.rl import simulator as sim_lib
 from vidrec_jax.rl.evaluation import random_policy
 

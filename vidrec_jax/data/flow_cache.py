@@ -1,5 +1,5 @@
 """The offline optical-flow cache (`model.frame_encoder.flow_source='cache'`): the flow from every
-decoded frame of every catalog video to the next, estimated once by models/flow.py and written in
+decoded frame of every catalog video to the next, estimated once by data/flow.py and written in
 the feature cache's format (data/features.py: ArrayRecord shards of `.npz` records holding
 `video_id`, `frame_index` and the fields (n, S, S, 2) float32 as `features`, `meta.json` last).
 
@@ -25,7 +25,7 @@ from vidrec_jax.data import ops
 from vidrec_jax.data import video_io
 from vidrec_jax.data.datasets import Catalog
 
-ESTIMATOR = "coarse_to_fine_lk/1"  # models/flow.py estimate_flow, its defaults
+ESTIMATOR = "coarse_to_fine_lk/1"  # data/flow.py estimate_flow, its defaults
 SHARD = "flow-00000-of-00001.array_record"
 
 

@@ -92,11 +92,11 @@ def _bucket(n: int) -> int:
 
 def video_flow(frames: np.ndarray) -> np.ndarray:
   """Optical flow from each decoded frame to the next, (T, S, S, 2) float32 in pixels (the last
-  frame's is zero: it has no next frame), estimated by models/flow.py on the host CPU so that a
+  frame's is zero: it has no next frame), estimated by data/flow.py on the host CPU so that a
   loader worker never touches an accelerator."""
   import jax  # pylint: disable=g-import-not-at-top  (the loader imports jax only when used)
 
-  from vidrec_jax.models import flow  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data import flow  # pylint: disable=g-import-not-at-top
 
   t = len(frames)
   out = np.zeros(frames.shape[:-1] + (2,), np.float32)

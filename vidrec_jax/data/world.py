@@ -9,7 +9,7 @@ colour comes first (an antisymmetric taste: the same two colours in the other or
 opposite), a taste no orderless pooling of the frames can see.
 
 Impressions are logged in slates with position bias and label noise; the user response
-model (vidrec_jax/rl/response.py, shared with the RL simulator) turns them into clicks, watch
+model (vidrec_jax/data/response.py, shared with the RL simulator) turns them into clicks, watch
 time and likes.  `World.oracle_logit` gives the true (position-free) click logit for any (user,
 video) pair.
 
@@ -23,7 +23,7 @@ import dataclasses
 import ml_collections
 import numpy as np
 
-from vidrec_jax.rl import response
+from vidrec_jax.data import response
 
 PALETTE = np.array(
     [[230, 40, 40], [40, 200, 60], [50, 80, 240], [240, 220, 40], [220, 60, 220], [40, 220, 230],

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from vidrec_jax.eval import metrics as M
+from vidrec_jax import metrics as M
 from vidrec_jax.models import layers
 from vidrec_jax.registry import Registry
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vidrec_jax.eval import metrics as M
+from vidrec_jax import metrics as M
 from vidrec_jax.models import layers
 from vidrec_jax.models.retrieval import MAX_LOGIT_SCALE
 from vidrec_jax.models.retrieval import contrastive_loss

@@ -8,7 +8,7 @@ two streams, each part switched and sized by the config:
 
 The flow stream reads the optical flow of each sampled frame and the frame after it, as
 2 channels (dx, dy) per frame pair, TSN's flow input with one pair per segment. `flow_source`
-says where it is estimated (the same estimator, `models/flow.py`, either way): 'device' inside
+says where it is estimated (the same estimator, `data/flow.py`, either way): 'device' inside
 the jitted step from the raw pixel pairs (`frame_pairs`; no learned parameters, gradients stop
 there), 'loader' on the host by the data loader, once per video and kept with its decoded
 frames (the `flow` clip op, data/ops.py), or 'cache' offline, once for the whole catalog, into
@@ -36,7 +36,7 @@ from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data import motion
 from vidrec_jax.models import attention
-from vidrec_jax.models import flow as flow_lib
+from vidrec_jax.data import flow as flow_lib
 from vidrec_jax.models import layers
 from vidrec_jax.models.encoders import FRAME_ENCODERS
 from vidrec_jax.models.encoders import FrameEncoder

@@ -22,6 +22,7 @@ from absl import logging
 
 from vidrec_jax import files
 from vidrec_jax.reporting import events
+from vidrec_jax.reporting.plots import pyplot
 
 # Scalars that are bookkeeping rather than curves worth a panel.
 SKIP_CURVE = re.compile(r"(^|/)(count|click_rate|skipped_\w+|valid_fraction)$")
@@ -97,13 +98,6 @@ def _load_study(name: str, path: str) -> Study:
 
 
 # --- plots -----------------------------------------------------------------------------------
-
-
-def pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
 
 
 def _curve_plot(out: str, runs: list[Run], tags: list[str], title: str) -> str | None:

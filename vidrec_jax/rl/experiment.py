@@ -306,7 +306,7 @@ def plot_returns(workdir: str, seeds, policies, path: str) -> None:
   random as a horizontal line. Read from the runs' summaries; the final evaluation, written
   at train.steps, is left out (it is the best checkpoint's, not a step's)."""
   from vidrec_jax.reporting import events  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.reporting.page import pyplot  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.reporting.plots import pyplot  # pylint: disable=g-import-not-at-top
   plt = pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for i, p in enumerate(policies):

@@ -1,7 +1,7 @@
 """A user simulator built from the synthetic world, for long-term (session) objectives.
 
 The world (vidrec_jax/data/world.py) gives users' tastes, videos' content factors, topics and
-lengths; the response model (vidrec_jax/rl/response.py) gives position examination, the watch
+lengths; the response model (vidrec_jax/data/response.py) gives position examination, the watch
 share and likes. On top, in the manner of RecSim's interest-evolution environment:
 
 - **Quality and appeal.** Every video has a quality q ~ N(0, 1) and a click appeal correlated
@@ -37,7 +37,7 @@ import numpy as np
 
 from vidrec_jax.config_checks import typed_kwargs
 from vidrec_jax.data import world as world_lib
-from vidrec_jax.rl import response
+from vidrec_jax.data import response
 
 PAD = -1
 State = dict  # user, history, hist_len, sat, interest, budget, alive, seen: arrays over users

@@ -5,13 +5,17 @@ and the log of its training frequency (the logQ correction of a sampled softmax)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from absl import logging
 
 from vidrec_jax.data import features
 from vidrec_jax.data.titles import TitleInputs
 from vidrec_jax.models import sequential
-from vidrec_jax.train.context import Context
+
+if TYPE_CHECKING:  # annotations only: the context imports this module
+  from vidrec_jax.train.context import Context
 
 
 def pooled_video_features(cache_dir: str, num_videos: int, dim: int,

@@ -27,6 +27,7 @@ from vidrec_jax.data.titles import TitleInputs
 from vidrec_jax.data.vocab import Vocab
 from vidrec_jax.models import encoders
 from vidrec_jax.models import recommender
+from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import workdir as workdir_lib
 from vidrec_jax.train.state import Setup
@@ -98,7 +99,6 @@ class Context:
     """The per-catalog arrays of a history user tower (train/catalog.py), on every device."""
     if not self.spec.history:
       return None
-    from vidrec_jax.train import catalog as catalog_lib  # pylint: disable=g-import-not-at-top
     repl = NamedSharding(self.setup.mesh, PartitionSpec())
     return jax.tree.map(lambda x: jax.device_put(x, repl), catalog_lib.catalog_arrays(self))
 

@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 
 from vidrec_jax import files
-from vidrec_jax.tuning import study
+from vidrec_jax.tuning import space
 
 
 def _params_to_values(sweep, params: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +62,6 @@ def write(path: str, best: optuna.trial.FrozenTrial, sweep) -> None:
       test=f" ({sweep.test_metric} = {test:.6f})" if test is not None else "", path=path,
       when=time.strftime("%Y-%m-%d %H:%M:%S"), base=sweep.base_file,
       overrides=sweep.overrides, params=_params_to_values(sweep, best.params),
-      trial=study.trial_settings(sweep.sweep))
+      trial=space.trial_settings(sweep.sweep))
   with files.atomic_path(path) as tmp, open(tmp, "w") as f:
     f.write(text)

@@ -204,3 +204,21 @@ def load_config_file(path: str, arg: str = "") -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def _value(text: str) -> Any:
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # a bare word
+
+
+def trial_settings(sweep: ml_collections.ConfigDict) -> dict[str, Any]:
+  """`sweep.trial` ('train.steps=600', ...) as {field: value}: set on every trial."""
+  out = {}
+  for item in sweep.trial:
+    field, sep, value = item.partition("=")
+    if not sep or not field.strip():
+      raise ConfigError(f"sweep.trial {item!r}: expected FIELD=VALUE, e.g. 'train.steps=600'")
+    out[field.strip()] = _value(value.strip())
+  return out

@@ -20,7 +20,6 @@ by its missed heartbeats and its trial is re-run by another host.
 
 from __future__ import annotations
 
-import ast
 import math
 import os
 import socket
@@ -60,24 +59,6 @@ class SweepInterrupted(BaseException):
   the next run of the same command re-runs it from its checkpoint."""
 
 
-def _value(text: str) -> Any:
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text  # a bare word
-
-
-def trial_settings(sweep: ml_collections.ConfigDict) -> dict[str, Any]:
-  """`sweep.trial` ('train.steps=600', ...) as {field: value}: set on every trial."""
-  out = {}
-  for item in sweep.trial:
-    field, sep, value = item.partition("=")
-    if not sep or not field.strip():
-      raise ConfigError(f"sweep.trial {item!r}: expected FIELD=VALUE, e.g. 'train.steps=600'")
-    out[field.strip()] = _value(value.strip())
-  return out
-
-
 def validate(config: ml_collections.ConfigDict) -> list[space_lib.Param]:
   """Checks the sweep section; returns the parsed search space."""
   s = config.sweep
@@ -90,7 +71,7 @@ def validate(config: ml_collections.ConfigDict) -> list[space_lib.Param]:
   if not s.metric.startswith("valid/"):
     raise ConfigError(f"sweep.metric={s.metric!r}: expected a valid-split metric "
                       "('valid/...'); trials are chosen on valid, reported on test")
-  base = space_lib.apply(config, trial_settings(s))
+  base = space_lib.apply(config, space_lib.trial_settings(s))
   if not base.train.eval_every and s.pruner != "none":
     raise ConfigError("sweep.pruner needs intermediate values: set train.eval_every > 0 in "
                       "sweep.trial (e.g. 'train.eval_every=100'), or sweep.pruner='none'")
@@ -252,7 +233,8 @@ class Sweep:
         raise optuna.TrialPruned(f"{metric}={value:.4f} at step {step}")
 
     try:
-      config = space_lib.apply(self.config, {**trial_settings(self.sweep), **shared, **values})
+      config = space_lib.apply(
+          self.config, {**space_lib.trial_settings(self.sweep), **shared, **values})
       from vidrec_jax import validate as validate_lib  # pylint: disable=g-import-not-at-top
       validate_lib.validate(config)
       from vidrec_jax import experiment  # pylint: disable=g-import-not-at-top
