@@ -40,6 +40,14 @@ class BadConfigTest(parameterized.TestCase):
     self.assertIn(field, err[0])
     self.assertFalse(os.path.exists(workdir))
 
+  def test_an_unknown_config_variant_is_one_line(self):
+    r = run_main(f"--config={CONFIG}:bogus", f"--workdir={tempfile.mkdtemp()}")
+    self.assertEqual(r.returncode, 2, r.stderr[-2000:])
+    self.assertEqual(r.stderr.strip().splitlines(), [
+        "error: bad flag or config override: --config: ValueError: configs/demo.py: unknown "
+        "variant 'bogus'; allowed: two_stream, pretrained, conv, smoke, id_only, text, sasrec, "
+        "din"])
+
 
 class EndToEndTest(absltest.TestCase):
 

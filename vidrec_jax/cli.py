@@ -16,8 +16,13 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-    # ml_collections reports an unknown override field as AttributeError('\'x\'\nDid you mean').
-    msg = " ".join(str(e).replace("\\n", " ").replace("\\'", "'").split()).strip("'")
+    # ml_collections reports an unknown override field as AttributeError('\'x\'\nDid you mean'),
+    # and an error of the config file's get_config (an unknown variant) inside a traceback.
+    text = str(e).replace("\\n", "\n")
+    if "Traceback (most recent call last)" in text:
+      lines = [l.strip() for l in text.splitlines() if l.strip()]
+      text = f"--config: {lines[-1]}"
+    msg = " ".join(text.replace("\\'", "'").split()).strip("'")
     print(f"error: bad flag or config override: {msg}", file=sys.stderr)
     sys.exit(EXIT_BAD_CONFIG)
 
