@@ -50,7 +50,7 @@ class Registry(Generic[T]):
     once. A module that exists but fails to import raises: a broken part is never skipped."""
     if self._discovered:
       return
-    if name is not None and isinstance(name, str) and name.isidentifier():
+    if isinstance(name, str) and name.isidentifier():
       try:
         importlib.import_module(f"{self.package}.{name}")
       except ModuleNotFoundError as e:

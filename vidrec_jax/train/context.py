@@ -124,9 +124,8 @@ class Context:
   def _stored_caches(self, source: str) -> dict[str, str]:
     """Clip op -> the workdir cache it reads (data/ops.py `ClipOp.cache`), for the ops of
     `source` whose cache the item tower reads (its clip inputs, or the whitening's flow)."""
-    dirs = {"flow": self.workdir.flow}
-    if not encoders.reads_flow_cache(self.config.model):
-      dirs.pop("flow")
+    dirs = ({"flow": self.workdir.flow} if encoders.reads_flow_cache(self.config.model)
+            else {})
     return {k: dirs[op.cache] for k, op in ops.CLIP_OPS.items()
             if op.source == source and op.cache in dirs}
 
