@@ -2,7 +2,6 @@
 reference in torchvision's state-dict layout, block bookkeeping, and strict conversion errors."""
 
 import os
-import sys
 import tempfile
 
 import jax
@@ -13,6 +12,8 @@ from absl.testing import parameterized
 from flax import nnx
 from jax.sharding import PartitionSpec
 
+from tests.torch_refs import torch_module as _torch
+from tests.torch_refs import torchvision_module as _torchvision
 from vidrec_jax.models import backbones
 from vidrec_jax.checkpoints import convert
 from vidrec_jax.models.backbones import resnet
@@ -20,45 +21,6 @@ from vidrec_jax.models.backbones import resnet
 # Odd, non-square images exercise the explicit padding of the strided convs and the max pool.
 IMAGE_HW = (61, 75)
 TOL = 1e-4
-
-
-def _torch():
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise absltest.SkipTest(f"torch is not importable ({e}); it comes with the test extras") from e
-  return torch
-
-
-# The op library _torchvision() declares: kept alive, since a collected Library takes its
-# definitions back out of the dispatcher.
-_TORCHVISION_STUBS = []
-
-
-def _torchvision():
-  """torchvision, importable even where its C++ ops cannot load.
-
-  PyPI's torchvision 0.28.0 (the release for torch 2.13.0) is a CUDA build: its _C.so links
-  libtorch_cuda.so, which the pinned CPU torch lacks, so it loads none of its ops. torchvision
-  means to run without them, but registers fake kernels for torchvision::nms and ::qnms
-  unconditionally, and its import dies with "operator torchvision::nms does not exist". Only on
-  that error (a build whose ops load defines the two itself) are their schemas declared here and
-  the import retried; the ResNets use plain aten ops, never these.
-  """
-  torch = _torch()
-  try:
-    import torchvision  # pylint: disable=g-import-not-at-top
-  except RuntimeError as e:
-    if "torchvision::nms" not in str(e) or _TORCHVISION_STUBS:
-      raise
-    for module in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-      del sys.modules[module]  # the half-done first import
-    lib = torch.library.Library("torchvision", "DEF")  # pylint: disable=no-member
-    for op in ("nms", "qnms"):
-      lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    _TORCHVISION_STUBS.append(lib)
-    import torchvision  # pylint: disable=g-import-not-at-top
-  return torchvision
 
 
 # Written out here, independent of the module under test: (bottleneck?, blocks per layer).

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from absl.testing import absltest  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from tests import torch_refs  # noqa: E402
 from vidrec_jax import checkpoints  # noqa: E402
 from vidrec_jax.checkpoints import convert  # noqa: E402
 from vidrec_jax.models import text  # noqa: E402
@@ -72,6 +73,10 @@ class ParityTest(absltest.TestCase):
     super().setUpClass()
     path = _require_model()
     _require_tokenizers()
+    try:
+      torch_refs.torchvision_module()  # transformers imports it when it is installed
+    except ImportError:
+      pass  # not installed: transformers does without it
     try:
       from sentence_transformers import SentenceTransformer  # pylint: disable=g-import-not-at-top
     except ImportError as e:
