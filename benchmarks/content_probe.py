@@ -1,7 +1,7 @@
 """Which latent factors of the synthetic world the content inputs carry, by linear probes.
 
 For every video: the mean of its cached backbone features over 6 evenly spaced frames, and the
-flow histograms (models/backbone_encoder.py `flow_histograms`) of the same frames from the flow
+flow histograms (models/flow_stream.py `flow_histograms`) of the same frames from the flow
 cache, averaged and maxed over them. A multinomial logistic regression (L2, full batch) is fit
 on the warm videos for each factor (palette, shape, direction, speed) and scored on the cold
 ones: the accuracy a content tower could reach from each input with a linear read-out.
@@ -24,7 +24,7 @@ from fitting import full_batch_fit  # benchmarks/fitting.py
 from configs import multitask
 from vidrec_jax.data import features
 from vidrec_jax.data import world as world_lib
-from vidrec_jax.models import backbone_encoder
+from vidrec_jax.models import flow_stream
 
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_mt_bench", "benchmarks/multitask.py's root.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed s: world data.dataset.seed = 17 + s.")
@@ -64,7 +64,7 @@ def main(_):
     idx = np.linspace(0, len(f) - 2, FRAMES).astype(int)
     rows["backbone"].append(f[idx].mean(0))
     if flows is not None:
-      h = np.asarray(backbone_encoder.flow_histograms(jnp.asarray(flows[v.video_id][idx])))
+      h = np.asarray(flow_stream.flow_histograms(jnp.asarray(flows[v.video_id][idx])))
       rows["flow histograms"].append(np.concatenate([h.mean(0), h.max(0)]))
       rows["both"].append(np.concatenate([rows["backbone"][-1], rows["flow histograms"][-1]]))
     keep.append(v.cold)

@@ -68,6 +68,10 @@ def base_config() -> ml_collections.ConfigDict:
       frame_encoder=dict(name="conv", channels=(16, 32, 48), features=64, motion=True),
       backbone=backbone_config(),
       pooling="mean_max", heads=("click", "watch_time"), position_bias=True, max_positions=16,
+      # The pooling's own arguments (models/poolings.py), e.g. dict(levels=(1, 3)) for `pyramid`.
+      pooling_args=dict(),
+      # Registered per-video features the item tower adds (models/item_features.py); () = none.
+      item_features=(),
       # 'fixed': train.loss_weights; 'uncertainty': also learned per-loss uncertainty weights.
       loss_weighting="fixed",
       # The multi-task trunk under the heads (models/experts.py): shared_bottom; mmoe
@@ -97,6 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict(dict(
       trainer="supervised",
+      trainer_args=dict(),  # the trainer's own settings (typed arguments of its __init__)
       steps=2000, learning_rate=3e-3, warmup_steps=100, end_learning_rate_factor=0.05,
       weight_decay=1e-4, grad_clip=1.0,
       loss_weights=dict(click=1.0, watch_time=0.1, watch_time_logistic=0.1, watch_time_log=0.1,
@@ -145,7 +150,7 @@ def base_config() -> ml_collections.ConfigDict:
   # --mode=recommend / export (vidrec_jax/recommend.py): k videos per list; the `candidates`
   # nearest videos by retrieval vector go to the ranker; the fusion formula over the heads'
   # predictions (click, like: probabilities; watch_time: seconds) orders them, e.g.
-  # "click * (1 + 0.1 * watch_time)" (vidrec_jax/models/fusion.py says what is allowed).
+  # "click * (1 + 0.1 * watch_time)" (vidrec_jax/serving/fusion.py says what is allowed).
   c.recommend = ml_collections.ConfigDict(dict(k=10, candidates=100, fusion="click"))
   return c
 

@@ -1,8 +1,12 @@
 """Adding parts from a test file alone, without editing any library file: a toy head, a toy
 retrieval task and a toy evaluator train and evaluate through the real entry point; a toy
-trainer reuses the shared loop's checkpointing, resume and NaN halting; a toy dataset without
-an oracle gets no oracle metrics; a module outside the library, named in `config.imports`,
-brings a frame encoder with a clip input of its own; registries find their parts by name."""
+pooling takes its own arguments from `model.pooling_args`; a per-video item feature reaches the
+item tower through the pipeline; a toy trainer takes its own setting
+from `train.trainer_args` and reuses the shared loop's checkpointing, resume and NaN halting;
+a toy dataset without an oracle gets no oracle metrics; a module outside the library, named in
+`config.imports`, brings a frame encoder with a clip input of its own (faked in random batches
+from its op's declaration); registries find their parts by name. RL policies:
+tests/extension_rl_test.py."""
 
 import json
 import os
@@ -14,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
+from flax import nnx
 
 from tests import helpers
 from tests.train import fixtures
@@ -24,9 +29,16 @@ from vidrec_jax.data.datasets import synthetic
 from vidrec_jax import metrics as M
 from vidrec_jax.eval.evaluators import EVALUATORS
 from vidrec_jax.eval.evaluators import Evaluator
+from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.models import layers
+from vidrec_jax.models import recommender
 from vidrec_jax.models.heads import HEADS
 from vidrec_jax.models.heads import Head
+from vidrec_jax.models.item_features import ITEM_FEATURES
+from vidrec_jax.models.item_features import ItemFeature
+from vidrec_jax.models.poolings import POOLINGS
+from vidrec_jax.models.poolings import Pooling
+from vidrec_jax.models.poolings import segment_means
 from vidrec_jax.models.tasks import TASKS
 from vidrec_jax.models.tasks import RetrievalTask
 from vidrec_jax.models.tasks import logit_scale
@@ -96,16 +108,27 @@ class CatalogSize(Evaluator):
 
 
 class FakeBatchTrainer(Trainer):
-  """Trains the recommender on fixture batches (seeded by step) with the supervised step."""
+  """Trains the recommender on fixture batches (seeded by `seed_offset` + step) with the
+  supervised step; `seed_offset` is a setting of its own (`train.trainer_args`)."""
 
   started_at = []
+
+  def __init__(self, ctx, *, seed_offset: int = 0):
+    super().__init__(ctx)
+    self.seed_offset = seed_offset
+
+  @classmethod
+  def validate(cls, config, *, seed_offset=0):
+    if not isinstance(seed_offset, int) or seed_offset < 0:
+      raise ConfigError(f"config.train.trainer_args.seed_offset={seed_offset!r} is not "
+                        "allowed; a non-negative integer")
 
   def batches(self, start_step, saved_position):
     FakeBatchTrainer.started_at.append(start_step)
     step = start_step
     while True:
       step += 1
-      yield fixtures.fake_batch(self.config, seed=step)
+      yield fixtures.fake_batch(self.config, seed=self.seed_offset + step)
 
   def step_fn(self):
     s = self.setup
@@ -114,6 +137,31 @@ class FakeBatchTrainer(Trainer):
 
   def observe(self, batch):
     return float(batch["weight"].sum())
+
+
+class RunsPooling(Pooling):
+  """A pooling with an argument of its own: the masked means of `runs` equal runs of frames."""
+
+  def __init__(self, features, *, runs: int, dtype, param_dtype, rngs):
+    super().__init__(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    self.runs, self.out_features = runs, runs * features
+
+  @classmethod
+  def validate(cls, *, runs):
+    if runs < 1:
+      raise ConfigError(f"config.model.pooling_args.runs: {runs!r}: at least 1")
+
+  def __call__(self, x, mask):
+    return segment_means(x, mask, self.runs).reshape(x.shape[0], -1)
+
+
+class PublishAge(ItemFeature):
+  """A per-video feature: when the video was published, standardised over the catalog."""
+
+  @classmethod
+  def values(cls, catalog):
+    t = np.asarray(catalog.publish_time, np.float64)
+    return ((t - t.mean()) / max(t.std(), 1e-9)).astype(np.float32)[:, None]
 
 
 class NoOracleWorld(synthetic.SyntheticWorld):
@@ -179,12 +227,61 @@ class ExtensionTest(absltest.TestCase):
     self.assertEqual(FakeBatchTrainer.started_at, [0, 4])  # resumed at the checkpoint's step
     self.assertIn("6", os.listdir(os.path.join(workdir, "checkpoints")))
 
+    with open(os.path.join(workdir, "config.json")) as f:  # recorded at its default
+      self.assertEqual(json.load(f)["train"]["trainer_args"], {"seed_offset": 0})
+    offset = _smoke(configure)
+    offset.train.trainer_args = dict(seed_offset=1000)
+    offset_workdir = tempfile.mkdtemp()
+    experiment.train(offset, offset_workdir)
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f, open(
+        os.path.join(offset_workdir, "eval", "metrics.json")) as g:
+      self.assertNotEqual(json.load(f)["test/cold/auc"], json.load(g)["test/cold/auc"])
+    for bad, message in ((-1, "seed_offset=-1"), ("x", "seed_offset='x'")):
+      offset.train.trainer_args = dict(seed_offset=bad)
+      with self.assertRaisesRegex(ConfigError, message):
+        validate.validate(offset)
+    offset.train.trainer_args = dict(seed=3)
+    with self.assertRaisesRegex(ConfigError, "train.trainer_args: unknown argument"):
+      validate.validate(offset)
+
     diverging = tempfile.mkdtemp()
     config = _smoke(configure)
     config.train.update(learning_rate=1e30, warmup_steps=0, log_every=100, checkpoint_every=1)
     with self.assertRaisesRegex(runner.NonFiniteLossError, "loss is nan at step 2"):
       experiment.train(config, diverging)
     self.assertEqual(os.listdir(os.path.join(diverging, "checkpoints")), ["1"])
+
+  def test_a_toy_pooling_takes_its_arguments_from_the_config(self):
+    _register(POOLINGS, "toy_runs", RunsPooling, self)
+
+    def configure(c):
+      c.model.pooling = "toy_runs"
+      c.model.pooling_args = dict(runs=3)
+    config = _smoke(configure)
+    model = recommender.build(config.model, 4, 5, nnx.Rngs(0))
+    features = config.model.frame_encoder.features
+    self.assertEqual((model.pool.runs, model.pool.out_features), (3, 3 * features))
+    workdir = tempfile.mkdtemp()
+    m = experiment.train(config, workdir)
+    self.assertBetween(m["test/cold/auc"], 0.0, 1.0)
+    config.model.pooling_args = dict(runs=0)
+    with self.assertRaisesRegex(ConfigError, "model.pooling_args.runs: 0"):
+      validate.validate(config)
+
+  def test_a_toy_item_feature_reaches_the_item_tower(self):
+    _register(ITEM_FEATURES, "toy_age", PublishAge, self)
+
+    def configure(c):
+      c.model.item_features = ("toy_age",)
+    config = _smoke(configure)
+    self.assertEqual(fixtures.fake_batch(config)["toy_age"].shape, (config.data.batch_size, 1))
+    model = recommender.build(config.model, 4, 5, nnx.Rngs(0))
+    self.assertIsInstance(model.item_features["toy_age"], PublishAge)
+    m = experiment.train(config, tempfile.mkdtemp())
+    self.assertBetween(m["test/cold/auc"], 0.0, 1.0)
+    config.model.item_features = ("toy_age", "toy_age")
+    with self.assertRaisesRegex(ConfigError, "model.item_features"):
+      validate.validate(config)
 
   def test_a_dataset_without_an_oracle_gets_no_oracle_metrics(self):
     _register(datasets.DATASETS, "toy_no_oracle", NoOracleWorld(), self)
@@ -231,13 +328,8 @@ OUTSIDE_MODULE = textwrap.dedent("""
 class OutsideTheLibraryTest(absltest.TestCase):
 
   def test_config_imports_bring_an_encoder_with_its_own_clip_input(self):
-    root = tempfile.mkdtemp()
     name = "toy_outside_parts"
-    with open(os.path.join(root, name + ".py"), "w") as f:
-      f.write(OUTSIDE_MODULE)
-    sys.path.insert(0, root)
-    self.addCleanup(sys.path.remove, root)
-    self.addCleanup(sys.modules.pop, name, None)
+    helpers.outside_module(self, name, OUTSIDE_MODULE)
     from vidrec_jax.data.ops import CLIP_OPS  # pylint: disable=g-import-not-at-top
     from vidrec_jax.models.encoders import FRAME_ENCODERS  # pylint: disable=g-import-not-at-top
     self.addCleanup(FRAME_ENCODERS.unregister, "toy_grey")
@@ -249,6 +341,10 @@ class OutsideTheLibraryTest(absltest.TestCase):
       validate.validate(c)  # not imported yet
     c.imports = (name,)
     validate.validate(c)  # imports the module, which registers both parts
+    batch = fixtures.fake_batch(c)  # a random batch fakes the new input from its op's declaration
+    d = c.data
+    self.assertEqual(batch["toy_grey"].shape,
+                     (d.batch_size, d.num_frames, d.frame_size, d.frame_size, 1))
     m = experiment.train(c, tempfile.mkdtemp())
     self.assertIn("test/cold/auc", m)
     c.imports = ("toy_no_such_module",)

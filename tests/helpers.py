@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,6 +17,17 @@ def load_config(arg: str = "smoke", name: str = "demo.py"):
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   return mod.get_config(arg)
+
+
+def outside_module(test, name: str, source: str) -> None:
+  """Writes `source` as module `name` in a fresh folder on sys.path, as a user's own package
+  outside the library would be (`config.imports` names it); undone when `test` ends."""
+  root = tempfile.mkdtemp()
+  with open(os.path.join(root, name + ".py"), "w") as f:
+    f.write(source)
+  sys.path.insert(0, root)
+  test.addCleanup(sys.path.remove, root)
+  test.addCleanup(sys.modules.pop, name, None)
 
 
 @functools.cache

@@ -10,6 +10,10 @@ from vidrec_jax.models.poolings import POOLINGS
 from vidrec_jax.models.tasks import TASKS
 from vidrec_jax.models.user_towers import USER_TOWERS
 from vidrec_jax.checkpoints.parts import PRETRAINED_PARTS
+from vidrec_jax.models.experts import TRUNKS
+from vidrec_jax.models.model_registry import MODELS
+from vidrec_jax.rl.losses import CORRECTIONS
+from vidrec_jax.rl.policies import POLICIES
 from vidrec_jax.registry import Registry
 from vidrec_jax.registry import UnknownNameError
 from vidrec_jax.train.trainers import TRAINERS
@@ -43,8 +47,10 @@ class RegistryTest(absltest.TestCase):
         datasets.DATASETS: {"synthetic"}, FRAME_ENCODERS: {"conv", "backbone"},
         POOLINGS: {"masked_mean", "masked_max", "mean_max"}, USER_TOWERS: {"id"},
         HEADS: {"click", "watch_time", "like"}, TASKS: {"text_match", "visual_query"},
-        EVALUATORS: {"ranking", "retrieval"}, TRAINERS: {"supervised"},
-        PRETRAINED_PARTS: {"backbone", "text"}}
+        EVALUATORS: {"ranking", "retrieval"}, TRAINERS: {"supervised", "reinforce"},
+        PRETRAINED_PARTS: {"backbone", "text"}, TRUNKS: {"shared_bottom", "mmoe", "ple"},
+        MODELS: {"two_tower", "sequential", "policy"},
+        POLICIES: {"random", "greedy", "ips_click"}, CORRECTIONS: {"standard", "topk"}}
     for registry, names in expected.items():
       self.assertIsInstance(registry, Registry)
       self.assertTrue(names <= set(registry.names()), registry.kind)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from unittest import mock
 
 import jax.numpy as jnp
 import ml_collections
@@ -20,7 +21,10 @@ from absl.testing import parameterized
 
 from tests import helpers
 from vidrec_jax.config_checks import ConfigError
+from vidrec_jax.data import flow_cache
 from vidrec_jax.models import poolings
+from vidrec_jax.train import context as context_lib
+from vidrec_jax.train import workdir as workdir_lib
 from vidrec_jax.tuning import space
 from vidrec_jax.tuning import study as study_lib
 
@@ -241,6 +245,27 @@ class StudyTest(absltest.TestCase):
     err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     self.assertLen(err, 1)
     self.assertIn("not a run workdir", err[0])
+
+
+class SharedCachesTest(absltest.TestCase):
+
+  def test_trials_share_the_flow_cache_written_once(self):
+    """A model that reads the optical-flow cache: the sweep writes it once in its workdir, as a
+    run's context does, and a trial's preparation finds it there instead of writing its own."""
+    c = helpers.load_config("smoke,flow", "encoder_ablation.py")
+    c.model.frame_encoder.flow_source = "cache"
+    c.data.data_dir = helpers.smoke_world_dir()
+    root = tempfile.mkdtemp()
+    self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+    with mock.patch.object(flow_cache, "write", wraps=flow_cache.write) as write:
+      shared = study_lib.Sweep(c, root)._shared()
+      self.assertEqual(shared, {"data.data_dir": c.data.data_dir,
+                                "data.flow_cache": os.path.join(root, "flow")})
+      trial = space.apply(c, {**space.trial_settings(c.sweep), **shared})
+      trial_root = os.path.join(root, "trials", "0000")
+      context_lib.prepare_data(trial, workdir_lib.Workdir.of(trial, trial_root))
+    self.assertEqual(write.call_count, 1)
+    self.assertFalse(os.path.exists(os.path.join(trial_root, "flow")))
 
 
 class EventsTest(absltest.TestCase):

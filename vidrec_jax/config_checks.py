@@ -6,6 +6,7 @@ Every rejection is one line naming the field, the value and what is allowed.
 from __future__ import annotations
 
 import inspect
+import json
 from typing import Any, Callable, Mapping
 
 
@@ -44,3 +45,12 @@ def typed_kwargs(fn: Callable, section: Mapping[str, Any], field: str,
     raise ConfigError(f"config.{field}: {what}; {getattr(fn, '__qualname__', fn)} takes "
                       f"{', '.join(own) or 'no arguments'}")
   return {k: (tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items()}
+
+
+def signature_defaults(fn: Callable, prefix: str, supplied: tuple[str, ...] = ()
+                       ) -> dict[str, Any]:
+  """'prefix.<parameter>' -> its default, as JSON holds it (tuples become lists), for every
+  parameter of `fn` (a function or a dataclass) with a default, except those in `supplied`."""
+  params = inspect.signature(fn).parameters
+  return {f"{prefix}.{n}": json.loads(json.dumps(p.default)) for n, p in params.items()
+          if n not in supplied and n != "self" and p.default is not inspect.Parameter.empty}

@@ -7,17 +7,23 @@ evaluation and checkpoint cadence, the mesh (checkpoints restore onto any mesh),
 loaders read (worker, thread and prefetch counts change no number; tested). Everything else -
 model, data, optimizer, seeds - defines the run.
 
-A field added to the configs after a run was recorded is absent from that record. It is not a
-change when the config gives it the value that does what the code did before the field existed
-(ADDED_FIELDS), or when it is an option of a part that stays off (GATED_FIELDS: the flow
-stream's settings while `model.frame_encoder.flow` is off). So a workdir of an older version
-still resumes, evaluates and exports; any other value is refused like any change.
+The record is the config with every part's signature defaults filled in and the fields that do
+nothing in it left out (`PartTerms`, from the model: models/two_tower_config.py `record_terms`):
+a part's arguments are recorded whether the config file names them or not, and the loss weights
+only of the heads and tasks that train. A field absent from an older record is no change when its
+new value is the part's default: an optional argument added to a part later (at the default,
+which does what the code did before it existed) resumes an old workdir without any entry here.
+A field that does nothing in the config (a loss weight of a head that is not trained, a
+switched-off stream's settings: `FrameEncoder.inert_args`) is never a change. Any other
+difference is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from typing import Any, Callable, Mapping
 
 import ml_collections
 
@@ -34,23 +40,14 @@ MAY_CHANGE = ("mode", "train.steps", "train.log_every", "train.eval_every",
               "recommend")  # serving settings (k, candidates, fusion): read by recommend/export
 
 
-# Field -> the value that reproduces the behaviour from before the field existed. Add a field
-# here when it is added to the configs with such a value.
-ADDED_FIELDS = {
-    "model.frame_encoder.flow": False,
-    "model.frame_encoder.input_dropout": 0.0,
-    "model.frame_encoder.frame_average": False,
-    "model.item_duration": False,
-    "model.shared_affinity": False,
-    "model.given_click": [],
-    "model.backbone.whiten": 0,
-    "model.backbone.whiten_flow": False,
-    "train.loss_weights.watch_time_log": 0.1,  # its head's weight, as the configs give it
-    "model.user_tower.kernel_init": "lecun_normal",  # SASRec's; the only init before it
-}
-# Field -> the ADDED_FIELDS field that switches on the part it configures.
-GATED_FIELDS = {f"model.frame_encoder.{f}": "model.frame_encoder.flow"
-                for f in ("flow_channels", "flow_size", "flow_source", "flow_stream")}
+@dataclasses.dataclass(frozen=True)
+class PartTerms:
+  """What a config's parts say about its record. `defaults`: field -> the value its part takes
+  when the field is absent (a signature default, as JSON holds it); `inert(field)`: whether the
+  field does nothing in this config."""
+
+  defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  inert: Callable[[str], bool] = lambda field: False
 
 
 class ConfigChangedError(ValueError):
@@ -70,21 +67,32 @@ def _may_change(field: str) -> bool:
   return any(field == f or field.startswith(f + ".") for f in MAY_CHANGE)
 
 
-def resolved(config: ml_collections.ConfigDict) -> dict:
-  """The config as JSON holds it (tuples become lists)."""
-  return json.loads(config.to_json())
+def resolved(config: ml_collections.ConfigDict, terms: PartTerms = PartTerms()) -> dict:
+  """The config as JSON holds it (tuples become lists), with the parts' defaults filled in and
+  the fields that do nothing in it (`terms.inert`) left out."""
+  out = json.loads(config.to_json())
+  flat = _flat(out)
+  for field in set(flat) | set(terms.defaults):
+    *path, leaf = field.split(".")
+    node = out
+    for k in path:
+      node = node.setdefault(k, {})
+    if terms.inert(field):
+      node.pop(leaf, None)
+    elif field not in flat:
+      node[leaf] = terms.defaults[field]
+  return out
 
 
-def changed_fields(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+def changed_fields(saved: dict, config: ml_collections.ConfigDict,
+                   terms: PartTerms = PartTerms()) -> list[str]:
   """Fields outside MAY_CHANGE whose value differs, as 'field: old -> new'."""
-  old, new = _flat(saved), _flat(resolved(config))
+  old, new = _flat(saved), _flat(resolved(config, terms))
   missing = object()
 
-  def neutral(k: str) -> bool:  # absent from the record, and set to do what the code did then
-    gate = GATED_FIELDS.get(k)
-    if gate is not None:
-      return gate not in old and neutral(gate)
-    return k in ADDED_FIELDS and k not in old and new.get(k, missing) == ADDED_FIELDS[k]
+  def neutral(k: str) -> bool:  # does nothing here, or absent from the record and at its default
+    return terms.inert(k) or (k not in old and k in terms.defaults
+                              and new.get(k, missing) == terms.defaults[k])
 
   return [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
           for k in sorted(set(old) | set(new))
@@ -92,13 +100,14 @@ def changed_fields(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
           and not neutral(k)]
 
 
-def check(workdir: str, config: ml_collections.ConfigDict) -> None:
+def check(workdir: str, config: ml_collections.ConfigDict, terms: PartTerms = PartTerms()
+          ) -> None:
   """Raises ConfigChangedError when WORKDIR/config.json records a run with another training
   config than `config`; a workdir without one passes."""
   path = os.path.join(workdir, CONFIG_JSON)
   if not os.path.exists(path):
     return
-  diffs = changed_fields(files.read_json(path), config)
+  diffs = changed_fields(files.read_json(path), config, terms)
   if diffs:
     shown = "; ".join(diffs[:6]) + (f"; ... ({len(diffs)} in all)" if len(diffs) > 6 else "")
     raise ConfigChangedError(
@@ -107,6 +116,7 @@ def check(workdir: str, config: ml_collections.ConfigDict) -> None:
         "new workdir")
 
 
-def write(workdir: str, config: ml_collections.ConfigDict) -> None:
+def write(workdir: str, config: ml_collections.ConfigDict, terms: PartTerms = PartTerms()
+          ) -> None:
   os.makedirs(workdir, exist_ok=True)
-  files.write_json(os.path.join(workdir, CONFIG_JSON), resolved(config))
+  files.write_json(os.path.join(workdir, CONFIG_JSON), resolved(config, terms))

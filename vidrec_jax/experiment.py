@@ -27,6 +27,7 @@ from vidrec_jax.train import runner
 from vidrec_jax.train import workdir as workdir_lib
 from vidrec_jax.train.context import Context
 from vidrec_jax.train.context import make_context
+from vidrec_jax.train import trainers
 from vidrec_jax.train.trainers import TRAINERS
 
 
@@ -54,14 +55,15 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   every periodic evaluation (vidrec_jax/train/runner.py)."""
   if TRAINERS.get(config.train.trainer).runs_experiment:
     return rl(config, workdir)
+  terms = trainers.record_terms(config)
   if _has_checkpoint(workdir):
-    config_io.check(workdir, config)
+    config_io.check(workdir, config, terms)
   distributed.host0_then_barrier("vidrec_config_written",
-                                 lambda: config_io.write(workdir, config))
+                                 lambda: config_io.write(workdir, config, terms))
   ctx = make_context(config, workdir)
   if ctx.host0:
     _log_start(ctx)
-  trainer = TRAINERS.get(config.train.trainer)(ctx)
+  trainer = trainers.build(ctx)
   return runner.run(trainer, Evaluation(ctx, config.evals), workdir, on_eval)
 
 
@@ -76,7 +78,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, which: str, purpose
             ) -> tuple[Context, dict, int]:
   """The run's context and the latest (or, with which='best', the best) checkpoint's
   parameters and step; `purpose` completes the missing-checkpoint error ('evaluate')."""
-  config_io.check(workdir, config)
+  config_io.check(workdir, config, trainers.record_terms(config))
   ctx = make_context(config, workdir, prepare=False)
   t = config.train
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), t.checkpoint_every,

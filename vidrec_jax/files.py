@@ -39,5 +39,6 @@ def write_json(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
+  """The JSON value stored at `path` (UTF-8)."""
   with open(path, encoding="utf-8") as f:
     return json.load(f)

@@ -1,4 +1,10 @@
-"""Ranking and regression metrics on numpy arrays."""
+"""Ranking and regression metrics on numpy arrays.
+
+Every rank metric of the project is computed here; the evaluators and tasks only name the keys.
+Three input forms: per-user labels and scores (`ndcg_at_k`, the heads), 1-based ranks of one
+target per query (`hit_rate`, `ndcg_of_ranks`, `mrr`: the retrieval tasks and full sort), and
+ranked lists against sets of relevant items (`ndcg_of_lists`, `recall_of_lists`: two-stage).
+"""
 
 from __future__ import annotations
 
@@ -52,6 +58,11 @@ def mae(y: np.ndarray, p: np.ndarray) -> float:
   return float(np.mean(np.abs(np.asarray(y, np.float64) - p)))
 
 
+def dcg_discounts(k: int) -> np.ndarray:
+  """The DCG discounts 1 / log2(position + 1) of positions 1..k."""
+  return 1.0 / np.log2(np.arange(2, k + 2))
+
+
 def _tie_aware_dcg(y: np.ndarray, scores: np.ndarray, discounts: np.ndarray) -> float:
   """DCG where tied scores share their positions' discounts: each item of a tie group gets the
   mean discount of the positions the group spans (the expected DCG over the orders of the
@@ -69,7 +80,7 @@ def ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int
   """Mean NDCG@k over groups (users) that have at least one positive among their candidates;
   tied scores share their positions' discounts (no dependence on the input order)."""
   vals = []
-  discounts = 1.0 / np.log2(np.arange(2, k + 2))
+  discounts = dcg_discounts(k)
   for g in np.unique(groups):
     sel = np.flatnonzero(groups == g)
     y = np.asarray(labels[sel], np.float64)
@@ -101,9 +112,63 @@ def retrieval_ranks(queries: np.ndarray, gallery: np.ndarray, targets: np.ndarra
   return ranks
 
 
+def hit_rate(ranks: np.ndarray, k: int) -> float:
+  """The share of queries whose target ranks within the first k; NaN without queries.
+
+  HR@k and Recall@k are this one quantity when each query has one relevant item (its target):
+  the share of a query's relevant items found in the first k is then 1 or 0. Callers keep the
+  key their metrics have always had: `recall@k` for the retrieval tasks (`retrieval_metrics`),
+  `hr@k` for the full-sort evaluator.
+
+  Args:
+    ranks: 1-based rank of each query's target.
+    k: the cut-off.
+  """
+  ranks = np.asarray(ranks)
+  return float(np.mean(ranks <= k)) if len(ranks) else float("nan")
+
+
+def ndcg_of_ranks(ranks: np.ndarray, k: int) -> float:
+  """Mean NDCG@k of queries with one relevant item: 1 / log2(rank + 1) for a target within the
+  first k, else 0 (the ideal DCG is 1); per query what `ndcg_of_lists` gives a list with one
+  relevant item. NaN without queries."""
+  ranks = np.asarray(ranks, np.float64)
+  if not len(ranks):
+    return float("nan")
+  return float(np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0).mean())
+
+
+def mrr(ranks: np.ndarray, k: int | None = None) -> float:
+  """Mean reciprocal rank of 1-based target ranks; with `k`, MRR@k (a target past k counts
+  0). NaN without queries."""
+  ranks = np.asarray(ranks, np.float64)
+  if not len(ranks):
+    return float("nan")
+  rr = 1.0 / ranks
+  if k is not None:
+    rr = np.where(ranks <= k, rr, 0.0)
+  return float(rr.mean())
+
+
 def retrieval_metrics(ranks: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
-  """Recall@k (the target within the first k) and mean reciprocal rank."""
-  if len(ranks) == 0:
-    return {**{f"recall@{k}": float("nan") for k in ks}, "mrr": float("nan")}
-  return {**{f"recall@{k}": float(np.mean(ranks <= k)) for k in ks},
-          "mrr": float(np.mean(1.0 / ranks))}
+  """The retrieval tasks' keys: `recall@k` (`hit_rate`) and `mrr` (no cut-off)."""
+  return {**{f"recall@{k}": hit_rate(ranks, k) for k in ks}, "mrr": mrr(ranks)}
+
+
+def ndcg_of_lists(ranked: np.ndarray, relevant: list[set[int]], n: int) -> np.ndarray:
+  """Per-user NDCG@n of ranked item lists (U, >= n) with binary relevance (the items of each
+  user's set); NaN for a user with no relevant item."""
+  disc = dcg_discounts(n)
+  out = np.zeros(len(ranked))
+  for u, (row, rel) in enumerate(zip(ranked, relevant)):
+    gains = np.array([v in rel for v in row[:n]], np.float64)
+    ideal = disc[:min(len(rel), n)].sum()
+    out[u] = (gains * disc[:len(gains)]).sum() / ideal if ideal > 0 else np.nan
+  return out
+
+
+def recall_of_lists(ranked: np.ndarray, relevant: list[set[int]], k: int) -> np.ndarray:
+  """Per-user share of the relevant items found in the first k of each list (Recall@k; with
+  one relevant item per user it is `hit_rate`'s quantity); NaN for a user with none."""
+  return np.array([len(rel & set(row[:k].tolist())) / len(rel) if rel else np.nan
+                   for row, rel in zip(ranked, relevant)])

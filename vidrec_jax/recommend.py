@@ -33,8 +33,8 @@ from vidrec_jax import experiment
 from vidrec_jax import files
 from vidrec_jax import serving
 from vidrec_jax.eval.encode import Encoder
-from vidrec_jax.models import fusion as fusion_lib
 from vidrec_jax.models.partitioning import logical_to_spec
+from vidrec_jax.serving import fusion as fusion_lib
 from vidrec_jax.train import steps
 from vidrec_jax.train.context import Context
 

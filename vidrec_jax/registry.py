@@ -18,7 +18,9 @@ needs to be edited.
 Registration is discovery: a registry made with `package=` finds its parts by importing that
 package's modules, so no import list names them. An unknown name first imports
 `package.<name>` (a part in a file of its own name), then every module of the package; listing
-the names (`names`, `items`, `in`, iteration) imports them all first. Parts outside the
+the names (`names`, `items`, `in`, iteration) imports them all first. `package` may be a tuple:
+parts of one kind in several places (the RL trainer lives in `vidrec_jax.rl.trainer`, beside
+the RL code it reads); a plain module in it is imported as it is. Parts outside the
 library come in through `config.imports` (`import_modules`): the modules named there are
 imported before the config is checked, and register themselves as any part does.
 """
@@ -39,28 +41,33 @@ class UnknownNameError(ValueError):
 class Registry(Generic[T]):
   """Name -> part, for one kind of part."""
 
-  def __init__(self, kind: str, package: str | None = None):
-    """`kind` names the part in messages; `package` (a dotted module path) holds its parts."""
+  def __init__(self, kind: str, package: str | tuple[str, ...] | None = None):
+    """`kind` names the part in messages; `package` (a dotted module path, or a tuple of
+    them) holds its parts."""
     self.kind, self.package = kind, package
+    self._packages = (package,) if isinstance(package, str) else tuple(package or ())
     self._parts: dict[str, T] = {}
-    self._discovered = package is None
+    self._discovered = not self._packages
 
   def _discover(self, name: str | None = None) -> None:
-    """Imports `package.<name>` (when given and it exists), then every module of the package
-    once. A module that exists but fails to import raises: a broken part is never skipped."""
+    """Imports `<package>.<name>` (when given and it exists), then every module of each
+    package once. A module that exists but fails to import raises: a broken part is never
+    skipped."""
     if self._discovered:
       return
     if isinstance(name, str) and name.isidentifier():
-      try:
-        importlib.import_module(f"{self.package}.{name}")
-      except ModuleNotFoundError as e:
-        if e.name != f"{self.package}.{name}":
-          raise
-      if name in self._parts:
-        return
-    pkg = importlib.import_module(self.package)
-    for info in pkgutil.iter_modules(getattr(pkg, "__path__", [])):
-      importlib.import_module(f"{self.package}.{info.name}")
+      for package in self._packages:
+        try:
+          importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as e:
+          if e.name != f"{package}.{name}":
+            raise
+        if name in self._parts:
+          return
+    for package in self._packages:
+      pkg = importlib.import_module(package)
+      for info in pkgutil.iter_modules(getattr(pkg, "__path__", [])):
+        importlib.import_module(f"{package}.{info.name}")
     self._discovered = True
 
   def register(self, name: str, part: T | None = None) -> Callable[[T], T] | T:

@@ -23,6 +23,7 @@ from vidrec_jax.models import user_towers
 from vidrec_jax.models.user_towers import USER_TOWERS
 from vidrec_jax import registry
 from vidrec_jax.registry import Registry
+from vidrec_jax.train import trainers
 from vidrec_jax.train.trainers import TRAINERS
 
 __all__ = ["ConfigError", "validate"]
@@ -93,6 +94,7 @@ def _validate_train(c: ml_collections.ConfigDict, source: datasets.DatasetSource
   t = c.train
   _registered(TRAINERS, "train.trainer", t.trainer)
   trains = TRAINERS.get(t.trainer).models
+  TRAINERS.get(t.trainer).validate(c, **trainers.settings(c))
   check(c.model.name in trains, "train.trainer", t.trainer,
         f"it trains the models {', '.join(trains)}, not model.name={c.model.name!r}")
   check(isinstance(t.early_stopping, int) and t.early_stopping >= 0, "train.early_stopping",
@@ -137,7 +139,7 @@ def _validate_mesh(c: ml_collections.ConfigDict) -> None:
 def _validate_recommend(c: ml_collections.ConfigDict) -> None:
   """The `recommend` section and the models --mode=recommend / export serve (vidrec_jax/
   recommend.py); checked in those modes only, so a serving setting never blocks training."""
-  from vidrec_jax.models import fusion  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.serving import fusion  # pylint: disable=g-import-not-at-top
   check(c.model.name == "two_tower", "model.name", c.model.name,
         f"--mode={c.mode} serves the 'two_tower' model only")
   check(c.model.user_tower.name == "id", "model.user_tower.name", c.model.user_tower.name,

@@ -84,6 +84,40 @@ class MetricsTest(absltest.TestCase):
     np.testing.assert_array_equal(ranks, [3, 3, 3])
     self.assertTrue(np.isnan(M.retrieval_metrics(np.array([]))["mrr"]))
 
+  def test_single_target_rank_metrics_by_hand(self):
+    ranks = np.array([1, 3, 11, 4])
+    self.assertEqual(M.hit_rate(ranks, 3), 0.5)
+    self.assertEqual(M.hit_rate(ranks, 10), 0.75)
+    self.assertAlmostEqual(M.ndcg_of_ranks(ranks, 3), (1 + 1 / np.log2(4)) / 4)
+    self.assertAlmostEqual(M.mrr(ranks), (1 + 1 / 3 + 1 / 11 + 1 / 4) / 4)
+    self.assertAlmostEqual(M.mrr(ranks, 3), (1 + 1 / 3) / 4)
+    for f in (M.hit_rate, M.ndcg_of_ranks, M.mrr):
+      self.assertTrue(np.isnan(f(np.zeros(0, np.int64), 3)))
+
+  def test_one_relevant_item_makes_list_and_rank_metrics_agree(self):
+    # Recall@k of lists with one relevant item is HR@k of its rank, and so for NDCG@k.
+    rng = np.random.default_rng(3)
+    ranked = np.stack([rng.permutation(13) for _ in range(9)])
+    targets = rng.integers(0, 13, size=9)
+    ranks = np.argmax(ranked == targets[:, None], axis=1) + 1
+    relevant = [{int(t)} for t in targets]
+    for k in (1, 4, 13):
+      self.assertAlmostEqual(np.mean(M.recall_of_lists(ranked, relevant, k)),
+                             M.hit_rate(ranks, k))
+      self.assertAlmostEqual(np.mean(M.ndcg_of_lists(ranked, relevant, k)),
+                             M.ndcg_of_ranks(ranks, k))
+
+  def test_list_recall_and_ndcg_by_hand(self):
+    ranked = np.asarray([[5, 1, 7, 2], [9, 8, 4, 3], [0, 1, 2, 3]])
+    relevant = [{1, 2}, {3}, set()]
+    np.testing.assert_allclose(M.recall_of_lists(ranked, relevant, 2), [0.5, 0.0, np.nan])
+    np.testing.assert_allclose(M.recall_of_lists(ranked, relevant, 4), [1.0, 1.0, np.nan])
+    # User 0: hits at ranks 2 and 4 of 4; ideal: ranks 1 and 2.
+    ideal0 = 1 + 1 / np.log2(3)
+    got0 = 1 / np.log2(3) + 1 / np.log2(5)
+    ndcg = M.ndcg_of_lists(ranked, relevant, 4)
+    np.testing.assert_allclose(ndcg, [got0 / ideal0, (1 / np.log2(5)) / 1.0, np.nan])
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -161,6 +161,25 @@ class PoolingTest(absltest.TestCase):
       self.assertEqual(out.shape, (2, pool.out_features))
     self.assertEqual(pool.out_features, 8 * 6)
 
+  def test_pyramid_levels_come_from_the_pooling_args(self):
+    config = helpers.load_config("smoke")
+    config.model.pooling = "pyramid"
+    config.model.pooling_args = dict(levels=(1, 3))
+    self.assertEqual(poolings.pooling_args(config.model), {"levels": (1, 3)})
+    pool = poolings.PyramidPooling(6, levels=(1, 3), dtype=jnp.float32,
+                                   param_dtype=jnp.float32, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 6)), jnp.float32)
+    out = pool(x, jnp.ones((2, 9)))
+    self.assertEqual(out.shape, (2, 5 * 6))  # 1 + 3 runs and the attention pooling
+    # The three runs of nine frames are frames 0-2, 3-5 and 6-8.
+    np.testing.assert_allclose(out[0, 6:12], x[0, :3].mean(0), rtol=1e-5)
+    for args, message in ((dict(levels=(2, 2)), "model.pooling_args.levels"),
+                          (dict(levels=()), "model.pooling_args.levels"),
+                          (dict(runs=3), "unknown argument.*runs")):
+      config.model.pooling_args = args
+      with self.assertRaisesRegex(ConfigError, message):
+        validate.validate(config)
+
   def test_segment_means_by_hand(self):
     x = jnp.arange(6, dtype=jnp.float32).reshape(1, 6, 1) + 1  # frames 1..6, the last padded
     mask = jnp.asarray([[1, 1, 1, 1, 1, 0]], jnp.float32)

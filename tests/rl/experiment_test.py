@@ -17,6 +17,7 @@ from tests import helpers
 from vidrec_jax import experiment
 from vidrec_jax import files
 from vidrec_jax import validate
+from vidrec_jax.reporting import rl as rl_report
 from vidrec_jax.rl import experiment as rl_experiment
 
 
@@ -129,7 +130,7 @@ class BehaviourHeadTest(absltest.TestCase):
     from vidrec_jax.rl import simulator as sim_lib  # pylint: disable=g-import-not-at-top
     from vidrec_jax.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
     from vidrec_jax.train.state import Setup  # pylint: disable=g-import-not-at-top
-    from vidrec_jax.train.trainers import reinforce  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.rl import trainer as reinforce  # pylint: disable=g-import-not-at-top
     from vidrec_jax.data import world as world_lib  # pylint: disable=g-import-not-at-top
     from vidrec_jax.data.datasets import synthetic  # pylint: disable=g-import-not-at-top
     from vidrec_jax.rl import logs as logs_lib  # pylint: disable=g-import-not-at-top
@@ -212,8 +213,8 @@ class SummaryTest(absltest.TestCase):
                         "test/snips_softmax": snips[p], "test/clicks": 1.0, "test/steps": 1.0,
                         "test/shown_quality": 0.0, "test/clicked_quality": 0.0}
                     for p in returns} for s in range(3)}
-    out = rl_experiment.summarise(per_seed, ("a", "b", "c"))
-    self.assertEqual(rl_experiment.separated_pairs(returns), [("a", "c"), ("b", "c")])
+    out = rl_report.summarise(per_seed, ("a", "b", "c"))
+    self.assertEqual(rl_report.separated_pairs(returns), [("a", "c"), ("b", "c")])
     self.assertEqual(out["separated_pairs"], 2)
     self.assertFalse(out["same_order/ips"])  # truth: a (11.0) > b (10.83) > c
     self.assertTrue(out["separated_order/ips"])
@@ -225,9 +226,11 @@ class ValidationTest(absltest.TestCase):
 
   def test_bad_sections_are_named(self):
     for field, value, message in (
-        ("correction", "clipped", "config.rl.correction='clipped' is not allowed; allowed: "
-         "supervised, ips_click, none, standard, topk"),
-        ("policies", ("greedy", "ppo"), "config.rl.policies=('greedy', 'ppo') is not allowed"),
+        ("correction", "clipped", "config.rl.correction='clipped' is not allowed; registered: "
+         "ips_click, none, standard, supervised, topk"),
+        ("policies", ("greedy", "ppo"), "config.rl.policies=('greedy', 'ppo') is not allowed; "
+         "a tuple of registered RL policies: greedy, ips_click, random, reinforce, "
+         "reinforce_offpolicy, reinforce_topk"),
         ("behaviour", "estimated", "needs model.estimate_behaviour=True"),
         ("weight_cap", 0.0, "config.rl.weight_cap=0.0 is not allowed"),
         ("topk_k", -2, "config.rl.topk_k=-2 is not allowed; an integer >= 0")):

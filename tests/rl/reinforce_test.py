@@ -12,6 +12,7 @@ import optax
 from absl.testing import absltest
 
 from vidrec_jax.rl import losses
+from vidrec_jax.rl import trainer as rl_trainer
 
 
 def _train(correction: str, rewards: np.ndarray, beta: np.ndarray, k: int = 1,
@@ -87,7 +88,8 @@ class WeightsTest(absltest.TestCase):
     # The de-biased click model: the capped ratio alone, whatever the return.
     np.testing.assert_allclose(losses.weights("ips_click", pi, beta, ret, cap, 4),
                                [cap, 0.5, cap], rtol=1e-6)
-    with self.assertRaisesRegex(ValueError, "unknown correction 'x'; allowed: supervised"):
+    with self.assertRaisesRegex(ValueError, "unknown correction 'x'; registered: ips_click, "
+                                "none, standard, supervised, topk"):
       losses.weights("x", pi, beta, ret, cap, 4)
 
   def test_loss_is_the_masked_weighted_log_likelihood_without_gradient_in_the_weight(self):
@@ -107,10 +109,6 @@ class WeightsTest(absltest.TestCase):
     np.testing.assert_allclose(g[1], 0.0)
 
 
-if __name__ == "__main__":
-  absltest.main()
-
-
 class BatchTest(absltest.TestCase):
 
   def _logs(self):
@@ -124,8 +122,7 @@ class BatchTest(absltest.TestCase):
                 num_sessions=1, final_histories=hist)
 
   def test_clicked_actions(self):
-    from vidrec_jax.train.trainers import reinforce  # pylint: disable=g-import-not-at-top
-    b = reinforce.batch_of(self._logs(), np.array([0, 1]), "clicked")
+    b = rl_trainer.batch_of(self._logs(), np.array([0, 1]), "clicked")
     np.testing.assert_array_equal(b["action"], [[4], [0]])
     np.testing.assert_allclose(b["beta"], [[0.1], [1.0]])
     np.testing.assert_array_equal(b["mask"], [[1.0], [0.0]])  # no click: no action
@@ -133,11 +130,14 @@ class BatchTest(absltest.TestCase):
     np.testing.assert_allclose(b["ret"], [2.5, 0.5])
 
   def test_slate_actions(self):
-    from vidrec_jax.train.trainers import reinforce  # pylint: disable=g-import-not-at-top
     logs = self._logs()
-    b = reinforce.batch_of(logs, np.array([1, 0]), "slate")
+    b = rl_trainer.batch_of(logs, np.array([1, 0]), "slate")
     np.testing.assert_array_equal(b["action"], logs.slate[[1, 0]])
     np.testing.assert_allclose(b["beta"], logs.beta[[1, 0]])
     np.testing.assert_array_equal(b["mask"], np.ones((2, 3)))
     with self.assertRaisesRegex(ValueError, "unknown rl.actions 'all'; allowed: clicked, slate"):
-      reinforce.batch_of(logs, np.array([0]), "all")
+      rl_trainer.batch_of(logs, np.array([0]), "all")
+
+
+if __name__ == "__main__":
+  absltest.main()

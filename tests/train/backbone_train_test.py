@@ -11,18 +11,20 @@ from absl.testing import absltest
 from tests import helpers
 from tests.train import fixtures
 from vidrec_jax.data import motion
-from vidrec_jax.models import backbone_encoder
+from vidrec_jax.data.motion import HISTOGRAM_FEATURES
+from vidrec_jax.models import flow_stream
+from vidrec_jax.models.backbones import part as backbone_part
 from vidrec_jax.models import backbones
 from vidrec_jax import validate
 from vidrec_jax.checkpoints import convert
 from vidrec_jax.train import state
 from vidrec_jax.train import steps
 
-PREFIX = backbone_encoder.BACKBONE_PREFIX
+PREFIX = backbone_part.BACKBONE_PREFIX
 
 
 def _args(config):
-  return backbone_encoder.BackboneArgs.from_config(config.model)
+  return backbone_part.BackboneArgs.from_config(config.model)
 
 
 def _config(mode: str, top_blocks: int = 1):
@@ -92,7 +94,7 @@ class BackboneTrainingTest(absltest.TestCase):
 
   def test_top_blocks_trains_only_the_last_used_blocks(self):
     config = _config("top_blocks", top_blocks=1)
-    n_used, _ = backbone_encoder.used_blocks(_args(config))  # smoke: up to stage3 -> 6 blocks
+    n_used, _ = backbone_part.used_blocks(_args(config))  # smoke: up to stage3 -> 6 blocks
     _, before, after = _train(config)
     changed = {k for k in before if k.startswith(PREFIX) and
                not np.array_equal(before[k], after[k])}
@@ -110,7 +112,7 @@ class BackboneTrainingTest(absltest.TestCase):
       config = _config("top_blocks", top_blocks=1)
       config.train.update(backbone_learning_rate_factor=factor, warmup_steps=0, grad_clip=1e9,
                           weight_decay=0.0)
-      n_used, _ = backbone_encoder.used_blocks(_args(config))
+      n_used, _ = backbone_part.used_blocks(_args(config))
       _, before, after = _train(config, n_steps=1)
       k = f"{PREFIX}blocks/{n_used - 1}/project_conv/kernel"
       moves[factor] = float(np.abs(after[k] - before[k]).max())
@@ -119,7 +121,7 @@ class BackboneTrainingTest(absltest.TestCase):
 
   def test_labels_by_mode(self):
     config = _config("top_blocks", top_blocks=2)
-    n_used, _ = backbone_encoder.used_blocks(_args(config))
+    n_used, _ = backbone_part.used_blocks(_args(config))
 
     def label(path):
       # The optimizer label of one parameter of a model that has a backbone (the pretrained
@@ -189,8 +191,8 @@ class FlowHistogramTest(absltest.TestCase):
     field = np.zeros((2, 32, 32, 2), np.float32)
     field[0, 4:12, 4:12, 0] = 2.0  # 8x8 pixels, 2 px right = 1.0 in 1/16 of the frame height
     field[1, 4:12, 4:12, 1] = -0.5  # up, 0.25
-    h = np.asarray(backbone_encoder.flow_histograms(jax.numpy.asarray(field)))
-    self.assertEqual(h.shape, (2, backbone_encoder.HISTOGRAM_FEATURES))
+    h = np.asarray(flow_stream.flow_histograms(jax.numpy.asarray(field)))
+    self.assertEqual(h.shape, (2, HISTOGRAM_FEATURES))
     nb, nm = motion.ORIENTATION_BINS, len(motion.MAGNITUDE_EDGES)
     orient, mags, rest = h[:, :nb], h[:, nb:nb + nm], h[:, nb + nm:]
     np.testing.assert_allclose(orient[0], np.eye(nb)[4], atol=1e-6)  # angle 0: bin 4 of 8
@@ -204,7 +206,7 @@ class FlowHistogramTest(absltest.TestCase):
     np.testing.assert_allclose(rest[1], [share, share * 0.25, 0.0, -share * 0.25], atol=1e-6)
     # The same motion at twice the frame size reads the same.
     big = np.repeat(np.repeat(field, 2, axis=1), 2, axis=2) * 2
-    np.testing.assert_allclose(backbone_encoder.flow_histograms(jax.numpy.asarray(big)), h,
+    np.testing.assert_allclose(flow_stream.flow_histograms(jax.numpy.asarray(big)), h,
                                atol=1e-5)
     # The loader's numpy twin gives the same numbers.
     np.testing.assert_allclose(motion.flow_histograms(field), h, atol=1e-6)

@@ -21,7 +21,7 @@ from vidrec_jax.data import video_io
 from vidrec_jax.data.clips import CachedFeatures
 from vidrec_jax.data.clips import ClipSampler
 from vidrec_jax.data.clips import PixelFrames
-from vidrec_jax.models import backbone_encoder
+from vidrec_jax.models.backbones import part as backbone_part
 from vidrec_jax.models import backbones
 
 CONFIG = os.path.join(helpers.REPO, "configs", "pretrained.py")
@@ -67,13 +67,13 @@ class ExtractTest(absltest.TestCase):
 
   def test_cached_features_equal_the_live_backbone(self):
     config = helpers.load_config("smoke", "pretrained.py")
-    b, d = backbone_encoder.BackboneArgs.from_config(config.model), config.data
+    b, d = backbone_part.BackboneArgs.from_config(config.model), config.data
     table = features.load_cache(os.path.join(self.workdir, "features"))
     vid = 5
     frames = video_io.decode_video(self.catalog.path(vid), d.frame_size)
-    self.assertEqual(table[vid].shape, (len(frames), backbone_encoder.feature_dim(b)))
+    self.assertEqual(table[vid].shape, (len(frames), backbone_part.feature_dim(b)))
     net = backbones.load(b.name)
-    live = backbone_encoder.frame_vectors(
+    live = backbone_part.frame_vectors(
         net, jnp.asarray(ops.normalize(frames, d.normalization)), b.outputs, b.grid)
     np.testing.assert_allclose(table[vid], np.asarray(live), rtol=1e-5, atol=1e-5)
 

@@ -17,6 +17,7 @@ from vidrec_jax.data import pipeline
 from vidrec_jax.eval.evaluators import ranking
 from vidrec_jax.models import heads
 from vidrec_jax.models import recommender
+from vidrec_jax.models import two_tower
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import steps
 from vidrec_jax.train.random_batch import random_batch
@@ -313,7 +314,7 @@ class ItemDurationTest(absltest.TestCase):
     validate.validate(c)  # the synthetic world knows its durations
     source = types.SimpleNamespace(label_columns=("click", "watch_time"), durations=False)
     with self.assertRaisesRegex(ConfigError, "model.item_duration.*does not know.*synthetic"):
-      recommender.TwoTowerRecommender.validate(c, source)
+      two_tower.TwoTowerRecommender.validate(c, source)
 
 
 class MultitaskMeshTest(absltest.TestCase):

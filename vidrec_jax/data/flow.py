@@ -19,7 +19,8 @@ grid (the window is wide, sigma 4 px, so little is lost) and the increment is in
 and pairs go through in chunks (lax.map) small enough for the CPU's caches.
 
 Convention (OpenCV's calcOpticalFlowFarneback(prev=a, next=b)): flow[..., 0] = dx (right),
-flow[..., 1] = dy (down), with b[y + dy, x + dx] ≈ a[y, x].
+flow[..., 1] = dy (down), with b[y + dy, x + dx] ≈ a[y, x]. The blurs and the pyramid are in
+data/pyramid.py.
 """
 
 from __future__ import annotations
@@ -30,97 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vidrec_jax.data import pyramid as filters
+
 # ITU-R BT.601 luma weights, OpenCV's cvtColor(RGB2GRAY): the references see the same gray.
 _LUMA = (0.299, 0.587, 0.114)
-_BINOMIAL = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)  # pyramid filter, sigma 1
 _PRESMOOTH = 1.2  # sigma (px): bilinear warping and finite differences are accurate on it
 _REFERENCE = 10.0  # sigma (px at every level) of the smooth reference flow
 _DAMPING = 1.0  # Tikhonov term of the 2x2 systems, in squared gray levels per pixel
 _MIN_COARSE = 12  # the coarsest level keeps at least this many pixels on its short side
 _CHUNK_PIXELS = 1 << 17  # pairs per lax.map step: about this many pixels (cache-sized)
-
-
-def _gauss_taps(sigma: float) -> tuple[float, ...]:
-  """Normalised 1-D Gaussian taps of radius ceil(2 sigma)."""
-  r = max(1, int(math.ceil(2 * sigma)))
-  w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-  return tuple(float(v) for v in w / w.sum())
-
-
-def _filter_axis(x: jax.Array, taps: tuple[float, ...], axis: int) -> jax.Array:
-  """Correlates x with symmetric `taps` along `axis`, replicating the border.
-
-  Shifted slices summed with scalar weights fuse into one XLA loop, much faster on CPU than a
-  convolution op for these single-channel kernels."""
-  r = len(taps) // 2
-  n = x.shape[axis]
-  pad = [(0, 0)] * x.ndim
-  pad[axis] = (r, r)
-  xp = jnp.pad(x, pad, mode="edge")
-  out = taps[r] * jax.lax.slice_in_dim(xp, r, r + n, axis=axis)
-  for k in range(1, r + 1):
-    out = out + taps[r + k] * (jax.lax.slice_in_dim(xp, r + k, r + k + n, axis=axis) +
-                               jax.lax.slice_in_dim(xp, r - k, r - k + n, axis=axis))
-  return out
-
-
-def _blur(x: jax.Array, taps: tuple[float, ...]) -> jax.Array:
-  """Separable blur over the last two axes (H, W), border replicated."""
-  return _filter_axis(_filter_axis(x, taps, x.ndim - 2), taps, x.ndim - 1)
-
-
-def _downsample_axis(x: jax.Array, axis: int) -> jax.Array:
-  """Binomial blur along `axis` evaluated at the even samples only (border replicated)."""
-  n = x.shape[axis]
-  m = (n + 1) // 2
-  pad = [(0, 0)] * x.ndim
-  pad[axis] = (2, 2)
-  xp = jnp.pad(x, pad, mode="edge")
-  # Strided slices: blurring everything and decimating afterwards fuses into a loop that XLA
-  # CPU runs ~10x slower on 4-D arrays.
-  out = _BINOMIAL[0] * jax.lax.slice_in_dim(xp, 0, 2 * m - 1, stride=2, axis=axis)
-  for j in range(1, 5):
-    out = out + _BINOMIAL[j] * jax.lax.slice_in_dim(xp, j, j + 2 * m - 1, stride=2, axis=axis)
-  return out
-
-
-def _downsample(x: jax.Array) -> jax.Array:
-  """One pyramid step: binomial blur, keep even rows and columns (coarse k <-> fine 2k)."""
-  return _downsample_axis(_downsample_axis(x, x.ndim - 2), x.ndim - 1)
-
-
-def _upsample_axis(x: jax.Array, n: int, axis: int) -> jax.Array:
-  """Linear interpolation to `n` samples along `axis`, fine i <-> coarse i / 2 (the inverse
-  of `_downsample`'s sampling); the last sample is replicated past the end."""
-  m = x.shape[axis]
-  nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, m, axis=axis),
-                         jax.lax.slice_in_dim(x, m - 1, m, axis=axis)], axis=axis)
-  both = jnp.stack([x, 0.5 * (x + nxt)], axis=axis + 1)
-  shape = list(x.shape)
-  shape[axis] = 2 * m
-  return jax.lax.slice_in_dim(both.reshape(shape), 0, n, axis=axis)
-
-
-def _upsample(x: jax.Array, h: int, w: int) -> jax.Array:
-  """x (..., h', w') linearly interpolated to (..., h, w), the inverse of `_downsample`."""
-  return _upsample_axis(_upsample_axis(x, h, x.ndim - 2), w, x.ndim - 1)
-
-
-def _wide_blur(x: jax.Array, sigma: float, coarse_sigma: float = 2.0) -> jax.Array:
-  """An approximate Gaussian blur of a smooth field with a large sigma: down the pyramid while
-  sigma stays over 2 coarse pixels, a short blur there, and back up; a few percent of the
-  full-size blur's cost, and exact for linear fields away from the border."""
-  shapes = []
-  var = sigma ** 2
-  while var > coarse_sigma ** 2 * 4 and min(x.shape[-2:]) > 4:
-    shapes.append(x.shape[-2:])
-    x = _downsample(x)
-    var = (var - 1) / 4  # the binomial filter has variance 1 at the finer scale
-  if var > 0.25:
-    x = _blur(x, _gauss_taps(math.sqrt(var)))
-  for h, w in reversed(shapes):
-    x = _upsample(x, h, w)
-  return x
 
 
 def _warp(img: jax.Array, flow: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -178,7 +97,7 @@ def _lk_step(a: jax.Array, grad_a: tuple[jax.Array, jax.Array], b: jax.Array, fl
   ix = 0.5 * (grad_a[0] + gbx) * m
   iy = 0.5 * (grad_a[1] + gby) * m
   it = bw - a
-  ref = _wide_blur(flow, _REFERENCE)
+  ref = filters.wide_blur(flow, _REFERENCE)
   du = flow[:, 0] - ref[:, 0]
   dv = flow[:, 1] - ref[:, 1]
   ixx, ixy, iyy = ix * ix, ix * iy, iy * iy
@@ -187,12 +106,13 @@ def _lk_step(a: jax.Array, grad_a: tuple[jax.Array, jax.Array], b: jax.Array, fl
   # The window sums on the half-resolution grid: the binomial step already blurs by sigma 1 (fine
   # px), a Gaussian of the remaining variance there makes up the window.
   h, w = a.shape[-2:]
-  s = _blur(_downsample(terms), _gauss_taps(math.sqrt(max(window ** 2 - 1, 0.25)) / 2))
+  taps = filters.gauss_taps(math.sqrt(max(window ** 2 - 1, 0.25)) / 2)
+  s = filters.blur(filters.downsample(terms), taps)
   sxx, sxy, syy = s[0] + _DAMPING, s[1], s[2] + _DAMPING
   rx, ry = s[3] + _DAMPING * s[5], s[4] + _DAMPING * s[6]
   det = sxx * syy - sxy * sxy
   d = jnp.stack([(syy * rx - sxy * ry) / det, (sxx * ry - sxy * rx) / det], axis=1)
-  return ref + _upsample(d, h, w)
+  return ref + filters.upsample(d, h, w)
 
 
 def _gray(rgb: jax.Array) -> jax.Array:
@@ -200,7 +120,7 @@ def _gray(rgb: jax.Array) -> jax.Array:
   rgb = jnp.asarray(rgb, jnp.float32)
   # A weighted sum, not a matmul with the weights: XLA fuses it with the blur.
   gray = _LUMA[0] * rgb[..., 0] + _LUMA[1] * rgb[..., 1] + _LUMA[2] * rgb[..., 2]
-  return _blur(gray, _gauss_taps(_PRESMOOTH))
+  return filters.blur(gray, filters.gauss_taps(_PRESMOOTH))
 
 
 def auto_levels(h: int, w: int) -> int:
@@ -213,14 +133,14 @@ def _flow_gray(a: jax.Array, b: jax.Array, levels: int, iterations: int,
   """Coarse-to-fine flow (N, 2, H, W) of presmoothed gray images a, b (N, H, W)."""
   pyramid = [(a, b)]
   for _ in range(levels - 1):
-    pyramid.append((_downsample(pyramid[-1][0]), _downsample(pyramid[-1][1])))
+    pyramid.append((filters.downsample(pyramid[-1][0]), filters.downsample(pyramid[-1][1])))
   flow = None
   for la, lb in reversed(pyramid):
     h, w = la.shape[-2:]
     if flow is None:
       flow = jnp.zeros((la.shape[0], 2, h, w), jnp.float32)
     else:
-      flow = 2.0 * _upsample(flow, h, w)
+      flow = 2.0 * filters.upsample(flow, h, w)
     grad_a = _gradients(la)
     for _ in range(iterations):  # unrolled: the count is small and XLA fuses across steps
       flow = _lk_step(la, grad_a, lb, flow, window)

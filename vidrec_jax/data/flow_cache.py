@@ -20,6 +20,7 @@ import tqdm
 from absl import logging
 from array_record.python import array_record_module
 
+from vidrec_jax import files
 from vidrec_jax.data import features
 from vidrec_jax.data import ops
 from vidrec_jax.data import video_io
@@ -43,23 +44,22 @@ def write(catalog: Catalog, config: ml_collections.ConfigDict, cache_dir: str,
   meta_path = os.path.join(cache_dir, features.META)
   if os.path.exists(meta_path):
     os.remove(meta_path)  # a rewrite is unfinished until its metadata is back
-  tmp = os.path.join(cache_dir, SHARD + ".tmp")
-  writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
   failed = 0
-  for vid in tqdm.tqdm(range(len(catalog)), desc="flow cache", disable=not show_progress,
-                       mininterval=2.0):
-    path = catalog.path(vid)
-    try:
-      if not path:
-        raise video_io.VideoDecodeError(f"video {vid} has no video file")
-      frames = video_io.decode_video(path, d.frame_size, d.cache_frames)
-    except video_io.VideoDecodeError as e:
-      failed += 1
-      logging.warning("flow cache: skipping undecodable video %s", e)
-      continue
-    writer.write(features.encode_record(vid, np.arange(len(frames)), ops.video_flow(frames)))
-  writer.close()
-  os.replace(tmp, os.path.join(cache_dir, SHARD))
+  with files.atomic_path(os.path.join(cache_dir, SHARD)) as tmp:
+    writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+    for vid in tqdm.tqdm(range(len(catalog)), desc="flow cache", disable=not show_progress,
+                         mininterval=2.0):
+      path = catalog.path(vid)
+      try:
+        if not path:
+          raise video_io.VideoDecodeError(f"video {vid} has no video file")
+        frames = video_io.decode_video(path, d.frame_size, d.cache_frames)
+      except video_io.VideoDecodeError as e:
+        failed += 1
+        logging.warning("flow cache: skipping undecodable video %s", e)
+        continue
+      writer.write(features.encode_record(vid, np.arange(len(frames)), ops.video_flow(frames)))
+    writer.close()
   meta = dict(expected_meta(config), shards=[SHARD], videos=len(catalog), failed=failed)
   features.write_meta(cache_dir, meta)
   logging.info("flow cache: %d videos (%d undecodable) in %s", len(catalog) - failed, failed,

@@ -1,11 +1,9 @@
-"""What a model reads from the input pipeline, declared by its parts (models/recommender.py
+"""What a model reads from the input pipeline, declared by its parts (models/two_tower.py
 `input_spec`) and produced by the Grain pipelines: nothing in data/ names a model part."""
 
 from __future__ import annotations
 
 import dataclasses
-
-TITLE_MODES = ("", "cached", "tokens")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +24,8 @@ class InputSpec:
     content_type: each clip carries `content_type`, its video's row in model.content_types
       (the OOV row len(content_types) for any other type).
     duration: each clip carries `duration`, its video's length in seconds.
+    item_features: per-video features each clip carries under their names (their values by
+      video id, models/item_features.py).
     log_q: each training clip carries `log_q`, the log of the probability that its video is
       the clip of a training example (the logQ correction of an in-batch softmax over clips).
   """
@@ -38,6 +38,7 @@ class InputSpec:
   log_q: bool = False
   content_type: bool = False
   duration: bool = False
+  item_features: tuple[str, ...] = ()
 
   @property
   def title_keys(self) -> tuple[str, ...]:
@@ -47,4 +48,4 @@ class InputSpec:
   def item_keys(self) -> tuple[str, ...]:
     """The per-clip keys the item tower reads (what evaluation feeds it)."""
     return (self.clip + self.title_keys + (("content_type",) if self.content_type else ())
-            + (("duration",) if self.duration else ()))
+            + (("duration",) if self.duration else ()) + self.item_features)

@@ -64,6 +64,10 @@ class ClipOp:
       pairs: 6, flow: 2); the zero input of an unreadable video has this shape.
     cache: the workdir cache the op reads when the run has one ('flow': data/flow_cache.py,
       written before training by whoever reads it); None: computed from its source alone.
+    fake: (rng, batch, frames, frame_size, feature_dim) -> a random (batch, frames, ...) input
+      in the op's shape and value range, for step tests and speed benchmarks
+      (train/random_batch.py); None: standard normal values, (..., frame_size, frame_size,
+      channels or 3) from pixels, (..., feature_dim) from features.
   """
 
   source: str
@@ -71,6 +75,21 @@ class ClipOp:
   per_video: Callable[[np.ndarray], np.ndarray] | None = None
   channels: int | None = None
   cache: str | None = None
+  fake: Callable[..., np.ndarray] | None = None
+
+  def random(self, rng: np.random.Generator, batch: int, frames: int, frame_size: int,
+             feature_dim: int) -> np.ndarray:
+    """A random input of this op for a batch of clips (see `fake`)."""
+    if self.fake is not None:
+      return self.fake(rng, batch, frames, frame_size, feature_dim)
+    if self.source == PIXELS:
+      return rng.normal(size=(batch, frames, frame_size, frame_size, self.channels or 3))
+    return rng.normal(size=(batch, frames, feature_dim))
+
+
+def _fake_flow(rng, batch, frames, frame_size, feature_dim):
+  del feature_dim  # flow fields, in pixels
+  return rng.normal(size=(batch, frames, frame_size, frame_size, 2))
 
 
 CLIP_OPS: Registry[ClipOp] = Registry("clip input")
@@ -82,7 +101,8 @@ CLIP_OPS.register("motion", ClipOp(
 # optical-flow stream estimates flow between them on device (models/video_encoder.py).
 CLIP_OPS.register("frame_pairs", ClipOp(
     PIXELS, lambda x, idx, nxt, mask, prep: _masked(
-        np.concatenate([x[idx], x[nxt]], axis=-1).astype(np.float32), mask), channels=6))
+        np.concatenate([x[idx], x[nxt]], axis=-1).astype(np.float32), mask), channels=6,
+    fake=lambda rng, b, t, size, dim: rng.integers(0, 256, (b, t, size, size, 6))))
 
 
 def _bucket(n: int) -> int:
@@ -128,7 +148,7 @@ def _not_cached(frames: np.ndarray) -> np.ndarray:
 # The same field as `flow`, read from the flow cache next to the backbone's cached features
 # (data/clips.py CachedFeatures `stored`); a video the flow cache lacks is reported and skipped.
 CLIP_OPS.register("cached_flow", ClipOp(
-    FEATURES, CLIP_OPS.get("flow").fn, per_video=_not_cached, cache="flow"))
+    FEATURES, CLIP_OPS.get("flow").fn, per_video=_not_cached, cache="flow", fake=_fake_flow))
 CLIP_OPS.register("features", ClipOp(
     FEATURES, lambda x, idx, nxt, mask, prep: _masked(x[idx], mask)))
 CLIP_OPS.register("next_features", ClipOp(

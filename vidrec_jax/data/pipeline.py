@@ -45,11 +45,14 @@ class LoaderOptions:
 class VideoInputs:
   """video id -> the item tower's per-video inputs other than frames: the title inputs
   (`titles`), the content-type row (`content_type`, from `type_rows` indexed by video id) and
-  the length in seconds (`duration`, from `durations`)."""
+  the length in seconds (`duration`, from `durations`), and each of `features` (name ->
+  per-video array indexed by video id) under its name."""
 
   def __init__(self, titles: TitleInputs | None, type_rows: np.ndarray | None,
-               durations: np.ndarray | None = None):
+               durations: np.ndarray | None = None,
+               features: dict[str, np.ndarray] | None = None):
     self.titles, self.type_rows, self.durations = titles, type_rows, durations
+    self.features = dict(features or {})
 
   def __call__(self, video_id) -> dict[str, np.ndarray]:
     out = dict(self.titles(video_id)) if self.titles is not None else {}
@@ -57,6 +60,8 @@ class VideoInputs:
       out["content_type"] = np.int32(self.type_rows[int(video_id)])
     if self.durations is not None:
       out["duration"] = np.float32(self.durations[int(video_id)])
+    for name, values in self.features.items():
+      out[name] = values[int(video_id)]
     return out
 
 

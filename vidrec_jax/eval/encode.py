@@ -41,16 +41,11 @@ class Encoder:
                                   in_shardings=(ps, None, None, None))
 
   def _shard(self, batch: dict) -> dict:
-    """A host batch that every process holds whole -> global arrays, each process putting in
-    its own contiguous slice of the rows."""
-    pc, pi = jax.process_count(), jax.process_index()
-    if pc > 1:
-      n = len(next(iter(batch.values())))
-      if n % pc:
-        raise ValueError(f"evaluation batch of {n} rows is not divisible by the {pc} processes; "
-                         "make data.eval_batch_size a multiple of the process count")
-      batch = {k: v[pi * n // pc:(pi + 1) * n // pc] for k, v in batch.items()}
-    return mesh_lib.shard_batch(batch, self.setup.mesh, self.setup.rules)
+    """A host batch that every process holds whole (padded to data.eval_batch_size rows, or a
+    multiple of it) -> global arrays, each process putting in its own contiguous slice of the
+    rows."""
+    return mesh_lib.shard_batch(mesh_lib.process_rows(batch, "data.eval_batch_size"),
+                                self.setup.mesh, self.setup.rules)
 
   @staticmethod
   def _get(tree):

@@ -56,6 +56,13 @@ class FrameEncoder(nnx.Module):
                      if k in CLIP_OPS and CLIP_OPS.get(k).cache)
 
   @classmethod
+  def inert_args(cls, **kwargs) -> tuple[str, ...]:
+    """The arguments that do nothing given its `config_kwargs` (a switched-off stream's
+    settings): a resume never counts them as a change (vidrec_jax/config_io.py)."""
+    del kwargs
+    return ()
+
+  @classmethod
   def validate(cls, config, **kwargs) -> None:
     """Raises config_checks.ConfigError on a bad argument or combination (given the whole
     config and this encoder's `config_kwargs`)."""

@@ -7,7 +7,8 @@ typed arguments:
   mmoe           Multi-gate Mixture-of-Experts (Ma et al., KDD 2018): shared experts, one softmax
                  gate per task.
   ple            Progressive Layered Extraction (Tang et al., RecSys 2020): levels of shared and
-                 task-specific experts with task gates, and a shared gate feeding the next level.
+                 task-specific experts with task gates, and a shared gate feeding the next level
+                 (models/ple.py: a trunk in a file of its own, found by its name).
   linear         no hidden layer: every task reads the input itself ([u, i, u*i] in the
                  recommender), so each head is a weighted dot product of the shared user and
                  item vectors plus linear user and item terms: multi-task matrix factorisation,
@@ -16,7 +17,8 @@ typed arguments:
 Experts are stored stacked (one (E, in, out) kernel per layer) and run together in one einsum.
 A trunk returns the per-task hidden vectors and the per-task gate weights (for probes and plots).
 
-Adding a trunk: a `Trunk` subclass registered in `TRUNKS`, with a `validate` of its arguments.
+Adding a trunk: a `Trunk` subclass registered in `TRUNKS`, with a `validate` of its arguments,
+here or in a file of its own under vidrec_jax/models/ (`TRUNKS` finds it).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ FIELD = "model.trunk"
 STACKED_INIT = jax.nn.initializers.lecun_normal(batch_axis=(0,))
 
 
-def _names(ndim: int, *inner: str | None) -> tuple[str | None, ...]:
+def axis_names(ndim: int, *inner: str | None) -> tuple[str | None, ...]:
   """Logical names of an activation with any leading shape: the first axis is the batch."""
   lead = ndim - len(inner)
   return (("batch",) + (None,) * (lead - 1) if lead > 0 else ()) + inner
@@ -88,15 +90,15 @@ class Experts(nnx.Module):
     """x (..., in_dim), or (..., groups, in_dim) as in `StackedDense` -> (..., num, hidden)."""
     h = jax.nn.gelu(self.layers[0](x, groups))
     h = jax.nn.gelu(self.layers[1](h, groups=self.layers[1].num))
-    return constrain(h, _names(h.ndim, None, "mlp"))
+    return constrain(h, axis_names(h.ndim, None, "mlp"))
 
 
-def _softmax(logits: jax.Array) -> jax.Array:
+def gate_softmax(logits: jax.Array) -> jax.Array:
   """Gate weights in float32 (they sum to one even when the logits are bfloat16)."""
   return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
 
-def _mix(gates: jax.Array, experts: jax.Array, spec: str) -> jax.Array:
+def mix(gates: jax.Array, experts: jax.Array, spec: str) -> jax.Array:
   return jnp.einsum(spec, gates.astype(experts.dtype), experts)
 
 
@@ -130,14 +132,14 @@ class Trunk(nnx.Module):
 TRUNKS: Registry[type[Trunk]] = Registry("trunk", package="vidrec_jax.models")
 
 
-def _tasks(tasks) -> tuple[str, ...]:
+def task_names(tasks) -> tuple[str, ...]:
   tasks = tuple(tasks)
   if not tasks or len(set(tasks)) != len(tasks):
     raise ValueError(f"a trunk needs at least one task and distinct task names, got {tasks}")
   return tasks
 
 
-def _per_task(tasks: tuple[str, ...], x: jax.Array) -> dict[str, jax.Array]:
+def by_task(tasks: tuple[str, ...], x: jax.Array) -> dict[str, jax.Array]:
   """(..., T, n) -> {task: (..., n)}."""
   return {t: x[..., i, :] for i, t in enumerate(tasks)}
 
@@ -154,7 +156,7 @@ class SharedBottom(Trunk):
                rngs: nnx.Rngs):
     self.mlp = layers.MLP((in_dim, hidden, hidden), ("embed", "mlp"), dtype=dtype,
                           param_dtype=param_dtype, rngs=rngs)
-    self.tasks = _tasks(tasks)
+    self.tasks = task_names(tasks)
     self.out_features = hidden
 
   def __call__(self, x):
@@ -170,7 +172,7 @@ class Linear(Trunk):
   def __init__(self, in_dim: int, hidden: int, tasks: tuple[str, ...], *, dtype, param_dtype,
                rngs: nnx.Rngs):
     del hidden, param_dtype, rngs
-    self.tasks, self.out_features, self.dtype = _tasks(tasks), in_dim, dtype
+    self.tasks, self.out_features, self.dtype = task_names(tasks), in_dim, dtype
 
   def __call__(self, x):
     x = x.astype(self.dtype)
@@ -188,7 +190,7 @@ class MMoE(Trunk):
 
   def __init__(self, in_dim: int, hidden: int, tasks: tuple[str, ...], *, num_experts: int,
                dtype, param_dtype, rngs: nnx.Rngs):
-    self.tasks, self.out_features = _tasks(tasks), hidden
+    self.tasks, self.out_features = task_names(tasks), hidden
     kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.experts = Experts(num_experts, in_dim, hidden, **kw)
     self.gates = StackedDense(len(self.tasks), in_dim, num_experts, ("embed", None), **kw)
@@ -199,92 +201,10 @@ class MMoE(Trunk):
 
   def __call__(self, x):
     experts = self.experts(x)                      # (..., E, hidden)
-    gates = _softmax(self.gates(x))                # (..., T, E)
-    h = _mix(gates, experts, "...te,...eh->...th")
-    h = constrain(h, _names(h.ndim, None, "mlp"))
-    return _per_task(self.tasks, h), _per_task(self.tasks, gates)
-
-
-class ExtractionLevel(nnx.Module):
-  """One PLE level (a customised gate control unit): `shared` experts, `task` experts per task,
-  a gate per task over its own and the shared experts, and, unless it is the last level, a
-  shared gate over all experts whose output is the next level's shared input."""
-
-  def __init__(self, in_dim: int, hidden: int, num_tasks: int, shared: int, task: int,
-               last: bool, *, dtype, param_dtype, rngs: nnx.Rngs):
-    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.num_tasks, self.task = num_tasks, task
-    self.shared_experts = Experts(shared, in_dim, hidden, **kw)
-    self.task_experts = Experts(num_tasks * task, in_dim, hidden, **kw)
-    self.task_gates = StackedDense(num_tasks, in_dim, task + shared, ("embed", None), **kw)
-    self.shared_gate = None if last else layers.dense(
-        in_dim, num_tasks * task + shared, ("embed", None), **kw)
-
-  def __call__(self, task_in: jax.Array, shared_in: jax.Array, per_task: bool
-               ) -> tuple[jax.Array, jax.Array | None, jax.Array, jax.Array | None]:
-    """Task inputs (..., T, in) (`per_task`) or one input (..., in) read by every task, and the
-    shared input (..., in) -> task outputs (..., T, hidden), the shared output (..., hidden) or
-    None at the last level, task gates (..., T, task + shared), the shared gate or None."""
-    groups = self.num_tasks if per_task else None
-    shared = self.shared_experts(shared_in)                          # (..., S, h)
-    own = self.task_experts(task_in, groups)                         # (..., T * K, h)
-    own_t = own.reshape(own.shape[:-2] + (self.num_tasks, self.task, own.shape[-1]))
-    gates = _softmax(self.task_gates(task_in, groups))               # (..., T, K + S)
-    out = (_mix(gates[..., :self.task], own_t, "...tk,...tkh->...th")
-           + _mix(gates[..., self.task:], shared, "...ts,...sh->...th"))
-    if self.shared_gate is None:
-      return out, None, gates, None
-    n = own.shape[-2]
-    g = _softmax(self.shared_gate(shared_in))                        # (..., T * K + S)
-    shared_out = (_mix(g[..., :n], own, "...e,...eh->...h")
-                  + _mix(g[..., n:], shared, "...s,...sh->...h"))
-    return out, shared_out, gates, g
-
-
-@TRUNKS.register("ple")
-class PLE(Trunk):
-  """Progressive Layered Extraction (Tang et al., RecSys 2020): `levels` extraction levels of
-  `shared_experts` shared and `task_experts` task-specific experts per task. At each level task
-  t's gate mixes its own and the shared experts; every level but the last also has a shared gate
-  over all experts, feeding the next level's shared experts. The first level reads x for every
-  expert and gate; later levels read the previous level's task (or shared) outputs.
-
-  Args:
-    shared_experts: experts shared by all tasks, per level.
-    task_experts: experts of each task, per level.
-    levels: extraction levels.
-  """
-
-  def __init__(self, in_dim: int, hidden: int, tasks: tuple[str, ...], *, shared_experts: int,
-               task_experts: int, levels: int, dtype, param_dtype, rngs: nnx.Rngs):
-    self.tasks, self.out_features = _tasks(tasks), hidden
-    self.levels = nnx.List([
-        ExtractionLevel(in_dim if i == 0 else hidden, hidden, len(self.tasks), shared_experts,
-                        task_experts, i == levels - 1, dtype=dtype, param_dtype=param_dtype,
-                        rngs=rngs)
-        for i in range(levels)])
-
-  @classmethod
-  def validate(cls, *, shared_experts, task_experts, levels) -> None:
-    for name, value in (("shared_experts", shared_experts), ("task_experts", task_experts),
-                        ("levels", levels)):
-      positive_int(value, f"{FIELD}.{name}")
-
-  def level_gates(self, x: jax.Array) -> tuple[dict[str, jax.Array],
-                                               list[tuple[jax.Array, jax.Array | None]]]:
-    """The task outputs (..., T, hidden) as a dict, and per level the task gates (..., T, n) and
-    the shared gate (..., m) (None at the last level)."""
-    task_in, shared_in, per_task, gates = x, x, False, []
-    for level in self.levels:
-      task_in, shared_in, g_tasks, g_shared = level(task_in, shared_in, per_task)
-      task_in = constrain(task_in, _names(task_in.ndim, None, "mlp"))
-      per_task = True
-      gates.append((g_tasks, g_shared))
-    return _per_task(self.tasks, task_in), gates
-
-  def __call__(self, x):
-    hidden, gates = self.level_gates(x)
-    return hidden, _per_task(self.tasks, gates[-1][0])
+    gates = gate_softmax(self.gates(x))                # (..., T, E)
+    h = mix(gates, experts, "...te,...eh->...th")
+    h = constrain(h, axis_names(h.ndim, None, "mlp"))
+    return by_task(self.tasks, h), by_task(self.tasks, gates)
 
 
 def validate(trunk_cfg: Mapping[str, Any]) -> None:

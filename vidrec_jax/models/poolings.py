@@ -1,8 +1,12 @@
 """Temporal poolings: per-frame features (B, T, F) and a frame mask (B, T) -> one vector per clip,
 for clips of any length (padded frames are masked out). Registered by name (`model.pooling`);
-each pooling says how wide its output is.
+each pooling says how wide its output is. A pooling's own keyword arguments (beside `features`
+and the dtypes) come from the `model.pooling_args` section, checked against its signature, and
+its `validate` checks their values: `model.pooling_args=dict(levels=(1, 3))` for a pyramid of
+one and three runs.
 
-Adding a pooling: a `Pooling` subclass here (or in a file of its own) registered in `POOLINGS`.
+Adding a pooling: a `Pooling` subclass here or in a file of its own under vidrec_jax/models/
+(`POOLINGS` finds it by name), or in a module named in `config.imports`.
 """
 
 from __future__ import annotations
@@ -11,8 +15,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vidrec_jax.config_checks import check
+from vidrec_jax.config_checks import typed_kwargs
 from vidrec_jax.models import layers
 from vidrec_jax.registry import Registry
+
+SUPPLIED = ("features", "dtype", "param_dtype", "rngs")  # what the model passes itself
 
 
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -36,8 +44,22 @@ class Pooling(nnx.Module):
   def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
     raise TypeError("a pooling defines __call__")
 
+  @classmethod
+  def validate(cls, **kwargs) -> None:
+    """Raises ConfigError on bad values of this pooling's own arguments (`model.pooling_args`)."""
+    del kwargs
+
 
 POOLINGS: Registry[type[Pooling]] = Registry("pooling", package="vidrec_jax.models")
+
+
+def pooling_args(model_cfg) -> dict:
+  """The typed arguments of the configured pooling from `model.pooling_args` (a ConfigError when
+  they do not fit its signature or its `validate`)."""
+  cls = POOLINGS.get(model_cfg.pooling)
+  kwargs = typed_kwargs(cls.__init__, model_cfg.pooling_args, "model.pooling_args", SUPPLIED)
+  cls.validate(**kwargs)
+  return kwargs
 
 
 @POOLINGS.register("masked_mean")
@@ -107,17 +129,24 @@ class AttentionPooling(Pooling):
 
 @POOLINGS.register("pyramid")
 class PyramidPooling(Pooling):
-  """A temporal pyramid: masked means over 1, 2 and 4 equal runs of the valid frames (in order,
-  so which half came first shows), plus attention pooling; any number of frames gives one
-  (8 * features,) vector."""
+  """A temporal pyramid: masked means over 1, 2 and 4 equal runs of the valid frames (`levels`;
+  in order, so which half came first shows), plus attention pooling; any number of frames gives
+  one ((1 + sum(levels)) * features,) vector."""
 
-  LEVELS = (1, 2, 4)
-
-  def __init__(self, features: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+  def __init__(self, features: int, *, levels: tuple[int, ...] = (1, 2, 4), dtype, param_dtype,
+               rngs: nnx.Rngs):
+    """`levels`: the numbers of equal runs, one masked mean per run at each level."""
     super().__init__(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
     self.attend = AttentionPool(features, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.out_features = (sum(self.LEVELS) + 1) * features
+    self.levels = tuple(levels)
+    self.out_features = (sum(self.levels) + 1) * features
+
+  @classmethod
+  def validate(cls, *, levels=(1, 2, 4)) -> None:
+    check(len(levels) > 0 and all(isinstance(n, int) and n > 0 for n in levels)
+          and len(set(levels)) == len(levels), "model.pooling_args.levels", tuple(levels),
+          "distinct positive numbers of runs, at least one")
 
   def __call__(self, x, mask):
-    parts = [segment_means(x, mask, s).reshape(x.shape[0], -1) for s in self.LEVELS]
+    parts = [segment_means(x, mask, s).reshape(x.shape[0], -1) for s in self.levels]
     return jnp.concatenate(parts + [self.attend(x, mask)], axis=-1)

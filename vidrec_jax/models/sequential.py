@@ -24,11 +24,12 @@ from flax import nnx
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data.inputs import InputSpec
-from vidrec_jax.models import backbone_encoder
+from vidrec_jax.models.backbones import part as backbone_part
 from vidrec_jax.models import encoders
 from vidrec_jax.models import layers
 from vidrec_jax.models import text_tower
 from vidrec_jax.models import user_towers
+from vidrec_jax.models.model_registry import MODELS
 from vidrec_jax.models.partitioning import constrain
 
 ROW = "row"  # catalog key: the vocabulary row of each video id
@@ -42,11 +43,12 @@ def content_tables(cfg) -> dict[str, int]:
     from vidrec_jax.models import text  # pylint: disable=g-import-not-at-top
     out["title"] = text.bert_config(cfg.text.name).hidden
   if "features" in encoders.clip_inputs(cfg):
-    out["video"] = 2 * backbone_encoder.model_dim(backbone_encoder.BackboneArgs.from_config(
+    out["video"] = 2 * backbone_part.model_dim(backbone_part.BackboneArgs.from_config(
         cfg))
   return out
 
 
+@MODELS.register("sequential")
 class SequentialRecommender(nnx.Module):
   """Items: ID + content; users: a history tower (e.g. sasrec) over item representations."""
 

@@ -169,6 +169,11 @@ def tower_class(model_cfg) -> type[UserTower]:
   return USER_TOWERS.get(model_cfg.user_tower.name)
 
 
+def reads_history(model_cfg) -> bool:
+  """Whether the configured user tower reads a watch history (sasrec, din)."""
+  return "history" in tower_class(model_cfg).inputs
+
+
 def tower_args(model_cfg) -> dict:
   """The typed arguments of the `model.user_tower` section (a ConfigError when they do not fit
   the tower's signature)."""

@@ -34,23 +34,22 @@ from flax import nnx
 
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
-from vidrec_jax.data import motion
 from vidrec_jax.models import attention
-from vidrec_jax.data import flow as flow_lib
+from vidrec_jax.models import flow_stream
 from vidrec_jax.models import layers
 from vidrec_jax.models.encoders import FRAME_ENCODERS
 from vidrec_jax.models.encoders import FrameEncoder
 from vidrec_jax.models.encoders import conv_stack
 from vidrec_jax.models.encoders import mean_max
 from vidrec_jax.models.encoders import run_convs
+from vidrec_jax.models.flow_stream import FLOW_SOURCES
+from vidrec_jax.models.flow_stream import flow_field
+from vidrec_jax.models.flow_stream import flow_key
 from vidrec_jax.models.partitioning import constrain
 
 TEMPORAL = ("none", "causal", "bidirectional")
 FUSIONS = ("concat", "gated", "cross_attention")
 FLOW_INITS = ("scratch", "rgb")
-FLOW_SOURCES = ("device", "loader", "cache")
-PAIR_KEY = "frame_pairs"  # clip input: each sampled frame and the next, raw 0..255 (K, H, W, 6)
-FLOW_KEY = "flow"  # clip input: the loader's flow of each sampled frame to the next (K, H, W, 2)
 
 
 def sinusoid(n: int, dim: int) -> np.ndarray:
@@ -61,29 +60,6 @@ def sinusoid(n: int, dim: int) -> np.ndarray:
   out[:, 0::2] = np.sin(pos * freq)
   out[:, 1::2] = np.cos(pos * freq)[:, :dim // 2]
   return out
-
-
-def flow_key(flow_source: str) -> str:
-  """The clip input a flow stream reads: raw frame pairs ('device') or the fields."""
-  return PAIR_KEY if flow_source == "device" else FLOW_KEY
-
-
-def flow_field(clip: dict, key: str, b: int, t: int) -> jax.Array:
-  """(B*T, H, W, 2) optical flow of each sampled frame to the next, in pixels: read from the
-  clip input `key`, or estimated here from raw frame pairs when `key` is PAIR_KEY (no learned
-  parameters: gradients stop there)."""
-  if key == PAIR_KEY:
-    pairs = jax.lax.stop_gradient(clip[PAIR_KEY].astype(jnp.float32))
-    pairs = pairs.reshape((b * t,) + pairs.shape[2:])
-    return flow_lib.dense_flow(pairs[..., :3], pairs[..., 3:])
-  field = clip[key].astype(jnp.float32)
-  return field.reshape((b * t,) + field.shape[2:])
-
-
-def scaled_flow(field: jax.Array, dtype) -> jax.Array:
-  """Flow in units of 1/16 of the frame height: the same motion gives the same input at any
-  frame size."""
-  return motion.flow_units(field, dtype)
 
 
 def cross_modality_init(rgb: nnx.List, flow: nnx.List, flow_channels: int) -> None:
@@ -151,11 +127,11 @@ class TwoStreamEncoder(FrameEncoder):
     self.rgb = conv_stack(6 if motion else 3, channels, **kw)
     self.spatial = (SpatialAttention(c, attention_heads, **kw) if spatial_attention else None)
     self.rgb_proj = layers.dense(2 * c, features, ("conv_out", "embed"), **kw)
-    self.flow = conv_stack(2, flow_channels, **kw) if flow else None
+    self.flow, self.flow_proj = (flow_stream.conv_layers(flow_channels, features, **kw)
+                                 if flow else (None, None))
     if flow:
       if flow_init == "rgb":
         cross_modality_init(self.rgb, self.flow, 2)
-      self.flow_proj = layers.dense(2 * flow_channels[-1], features, ("conv_out", "embed"), **kw)
       if fusion == "concat":
         self.fuse = layers.dense(2 * features, features, ("mlp", "embed"), **kw)
       elif fusion == "gated":
@@ -217,8 +193,7 @@ class TwoStreamEncoder(FrameEncoder):
 
   def _flow(self, clip: dict, b: int, t: int) -> tuple[jax.Array, jax.Array]:
     field = flow_field(clip, flow_key(self.flow_source), b, t)
-    fmap = run_convs(self.flow, scaled_flow(field, self.dtype))
-    feats = self.flow_proj(mean_max(fmap)).reshape(b, t, self.features)
+    feats = flow_stream.conv_features(self.flow, self.flow_proj, field, b, t, self.dtype)
     return feats, field.reshape((b, t) + field.shape[1:])
 
   def _attention_mask(self, valid: jax.Array) -> jax.Array:

@@ -87,13 +87,13 @@ def load(paths: list[str]) -> tuple[list[Run], list[Study]]:
 def _load_study(name: str, path: str) -> Study:
   import ml_collections  # pylint: disable=g-import-not-at-top
   import optuna  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.tuning import study as study_lib  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.tuning import storage as storage_lib  # pylint: disable=g-import-not-at-top
   trials = files.read_json(os.path.join(path, "trials.json"))
   sweep = _read_json(os.path.join(path, "config.json")).get("sweep", {})
   section = ml_collections.ConfigDict(dict(storage=sweep.get("storage", ""),
                                            heartbeat_seconds=0))
   study = optuna.load_study(study_name=trials["study"],
-                            storage=study_lib.storage(section, path))
+                            storage=storage_lib.make(section, path))
   return Study(name, path, study, trials)
 
 

@@ -42,12 +42,14 @@ class Served:
   serving: str
 
 
+@functools.cache
 def model_policy(setup, k: int, serving: str = "top_k") -> Served:
   """A trained softmax policy over the videos the user has not clicked this session, served
   greedily (`top_k`: its K highest logits), by drawing K without replacement from its softmax
   (`sample`), or by K independent draws (`sample_replace`: the slate the top-K correction of
   Chen et al. assumes, where a video can fill several positions). Its params are (model
-  parameters, catalog arrays): one compiled rollout serves every policy and seed."""
+  parameters, catalog arrays); one per (setup, k, serving), so one compiled rollout serves
+  every policy and seed served alike."""
   if serving not in SERVING:
     raise ValueError(f"unknown serving {serving!r}; allowed: {', '.join(SERVING)}")
 

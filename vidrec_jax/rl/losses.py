@@ -21,16 +21,39 @@ corrections do: it removes the behaviour's exposure bias from the click model wi
 long-term return, so greedy -> ips_click is the de-biasing and ips_click -> reinforce_offpolicy
 the long-term credit.
 
+Each correction is a `Correction` registered in `CORRECTIONS` under its `rl.correction` name;
+the RL policies that train with it are in rl/policies/.
+
 Off-policy value estimates of a trained policy are in rl/estimators.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-CORRECTIONS = ("supervised", "ips_click", "none", "standard", "topk")
+from vidrec_jax.registry import Registry
+
+# (pi, beta, ret, cap, K) -> the per-example weight w; its arguments carry no gradient
+Weight = Callable[[jax.Array, jax.Array, jax.Array, float, int], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Correction:
+  """A REINFORCE weight, registered by the name `rl.correction` gives. `click_model`: the
+  reward is the click, so it learns from the clicked video whatever `rl.actions` says."""
+
+  weight: Weight
+  click_model: bool = False
+
+
+# A REINFORCE variant is a correction registered here (or from a module of its own: a test, or
+# `config.imports`) and an RL policy naming it (rl/policies/).
+CORRECTIONS: Registry[Correction] = Registry("correction")
 
 
 def capped_ratio(pi: jax.Array, beta: jax.Array, cap: float) -> jax.Array:
@@ -43,21 +66,24 @@ def topk_factor(pi: jax.Array, k: int) -> jax.Array:
   return k * (1.0 - pi) ** (k - 1)
 
 
+CORRECTIONS.register("supervised", Correction(
+    lambda pi, beta, ret, cap, k: jnp.ones_like(ret), click_model=True))
+CORRECTIONS.register("ips_click", Correction(
+    lambda pi, beta, ret, cap, k: capped_ratio(pi, beta, cap) * jnp.ones_like(ret),
+    click_model=True))
+CORRECTIONS.register("none", Correction(lambda pi, beta, ret, cap, k: ret))
+CORRECTIONS.register("standard", Correction(
+    lambda pi, beta, ret, cap, k: capped_ratio(pi, beta, cap) * ret))
+CORRECTIONS.register("topk", Correction(
+    lambda pi, beta, ret, cap, k: capped_ratio(pi, beta, cap) * topk_factor(pi, k) * ret))
+
+
 def weights(correction: str, pi: jax.Array, beta: jax.Array, ret: jax.Array, cap: float,
             k: int) -> jax.Array:
-  """The per-example REINFORCE weight of `correction` (see the module docstring)."""
+  """The per-example REINFORCE weight of the registered `correction` (see the module
+  docstring); an unknown name lists the registered ones."""
   pi, beta, ret = (jax.lax.stop_gradient(x) for x in (pi, beta, ret))
-  if correction == "supervised":
-    return jnp.ones_like(ret)
-  if correction == "ips_click":
-    return capped_ratio(pi, beta, cap) * jnp.ones_like(ret)
-  if correction == "none":
-    return ret
-  if correction == "standard":
-    return capped_ratio(pi, beta, cap) * ret
-  if correction == "topk":
-    return capped_ratio(pi, beta, cap) * topk_factor(pi, k) * ret
-  raise ValueError(f"unknown correction {correction!r}; allowed: {', '.join(CORRECTIONS)}")
+  return CORRECTIONS.get(correction).weight(pi, beta, ret, cap, k)
 
 
 def reinforce_loss(logits: jax.Array, action: jax.Array, beta: jax.Array, ret: jax.Array,

@@ -10,8 +10,6 @@ import functools
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec
 
 from vidrec_jax.data import features
 from vidrec_jax.data import ops
@@ -27,6 +25,8 @@ from vidrec_jax.data.titles import TitleInputs
 from vidrec_jax.data.vocab import Vocab
 from vidrec_jax.models import encoders
 from vidrec_jax.models import recommender
+from vidrec_jax.models import text_tower
+from vidrec_jax.models.item_features import ITEM_FEATURES
 from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import workdir as workdir_lib
@@ -67,7 +67,8 @@ class Context:
   def video_inputs(self) -> pipeline.VideoInputs | None:
     """The per-video item inputs besides frames (titles, content type, duration) that the
     pipelines add to each clip; None when the model reads none of them."""
-    if self.titles is None and not self.spec.content_type and not self.spec.duration:
+    if (self.titles is None and not self.spec.content_type and not self.spec.duration
+        and not self.spec.item_features):
       return None
     rows = None
     if self.spec.content_type:
@@ -81,7 +82,9 @@ class Context:
       if durations is None:
         raise DataError(f"model.item_duration: dataset {self.dataset.name!r} has no "
                         "video durations")
-    return pipeline.VideoInputs(self.titles, rows, durations)
+    features = {n: ITEM_FEATURES.get(n).values(self.dataset.catalog)
+                for n in self.spec.item_features}
+    return pipeline.VideoInputs(self.titles, rows, durations, features)
 
   @functools.cached_property
   def click_history(self) -> ClickHistory | None:
@@ -99,8 +102,7 @@ class Context:
     """The per-catalog arrays of a history user tower (train/catalog.py), on every device."""
     if not self.spec.history:
       return None
-    repl = NamedSharding(self.setup.mesh, PartitionSpec())
-    return jax.tree.map(lambda x: jax.device_put(x, repl), catalog_lib.catalog_arrays(self))
+    return mesh_lib.replicate(catalog_lib.catalog_arrays(self), self.setup.mesh)
 
   @functools.cached_property
   def whitening(self) -> features.Whitening | None:
@@ -147,11 +149,11 @@ class Context:
     return ClipSampler(frames, self.spec.clip, d.num_frames)
 
 
-def make_context(config: ml_collections.ConfigDict, root: str, mesh=None,
-                 prepare: bool = True) -> Context:
-  """The run's context. With `prepare`, the dataset and caches are written first where they are
-  missing (process 0 writes, the others wait); without, they must exist."""
-  wd = workdir_lib.Workdir.of(config, root)
+def prepare_data(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir,
+                 prepare: bool = True) -> RecDataset:
+  """The dataset, with every cache the model reads checked. With `prepare`, the dataset and
+  caches are written first where they are missing (process 0 writes, the others wait); without,
+  they must exist."""
   if prepare:
     workdir_lib.prepare_dataset(config, wd)
   dataset = workdir_lib.load_dataset(config, wd)
@@ -159,6 +161,24 @@ def make_context(config: ml_collections.ConfigDict, root: str, mesh=None,
     workdir_lib.prepare_text_cache(config, wd, dataset)
   workdir_lib.prepare_feature_cache(config, wd, dataset, extract_missing=prepare)
   workdir_lib.prepare_flow_cache(config, wd, dataset, extract_missing=prepare)
+  return dataset
+
+
+def cache_fields(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> dict[str, str]:
+  """`config.data` field -> directory, for each cache of `wd` that `prepare_data` writes for
+  this model: what runs that share these caches (a sweep's trials) point at."""
+  used = {"feature_cache": (workdir_lib.uses_feature_cache(config), wd.features),
+          "text_cache": (text_tower.title_mode(config.model) == "cached", wd.text),
+          "flow_cache": (encoders.reads_flow_cache(config.model), wd.flow)}
+  return {f"data.{k}": path for k, (reads, path) in used.items() if reads}
+
+
+def make_context(config: ml_collections.ConfigDict, root: str, mesh=None,
+                 prepare: bool = True) -> Context:
+  """The run's context. With `prepare`, the dataset and caches are written first where they are
+  missing (process 0 writes, the others wait); without, they must exist."""
+  wd = workdir_lib.Workdir.of(config, root)
+  dataset = prepare_data(config, wd, prepare)
   train = dataset.split("train").columns
   # Vocabularies come from the training split only: anything else is out-of-vocabulary.
   user_vocab = Vocab(train["user_id"], int(train["user_id"].max()))

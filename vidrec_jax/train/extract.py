@@ -32,18 +32,19 @@ from vidrec_jax.data import pipeline
 from vidrec_jax.data import video_io
 from vidrec_jax.data.datasets import Catalog
 from vidrec_jax.data.datasets import RecDataset
-from vidrec_jax.models import backbone_encoder
+from vidrec_jax.models.backbones import part as backbone_part
 from vidrec_jax.models import backbones
 from vidrec_jax.models import layers
 from vidrec_jax.train import distributed
+from vidrec_jax.train import mesh as mesh_lib
 
 
 def expected_meta(config: ml_collections.ConfigDict) -> dict:
   """Settings a cache must have been extracted with to serve this config."""
-  b, d = backbone_encoder.BackboneArgs.from_config(config.model), config.data
+  b, d = backbone_part.BackboneArgs.from_config(config.model), config.data
   return dict(backbone=b.name, checkpoint=b.checkpoint, outputs=list(b.outputs), grid=b.grid,
               frame_size=d.frame_size, normalization=d.normalization,
-              max_frames=d.cache_frames, dim=backbone_encoder.feature_dim(b))
+              max_frames=d.cache_frames, dim=backbone_part.feature_dim(b))
 
 
 class _Decode(grain.transforms.Map):
@@ -111,16 +112,16 @@ class _Batcher:
 def _encoder(config: ml_collections.ConfigDict) -> Callable[[np.ndarray], np.ndarray]:
   """Normalised frames (N, S, S, 3) -> grid-pooled backbone features (N, D), on this process's
   devices (the batch split over them)."""
-  b = backbone_encoder.BackboneArgs.from_config(config.model)
+  b = backbone_part.BackboneArgs.from_config(config.model)
   mesh = Mesh(np.asarray(jax.local_devices()), ("batch",))
   net = backbones.load(b.name, b.checkpoint or None, dtype=layers.as_dtype(config.model.dtype))
   graphdef, state = nnx.split(net)
-  state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+  state = mesh_lib.replicate(state, mesh)
 
   @jax.jit
   def encode(state, frames):
     frames = jax.lax.with_sharding_constraint(frames, NamedSharding(mesh, PartitionSpec("batch")))
-    return backbone_encoder.frame_vectors(nnx.merge(graphdef, state), frames, b.outputs, b.grid)
+    return backbone_part.frame_vectors(nnx.merge(graphdef, state), frames, b.outputs, b.grid)
   return lambda frames: np.asarray(encode(state, jnp.asarray(frames)))
 
 

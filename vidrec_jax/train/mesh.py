@@ -82,6 +82,24 @@ def opt_state_shardings(tx: optax.GradientTransformation, abstract_opt_state, pa
   return jax.tree_util.tree_map_with_path(one, abstract_opt_state)
 
 
+def replicate(tree, mesh: Mesh):
+  """Every array of `tree` put whole on every device of `mesh` (catalog arrays, frozen state)."""
+  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def process_rows(batch: dict, flag: str) -> dict:
+  """This process's contiguous share of the rows of a batch every process holds whole: process
+  i of n keeps rows [i * rows / n, (i + 1) * rows / n). `flag` names the config field that sets
+  the batch's rows, for the error when they do not divide among the processes."""
+  pc, pi = jax.process_count(), jax.process_index()
+  n = len(next(iter(batch.values())))
+  if n % pc:
+    raise ValueError(f"a batch of {n} rows ({flag}) does not divide among {pc} processes; "
+                     f"make {flag} a multiple of the process count")
+  local = n // pc
+  return {k: v[pi * local:(pi + 1) * local] for k, v in batch.items()}
+
+
 def batch_sharding(mesh: Mesh, rules, ndim: int, shape=None) -> NamedSharding:
   return NamedSharding(mesh, logical_to_spec(("batch",) + (None,) * (ndim - 1), rules, shape,
                                              mesh))

@@ -1,13 +1,16 @@
 """A random batch with every input a configured model declares (its clip inputs, impressions),
 in the shapes and value ranges the input pipeline produces: for step tests and speed benchmarks
-that need no generated world."""
+that need no generated world. Each clip input's random value is its clip op's (data/ops.py
+`ClipOp.random`), so an op registered outside the library gets one too."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from vidrec_jax.models import backbone_encoder
+from vidrec_jax.data import ops
+from vidrec_jax.models.backbones import part as backbone_part
 from vidrec_jax.models import recommender
+from vidrec_jax.models.item_features import ITEM_FEATURES
 
 
 def random_batch(config, num_users: int, num_videos: int, seed: int = 0,
@@ -46,22 +49,14 @@ def random_batch(config, num_users: int, num_videos: int, seed: int = 0,
     out["duration"] = rng.uniform(1.0, 6.0, b).astype(np.float32)
   if spec.log_q:
     out["log_q"] = np.log(rng.uniform(0.001, 0.01, b)).astype(np.float32)
-  frame = (b, d.num_frames, d.frame_size, d.frame_size)
+  readers = [ops.CLIP_OPS.get(key) for key in spec.clip if key != "mask"]
+  dim = (backbone_part.model_dim(backbone_part.BackboneArgs.from_config(config.model))
+         if any(op.source == ops.FEATURES for op in readers) else 0)
   for key in spec.clip:
-    if key in ("frames", "motion"):
-      values = rng.normal(size=frame + (3,))
-    elif key == "frame_pairs":  # raw pixels of each frame and the next
-      values = rng.integers(0, 256, frame + (6,))
-    elif key in ("flow", "cached_flow"):  # flow fields, in pixels
-      values = rng.normal(size=frame + (2,))
-    elif key in ("features", "next_features"):
-      args = backbone_encoder.BackboneArgs.from_config(config.model)
-      values = rng.normal(size=(b, d.num_frames, backbone_encoder.model_dim(args)))
-    elif key == "mask":
+    if key == "mask":
       continue
-    else:
-      raise ValueError(f"random_batch: no fake value for the clip input {key!r}; give it one "
-                       "here (the inputs it knows: frames, motion, frame_pairs, flow, "
-                       "cached_flow, features, next_features)")
+    values = ops.CLIP_OPS.get(key).random(rng, b, d.num_frames, d.frame_size, dim)
     out[key] = values.astype(np.float32) * mask.reshape(mask.shape + (1,) * (values.ndim - 2))
+  for name in spec.item_features:
+    out[name] = ITEM_FEATURES.get(name).fake(rng, b)
   return out

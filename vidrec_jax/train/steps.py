@@ -3,6 +3,8 @@ of which owns its loss: no step names a task."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -29,20 +31,40 @@ def losses(setup: Setup, params: dict, batch: dict, key: jax.Array, train: bool,
   return total, per_task
 
 
-def train_step(setup: Setup, state: TrainState, batch: dict, catalog: dict | None = None
-               ) -> tuple[TrainState, dict]:
-  """One optimizer step; the dropout key is folded from the state's rng and step."""
+LossFn = Callable[[dict, jax.Array], tuple[jax.Array, dict]]
+
+
+def optimizer_step(setup: Setup, state: TrainState, loss_fn: LossFn) -> tuple[TrainState, dict]:
+  """One optimizer step of every trainer: the gradient of `loss_fn`, `setup.tx`'s update.
+
+  Args:
+    setup: the model setup; its `tx` transforms the gradients.
+    state: the train state; its `rng` folded with its `step` is the step's key.
+    loss_fn: `(params, key) -> (loss, parts)`, `parts` a dict of named scalars (per-task
+      losses, statistics) differentiated through `loss` only.
+
+  Returns:
+    The state one step on, and the metrics `loss`, `loss/<part>` for each part, and the global
+    norms `grad_norm`, `param_norm` (after the update) and `update_norm`.
+  """
   key = jax.random.fold_in(state.rng, state.step)
-  (loss, per_task), grads = jax.value_and_grad(
-      lambda p: losses(setup, p, batch, key, train=True, catalog=catalog),
-      has_aux=True)(state.params)
+  (loss, parts), grads = jax.value_and_grad(lambda p: loss_fn(p, key),
+                                            has_aux=True)(state.params)
   updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, **{f"loss/{k}": v for k, v in per_task.items()},
+  metrics = {"loss": loss, **{f"loss/{k}": v for k, v in parts.items()},
              "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(params),
-             "update_norm": optax.global_norm(updates),
-             "valid_fraction": batch["valid"].astype(jnp.float32).mean()}
+             "update_norm": optax.global_norm(updates)}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def train_step(setup: Setup, state: TrainState, batch: dict, catalog: dict | None = None
+               ) -> tuple[TrainState, dict]:
+  """One optimizer step of the heads' and retrieval tasks' losses (`losses`)."""
+  state, metrics = optimizer_step(
+      setup, state, lambda p, key: losses(setup, p, batch, key, train=True, catalog=catalog))
+  metrics["valid_fraction"] = batch["valid"].astype(jnp.float32).mean()
+  return state, metrics
 
 
 def encode_items_step(setup: Setup, params: dict, batch: dict) -> tuple[jax.Array, dict]:
@@ -124,16 +146,8 @@ def next_item_losses(setup: Setup, params: dict, batch: dict, catalog: dict, key
 def next_item_step(setup: Setup, softmax: str, state: TrainState, batch: dict, catalog: dict
                    ) -> tuple[TrainState, dict]:
   """One optimizer step of the next-item objective."""
-  key = jax.random.fold_in(state.rng, state.step)
-  (loss, per_task), grads = jax.value_and_grad(
-      lambda p: next_item_losses(setup, p, batch, catalog, key, softmax),
-      has_aux=True)(state.params)
-  updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, **{f"loss/{k}": v for k, v in per_task.items()},
-             "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(params),
-             "update_norm": optax.global_norm(updates)}
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  return optimizer_step(
+      setup, state, lambda p, key: next_item_losses(setup, p, batch, catalog, key, softmax))
 
 
 def full_sort_ranks(setup: Setup, params: dict, queries: dict, catalog: dict) -> jax.Array:

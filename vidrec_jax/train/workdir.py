@@ -47,13 +47,6 @@ class Workdir:
                text=d.text_cache or os.path.join(root, "text_features"),
                flow=d.flow_cache or os.path.join(root, "flow"))
 
-  def path(self, *parts: str) -> str:
-    return os.path.join(self.root, *parts)
-
-  @property
-  def checkpoints(self) -> str:
-    return self.path("checkpoints")
-
 
 def source(config: ml_collections.ConfigDict) -> datasets.DatasetSource:
   """The registered dataset `config.data.dataset.name`."""

@@ -1,2 +1,3 @@
-"""Hyperparameter search: the search space in the config (space.py) and Optuna studies whose
-trials are training runs (study.py). Command line: `python -m vidrec_jax.sweep`."""
+"""Hyperparameter search: the search space in the config (space.py), Optuna studies whose
+trials are training runs (study.py) and where they live (storage.py). Command line:
+`python -m vidrec_jax.sweep`."""

@@ -15,7 +15,8 @@ interrupted one (still RUNNING in the storage, its process gone) is marked faile
 with the same parameters in the same workdir, so it resumes from its last checkpoint. Several
 hosts share one study through an RDB URL (`sweep.storage='postgresql://...'` or a shared
 SQLite file) or a journal file on a shared disk; with an RDB storage a host that dies is noticed
-by its missed heartbeats and its trial is re-run by another host.
+by its missed heartbeats and its trial is re-run by another host. storage.py holds the
+storages and this recovery.
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ from vidrec_jax import files
 from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.registry import Registry
 from vidrec_jax.tuning import space as space_lib
-
-DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-        optuna.trial.TrialState.FAIL)
+from vidrec_jax.tuning import storage as storage_lib
 
 # name -> factory(sweep section, params) -> optuna sampler / pruner.
 SAMPLERS: Registry[Callable[..., optuna.samplers.BaseSampler]] = Registry("sampler")
@@ -81,58 +80,6 @@ def validate(config: ml_collections.ConfigDict) -> list[space_lib.Param]:
   return params
 
 
-def storage(sweep: ml_collections.ConfigDict, root: str):
-  """'' -> SQLite in WORKDIR; 'journal' or a path ending in .journal -> a journal file (NFS
-  friendly); anything else -> an RDB URL. RDB storages beat a heartbeat for every trial."""
-  url = sweep.storage
-  if url == "journal" or url.endswith(".journal"):
-    from optuna.storages import journal  # pylint: disable=g-import-not-at-top
-    path = os.path.join(root, "study.journal") if url == "journal" else url
-    return optuna.storages.JournalStorage(journal.JournalFileBackend(path))
-  url = url or f"sqlite:///{os.path.abspath(os.path.join(root, 'study.db'))}"
-  beat = sweep.heartbeat_seconds
-  return optuna.storages.RDBStorage(
-      url, heartbeat_interval=beat or None, grace_period=3 * beat if beat else None,
-      heartbeat_stale_trial_callback=_retry if beat else None)
-
-
-def _retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-  """Re-runs a failed-by-interruption trial with its parameters, in its workdir."""
-  study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number,
-                                                "workdir": trial.user_attrs.get("workdir", "")},
-                      skip_if_exists=False)
-  logging.warning("trial %d was interrupted (%s); it is re-run with the same parameters",
-                  trial.number, trial.user_attrs.get("error", "its process is gone"))
-
-
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
-def recover_interrupted(study: optuna.Study) -> list[int]:
-  """Trials left RUNNING by a dead process of this host: marked failed and re-enqueued.
-  Returns their numbers."""
-  host, out = socket.gethostname(), []
-  storage_ = study._storage  # pylint: disable=protected-access
-  for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-    pid = t.user_attrs.get("pid")
-    if t.user_attrs.get("host") != host or pid is None or pid == os.getpid() or _alive(pid):
-      continue
-    storage_.set_trial_user_attr(t._trial_id, "error",  # pylint: disable=protected-access
-                                 f"interrupted: process {pid} on {host} is gone")
-    storage_.set_trial_state_values(t._trial_id,  # pylint: disable=protected-access
-                                    optuna.trial.TrialState.FAIL)
-    _retry(study, study.get_trials(deepcopy=False)[t.number])
-    out.append(t.number)
-  return out
-
-
 def counts(study: optuna.Study) -> dict[str, int]:
   """Finished trials by state; a failed trial that was re-run counts as nothing."""
   trials = study.get_trials(deepcopy=False)
@@ -171,33 +118,27 @@ class Sweep:
   # --- set-up ----------------------------------------------------------------------------------
 
   def _shared(self) -> dict[str, Any]:
-    """Writes the dataset and caches once; returns the data fields every trial points at."""
-    from vidrec_jax.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-    c = self.config
-    wd = workdir_lib.Workdir.of(c, self.root)
-    workdir_lib.prepare_dataset(c, wd)
-    shared = {"data.data_dir": wd.data}
-    if workdir_lib.uses_feature_cache(c) or self._uses_text_cache(c):
-      dataset = workdir_lib.load_dataset(c, wd)
-      if workdir_lib.uses_feature_cache(c):
-        workdir_lib.prepare_feature_cache(c, wd, dataset)
-        shared["data.feature_cache"] = wd.features
-      if self._uses_text_cache(c):
-        workdir_lib.prepare_text_cache(c, wd, dataset)
-        shared["data.text_cache"] = wd.text
-    return shared
+    """Writes the dataset and caches once, as a run's context does; returns the data fields
+    every trial points at."""
+    # pylint: disable=g-import-not-at-top
+    from vidrec_jax.train import context as context_lib
+    from vidrec_jax.train import workdir as workdir_lib
+    # pylint: enable=g-import-not-at-top
+    wd = workdir_lib.Workdir.of(self.config, self.root)
+    context_lib.prepare_data(self.config, wd)
+    return {"data.data_dir": wd.data, **context_lib.cache_fields(self.config, wd)}
 
-  @staticmethod
-  def _uses_text_cache(c) -> bool:
-    from vidrec_jax.models import text_tower  # pylint: disable=g-import-not-at-top
-    return text_tower.title_mode(c.model) == "cached"
+  def _record_terms(self) -> config_io.PartTerms:
+    """The base config's part defaults and inert fields, as every run records them."""
+    from vidrec_jax.train import trainers  # pylint: disable=g-import-not-at-top
+    return trainers.record_terms(self.config)
 
   def _check_resume(self) -> None:
     """A resumed study must search the same space the same way (and train the same model)."""
     path = os.path.join(self.root, config_io.CONFIG_JSON)
     if not os.path.exists(path):
       return
-    config_io.check(self.root, self.config)
+    config_io.check(self.root, self.config, self._record_terms())
     saved, now = files.read_json(path).get("sweep", {}), config_io.resolved(self.config)["sweep"]
     changed = [k for k in ("space", "trial", "metric", "mode", "sampler", "pruner", "study_name")
                if saved.get(k) != now[k]]
@@ -210,7 +151,7 @@ class Sweep:
     sampler = SAMPLERS.get(self.sweep.sampler)(self.sweep, self.params)
     pruner = PRUNERS.get(self.sweep.pruner)(self.sweep)
     direction = "maximize" if self.sweep.mode == "max" else "minimize"
-    return optuna.create_study(storage=storage(self.sweep, self.root),
+    return optuna.create_study(storage=storage_lib.make(self.sweep, self.root),
                                study_name=self.sweep.study_name, sampler=sampler,
                                pruner=pruner, direction=direction, load_if_exists=True)
 
@@ -266,9 +207,9 @@ class Sweep:
     resumes a study already in `root`. Returns the final counts."""
     os.makedirs(self.root, exist_ok=True)
     self._check_resume()
-    config_io.write(self.root, self.config)
+    config_io.write(self.root, self.config, self._record_terms())
     study = self.study()
-    rerun = recover_interrupted(study)
+    rerun = storage_lib.recover_interrupted(study)
     if rerun:
       logging.warning("re-running interrupted trial(s) %s", rerun)
     shared = self._shared()

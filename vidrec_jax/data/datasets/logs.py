@@ -129,7 +129,7 @@ class LogSource(DatasetSource):
     order = np.argsort(cols["video_id"])
 
     def text(k):
-      return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in cols[k][order]])
+      return schema.strings(cols[k][order])
 
     train_ts = splits["train"].columns.get("timestamp", np.zeros(0))
     train_end = float(train_ts.max() + 1) if len(train_ts) else 0.0
@@ -144,5 +144,4 @@ class LogSource(DatasetSource):
         name=args["name"], catalog=catalog, splits=splits, label_columns=self.label_columns,
         capabilities=frozenset({schema.VIDEO_FILES} if any(paths) else ()),
         train_end=train_end,
-        users=np.array([x.decode() if isinstance(x, bytes) else str(x)
-                        for x in users["raw_id"][user_order]]))
+        users=schema.strings(users["raw_id"][user_order]))

@@ -27,11 +27,15 @@ IMPRESSIONS = "impressions"  # records are logged exposures with positive and ne
 POSITIONS = "positions"  # records carry `position`, the slot the video was shown in
 CAPABILITIES = (ORACLE, VIDEO_FILES, IMPRESSIONS, POSITIONS)
 
-RECORD_KEYS = ("user_id", "video_id", "timestamp")  # every split has these columns
-
 
 class DataError(ValueError):
   """A missing or unusable dataset; the message is one line naming the path."""
+
+
+def strings(values: np.ndarray) -> np.ndarray:
+  """A str array of a stored text column, whose values come back as UTF-8 bytes (TFDS) or as
+  str; invalid UTF-8 raises (titles, which may hold it, go through text_clean.decode_utf8)."""
+  return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in values])
 
 
 def cold_start(publish_time: np.ndarray, train_end: float) -> np.ndarray:

@@ -53,10 +53,6 @@ def world_args(args) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({k: v for k, v in dict(args).items() if k != "name"})
 
 
-def _text(a: np.ndarray) -> np.ndarray:
-  return np.array([x.decode() if isinstance(x, bytes) else str(x) for x in a])
-
-
 class SyntheticWorld(DatasetSource):
   """The synthetic world: generated on first use in a run-owned data_dir, then read."""
 
@@ -101,7 +97,7 @@ class SyntheticWorld(DatasetSource):
     publish = cols["publish_time"][order].astype(np.float64)
     catalog = schema.Catalog(
         paths=np.array([os.path.join(data_dir, "videos", f)
-                        for f in _text(cols["filename"][order])]),
+                        for f in schema.strings(cols["filename"][order])]),
         title=decode_titles(cols["title"][order]),
         content_type=np.array(world_lib.CONTENT_TYPES)[cols["content_type"][order]],
         publish_time=publish, cold=schema.cold_start(publish, train_end),

@@ -12,8 +12,8 @@ import time
 import jax
 import numpy as np
 from absl import logging
-from jax.sharding import NamedSharding, PartitionSpec
 
+from vidrec_jax import metrics as metrics_lib
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data import sequences
@@ -22,20 +22,18 @@ from vidrec_jax.eval.evaluators import Evaluator
 from vidrec_jax.eval.evaluators import table
 from vidrec_jax.models.partitioning import activation_sharding
 from vidrec_jax.train import catalog as catalog_lib
+from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import steps
 
 
 def rank_metrics(ranks: np.ndarray, ks: tuple[int, ...], prefix: str) -> dict[str, float]:
-  """HR@k, NDCG@k (one relevant item: 1 / log2(rank + 1)) and MRR@k of 1-based ranks."""
-  ranks = np.asarray(ranks, np.float64)
+  """`{prefix}/count` and, per cut-off k, `hr@k` (vidrec_jax/metrics.py `hit_rate`: the
+  quantity the retrieval tasks report as `recall@k`), `ndcg@k` and `mrr@k` of 1-based ranks."""
   out = {f"{prefix}/count": float(len(ranks))}
   for k in ks:
-    hit = ranks <= k
-    out[f"{prefix}/hr@{k}"] = float(hit.mean()) if len(ranks) else float("nan")
-    out[f"{prefix}/ndcg@{k}"] = (float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean())
-                                 if len(ranks) else float("nan"))
-    out[f"{prefix}/mrr@{k}"] = (float(np.where(hit, 1.0 / ranks, 0.0).mean())
-                                if len(ranks) else float("nan"))
+    out[f"{prefix}/hr@{k}"] = metrics_lib.hit_rate(ranks, k)
+    out[f"{prefix}/ndcg@{k}"] = metrics_lib.ndcg_of_ranks(ranks, k)
+    out[f"{prefix}/mrr@{k}"] = metrics_lib.mrr(ranks, k)
   return out
 
 
@@ -54,9 +52,7 @@ class FullSortEvaluator(Evaluator):
     super().__init__(ctx)
     self.splits, self.ks = tuple(splits), tuple(ks)
     s = ctx.setup
-    repl = NamedSharding(s.mesh, PartitionSpec())
-    self.catalog = jax.tree.map(lambda x: jax.device_put(x, repl),
-                                catalog_lib.catalog_arrays(ctx))
+    self.catalog = mesh_lib.replicate(catalog_lib.catalog_arrays(ctx), s.mesh)
     self._ranks = jax.jit(functools.partial(steps.full_sort_ranks, s),
                           in_shardings=(s.param_shardings, None, None))
     self._queries = {}

@@ -19,6 +19,7 @@ import functools
 import jax
 import numpy as np
 
+from vidrec_jax import metrics as metrics_lib
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.eval.evaluators import EVALUATORS
@@ -27,23 +28,6 @@ from vidrec_jax.models.partitioning import activation_sharding
 from vidrec_jax.train import steps
 
 USER_CHUNK = 256  # users per stage-1 call
-
-
-def ndcg_of_lists(ranked: np.ndarray, relevant: list[set[int]], n: int) -> np.ndarray:
-  """Per-user NDCG@n of ranked video lists (U, >= n) with binary relevance."""
-  disc = 1.0 / np.log2(np.arange(2, n + 2))
-  out = np.zeros(len(ranked))
-  for u, (row, rel) in enumerate(zip(ranked, relevant)):
-    gains = np.array([v in rel for v in row[:n]], np.float64)
-    ideal = disc[:min(len(rel), n)].sum()
-    out[u] = (gains * disc[:len(gains)]).sum() / ideal if ideal > 0 else np.nan
-  return out
-
-
-def recall_of_lists(ranked: np.ndarray, relevant: list[set[int]], k: int) -> np.ndarray:
-  """Per-user share of the relevant videos found in the first k of each list (nan: none)."""
-  return np.array([len(rel & set(row[:k].tolist())) / len(rel) if rel else np.nan
-                   for row, rel in zip(ranked, relevant)])
 
 
 @EVALUATORS.register("two_stage")
@@ -108,8 +92,8 @@ class TwoStageEvaluator(Evaluator):
       rows = ctx.user_vocab(users)
       cand = self.retrieve(enc, rows, max(self.k, self.candidates))
       cold_rel = [{v for v in r if catalog.cold[v]} for r in relevant]
-      recall = recall_of_lists(cand, relevant, self.k)
-      cold_recall = recall_of_lists(cand, cold_rel, self.k)
+      recall = metrics_lib.recall_of_lists(cand, relevant, self.k)
+      cold_recall = metrics_lib.recall_of_lists(cand, cold_rel, self.k)
       # Stage 2 on the candidates; the click head on the whole catalog for the reference.
       every = np.repeat(users, n_videos)
       scores = enc.predict({"user_id": every, "video_id": np.tile(np.arange(n_videos),
@@ -122,7 +106,8 @@ class TwoStageEvaluator(Evaluator):
       two_stage = np.take_along_axis(c, order, axis=1)
       full = np.argsort(-scores, axis=1, kind="stable")[:, :self.ndcg_k]
       n = self.ndcg_k
-      ts, fr = ndcg_of_lists(two_stage, relevant, n), ndcg_of_lists(full, relevant, n)
+      ts = metrics_lib.ndcg_of_lists(two_stage, relevant, n)
+      fr = metrics_lib.ndcg_of_lists(full, relevant, n)
       p = f"{split}/"
       out.update({
           f"{p}retrieval/users": float(len(users)),

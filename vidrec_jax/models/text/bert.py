@@ -4,7 +4,6 @@ declarative map from Hugging Face `BertModel` tensor names onto it."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import jax
@@ -12,15 +11,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from vidrec_jax.checkpoints import convert
+from vidrec_jax.files import read_json
 from vidrec_jax.models import layers
 from vidrec_jax.models.attention import LayerNorm
 from vidrec_jax.models.partitioning import constrain
 from vidrec_jax.models.partitioning import param
-
-
-def read_json(path: str):
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ from vidrec_jax.models.text.bert import abstract_encoder
 from vidrec_jax.models.text.bert import bert_rules
 from vidrec_jax.models.text.bert import l2_normalize
 from vidrec_jax.models.text.bert import mean_pool
-from vidrec_jax.models.text.bert import read_json
+from vidrec_jax.files import read_json
 from vidrec_jax.models.text.tokenizer import TextTokenizer
 from vidrec_jax.registry import Registry
 

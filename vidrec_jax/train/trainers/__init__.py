@@ -6,7 +6,7 @@ batches from a resume position, its jitted step, the data position it saves, wha
 counts for. Adding a trainer: one file in this package with a `Trainer` subclass registered
 in `TRAINERS` (the registry finds the file by itself) and a test (tests/extension_test.py
 registers one from a test file); one outside the library is a module named in
-`config.imports`.
+`config.imports`. The RL experiment's `reinforce` trainer is in vidrec_jax/rl/trainer.py.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from __future__ import annotations
 import abc
 from typing import Callable, ClassVar, Iterator
 
+from vidrec_jax.config_checks import signature_defaults
+from vidrec_jax.config_checks import typed_kwargs
+from vidrec_jax.config_io import PartTerms
+from vidrec_jax.models import recommender
 from vidrec_jax.registry import Registry
 from vidrec_jax.train import checkpointing
 
@@ -24,11 +28,21 @@ class Trainer(abc.ABC):
 
   models: ClassVar[tuple[str, ...]] = ("two_tower",)  # the registered models it can train
   # True: the trainer runs inside an experiment of its own that builds its context (the RL
-  # experiment, vidrec_jax/rl/experiment.py), not on a dataset's Context.
+  # experiment, vidrec_jax/rl/experiment.py, for rl/trainer.py), not on a dataset's Context.
   runs_experiment: ClassVar[bool] = False
 
   def __init__(self, ctx):
+    """A trainer with settings of its own takes them as typed keyword arguments after `ctx`
+    (`def __init__(self, ctx, *, temperature: float = 1.0)`): they come from the
+    `train.trainer_args` section, checked against the signature, and `validate` checks their
+    values; one with a default may be left out (and is recorded at it)."""
     self.ctx, self.config, self.setup = ctx, ctx.config, ctx.setup
+
+  @classmethod
+  def validate(cls, config, **settings) -> None:
+    """Raises ConfigError on bad values of its settings (`train.trainer_args`, typed) or on
+    what it needs from the rest of `config`."""
+    del config, settings
 
   @abc.abstractmethod
   def batches(self, start_step: int, saved_position: dict | None) -> Iterator[dict]:
@@ -41,8 +55,11 @@ class Trainer(abc.ABC):
     """The jitted `(state, sharded batch) -> (state, metrics)`; metrics include `loss`."""
 
   def position(self, step: int) -> dict:
-    """The data position saved with the checkpoint at `step`."""
-    return checkpointing.data_position(step, 0, 0)
+    """The data position saved with the checkpoint at `step`: the batches drawn so far, with
+    the `data.batch_size` and `data.shuffle_seed` that ordered them (a resume with others is
+    refused by `checkpointing.check_data_position`)."""
+    d = self.config.data
+    return checkpointing.data_position(step, d.batch_size, d.shuffle_seed)
 
   def observe(self, batch: dict) -> float:
     """Called with each host batch before its step; returns the examples it counts for."""
@@ -58,4 +75,29 @@ class Trainer(abc.ABC):
     return {}
 
 
-TRAINERS: Registry[type[Trainer]] = Registry("trainer", package=__name__)
+# The RL trainer lives with the RL code it reads (rl/trainer.py, a layer above): discovery
+# imports it by name, so this package does not import it.
+TRAINERS: Registry[type[Trainer]] = Registry("trainer",
+                                             package=(__name__, "vidrec_jax.rl.trainer"))
+
+
+def settings(config) -> dict:
+  """The configured trainer's typed settings from `train.trainer_args` (a ConfigError when they
+  do not fit its signature)."""
+  cls = TRAINERS.get(config.train.trainer)
+  return typed_kwargs(cls.__init__, config.train.trainer_args, "train.trainer_args", ("ctx",))
+
+
+def build(ctx) -> Trainer:
+  """The trainer `train.trainer` of the run's context, with its settings."""
+  return TRAINERS.get(ctx.config.train.trainer)(ctx, **settings(ctx.config))
+
+
+def record_terms(config) -> PartTerms:
+  """How the run's config is recorded (vidrec_jax/config_io.py): the model's terms and the
+  trainer's signature defaults."""
+  model = recommender.record_terms(config)
+  defaults = dict(model.defaults)
+  defaults.update(signature_defaults(TRAINERS.get(config.train.trainer).__init__,
+                                     "train.trainer_args", ("ctx",)))
+  return PartTerms(defaults=defaults, inert=model.inert)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import functools
 
 import jax
-from jax.sharding import NamedSharding, PartitionSpec
 
 from vidrec_jax.data import sequences
 from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import checkpointing
+from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import steps
 from vidrec_jax.train import throughput
 from vidrec_jax.train.context import Context
@@ -33,29 +33,17 @@ class NextItemTrainer(Trainer):
                                               train["order"])
     self.windows = sequences.training_windows(self.sequences, h.max_len, h.stride)
     self.steps_per_epoch = len(self.windows) // d.batch_size
-    repl = NamedSharding(self.setup.mesh, PartitionSpec())
-    self.catalog = jax.tree.map(lambda x: jax.device_put(x, repl),
-                                catalog_lib.catalog_arrays(ctx))
+    self.catalog = mesh_lib.replicate(catalog_lib.catalog_arrays(ctx), self.setup.mesh)
     # Targets per second of the run's steps after its first (which compiles), timed between
     # blocking points (vidrec_jax/train/throughput.py).
     self._timer = throughput.StepTimer()
 
-  def position(self, step: int) -> dict:
-    d = self.config.data
-    return checkpointing.data_position(step, d.batch_size, d.shuffle_seed)
-
   def batches(self, start_step, saved_position):
     d = self.config.data
-    first = checkpointing.check_data_position(saved_position, self.position(start_step))
-    pc, pi = jax.process_count(), jax.process_index()
-    if d.batch_size % pc:
-      raise ValueError(f"data.batch_size={d.batch_size} must be divisible by the process count "
-                       f"{pc}")
-    local = d.batch_size // pc
-    i = first
+    i = checkpointing.check_data_position(saved_position, self.position(start_step))
     while True:
-      b = sequences.batch(self.windows, i, d.batch_size, d.shuffle_seed)
-      yield {k: v[pi * local:(pi + 1) * local] for k, v in b.items()}
+      yield mesh_lib.process_rows(
+          sequences.batch(self.windows, i, d.batch_size, d.shuffle_seed), "data.batch_size")
       i += 1
 
   def step_fn(self):

@@ -24,10 +24,6 @@ class SupervisedTrainer(Trainer):
     super().__init__(ctx)
     self.bad_videos: set[int] = set()
 
-  def position(self, step: int) -> dict:
-    d = self.config.data
-    return checkpointing.data_position(step, d.batch_size, d.shuffle_seed)
-
   def batches(self, start_step, saved_position):
     ctx, d = self.ctx, self.config.data
     first = checkpointing.check_data_position(saved_position, self.position(start_step))

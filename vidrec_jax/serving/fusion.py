@@ -7,7 +7,8 @@ names, numbers, `+ - * / **`, unary minus, parentheses and the functions `log`, 
 compiled into nested closures: nothing is ever evaluated as Python code.
 
 This module imports numpy only (jax.numpy lazily, when it is handed jax arrays), so a serving
-bundle can use it without the trainer's dependencies.
+bundle can use it without the trainer's dependencies; validate.py checks `recommend.fusion`
+with it before --mode=recommend and --mode=export.
 """
 
 from __future__ import annotations

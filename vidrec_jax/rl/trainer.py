@@ -1,11 +1,13 @@
-"""`reinforce`: a softmax policy over the corpus trained with REINFORCE on logged slates
-(vidrec_jax/rl/), with the correction of `config.rl.correction` (rl/losses.py). Batches are
-logged steps (history, clicked video, behaviour propensity, return-to-go); batch i is a pure
-function of i, so a resumed run continues with the same batches.
+"""The `reinforce` trainer: a softmax policy over the corpus trained with REINFORCE on logged
+slates, with the correction of `config.rl.correction` (rl/losses.py). Batches are logged steps
+(history, clicked video, behaviour propensity, return-to-go); batch i is a pure function of i,
+so a resumed run continues with the same batches.
 
-This trainer runs inside the RL experiment (vidrec_jax/rl/experiment.py: `--mode=rl`, or
-`--mode=train` with `train.trainer=reinforce`), which builds its context: the logs, the
-catalog and the model setup on the mesh.
+It is registered in `train.trainers.TRAINERS`, whose discovery reaches this module, so
+`train.trainer=reinforce` finds it by name. It runs inside the RL experiment
+(rl/experiment.py: `--mode=rl`, or `--mode=train` with `train.trainer=reinforce`), which builds
+its context: the logs, the catalog and the model setup on the mesh; an RL policy
+(rl/policies/) builds it with its own correction.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
 from vidrec_jax.data.datasets.schema import DataError
 from vidrec_jax.rl import losses
 from vidrec_jax.rl.logs import Logs
 from vidrec_jax.train import checkpointing
+from vidrec_jax.train import mesh as mesh_lib
+from vidrec_jax.train import steps
 from vidrec_jax.train.state import Setup
 from vidrec_jax.train.state import TrainState
 from vidrec_jax.train.trainers import TRAINERS
@@ -69,14 +71,8 @@ def reinforce_losses(setup: Setup, a: StepArgs, params: dict, batch: dict, catal
 
 def reinforce_step(setup: Setup, a: StepArgs, state: TrainState, batch: dict, catalog: dict
                    ) -> tuple[TrainState, dict]:
-  key = jax.random.fold_in(state.rng, state.step)
-  (loss, stats), grads = jax.value_and_grad(
-      lambda p: reinforce_losses(setup, a, p, batch, catalog, key), has_aux=True)(state.params)
-  updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, **{f"loss/{k}": v for k, v in stats.items()},
-             "grad_norm": optax.global_norm(grads)}
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  return steps.optimizer_step(
+      setup, state, lambda p, key: reinforce_losses(setup, a, p, batch, catalog, key))
 
 
 ACTIONS = ("clicked", "slate")
@@ -123,21 +119,17 @@ class ReinforceTrainer(Trainer):
     # The top-K correction's K: the slate size unless rl.topk_k names another (Chen et al.
     # vary it too: K = 1 is the standard correction).
     self.args = StepArgs(r.correction, float(r.weight_cap),
-                         r.get("topk_k", 0) or r.simulator.slate_size,
+                         r.topk_k or r.simulator.slate_size,
                          r.behaviour == "estimated")
     # The click models (supervised, and de-biased by importance weights) learn from clicks
     # whatever rl.actions says.
-    self.actions = "clicked" if r.correction in ("supervised", "ips_click") else r.actions
-    repl = NamedSharding(self.setup.mesh, PartitionSpec())
-    self.catalog = jax.tree.map(lambda x: jax.device_put(x, repl), ctx.catalog)
+    self.actions = ("clicked" if losses.CORRECTIONS.get(r.correction).click_model
+                    else r.actions)
+    self.catalog = mesh_lib.replicate(ctx.catalog, self.setup.mesh)
     self.steps_per_epoch = len(self.logs) // self.config.data.batch_size
     if self.steps_per_epoch == 0:
       raise DataError(f"the logs hold {len(self.logs)} steps, fewer than data.batch_size="
                       f"{self.config.data.batch_size}; log more sessions (rl.log_sessions)")
-
-  def position(self, step: int) -> dict:
-    d = self.config.data
-    return checkpointing.data_position(step, d.batch_size, d.shuffle_seed)
 
   def rows(self, index: int) -> np.ndarray:
     """The logged rows of batch `index`: epoch permutations seeded by (shuffle_seed, epoch)."""
@@ -149,11 +141,9 @@ class ReinforceTrainer(Trainer):
 
   def batches(self, start_step, saved_position):
     i = checkpointing.check_data_position(saved_position, self.position(start_step))
-    pc, pi = jax.process_count(), jax.process_index()
-    local = self.config.data.batch_size // pc
     while True:
-      b = batch_of(self.logs, self.rows(i), self.actions)
-      yield {k: v[pi * local:(pi + 1) * local] for k, v in b.items()}
+      yield mesh_lib.process_rows(batch_of(self.logs, self.rows(i), self.actions),
+                                  "data.batch_size")
       i += 1
 
   def step_fn(self):

@@ -1,0 +1,208 @@
+"""The serving bundle `--mode=export` writes, and reading it back without the trainer.
+
+A bundle (one folder) holds:
+
+  items.npz            every servable catalog video: retrieval vectors, ranking item vectors,
+                       video ids, titles, content types, cold-start flags
+  user_tower.jaxexport the user tower, a serialized `jax.export` function: user vocabulary
+                       rows (1,) -> {'user': (1, D) user vector, 'retrieval': (1, R)}
+  ranker.jaxexport     the ranker, a serialized `jax.export` function: a user vector (D,) and
+                       candidate item vectors (C, D) -> {head: (C,) prediction}
+  users.json           the user vocabulary: raw user id -> row, and the out-of-vocabulary row
+  fusion.txt           the fusion formula (fusion.py)
+  manifest.json        format version, every file's sha256 and size, shapes, heads, k,
+                       candidates, the checkpoint step
+
+`load(export_dir)` checks every file against the manifest and refuses a bundle that does not
+match in one line naming the file; `Bundle.recommend` answers through two_stage.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from vidrec_jax.serving import fusion as fusion_lib
+from vidrec_jax.serving import two_stage
+from vidrec_jax.serving.two_stage import Items
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ITEMS = "items.npz"
+USER_TOWER = "user_tower.jaxexport"
+RANKER = "ranker.jaxexport"
+USERS = "users.json"
+FUSION = "fusion.txt"
+FILES = (ITEMS, USER_TOWER, RANKER, USERS, FUSION)
+ITEM_ARRAYS = ("retrieval", "ranking", "video_ids", "titles", "content_types", "cold")
+
+
+class BundleError(ValueError):
+  """A bundle that does not match its manifest; str() is one line naming the file."""
+
+
+def _sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def _avals(avals) -> list[dict]:
+  return [dict(shape=[int(d) for d in a.shape], dtype=str(a.dtype)) for a in avals]
+
+
+def _function_shapes(exported) -> dict:
+  outs = jax.tree_util.tree_unflatten(exported.out_tree, _avals(exported.out_avals))
+  return {"in": _avals(exported.in_avals), "out": outs}
+
+
+def write_bundle(export_dir: str, items: Items, user_tower, ranker,
+                 users: Mapping[str, int], oov_row: int, fusion: str, meta: Mapping[str, Any]
+                 ) -> str:
+  """Writes a bundle (each file atomically, the manifest last) and returns its manifest path.
+
+  Args:
+    export_dir: the bundle's folder (created if missing).
+    items: the servable catalog.
+    user_tower: the user tower, a `jax.export.Exported`.
+    ranker: the ranker, a `jax.export.Exported`.
+    users: raw user id -> vocabulary row, for every user seen in training.
+    oov_row: the out-of-vocabulary row.
+    fusion: the fusion formula.
+    meta: more manifest fields (heads, k, candidates, checkpoint_step, ...).
+  """
+  from vidrec_jax import files  # pylint: disable=g-import-not-at-top
+  os.makedirs(export_dir, exist_ok=True)
+  arrays = {name: np.asarray(getattr(items, name)) for name in ITEM_ARRAYS}
+  with files.atomic_path(os.path.join(export_dir, ITEMS)) as tmp:
+    np.savez(tmp, **arrays)
+  for name, exported in ((USER_TOWER, user_tower), (RANKER, ranker)):
+    with files.atomic_path(os.path.join(export_dir, name)) as tmp, open(tmp, "wb") as f:
+      f.write(exported.serialize())
+  files.write_json(os.path.join(export_dir, USERS),
+                   {"rows": {str(u): int(r) for u, r in users.items()}, "oov_row": int(oov_row)})
+  with files.atomic_path(os.path.join(export_dir, FUSION)) as tmp, open(tmp, "w") as f:
+    f.write(fusion + "\n")
+  manifest = dict(meta)
+  manifest.update(
+      format_version=FORMAT_VERSION,
+      files={n: {"sha256": _sha256(os.path.join(export_dir, n)),
+                 "bytes": os.path.getsize(os.path.join(export_dir, n))} for n in FILES},
+      shapes={"items": {n: [int(d) for d in a.shape] for n, a in arrays.items()},
+              "user_tower": _function_shapes(user_tower),
+              "ranker": _function_shapes(ranker)},
+      platforms=list(ranker.platforms))
+  path = os.path.join(export_dir, MANIFEST)
+  files.write_json(path, manifest)
+  return path
+
+
+class Bundle:
+  """A loaded serving bundle: `recommend(user_id, k)` from its files alone."""
+
+  def __init__(self, directory: str, manifest: dict, items: Items, users: dict[str, int],
+               oov_row: int, user_tower, ranker, fusion: str):
+    self.directory, self.manifest, self.items = directory, manifest, items
+    self.users, self.oov_row, self.fusion = users, oov_row, fusion
+    self.heads: tuple[str, ...] = tuple(manifest["heads"])
+    self.k, self.candidates = int(manifest["k"]), int(manifest["candidates"])
+    self.step = int(manifest["checkpoint_step"])
+    self._fuse = fusion_lib.compile_formula(fusion, self.heads)
+    self._user = jax.jit(user_tower.call)
+    self._rank = jax.jit(ranker.call)
+
+  def row(self, user_id) -> int:
+    """The vocabulary row of a raw user id; the OOV row when it is unknown."""
+    return self.users.get(str(user_id), self.oov_row)
+
+  def note(self, user_id) -> str | None:
+    """The note for a user outside the vocabulary, else None."""
+    return None if str(user_id) in self.users else two_stage.unknown_user_note(str(user_id))
+
+  def recommend(self, user_id, k: int | None = None) -> list[dict]:
+    """The top `k` (default: the manifest's k) videos for a raw user id, as records (rank,
+    video_id, title, content_type, score, scores, cold); an unknown user gets the
+    out-of-vocabulary user's list (see `note`)."""
+    k = self.k if k is None else int(k)
+    if not 0 < k <= self.candidates:
+      raise ValueError(f"k={k} is not allowed; 1 <= k <= {self.candidates} (the candidates the "
+                       "ranker sees)")
+    return two_stage.recommend(self._user, self._rank, self.row(user_id), self.items,
+                               self._fuse, k, self.candidates)
+
+
+def _check_shape(path: str, what: str, got: Sequence[int], want: Any) -> None:
+  if list(got) != list(want):
+    raise BundleError(f"{path}: {what} has shape {list(got)}, the manifest says {want}")
+
+
+def load(export_dir: str) -> Bundle:
+  """Loads a bundle written by `--mode=export`, checking every file against the manifest.
+
+  Raises:
+    BundleError: one line naming the file that is missing or does not match (size, sha256,
+      shapes), or a manifest of another format version.
+  """
+  mpath = os.path.join(export_dir, MANIFEST)
+  if not os.path.isfile(mpath):
+    raise BundleError(f"{mpath}: missing; is {export_dir} a bundle written by --mode=export?")
+  try:
+    with open(mpath, encoding="utf-8") as f:
+      manifest = json.load(f)
+    listed = manifest["files"]
+    shapes = manifest["shapes"]
+    version = manifest["format_version"]
+  except (ValueError, KeyError, TypeError) as e:
+    raise BundleError(f"{mpath}: not a bundle manifest ({type(e).__name__}: {e})") from None
+  if version != FORMAT_VERSION:
+    raise BundleError(f"{mpath}: format version {version!r}, this reader reads "
+                      f"{FORMAT_VERSION}")
+  for name in FILES:
+    path = os.path.join(export_dir, name)
+    if name not in listed:
+      raise BundleError(f"{path}: not listed in {mpath}")
+    if not os.path.isfile(path):
+      raise BundleError(f"{path}: missing (listed in {mpath})")
+    size = os.path.getsize(path)
+    if size != listed[name]["bytes"]:
+      raise BundleError(f"{path}: {size} bytes, the manifest says {listed[name]['bytes']}")
+    if _sha256(path) != listed[name]["sha256"]:
+      raise BundleError(f"{path}: sha256 does not match the manifest (changed after export)")
+  ipath = os.path.join(export_dir, ITEMS)
+  with np.load(ipath, allow_pickle=False) as z:
+    arrays = {n: z[n] for n in ITEM_ARRAYS if n in z}
+  for n in ITEM_ARRAYS:
+    if n not in arrays:
+      raise BundleError(f"{ipath}: has no array {n!r}")
+    _check_shape(ipath, f"array {n!r}", arrays[n].shape, shapes["items"].get(n))
+  items = Items(**arrays)
+  functions = []
+  for name, key in ((USER_TOWER, "user_tower"), (RANKER, "ranker")):
+    path = os.path.join(export_dir, name)
+    with open(path, "rb") as f:
+      try:
+        exported = jax.export.deserialize(bytearray(f.read()))
+      except Exception as e:  # noqa: BLE001 - any undecodable file: one line naming it
+        raise BundleError(f"{path}: not a serialized jax.export function "
+                          f"({type(e).__name__})") from None
+    got = _function_shapes(exported)
+    if got != shapes[key]:
+      raise BundleError(f"{path}: signature {got} does not match the manifest's {shapes[key]}")
+    functions.append(exported)
+  upath = os.path.join(export_dir, USERS)
+  with open(upath, encoding="utf-8") as f:
+    users = json.load(f)
+  with open(os.path.join(export_dir, FUSION), encoding="utf-8") as f:
+    fusion = f.read().strip()
+  if not 0 < int(manifest["candidates"]) <= len(items):
+    raise BundleError(f"{mpath}: candidates={manifest['candidates']} but {ipath} holds "
+                      f"{len(items)} videos")
+  return Bundle(export_dir, manifest, items, {str(u): int(r) for u, r in users["rows"].items()},
+                int(users["oov_row"]), *functions, fusion)
