@@ -8,6 +8,7 @@ import jax
 import numpy as np
 from absl.testing import absltest
 
+from tests import helpers
 from tests.train import fixtures
 from tests.train.sharding_test import run_steps
 from vidrec_jax.train import checkpointing
@@ -16,8 +17,9 @@ from vidrec_jax.train import checkpointing
 class CheckpointTest(absltest.TestCase):
 
   def test_restore_then_continue_identically(self):
-    setup = fixtures.setup_on(jax.devices()[:8], (4, 2, 1))
-    batches = [fixtures.fake_batch(setup.config, seed=s) for s in range(4)]
+    config = helpers.load_config()
+    setup = fixtures.setup_on(jax.devices()[:8], (4, 2, 1), config)
+    batches = [fixtures.fake_batch(config, seed=s) for s in range(4)]
     state, _ = run_steps(setup, setup.init(3), batches[:2])
     state = fixtures.put(state, setup.state_shardings)
     ckpt = checkpointing.Checkpointer(tempfile.mkdtemp(), every=1, keep=2)
@@ -44,13 +46,14 @@ class CheckpointTest(absltest.TestCase):
     ckpt.close()
 
   def test_best_checkpoint_is_kept_by_its_metric(self):
-    setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1))
+    config = helpers.load_config()
+    setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1), config)
     directory = tempfile.mkdtemp()
     ckpt = checkpointing.Checkpointer(directory, every=1, keep=1, best_metric="valid/all/auc")
     state = setup.init(0)
     saved = {}
     for step, auc in ((1, 0.61), (2, 0.70), (3, 0.65)):
-      state, _ = run_steps(setup, state, [fixtures.fake_batch(setup.config, seed=step)])
+      state, _ = run_steps(setup, state, [fixtures.fake_batch(config, seed=step)])
       state = fixtures.put(state, setup.state_shardings)
       saved[step] = jax.device_get(state.params)
       ckpt.save(step, state, checkpointing.data_position(step, 16, 0))
@@ -78,8 +81,9 @@ class CheckpointTest(absltest.TestCase):
       checkpointing.check_data_position(saved, checkpointing.data_position(5, 32, 0))
 
   def test_corrupted_newest_checkpoint_falls_back_and_says_so(self):
-    setup = fixtures.setup_on(jax.devices()[:2], (2, 1, 1))
-    batches = [fixtures.fake_batch(setup.config, seed=s) for s in range(2)]
+    config = helpers.load_config()
+    setup = fixtures.setup_on(jax.devices()[:2], (2, 1, 1), config)
+    batches = [fixtures.fake_batch(config, seed=s) for s in range(2)]
     directory = tempfile.mkdtemp()
     ckpt = checkpointing.Checkpointer(directory, every=1, keep=3)
     state = setup.init(0)
@@ -107,7 +111,8 @@ class CheckpointTest(absltest.TestCase):
     ckpt.close()
 
   def test_no_checkpoint_restores_none(self):
-    setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1))
+    config = helpers.load_config()
+    setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1), config)
     ckpt = checkpointing.Checkpointer(tempfile.mkdtemp(), every=1, keep=1)
     self.assertIsNone(ckpt.restore(setup.abstract_state))
     ckpt.close()

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 from absl.testing import absltest
 
+from tests import helpers
 from tests.train import fixtures
 from vidrec_jax.models import partitioning
 from vidrec_jax.models.partitioning import activation_sharding
@@ -29,10 +30,11 @@ class ShardingTest(absltest.TestCase):
 
   def test_eight_devices_match_one(self):
     self.assertGreaterEqual(jax.device_count(), 8)
-    single = fixtures.setup_on(jax.devices()[:1], (1, 1, 1))
-    sharded = fixtures.setup_on(jax.devices()[:8], (4, 2, 1))
+    config = helpers.load_config()
+    single = fixtures.setup_on(jax.devices()[:1], (1, 1, 1), config)
+    sharded = fixtures.setup_on(jax.devices()[:8], (4, 2, 1), config)
     state0 = jax.device_get(single.init(0))
-    batches = [fixtures.fake_batch(single.config, seed=s) for s in range(3)]
+    batches = [fixtures.fake_batch(config, seed=s) for s in range(3)]
     s1, m1 = run_steps(single, fixtures.put(state0, single.state_shardings), batches)
     s8, m8 = run_steps(sharded, fixtures.put(state0, sharded.state_shardings), batches)
     for a, b in zip(m1, m8):

@@ -85,7 +85,8 @@ class Setup:
 
   def __init__(self, config: ml_collections.ConfigDict, num_users: int, num_videos: int,
                mesh: jax.sharding.Mesh):
-    self.config, self.mesh = config, mesh
+    self.mesh = mesh
+    self._model_cfg = config.model  # the pretrained parts' weights follow from it (`init`)
     self.rules = tuple(tuple(r) for r in config.mesh.rules)
     self.num_users, self.num_videos = num_users, num_videos
     self.loss_weights = dict(config.train.loss_weights)
@@ -122,7 +123,7 @@ class Setup:
     pretrained parts' weights then replace their random initialisation, shard by shard."""
     state = jax.jit(self._init, out_shardings=self.state_shardings)(jax.random.PRNGKey(seed))
     for _, part in self.parts:
-      state = self._load(state, part.prefix, part.weights(self.config.model))
+      state = self._load(state, part.prefix, part.weights(self._model_cfg))
     return state
 
   def _load(self, state: TrainState, prefix: str, arrays: dict) -> TrainState:
