@@ -49,13 +49,11 @@ def random_batch(config, num_users: int, num_videos: int, seed: int = 0,
     out["duration"] = rng.uniform(1.0, 6.0, b).astype(np.float32)
   if spec.log_q:
     out["log_q"] = np.log(rng.uniform(0.001, 0.01, b)).astype(np.float32)
-  readers = [ops.CLIP_OPS.get(key) for key in spec.clip if key != "mask"]
+  readers = {key: ops.CLIP_OPS.get(key) for key in spec.clip if key != "mask"}
   dim = (backbone_part.model_dim(backbone_part.BackboneArgs.from_config(config.model))
-         if any(op.source == ops.FEATURES for op in readers) else 0)
-  for key in spec.clip:
-    if key == "mask":
-      continue
-    values = ops.CLIP_OPS.get(key).random(rng, b, d.num_frames, d.frame_size, dim)
+         if any(op.source == ops.FEATURES for op in readers.values()) else 0)
+  for key, op in readers.items():
+    values = op.random(rng, b, d.num_frames, d.frame_size, dim)
     out[key] = values.astype(np.float32) * mask.reshape(mask.shape + (1,) * (values.ndim - 2))
   for name in spec.item_features:
     out[name] = ITEM_FEATURES.get(name).fake(rng, b)
