@@ -32,6 +32,7 @@ sys.path.insert(0, REPO)
 
 from vidrec_jax.train import checkpointing  # noqa: E402
 from vidrec_jax.train import mesh as mesh_lib  # noqa: E402
+from vidrec_jax import run_spec  # noqa: E402
 from vidrec_jax.train.state import Setup  # noqa: E402
 
 _DIR = flags.DEFINE_string("dir", "/tmp/vidrec_ckpt_bench", "Checkpoint directory (erased).")
@@ -48,7 +49,7 @@ def setup_on(n: int, shape: dict) -> Setup:
   config = mod.get_config("conv")
   config.model.embed_dim = EMBED
   config.mesh.shape = shape
-  return Setup(config, NUM_USERS, NUM_VIDEOS, mesh_lib.make_mesh(config.mesh, jax.devices()[:n]))
+  return Setup(run_spec.resolve(config), NUM_USERS, NUM_VIDEOS, mesh_lib.make_mesh(config.mesh, jax.devices()[:n]))
 
 
 def main(_):

@@ -28,13 +28,14 @@ def main(_):
   from vidrec_jax.data import video_io  # pylint: disable=g-import-not-at-top
   from vidrec_jax.data.clips import ClipSampler  # pylint: disable=g-import-not-at-top
   from vidrec_jax.data.clips import PixelFrames  # pylint: disable=g-import-not-at-top
+  from vidrec_jax import run_spec  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train.context import make_context  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train.trainers import TRAINERS  # pylint: disable=g-import-not-at-top
 
   config = _CONFIG.value
   with config.unlocked():
     config.data.data_dir = _DATA_DIR.value
-  ctx = make_context(config, tempfile.mkdtemp(), prepare=False)
+  ctx = make_context(run_spec.resolve(config), tempfile.mkdtemp(), prepare=False)
   catalog = ctx.dataset.catalog
   paths = [catalog.path(i) for i in range(len(catalog))]
   print(f"av {av.__version__}, {len(paths)} files, cpu count {os.cpu_count()}")

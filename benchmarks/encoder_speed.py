@@ -20,6 +20,7 @@ import jax
 from absl import app
 from absl import flags
 
+from vidrec_jax import run_spec
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import steps as steps_lib
 from vidrec_jax.train.random_batch import random_batch
@@ -61,7 +62,7 @@ def main(_):
     if _DTYPE.value:
       config.model.dtype = _DTYPE.value
     config.mesh.shape = dict(data=1, fsdp=1, model=1)
-    setup = Setup(config, NUM_USERS, NUM_VIDEOS, mesh_lib.make_mesh(config.mesh,
+    setup = Setup(run_spec.resolve(config), NUM_USERS, NUM_VIDEOS, mesh_lib.make_mesh(config.mesh,
                                                                      jax.devices()[:1]))
     state = setup.init(0)
     step = jax.jit(functools.partial(steps_lib.train_step, setup), donate_argnums=(0,))

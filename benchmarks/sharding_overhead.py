@@ -39,6 +39,7 @@ def measure(devices: int, layout: str, steps: int) -> dict:
   from vidrec_jax.models import partitioning  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train import steps as steps_lib  # pylint: disable=g-import-not-at-top
+  from vidrec_jax import run_spec  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train.state import Setup  # pylint: disable=g-import-not-at-top
 
   spec = importlib.util.spec_from_file_location("demo_cfg", os.path.join(REPO, "configs",
@@ -47,7 +48,7 @@ def measure(devices: int, layout: str, steps: int) -> dict:
   spec.loader.exec_module(mod)
   config = mod.get_config("conv")
   config.mesh.shape = {"data": 1, "fsdp": 1, "model": 1, layout: devices}
-  setup = Setup(config, NUM_USERS, NUM_VIDEOS, mesh_lib.make_mesh(config.mesh))
+  setup = Setup(run_spec.resolve(config), NUM_USERS, NUM_VIDEOS, mesh_lib.make_mesh(config.mesh))
   d = config.data
   b, m, k, s = d.batch_size, d.impressions_per_clip, d.num_frames, d.frame_size
   rng = np.random.default_rng(0)

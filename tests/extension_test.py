@@ -23,13 +23,13 @@ from flax import nnx
 from tests import helpers
 from tests.train import fixtures
 from vidrec_jax import experiment
+from vidrec_jax import metrics as M
 from vidrec_jax import validate
+from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.data import datasets
 from vidrec_jax.data.datasets import synthetic
-from vidrec_jax import metrics as M
 from vidrec_jax.eval.evaluators import EVALUATORS
 from vidrec_jax.eval.evaluators import Evaluator
-from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.models import layers
 from vidrec_jax.models import recommender
 from vidrec_jax.models.heads import HEADS
@@ -39,8 +39,8 @@ from vidrec_jax.models.item_features import ItemFeature
 from vidrec_jax.models.poolings import POOLINGS
 from vidrec_jax.models.poolings import Pooling
 from vidrec_jax.models.poolings import segment_means
-from vidrec_jax.models.tasks import TASKS
 from vidrec_jax.models.tasks import RetrievalTask
+from vidrec_jax.models.tasks import TASKS
 from vidrec_jax.models.tasks import logit_scale
 from vidrec_jax.models.text import l2_normalize
 from vidrec_jax.registry import Registry
@@ -128,7 +128,7 @@ class FakeBatchTrainer(Trainer):
     step = start_step
     while True:
       step += 1
-      yield fixtures.fake_batch(self.config, seed=self.seed_offset + step)
+      yield fixtures.fake_batch(self.run, seed=self.seed_offset + step)
 
   def step_fn(self):
     s = self.setup

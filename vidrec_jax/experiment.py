@@ -1,5 +1,8 @@
-"""What each `--mode` does, above the train and eval stages: build the run's context, pick the
-registered trainer, build the evaluators of `config.evals`, and hand them to the shared loop.
+"""What each `--mode` does, above the train and eval stages: resolve the config into the run's
+typed, frozen settings (vidrec_jax/run_spec.py; below this file nothing reads the ConfigDict),
+build the run's context, pick the registered trainer, build the evaluators of `config.evals`, and
+hand them to the shared loop. The config of record (vidrec_jax/config_io.py) is checked and
+written here.
 
   train     prepare data and caches, train (resuming from WORKDIR), evaluate
   eval      evaluate the latest (or best) checkpoint
@@ -17,6 +20,7 @@ import ml_collections
 from absl import logging
 
 from vidrec_jax import config_io
+from vidrec_jax import run_spec
 from vidrec_jax.data import flow_cache
 from vidrec_jax.eval.evaluators import Evaluation
 from vidrec_jax.models import encoders
@@ -24,10 +28,10 @@ from vidrec_jax.train import checkpointing
 from vidrec_jax.train import distributed
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import runner
+from vidrec_jax.train import trainers
 from vidrec_jax.train import workdir as workdir_lib
 from vidrec_jax.train.context import Context
 from vidrec_jax.train.context import make_context
-from vidrec_jax.train import trainers
 from vidrec_jax.train.trainers import TRAINERS
 
 
@@ -36,9 +40,9 @@ def _has_checkpoint(workdir: str) -> bool:
   return os.path.isdir(path) and any(n.isdigit() for n in os.listdir(path))
 
 
-def _log_start(ctx: Context) -> None:
+def _log_start(ctx: Context, config: ml_collections.ConfigDict) -> None:
   s = ctx.setup
-  logging.info("config:\n%s", ctx.config)
+  logging.info("config:\n%s", config)
   logging.info("mesh %s over %d devices (%d per process, %d processes)", dict(s.mesh.shape),
                s.mesh.size, jax.local_device_count(), jax.process_count())
   logging.info("dataset %s: users %d, training videos %d (+1 OOV row), catalog %d videos",
@@ -60,18 +64,27 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     config_io.check(workdir, config, terms)
   distributed.host0_then_barrier("vidrec_config_written",
                                  lambda: config_io.write(workdir, config, terms))
-  ctx = make_context(config, workdir)
+  ctx = make_context(run_spec.resolve(config), workdir)
   if ctx.host0:
-    _log_start(ctx)
+    _log_start(ctx, config)
   trainer = trainers.build(ctx)
-  return runner.run(trainer, Evaluation(ctx, config.evals), workdir, on_eval)
+  return runner.run(trainer, Evaluation(ctx, ctx.run.evals), workdir, on_eval)
 
 
 def rl(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """The RL experiment of `config.rl` (vidrec_jax/rl/experiment.py): logs, policies trained
   with the registered `reinforce` trainer, simulator returns, WORKDIR/eval/rl.json."""
-  from vidrec_jax.rl import experiment as rl_experiment  # pylint: disable=g-import-not-at-top
-  return rl_experiment.run(config, workdir)
+  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.rl import config as rl_config
+  from vidrec_jax.rl import experiment as rl_experiment
+  # pylint: enable=g-import-not-at-top
+  run = run_spec.resolve(config)
+  rl_config.validate(run)
+  terms = trainers.record_terms(config)
+  config_io.check(workdir, config, terms)
+  distributed.host0_then_barrier("vidrec_rl_config",
+                                 lambda: config_io.write(workdir, config, terms))
+  return rl_experiment.run(run, workdir)
 
 
 def restore(config: ml_collections.ConfigDict, workdir: str, which: str, purpose: str
@@ -79,8 +92,8 @@ def restore(config: ml_collections.ConfigDict, workdir: str, which: str, purpose
   """The run's context and the latest (or, with which='best', the best) checkpoint's
   parameters and step; `purpose` completes the missing-checkpoint error ('evaluate')."""
   config_io.check(workdir, config, trainers.record_terms(config))
-  ctx = make_context(config, workdir, prepare=False)
-  t = config.train
+  ctx = make_context(run_spec.resolve(config), workdir, prepare=False)
+  t = ctx.run.train
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), t.checkpoint_every,
                                     t.keep_checkpoints, t.best_metric, t.best_mode)
   try:
@@ -100,7 +113,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str = "late
   """Restores the latest (or, with which='best', the best) checkpoint in workdir and evaluates
   it with `config.evals`."""
   ctx, params, step = restore(config, workdir, which, "evaluate")
-  evaluation = Evaluation(ctx, config.evals)
+  evaluation = Evaluation(ctx, ctx.run.evals)
   results = evaluation.evaluate(params)
   runner.write_results(workdir, results, evaluation, None, step)
   return results
@@ -108,22 +121,23 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, which: str = "late
 
 def generate(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the configured dataset into its data dir (WORKDIR/data or config.data.data_dir)."""
-  wd = workdir_lib.Workdir.of(config, workdir)
+  run = run_spec.resolve(config)
+  wd = workdir_lib.Workdir.of(run, workdir)
   distributed.host0_then_barrier(
-      "vidrec_generated",
-      lambda: workdir_lib.source(config).prepare(wd.data, config.data.dataset))
+      "vidrec_generated", lambda: workdir_lib.source(run).prepare(wd.data, run.data.dataset))
 
 
 def extract(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the caches of the model's pretrained parts: the backbone's frame features (sharded
   over processes and devices) and the frozen text tower's title embeddings."""
-  wd = workdir_lib.Workdir.of(config, workdir)
-  workdir_lib.prepare_dataset(config, wd)
-  dataset = workdir_lib.load_dataset(config, wd)
-  if encoders.extracts_features(config.model):
+  run = run_spec.resolve(config)
+  wd = workdir_lib.Workdir.of(run, workdir)
+  workdir_lib.prepare_dataset(run, wd)
+  dataset = workdir_lib.load_dataset(run, wd)
+  if encoders.extracts_features(run.model):
     from vidrec_jax.train import extract as extract_lib  # pylint: disable=g-import-not-at-top
-    extract_lib.extract(config, dataset, wd.features)
-  workdir_lib.prepare_text_cache(config, wd, dataset)
-  if encoders.reads_flow_cache(config.model):
+    extract_lib.extract(run, dataset, wd.features)
+  workdir_lib.prepare_text_cache(run, wd, dataset)
+  if encoders.reads_flow_cache(run.model):
     distributed.host0_then_barrier("vidrec_flow_cache",
-                                   lambda: flow_cache.write(dataset.catalog, config, wd.flow))
+                                   lambda: flow_cache.write(dataset.catalog, run.data, wd.flow))

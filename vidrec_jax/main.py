@@ -110,10 +110,12 @@ def main(argv):
            "extract": experiment.extract,
            "eval": lambda c, w: experiment.evaluate(c, w, _CHECKPOINT.value),
            "sweep": _sweep, "rl": experiment.rl,
-           "recommend": lambda c, w: _recommend().recommend(c, w, _USER.value, _K.value,
-                                                            _CHECKPOINT.value),
-           "export": lambda c, w: _recommend().export(c, w, _EXPORT_DIR.value or None,
-                                                      _CHECKPOINT.value)}
+           "recommend": lambda c, w: _recommend().recommend(
+               experiment.restore(c, w, _CHECKPOINT.value, "recommend from"), w, _USER.value,
+               _K.value, _CHECKPOINT.value),
+           "export": lambda c, w: _recommend().export(
+               experiment.restore(c, w, _CHECKPOINT.value, "export"), w,
+               _EXPORT_DIR.value or None, _CHECKPOINT.value)}
   try:
     modes[config.mode](config, _WORKDIR.value)
   except run_errors() as e:

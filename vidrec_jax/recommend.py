@@ -23,13 +23,11 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
-from vidrec_jax import experiment
 from vidrec_jax import files
 from vidrec_jax import serving
 from vidrec_jax.eval.encode import Encoder
@@ -77,10 +75,12 @@ class _Serving:
   rules: tuple
 
 
-def _build(config: ml_collections.ConfigDict, workdir: str, which: str, purpose: str
-           ) -> _Serving:
-  """Restores the checkpoint, encodes the catalog and exports the user tower and ranker."""
-  ctx, params, step = experiment.restore(config, workdir, which, purpose)
+Restored = tuple[Context, dict, int]  # experiment.restore: the run's context, params, step
+
+
+def _build(restored: Restored) -> _Serving:
+  """Encodes the restored checkpoint's catalog and exports the user tower and ranker."""
+  ctx, params, step = restored
   setup = ctx.setup
   vecs, ok, _ = Encoder(ctx, show_progress=False).items(params)
   if not ok.all():
@@ -99,7 +99,7 @@ def _build(config: ml_collections.ConfigDict, workdir: str, which: str, purpose:
                         video_ids=ids.astype(np.int64), titles=np.asarray(cat.title)[ids],
                         content_types=np.asarray(cat.content_type)[ids],
                         cold=np.asarray(cat.cold, bool)[ids])
-  candidates = min(config.recommend.candidates, len(items))
+  candidates = min(ctx.run.recommend.candidates, len(items))
   d = items.ranking.shape[1]
 
   def user_tower(rows):
@@ -134,32 +134,34 @@ def _file_name(user: str) -> str:
   return re.sub(r"[^A-Za-z0-9._-]", "_", user) or "_"
 
 
-def recommend(config: ml_collections.ConfigDict, workdir: str, user: str, k: int | None = None,
+def recommend(restored: Restored, workdir: str, user: str, k: int | None = None,
               which: str = "latest") -> dict:
   """Prints the top-k videos for `user` and writes them to WORKDIR/recommend/USER.json.
 
   Args:
-    config: the run's config (its `recommend` section: k, candidates, fusion).
+    restored: `experiment.restore`'s context, parameters and step of the `which` checkpoint
+      (the run's `recommend` settings: k, candidates, fusion).
     workdir: the trained workdir.
     user: the dataset's raw user id; an unknown one gets the out-of-vocabulary user's list and
       a note (stderr and the JSON's `note`).
-    k: list length (default: config.recommend.k); at most the candidates the ranker sees.
+    k: list length (default: recommend.k); at most the candidates the ranker sees.
     which: 'latest' or 'best' checkpoint.
 
   Returns:
     The JSON written: user, k, checkpoint, checkpoint_step, fusion, candidates, records
     (rank, video_id, title, content_type, score, scores, cold) and, for an unknown user, note.
   """
-  r = config.recommend
+  run = restored[0].run
+  r = run.recommend
   k = r.k if k is None else k
-  s = _build(config, workdir, which, "recommend from")
+  s = _build(restored)
   if k > s.candidates:
     logging.warning("k=%d is more than the %d candidates: listing %d", k, s.candidates,
                     s.candidates)
   row = s.users.get(user, s.oov_row)
   records = serving.recommend(jax.jit(s.user_tower.call), jax.jit(s.ranker.call), row,
                               _on_mesh(s),
-                              fusion_lib.compile_formula(r.fusion, tuple(config.model.heads)),
+                              fusion_lib.compile_formula(r.fusion, tuple(run.model.heads)),
                               min(k, s.candidates), s.candidates)
   out = dict(user=user, k=k, checkpoint=which, checkpoint_step=s.step, fusion=r.fusion,
              candidates=s.candidates, records=records)
@@ -179,16 +181,18 @@ def recommend(config: ml_collections.ConfigDict, workdir: str, user: str, k: int
   return out
 
 
-def export(config: ml_collections.ConfigDict, workdir: str, export_dir: str | None = None,
+def export(restored: Restored, workdir: str, export_dir: str | None = None,
            which: str = "latest") -> str:
-  """Writes the serving bundle of the latest (or best) checkpoint to `export_dir` (default
-  WORKDIR/export) and returns that folder; `vidrec_jax.serving.load` reads it."""
+  """Writes the serving bundle of the restored (latest or best: `which`) checkpoint to
+  `export_dir` (default WORKDIR/export) and returns that folder; `vidrec_jax.serving.load`
+  reads it."""
   export_dir = export_dir or os.path.join(workdir, "export")
-  s = _build(config, workdir, which, "export")
-  r = config.recommend
-  meta = dict(heads=list(config.model.heads), k=min(r.k, s.candidates),
+  run = restored[0].run
+  s = _build(restored)
+  r = run.recommend
+  meta = dict(heads=list(run.model.heads), k=min(r.k, s.candidates),
               candidates=s.candidates, checkpoint_step=s.step, checkpoint=which,
-              dataset=config.data.dataset.name)
+              dataset=run.data.dataset.name)
   if jax.process_index() != 0:
     return export_dir
   path = serving.write_bundle(export_dir, s.items, s.user_tower, s.ranker, s.users, s.oov_row,

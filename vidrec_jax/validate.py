@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from vidrec_jax import registry
+from vidrec_jax import run_spec
 from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
@@ -21,7 +23,6 @@ from vidrec_jax.models import recommender
 from vidrec_jax.models import text_tower
 from vidrec_jax.models import user_towers
 from vidrec_jax.models.user_towers import USER_TOWERS
-from vidrec_jax import registry
 from vidrec_jax.registry import Registry
 from vidrec_jax.train import trainers
 from vidrec_jax.train.trainers import TRAINERS
@@ -163,6 +164,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     registry.import_modules(config.imports)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  run_spec.resolve(config)  # every section has exactly its fields (what the run will see)
   source = _validate_data(config)
   _validate_model(config, source)
   _validate_train(config, source)
@@ -172,5 +174,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.mode == "rl" or TRAINERS.get(config.train.trainer).runs_experiment:
     check(config.mode in ("rl", "train"), "mode", config.mode, "the RL experiment runs with "
           "--mode=rl (or train); a rerun evaluates finished policies without retraining them")
-    from vidrec_jax.rl import experiment  # pylint: disable=g-import-not-at-top
-    experiment.validate(config)
+    from vidrec_jax.rl import config as rl_config  # pylint: disable=g-import-not-at-top
+    rl_config.validate(run_spec.resolve(config))

@@ -11,6 +11,7 @@ from absl.testing import absltest
 from tests import helpers
 from vidrec_jax.data import datasets
 from vidrec_jax.data import features
+from vidrec_jax.data import flow
 from vidrec_jax.data import flow_cache
 from vidrec_jax.data import grouping
 from vidrec_jax.data import ops
@@ -20,7 +21,6 @@ from vidrec_jax.data.clips import ClipSampler
 from vidrec_jax.data.clips import PixelFrames
 from vidrec_jax.data.datasets import synthetic
 from vidrec_jax.data.vocab import Vocab
-from vidrec_jax.data import flow
 from vidrec_jax.models import recommender
 
 
@@ -190,9 +190,9 @@ class PipelineTest(absltest.TestCase):
     d = c.data
     cache_dir = tempfile.mkdtemp(prefix="vidrec_flow_")
     self.addCleanup(shutil.rmtree, cache_dir)
-    meta = flow_cache.write(catalog, c, cache_dir, show_progress=False)
+    meta = flow_cache.write(catalog, c.data, cache_dir, show_progress=False)
     self.assertEqual(meta["videos"], len(catalog))
-    features.check_meta(cache_dir, flow_cache.expected_meta(c))
+    features.check_meta(cache_dir, flow_cache.expected_meta(c.data))
     frames = video_io.decode_video(catalog.path(3), d.frame_size, d.cache_frames)
     np.testing.assert_allclose(features.load_cache(cache_dir)[3], ops.video_flow(frames),
                                atol=1e-5)
@@ -212,7 +212,7 @@ class PipelineTest(absltest.TestCase):
     # A cache written for another frame size is refused in one line.
     c.data.frame_size = d.frame_size * 2
     with self.assertRaisesRegex(features.CacheError, "frame_size"):
-      features.check_meta(cache_dir, flow_cache.expected_meta(c))
+      features.check_meta(cache_dir, flow_cache.expected_meta(c.data))
 
   def test_missing_dataset_is_one_line(self):
     with self.assertRaises(datasets.DataError) as cm:

@@ -16,6 +16,7 @@ from absl.testing import parameterized
 from tests import helpers
 from vidrec_jax import experiment
 from vidrec_jax import files
+from vidrec_jax import run_spec
 from vidrec_jax import validate
 from vidrec_jax.reporting import rl as rl_report
 from vidrec_jax.rl import experiment as rl_experiment
@@ -56,13 +57,13 @@ class ExperimentTest(parameterized.TestCase):
     straight, resumed = tempfile.mkdtemp(), tempfile.mkdtemp()
     c = _config(**kw)
     c.train.update(steps=6, checkpoint_every=3, eval_every=0, early_stopping=0)
-    rl_experiment.run(c, straight)
+    experiment.rl(c, straight)
     c3 = _config(**kw)
     c3.train.update(steps=3, checkpoint_every=3, eval_every=0, early_stopping=0)
-    rl_experiment.run(c3, resumed)
+    experiment.rl(c3, resumed)
     self.assertTrue(os.path.isdir(os.path.join(resumed, "seed_0", "reinforce_topk",
                                                "checkpoints", "3")))
-    rl_experiment.run(c, resumed)  # train.steps may grow on resume: steps 4-6 from step 3
+    experiment.rl(c, resumed)  # train.steps may grow on resume: steps 4-6 from step 3
     a, b = _metrics(straight, 0, "reinforce_topk"), _metrics(resumed, 0, "reinforce_topk")
     for k in ("test/return", "test/ips", "test/snips", "valid/return"):
       self.assertEqual(a[k], b[k], k)
@@ -75,9 +76,9 @@ class ExperimentTest(parameterized.TestCase):
       c.train.update(steps=steps, eval_every=1, early_stopping=2, checkpoint_every=100)
       return c
     straight, resumed = tempfile.mkdtemp(), tempfile.mkdtemp()
-    rl_experiment.run(config(16), straight)
-    rl_experiment.run(config(5), resumed)
-    rl_experiment.run(config(16), resumed)
+    experiment.rl(config(16), straight)
+    experiment.rl(config(5), resumed)
+    experiment.rl(config(16), resumed)
     a, b = _metrics(straight, 0, "reinforce_topk"), _metrics(resumed, 0, "reinforce_topk")
     self.assertLess(a["train/last_step"], 16)  # it did stop early
     for k in ("train/last_step", "train/best_step", "test/return", "test/snips"):
@@ -89,12 +90,12 @@ class ExperimentTest(parameterized.TestCase):
     c = _config(seeds=(0,), policies=("reinforce_topk",))
     c.train.update(steps=12, eval_every=1, early_stopping=1, checkpoint_every=checkpoint_every)
     wd = tempfile.mkdtemp()
-    rl_experiment.run(c, wd)
+    experiment.rl(c, wd)
     first = _metrics(wd, 0, "reinforce_topk")
     self.assertLess(first["train/last_step"], 12)  # stopped early
     ckpts = os.path.join(wd, "seed_0", "reinforce_topk", "checkpoints")
     saved = sorted(os.listdir(ckpts))
-    rl_experiment.run(c, wd)
+    experiment.rl(c, wd)
     self.assertEqual(sorted(os.listdir(ckpts)), saved)  # nothing trained or saved since
     self.assertEqual(_metrics(wd, 0, "reinforce_topk"), first)
 
@@ -105,7 +106,7 @@ class ExperimentTest(parameterized.TestCase):
       c = _config(seeds=(0,), policies=("reinforce_offpolicy", "reinforce_topk"), topk_k=topk_k)
       c.train.update(steps=4, eval_every=0, early_stopping=0)
       wd = tempfile.mkdtemp()
-      rl_experiment.run(c, wd)
+      experiment.rl(c, wd)
       return (_metrics(wd, 0, "reinforce_offpolicy"), _metrics(wd, 0, "reinforce_topk"))
     standard, topk = run(1)
     self.assertEqual(standard["test/ips"], topk["test/ips"])
@@ -118,8 +119,8 @@ class ExperimentTest(parameterized.TestCase):
     flat, sharded = _config(**kw), _config(**kw)
     sharded.mesh.shape.update(data=2, fsdp=2, model=2)
     wd_flat, wd_sharded = tempfile.mkdtemp(), tempfile.mkdtemp()
-    rl_experiment.run(flat, wd_flat)
-    rl_experiment.run(sharded, wd_sharded)
+    experiment.rl(flat, wd_flat)
+    experiment.rl(sharded, wd_sharded)
     a, b = _metrics(wd_flat, 0, "reinforce_topk"), _metrics(wd_sharded, 0, "reinforce_topk")
     self.assertAlmostEqual(a["test/ips"], b["test/ips"], delta=1e-3 * abs(a["test/ips"]))
 
@@ -142,9 +143,10 @@ class BehaviourHeadTest(absltest.TestCase):
                             sim_lib.SimArgs.from_config(c.rl.simulator))
     logs = logs_lib.collect(sim, logs_lib.behaviour_policy(sim, 1.0), sim.initial_histories,
                             6, 0.9, jax.random.PRNGKey(0))
-    setup = Setup(c, 1, sim.num_videos, mesh_lib.make_mesh(c.mesh, jax.devices()[:1]))
+    setup = Setup(run_spec.resolve(c), 1, sim.num_videos,
+                  mesh_lib.make_mesh(c.mesh, jax.devices()[:1]))
     trainer = reinforce.ReinforceTrainer(reinforce.RLContext(
-        c, setup, logs, rl_experiment.catalog_arrays(sim, logs)))
+        run_spec.resolve(c), setup, logs, rl_experiment.catalog_arrays(sim, logs)))
     state, step = setup.init(0), trainer.step_fn()
     batches = trainer.batches(0, None)
     first = None
@@ -179,7 +181,7 @@ class PolicyModelTest(absltest.TestCase):
     catalog = rl_experiment.catalog_arrays(sim, logs)
     n = sim.num_videos
     self.assertTrue((catalog["row"][sim.cold] == n).all())  # cold: the OOV row
-    setup = Setup(c, 1, n, mesh_lib.make_mesh(c.mesh, jax.devices()[:1]))
+    setup = Setup(run_spec.resolve(c), 1, n, mesh_lib.make_mesh(c.mesh, jax.devices()[:1]))
     params = setup.init(0).params
     hist = jax.numpy.asarray(logs.final_histories[:4], jax.numpy.int32)
     logits = np.asarray(setup.model(params).logits(

@@ -110,6 +110,22 @@ class CheckpointTest(absltest.TestCase):
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.state.params), saved[1])
     ckpt.close()
 
+  def test_a_relative_directory_saves_and_restores(self):
+    # --workdir=runs/x: orbax refuses to restore from a relative path unless it is resolved.
+    setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1), helpers.load_config())
+    state = setup.init(0)
+    root = tempfile.mkdtemp()
+    self.addCleanup(os.chdir, os.getcwd())
+    os.chdir(root)
+    ckpt = checkpointing.Checkpointer(os.path.join("wd", "checkpoints"), every=1, keep=1)
+    ckpt.save(1, state, force=True)
+    ckpt.wait()
+    self.assertEqual(ckpt.directory, os.path.join(os.getcwd(), "wd", "checkpoints"))
+    restored = ckpt.restore(setup.abstract_state)
+    ckpt.close()
+    self.assertEqual(restored.step, 1)
+    jax.tree.map(np.testing.assert_array_equal, state.params, restored.state.params)
+
   def test_no_checkpoint_restores_none(self):
     config = helpers.load_config()
     setup = fixtures.setup_on(jax.devices()[:1], (1, 1, 1), config)

@@ -6,8 +6,9 @@ import jax
 import numpy as np
 
 from tests import helpers
-from vidrec_jax.train.random_batch import random_batch
+from vidrec_jax import run_spec
 from vidrec_jax.train import mesh as mesh_lib
+from vidrec_jax.train.random_batch import random_batch
 from vidrec_jax.train.state import Setup
 
 NUM_USERS, NUM_VIDEOS = 11, 13  # odd sizes: shape bugs show
@@ -22,7 +23,8 @@ def setup_on(devices, shape, config=None) -> Setup:
   config = config or helpers.load_config()
   with config.unlocked():
     config.mesh.shape = dict(zip(mesh_lib.AXES, shape))
-  return Setup(config, NUM_USERS, NUM_VIDEOS, mesh_lib.make_mesh(config.mesh, devices))
+  return Setup(run_spec.resolve(config), NUM_USERS, NUM_VIDEOS,
+               mesh_lib.make_mesh(config.mesh, devices))
 
 
 def train_on_eight_devices(config, seeds) -> tuple[dict, dict, dict]:

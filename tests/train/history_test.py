@@ -12,6 +12,7 @@ from flax import nnx
 
 from tests import helpers
 from vidrec_jax import experiment
+from vidrec_jax import run_spec
 from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.data import sequences
 from vidrec_jax.models.user_towers import SASRecTower
@@ -42,7 +43,7 @@ class ClickHistoryTest(absltest.TestCase):
 
   def test_training_batches_carry_each_impressions_history(self):
     config = _config("sasrec")
-    ctx = make_context(config, tempfile.mkdtemp(), prepare=False)
+    ctx = make_context(run_spec.resolve(config), tempfile.mkdtemp(), prepare=False)
     batch = next(TRAINERS.get("supervised")(ctx).batches(0, None))
     b, m = batch["user"].shape
     self.assertEqual(batch["history"].shape, (b, m, 6))
@@ -91,7 +92,7 @@ class TowersTest(absltest.TestCase):
 
   def test_only_din_depends_on_the_candidate(self):
     for tower, depends in (("sasrec", False), ("din", True)):
-      ctx = make_context(_config(tower), tempfile.mkdtemp(), prepare=False)
+      ctx = make_context(run_spec.resolve(_config(tower)), tempfile.mkdtemp(), prepare=False)
       model = ctx.setup.model(ctx.setup.init(0).params)
       hist = np.array([[1, 2, 3, -1, -1, -1]])
       inputs = {"history": hist, "history_mask": (hist >= 0).astype(np.float32),

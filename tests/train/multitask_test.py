@@ -11,6 +11,7 @@ from flax import nnx
 
 from tests import helpers
 from tests.train import fixtures
+from vidrec_jax import run_spec
 from vidrec_jax import validate
 from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.data import pipeline
@@ -26,7 +27,7 @@ from vidrec_jax.train.state import Setup
 
 def setup_of(config):
   config.mesh.shape = dict(data=1, fsdp=1, model=1)
-  return Setup(config, 20, 30, mesh_lib.make_mesh(config.mesh, jax.devices()[:1]))
+  return Setup(run_spec.resolve(config), 20, 30, mesh_lib.make_mesh(config.mesh, jax.devices()[:1]))
 
 
 class UncertaintyWeightingTest(absltest.TestCase):
@@ -164,7 +165,7 @@ class ContentTypeTest(absltest.TestCase):
     dataset = types.SimpleNamespace(
         catalog=catalog, label_columns=("click",), splits=("test",),
         split=lambda s: types.SimpleNamespace(columns=cols), has=lambda name: False)
-    ctx = types.SimpleNamespace(dataset=dataset, config=types.SimpleNamespace(
+    ctx = types.SimpleNamespace(dataset=dataset, run=types.SimpleNamespace(
         model=types.SimpleNamespace(heads=("click",))))
     pred = np.asarray([0.9, 0.2, 0.3, 0.8, 0.4, 0.1])
     enc = types.SimpleNamespace(decodable=np.ones(4, bool),

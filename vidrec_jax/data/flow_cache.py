@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 
-import ml_collections
 import numpy as np
 import tqdm
 from absl import logging
@@ -25,21 +24,22 @@ from vidrec_jax.data import features
 from vidrec_jax.data import ops
 from vidrec_jax.data import video_io
 from vidrec_jax.data.datasets import Catalog
+from vidrec_jax.run_spec import DataSpec
 
 ESTIMATOR = "coarse_to_fine_lk/1"  # data/flow.py estimate_flow, its defaults
 SHARD = "flow-00000-of-00001.array_record"
 
 
-def expected_meta(config: ml_collections.ConfigDict) -> dict:
-  """Settings a flow cache must have been written with to serve this config."""
-  return dict(kind="flow", estimator=ESTIMATOR, frame_size=config.data.frame_size,
-              max_frames=config.data.cache_frames)
+def expected_meta(data: DataSpec) -> dict:
+  """Settings a flow cache must have been written with to serve these data settings."""
+  return dict(kind="flow", estimator=ESTIMATOR, frame_size=data.frame_size,
+              max_frames=data.cache_frames)
 
 
-def write(catalog: Catalog, config: ml_collections.ConfigDict, cache_dir: str,
-          show_progress: bool = True) -> dict:
-  """Estimates and writes the flow of every catalog video; returns the metadata written."""
-  d = config.data
+def write(catalog: Catalog, data: DataSpec, cache_dir: str, show_progress: bool = True) -> dict:
+  """Estimates and writes the flow of every catalog video at `data`'s frame size and cached
+  frame count; returns the metadata written."""
+  d = data
   os.makedirs(cache_dir, exist_ok=True)
   meta_path = os.path.join(cache_dir, features.META)
   if os.path.exists(meta_path):
@@ -60,7 +60,7 @@ def write(catalog: Catalog, config: ml_collections.ConfigDict, cache_dir: str,
         continue
       writer.write(features.encode_record(vid, np.arange(len(frames)), ops.video_flow(frames)))
     writer.close()
-  meta = dict(expected_meta(config), shards=[SHARD], videos=len(catalog), failed=failed)
+  meta = dict(expected_meta(data), shards=[SHARD], videos=len(catalog), failed=failed)
   features.write_meta(cache_dir, meta)
   logging.info("flow cache: %d videos (%d undecodable) in %s", len(catalog) - failed, failed,
                cache_dir)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 
-import ml_collections
 import tqdm
 from absl import logging
 
@@ -23,12 +22,12 @@ from vidrec_jax.files import write_json
 _STAMP = "world_config.json"
 
 
-def _stamp(world_config: ml_collections.ConfigDict) -> dict:
+def _stamp(world_config: world_lib.WorldConfig) -> dict:
   """What a finished world records about itself: its config and the record format version."""
   return {"world": world_config.to_dict(), "tfds_version": tfds_world.VERSION}
 
 
-def is_complete(data_dir: str, world_config: ml_collections.ConfigDict) -> bool:
+def is_complete(data_dir: str, world_config: world_lib.WorldConfig) -> bool:
   """True when `data_dir` holds a finished world generated from exactly `world_config` in the
   current record format."""
   path = os.path.join(data_dir, _STAMP)
@@ -38,7 +37,7 @@ def is_complete(data_dir: str, world_config: ml_collections.ConfigDict) -> bool:
   return read_json(path) == json.loads(json.dumps(_stamp(world_config)))
 
 
-def generate(data_dir: str, world_config: ml_collections.ConfigDict,
+def generate(data_dir: str, world_config: world_lib.WorldConfig,
              show_progress: bool = True) -> world_lib.World:
   """Generates the world into `data_dir` (videos/, vidrec_world/ TFDS datasets, a config stamp).
 
@@ -63,7 +62,7 @@ def generate(data_dir: str, world_config: ml_collections.ConfigDict,
   return world
 
 
-def ensure(data_dir: str, world_config: ml_collections.ConfigDict) -> None:
+def ensure(data_dir: str, world_config: world_lib.WorldConfig) -> None:
   """Generates the world unless an identical one is already complete in `data_dir`."""
   if is_complete(data_dir, world_config):
     logging.info("reusing the world in %s", data_dir)

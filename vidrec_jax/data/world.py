@@ -13,17 +13,19 @@ model (vidrec_jax/data/response.py, shared with the RL simulator) turns them int
 time and likes.  `World.oracle_logit` gives the true (position-free) click logit for any (user,
 video) pair.
 
-Everything is a deterministic function of the seed and the world ConfigDict.
+Everything is a deterministic function of the world's arguments (`WorldConfig`, the seed among
+them).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping
 
-import ml_collections
 import numpy as np
 
 from vidrec_jax.data import response
+from vidrec_jax.data.world_config import WorldConfig
 
 PALETTE = np.array(
     [[230, 40, 40], [40, 200, 60], [50, 80, 240], [240, 220, 40], [220, 60, 220], [40, 220, 230],
@@ -87,9 +89,12 @@ def factor_features(videos: list[Video], num_palettes: int) -> np.ndarray:
 
 
 class World:
-  """Users, videos, impressions and the oracle, generated from `config`."""
+  """Users, videos, impressions and the oracle, generated from `config` (a WorldConfig, or the
+  dataset section it is made from)."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: WorldConfig | Mapping[str, Any]):
+    if not isinstance(config, WorldConfig):
+      config = WorldConfig.from_args(config)
     self.config = c = config
     rng = np.random.default_rng(c.seed)
     self.num_palettes = c.num_palettes

@@ -29,7 +29,7 @@ class Encoder:
 
   def __init__(self, ctx: Context, show_progress: bool):
     self.ctx, self.setup, self.show_progress = ctx, ctx.setup, show_progress
-    self.batch_size = ctx.config.data.eval_batch_size
+    self.batch_size = ctx.run.data.eval_batch_size
     ps = self.setup.param_shardings
     self._items = jax.jit(functools.partial(steps.encode_items_step, self.setup),
                           in_shardings=(ps, None))
@@ -98,7 +98,7 @@ class Encoder:
     for a in range(0, len(users), bs):
       n = min(bs, len(users) - a)
       hist, mask = ctx.click_history(users[a:a + n], times[a:a + n],
-                                     ctx.config.data.history.max_len)
+                                     ctx.run.data.history.max_len)
       batch = self._shard({"history": _pad(hist, bs), "history_mask": _pad(mask, bs),
                            "user": _pad(ctx.user_vocab(users[a:a + n]), bs),
                            "i": _pad(item_vecs[videos[a:a + n]], bs)})

@@ -24,11 +24,11 @@ from flax import nnx
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data.inputs import InputSpec
-from vidrec_jax.models.backbones import part as backbone_part
 from vidrec_jax.models import encoders
 from vidrec_jax.models import layers
 from vidrec_jax.models import text_tower
 from vidrec_jax.models import user_towers
+from vidrec_jax.models.backbones import part as backbone_part
 from vidrec_jax.models.model_registry import MODELS
 from vidrec_jax.models.partitioning import constrain
 
@@ -111,9 +111,9 @@ class SequentialRecommender(nnx.Module):
     positive_int(h.max_len, "data.history.max_len")
     check(isinstance(h.stride, int) and 1 <= h.stride <= h.max_len, "data.history.stride",
           h.stride, f"an integer in [1, data.history.max_len={h.max_len}]")
-    args = user_towers.tower_args(m)
-    check(args.get("max_len", h.max_len) >= h.max_len, "model.user_tower.max_len",
-          args.get("max_len"), f"must be >= data.history.max_len={h.max_len}")
+    limit = user_towers.history_limit(m)
+    check(limit is None or limit >= h.max_len, "model.user_tower.max_len", limit,
+          f"must be >= data.history.max_len={h.max_len}")
     check(c.train.softmax in SOFTMAXES, "train.softmax", c.train.softmax,
           f"allowed: {', '.join(SOFTMAXES)}")
 

@@ -106,9 +106,8 @@ def validate(c, source) -> None:
   """Raises ConfigError on a bad `model` section for this model on dataset `source`."""
   m = c.model
   if reads_history(m):
-    args = user_towers.tower_args(m)
-    check(args.get("max_len", c.data.history.max_len) >= c.data.history.max_len,
-          "model.user_tower.max_len", args.get("max_len"),
+    limit = user_towers.history_limit(m)
+    check(limit is None or limit >= c.data.history.max_len, "model.user_tower.max_len", limit,
           f"must be >= data.history.max_len={c.data.history.max_len}")
     check(not source.label_columns or "click" in source.label_columns, "model.user_tower",
           m.user_tower.name, "a watch history is built from the dataset's clicks")

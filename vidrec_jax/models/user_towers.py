@@ -17,6 +17,7 @@ Adding a user tower: a `UserTower` subclass registered in `USER_TOWERS`.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, ClassVar
 
 import jax
@@ -179,6 +180,16 @@ def tower_args(model_cfg) -> dict:
   the tower's signature)."""
   return typed_kwargs(tower_class(model_cfg).__init__, model_cfg.user_tower, "model.user_tower",
                       SUPPLIED)
+
+
+def history_limit(model_cfg) -> int | None:
+  """The longest watch history the configured tower takes: its `max_len` argument, as given or
+  by its signature default; None for a tower without one."""
+  args = tower_args(model_cfg)
+  if "max_len" in args:
+    return args["max_len"]
+  param = inspect.signature(tower_class(model_cfg).__init__).parameters.get("max_len")
+  return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
 def build(model_cfg, num_users: int, *, dtype, param_dtype, rngs: nnx.Rngs) -> UserTower:

@@ -23,6 +23,7 @@ from absl import logging
 from vidrec_jax import files
 from vidrec_jax.reporting import events
 from vidrec_jax.reporting.plots import pyplot
+from vidrec_jax.run_spec import Section
 
 # Scalars that are bookkeeping rather than curves worth a panel.
 SKIP_CURVE = re.compile(r"(^|/)(count|click_rate|skipped_\w+|valid_fraction)$")
@@ -85,13 +86,12 @@ def load(paths: list[str]) -> tuple[list[Run], list[Study]]:
 
 
 def _load_study(name: str, path: str) -> Study:
-  import ml_collections  # pylint: disable=g-import-not-at-top
   import optuna  # pylint: disable=g-import-not-at-top
   from vidrec_jax.tuning import storage as storage_lib  # pylint: disable=g-import-not-at-top
   trials = files.read_json(os.path.join(path, "trials.json"))
-  sweep = _read_json(os.path.join(path, "config.json")).get("sweep", {})
-  section = ml_collections.ConfigDict(dict(storage=sweep.get("storage", ""),
-                                           heartbeat_seconds=0))
+  # A sweep records its config (config.json) before its first trial.
+  sweep = files.read_json(os.path.join(path, "config.json"))["sweep"]
+  section = Section(dict(storage=sweep["storage"], heartbeat_seconds=0))
   study = optuna.load_study(study_name=trials["study"],
                             storage=storage_lib.make(section, path))
   return Study(name, path, study, trials)
@@ -142,7 +142,8 @@ def training_tags(runs: list[Run]) -> list[str]:
 
 def valid_tags(runs: list[Run]) -> list[str]:
   """Valid metrics evaluated more than once (curves), the best metric first."""
-  first = {r.config.get("train", {}).get("best_metric", "") for r in runs}
+  # A run's config of record (config.json; {} for a folder without one) names its best metric.
+  first = {r.config["train"]["best_metric"] for r in runs if r.config}
   tags = sorted({t for r in runs for t, pts in r.scalars.items()
                  if t.startswith("valid/") and len(pts) > 1 and not SKIP_CURVE.search(t)
                  and "oracle" not in t})

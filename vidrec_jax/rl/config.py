@@ -4,8 +4,6 @@ registry (rl/policies/) and checks what it needs itself."""
 
 from __future__ import annotations
 
-import ml_collections
-
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data import world as world_lib
@@ -14,13 +12,15 @@ from vidrec_jax.rl import losses
 from vidrec_jax.rl import simulator as sim_lib
 from vidrec_jax.rl.policies import POLICIES
 from vidrec_jax.rl.trainer import ACTIONS
+from vidrec_jax.run_spec import RunSpec
 
 BEHAVIOURS = ("logged", "estimated")
 
 
-def validate(c: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError on a bad `rl` section or a model that does not fit it."""
-  check("rl" in c, "rl", None, "the RL experiment needs an `rl` section (configs/rl.py)")
+def validate(c: RunSpec) -> None:
+  """Raises ConfigError on a bad `rl` section or a model that does not fit it (on the resolved
+  settings: vidrec_jax/validate.py resolves the config first)."""
+  check(c.rl is not None, "rl", None, "the RL experiment needs an `rl` section (configs/rl.py)")
   r = c.rl
   check(c.data.dataset.name == "synthetic", "data.dataset.name", c.data.dataset.name,
         "the RL simulator is built from the synthetic world: 'synthetic'")

@@ -10,21 +10,20 @@ values), with a table and a plot of return against training step (reporting/rl.p
   WORKDIR/seed_S/<policy>/                          each policy's run (checkpoints, eval, ...)
   WORKDIR/eval/rl.json, rl_returns.png
 
-The config checks are in rl/config.py.
+The config checks are in rl/config.py; vidrec_jax/experiment.py records the config and calls
+`run` with the resolved settings.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import os
 from typing import Callable, TypeVar
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging
 
-from vidrec_jax import config_io
 from vidrec_jax import files
 from vidrec_jax.data import world as world_lib
 from vidrec_jax.data.datasets import synthetic
@@ -34,17 +33,15 @@ from vidrec_jax.reporting import rl as report
 from vidrec_jax.rl import evaluation as eval_lib
 from vidrec_jax.rl import logs as logs_lib
 from vidrec_jax.rl import simulator as sim_lib
-from vidrec_jax.rl.config import validate
-from vidrec_jax.rl.policies import POLICIES
 from vidrec_jax.rl.policies import Env
+from vidrec_jax.rl.policies import POLICIES
 from vidrec_jax.rl.trainer import RLContext
-from vidrec_jax.train import distributed
+from vidrec_jax.run_spec import RunSpec
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import runner
-from vidrec_jax.train import trainers
 from vidrec_jax.train.state import Setup
 
-__all__ = ["catalog_arrays", "run", "validate"]
+__all__ = ["catalog_arrays", "run"]
 
 T = TypeVar("T")
 
@@ -75,8 +72,8 @@ def _written_once(path: str, make: Callable[[], T], save: Callable[[T, str], Non
 class _Seed:
   """One seed's training and held-out logs (written once, read back on a rerun) and catalog."""
 
-  def __init__(self, config, sim: sim_lib.Simulator, seed: int, directory: str):
-    r = config.rl
+  def __init__(self, run: RunSpec, sim: sim_lib.Simulator, seed: int, directory: str):
+    r = run.rl
     os.makedirs(directory, exist_ok=True)
     behaviour = logs_lib.behaviour_policy(sim, r.behaviour_temperature)
     key = jax.random.PRNGKey(seed)
@@ -102,44 +99,38 @@ class _Seed:
                  self.train.num_sessions)
     self.sim, self.seed, self.dir = sim, seed, directory
 
-  def config(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The experiment's config with this seed as the run's seed and data shuffle seed."""
-    c = copy.deepcopy(config)
-    with c.unlocked():
-      c.seed = c.data.shuffle_seed = self.seed
-    return c
+  def run(self, run: RunSpec) -> RunSpec:
+    """The experiment's settings with this seed as the run's seed and data shuffle seed."""
+    return dataclasses.replace(run, seed=self.seed,
+                               data=dataclasses.replace(run.data, shuffle_seed=self.seed))
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs (or resumes) the experiment; returns what it writes to WORKDIR/eval/rl.json."""
-  validate(config)
-  terms = trainers.record_terms(config)
-  config_io.check(workdir, config, terms)
-  distributed.host0_then_barrier("vidrec_rl_config",
-                                 lambda: config_io.write(workdir, config, terms))
-  r = config.rl
-  world = world_lib.World(synthetic.world_args(config.data.dataset))
+def run(spec: RunSpec, workdir: str) -> dict:
+  """Runs (or resumes) the experiment of `spec` (validated by rl/config.py, its config recorded
+  by the caller); returns what it writes to WORKDIR/eval/rl.json."""
+  r = spec.rl
+  world = world_lib.World(synthetic.world_args(spec.data.dataset))
   sim = sim_lib.Simulator(world, sim_lib.SimArgs.from_config(r.simulator))
-  setup = Setup(config, 1, sim.num_videos, mesh_lib.make_mesh(config.mesh))
-  env = Env(config, sim, setup)
+  setup = Setup(spec, 1, sim.num_videos, mesh_lib.make_mesh(spec.mesh))
+  env = Env(spec, sim, setup)
   policies = {name: POLICIES.get(name) for name in r.policies}
   served = {name: p.served(env) for name, p in policies.items()}
   untrained = set()
   per_seed: dict[int, dict[str, dict]] = {}
   for seed in r.seeds:
-    s = _Seed(config, sim, seed, os.path.join(workdir, f"seed_{seed}"))
+    s = _Seed(spec, sim, seed, os.path.join(workdir, f"seed_{seed}"))
     catalog = mesh_lib.replicate(s.catalog, setup.mesh)
     per_seed[seed] = {}
     for name, policy in policies.items():
       pdir = os.path.join(s.dir, name)
-      trainer = policy.trainer(RLContext(s.config(config), setup, s.train, s.catalog))
+      trainer = policy.trainer(RLContext(s.run(spec), setup, s.train, s.catalog))
       if trainer is None:
         untrained.add(name)
-        ev = _evaluation(config, sim, s, served[name])
+        ev = _evaluation(spec, sim, s, served[name])
         metrics = ev.evaluate(None)
         runner.write_results(pdir, metrics, ev, None, 0)
       else:
-        metrics = runner.run(trainer, _evaluation(config, sim, s, served[name], catalog), pdir)
+        metrics = runner.run(trainer, _evaluation(spec, sim, s, served[name], catalog), pdir)
         if "preempted_at_step" in metrics:
           return metrics
       logging.info("seed %d %s: test return %.3f", seed, name, metrics["test/return"])
@@ -156,10 +147,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return summary
 
 
-def _evaluation(config, sim, s: _Seed, served: eval_lib.Served, extra=None
+def _evaluation(spec: RunSpec, sim, s: _Seed, served: eval_lib.Served, extra=None
                 ) -> eval_lib.SimulatorEvaluation:
   """Common random numbers: every policy of a seed meets the same simulated luck."""
-  r = config.rl
+  r = spec.rl
   return eval_lib.SimulatorEvaluation(sim, served, s.train.final_histories, s.test,
                                       s.beta_inclusion, r.eval_sessions,
                                       r.eval_seed + 1000 * s.seed, extra)

@@ -22,6 +22,7 @@ import numpy as np
 from vidrec_jax.data.datasets.schema import DataError
 from vidrec_jax.rl import losses
 from vidrec_jax.rl.logs import Logs
+from vidrec_jax.run_spec import RunSpec
 from vidrec_jax.train import checkpointing
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import steps
@@ -33,10 +34,10 @@ from vidrec_jax.train.trainers import Trainer
 
 @dataclasses.dataclass
 class RLContext:
-  """What the trainer needs: the run's config, the model setup, the training logs and the
+  """What the trainer needs: the run's settings, the model setup, the training logs and the
   per-catalog arrays (vocabulary rows and content factors, row = video id)."""
 
-  config: object
+  run: RunSpec
   setup: Setup
   logs: Logs
   catalog: dict
@@ -115,7 +116,7 @@ class ReinforceTrainer(Trainer):
   def __init__(self, ctx: RLContext):
     super().__init__(ctx)
     self.logs = ctx.logs
-    r = self.config.rl
+    r = self.run.rl
     # The top-K correction's K: the slate size unless rl.topk_k names another (Chen et al.
     # vary it too: K = 1 is the standard correction).
     self.args = StepArgs(r.correction, float(r.weight_cap),
@@ -126,16 +127,16 @@ class ReinforceTrainer(Trainer):
     self.actions = ("clicked" if losses.CORRECTIONS.get(r.correction).click_model
                     else r.actions)
     self.catalog = mesh_lib.replicate(ctx.catalog, self.setup.mesh)
-    self.steps_per_epoch = len(self.logs) // self.config.data.batch_size
+    self.steps_per_epoch = len(self.logs) // self.run.data.batch_size
     if self.steps_per_epoch == 0:
       raise DataError(f"the logs hold {len(self.logs)} steps, fewer than data.batch_size="
-                      f"{self.config.data.batch_size}; log more sessions (rl.log_sessions)")
+                      f"{self.run.data.batch_size}; log more sessions (rl.log_sessions)")
 
   def rows(self, index: int) -> np.ndarray:
     """The logged rows of batch `index`: epoch permutations seeded by (shuffle_seed, epoch)."""
-    b = self.config.data.batch_size
+    b = self.run.data.batch_size
     epoch, i = divmod(index, self.steps_per_epoch)
-    perm = np.random.default_rng([self.config.data.shuffle_seed, epoch]).permutation(
+    perm = np.random.default_rng([self.run.data.shuffle_seed, epoch]).permutation(
         len(self.logs))
     return perm[i * b:(i + 1) * b]
 

@@ -47,9 +47,9 @@ def catalog_arrays(ctx: Context) -> dict[str, np.ndarray]:
   n = len(ctx.dataset.catalog)
   out = {sequential.ROW: ctx.video_vocab(np.arange(n)),
          "cold": np.asarray(ctx.dataset.catalog.cold, bool)}
-  tables = sequential.content_tables(ctx.config.model)
+  tables = sequential.content_tables(ctx.run.model)
   if "title" in tables:
-    t = ctx.config.model.text
+    t = ctx.run.model.text
     out["title"] = TitleInputs.cached(ctx.dataset.catalog.title, ctx.workdir.text, t.name,
                                       t.max_length).embeddings.astype(np.float32)
   if "video" in tables:

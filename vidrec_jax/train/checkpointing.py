@@ -9,6 +9,7 @@ of processes or devices at exactly the next global batch.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import orbax.checkpoint as ocp
 from absl import logging
@@ -58,6 +59,10 @@ class Checkpointer:
 
   def __init__(self, directory: str, every: int, keep: int, best_metric: str = "",
                best_mode: str = "max"):
+    # Orbax restores from absolute paths only: a relative --workdir is taken from the current
+    # directory (a URL such as gs://... is left as it is).
+    if "://" not in directory:
+      directory = os.path.abspath(directory)
     self.directory = directory
     self.manager = ocp.CheckpointManager(
         directory, options=ocp.CheckpointManagerOptions(

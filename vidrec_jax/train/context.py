@@ -8,7 +8,6 @@ import dataclasses
 import functools
 
 import jax
-import ml_collections
 import numpy as np
 
 from vidrec_jax.data import features
@@ -27,6 +26,7 @@ from vidrec_jax.models import encoders
 from vidrec_jax.models import recommender
 from vidrec_jax.models import text_tower
 from vidrec_jax.models.item_features import ITEM_FEATURES
+from vidrec_jax.run_spec import RunSpec
 from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import mesh as mesh_lib
 from vidrec_jax.train import workdir as workdir_lib
@@ -37,7 +37,7 @@ from vidrec_jax.train.state import Setup
 class Context:
   """A run's data handles, vocabularies, model inputs, mesh and setup."""
 
-  config: ml_collections.ConfigDict
+  run: RunSpec  # the run's resolved settings (vidrec_jax/run_spec.py)
   workdir: workdir_lib.Workdir
   dataset: RecDataset
   user_vocab: Vocab
@@ -54,7 +54,7 @@ class Context:
   def titles(self) -> TitleInputs | None:
     """Title inputs (cached embeddings or tokens), built once for training and evaluation;
     None when the model reads no titles."""
-    catalog, m = self.dataset.catalog, self.config.model
+    catalog, m = self.dataset.catalog, self.run.model
     if self.spec.titles == "cached":
       return TitleInputs.cached(catalog.title, self.workdir.text, m.text.name, m.text.max_length)
     if self.spec.titles == "tokens":
@@ -72,7 +72,7 @@ class Context:
       return None
     rows = None
     if self.spec.content_type:
-      types = tuple(self.config.model.content_types)
+      types = tuple(self.run.model.content_types)
       index = {t: i for i, t in enumerate(types)}
       rows = np.asarray([index.get(str(t), len(types))
                          for t in self.dataset.catalog.content_type], np.int32)
@@ -109,7 +109,7 @@ class Context:
     """`model.backbone.whiten`'s map of the cached features, fitted on the training videos'
     frames (the same cache and split give the same map, so resuming, evaluating and exporting
     see what training saw); None when off."""
-    b = self.config.model.backbone
+    b = self.run.model.backbone
     k = int(b.whiten)
     if k <= 0:
       return None
@@ -119,21 +119,21 @@ class Context:
 
   @property
   def loader_options(self) -> pipeline.LoaderOptions:
-    d = self.config.data
+    d = self.run.data
     return pipeline.LoaderOptions(num_workers=d.num_workers, read_threads=d.read_threads,
                                   prefetch_batches=d.prefetch_batches)
 
   def _stored_caches(self, source: str) -> dict[str, str]:
     """Clip op -> the workdir cache it reads (data/ops.py `ClipOp.cache`), for the ops of
     `source` whose cache the item tower reads (its clip inputs, or the whitening's flow)."""
-    dirs = ({"flow": self.workdir.flow} if encoders.reads_flow_cache(self.config.model)
+    dirs = ({"flow": self.workdir.flow} if encoders.reads_flow_cache(self.run.model)
             else {})
     return {k: dirs[op.cache] for k, op in ops.CLIP_OPS.items()
             if op.source == source and op.cache in dirs}
 
   def sampler(self, cache_videos: int) -> ClipSampler:
     """Clips of the model's inputs from decoded pixels or from the feature cache."""
-    d = self.config.data
+    d = self.run.data
     source = ops.source_of(self.spec.clip)
     if source == ops.PIXELS:
       stored = self._stored_caches(ops.PIXELS)
@@ -149,42 +149,42 @@ class Context:
     return ClipSampler(frames, self.spec.clip, d.num_frames)
 
 
-def prepare_data(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir,
+def prepare_data(run: RunSpec, wd: workdir_lib.Workdir,
                  prepare: bool = True) -> RecDataset:
   """The dataset, with every cache the model reads checked. With `prepare`, the dataset and
   caches are written first where they are missing (process 0 writes, the others wait); without,
   they must exist."""
   if prepare:
-    workdir_lib.prepare_dataset(config, wd)
-  dataset = workdir_lib.load_dataset(config, wd)
+    workdir_lib.prepare_dataset(run, wd)
+  dataset = workdir_lib.load_dataset(run, wd)
   if prepare:
-    workdir_lib.prepare_text_cache(config, wd, dataset)
-  workdir_lib.prepare_feature_cache(config, wd, dataset, extract_missing=prepare)
-  workdir_lib.prepare_flow_cache(config, wd, dataset, extract_missing=prepare)
+    workdir_lib.prepare_text_cache(run, wd, dataset)
+  workdir_lib.prepare_feature_cache(run, wd, dataset, extract_missing=prepare)
+  workdir_lib.prepare_flow_cache(run, wd, dataset, extract_missing=prepare)
   return dataset
 
 
-def cache_fields(config: ml_collections.ConfigDict, wd: workdir_lib.Workdir) -> dict[str, str]:
+def cache_fields(run: RunSpec, wd: workdir_lib.Workdir) -> dict[str, str]:
   """`config.data` field -> directory, for each cache of `wd` that `prepare_data` writes for
   this model: what runs that share these caches (a sweep's trials) point at."""
-  used = {"feature_cache": (workdir_lib.uses_feature_cache(config), wd.features),
-          "text_cache": (text_tower.title_mode(config.model) == "cached", wd.text),
-          "flow_cache": (encoders.reads_flow_cache(config.model), wd.flow)}
+  used = {"feature_cache": (workdir_lib.uses_feature_cache(run), wd.features),
+          "text_cache": (text_tower.title_mode(run.model) == "cached", wd.text),
+          "flow_cache": (encoders.reads_flow_cache(run.model), wd.flow)}
   return {f"data.{k}": path for k, (reads, path) in used.items() if reads}
 
 
-def make_context(config: ml_collections.ConfigDict, root: str, mesh=None,
+def make_context(run: RunSpec, root: str, mesh=None,
                  prepare: bool = True) -> Context:
   """The run's context. With `prepare`, the dataset and caches are written first where they are
   missing (process 0 writes, the others wait); without, they must exist."""
-  wd = workdir_lib.Workdir.of(config, root)
-  dataset = prepare_data(config, wd, prepare)
+  wd = workdir_lib.Workdir.of(run, root)
+  dataset = prepare_data(run, wd, prepare)
   train = dataset.split("train").columns
   # Vocabularies come from the training split only: anything else is out-of-vocabulary.
   user_vocab = Vocab(train["user_id"], int(train["user_id"].max()))
   video_vocab = Vocab(train["video_id"], len(dataset.catalog) - 1)
-  mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.mesh)
-  setup = Setup(config, user_vocab.size, video_vocab.size, mesh)
-  return Context(config, wd, dataset, user_vocab, video_vocab, train["video_id"],
-                 recommender.input_spec(config.model), setup)
+  mesh = mesh if mesh is not None else mesh_lib.make_mesh(run.mesh)
+  setup = Setup(run, user_vocab.size, video_vocab.size, mesh)
+  return Context(run, wd, dataset, user_vocab, video_vocab, train["video_id"],
+                 recommender.input_spec(run.model), setup)
 

@@ -16,7 +16,6 @@ from typing import Callable
 import grain
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import tqdm
 from absl import logging
@@ -32,16 +31,17 @@ from vidrec_jax.data import pipeline
 from vidrec_jax.data import video_io
 from vidrec_jax.data.datasets import Catalog
 from vidrec_jax.data.datasets import RecDataset
-from vidrec_jax.models.backbones import part as backbone_part
 from vidrec_jax.models import backbones
 from vidrec_jax.models import layers
+from vidrec_jax.models.backbones import part as backbone_part
+from vidrec_jax.run_spec import RunSpec
 from vidrec_jax.train import distributed
 from vidrec_jax.train import mesh as mesh_lib
 
 
-def expected_meta(config: ml_collections.ConfigDict) -> dict:
-  """Settings a cache must have been extracted with to serve this config."""
-  b, d = backbone_part.BackboneArgs.from_config(config.model), config.data
+def expected_meta(run: RunSpec) -> dict:
+  """Settings a cache must have been extracted with to serve this run."""
+  b, d = backbone_part.BackboneArgs.from_config(run.model), run.data
   return dict(backbone=b.name, checkpoint=b.checkpoint, outputs=list(b.outputs), grid=b.grid,
               frame_size=d.frame_size, normalization=d.normalization,
               max_frames=d.cache_frames, dim=backbone_part.feature_dim(b))
@@ -109,12 +109,12 @@ class _Batcher:
     self.buffer = [frames[pos:]] if pos < len(frames) else []
 
 
-def _encoder(config: ml_collections.ConfigDict) -> Callable[[np.ndarray], np.ndarray]:
+def _encoder(run: RunSpec) -> Callable[[np.ndarray], np.ndarray]:
   """Normalised frames (N, S, S, 3) -> grid-pooled backbone features (N, D), on this process's
   devices (the batch split over them)."""
-  b = backbone_part.BackboneArgs.from_config(config.model)
+  b = backbone_part.BackboneArgs.from_config(run.model)
   mesh = Mesh(np.asarray(jax.local_devices()), ("batch",))
-  net = backbones.load(b.name, b.checkpoint or None, dtype=layers.as_dtype(config.model.dtype))
+  net = backbones.load(b.name, b.checkpoint or None, dtype=layers.as_dtype(run.model.dtype))
   graphdef, state = nnx.split(net)
   state = mesh_lib.replicate(state, mesh)
 
@@ -134,10 +134,10 @@ def _gather_skipped(bad: list[int]) -> np.ndarray:
   return np.sort(skipped[skipped >= 0])
 
 
-def extract(config: ml_collections.ConfigDict, dataset: RecDataset, out_dir: str) -> dict:
+def extract(run: RunSpec, dataset: RecDataset, out_dir: str) -> dict:
   """Writes the feature cache for every catalog video into `out_dir`; returns its metadata."""
-  d = config.data
-  want = expected_meta(config)
+  d = run.data
+  want = expected_meta(run)
   try:
     meta = features.check_meta(out_dir, want)
     logging.info("feature cache %s is complete for this config; nothing to do", out_dir)
@@ -149,7 +149,7 @@ def extract(config: ml_collections.ConfigDict, dataset: RecDataset, out_dir: str
   pi, pc = jax.process_index(), jax.process_count()
   ids = np.arange(len(catalog))[pi::pc]
   ndev = jax.local_device_count()
-  bs = max(config.model.backbone.extract_batch_size // ndev, 1) * ndev
+  bs = max(run.model.backbone.extract_batch_size // ndev, 1) * ndev
   ds = pipeline.iterable(
       grain.MapDataset.source(ids).map(_Decode(catalog, d.frame_size, d.normalization,
                                                d.cache_frames)),
@@ -159,7 +159,7 @@ def extract(config: ml_collections.ConfigDict, dataset: RecDataset, out_dir: str
   t0 = time.time()
   with files.atomic_path(shard) as tmp:
     writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
-    batcher = _Batcher(_encoder(config), bs, writer)
+    batcher = _Batcher(_encoder(run), bs, writer)
     with pipeline.iterate(ds) as it:
       for ex in tqdm.tqdm(it, total=len(ids), desc="extract", disable=pi != 0, mininterval=2.0):
         if "error" in ex:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import jax
-import ml_collections
 import numpy as np
 import optax
 from flax import nnx
@@ -14,11 +13,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vidrec_jax.checkpoints.convert import path_str
 from vidrec_jax.models.partitioning import logical_to_spec
+from vidrec_jax.run_spec import MeshSpec
 
 AXES = ("data", "fsdp", "model")
 
 
-def mesh_shape(mesh_cfg: ml_collections.ConfigDict, num_devices: int) -> tuple[int, ...]:
+def mesh_shape(mesh_cfg: MeshSpec, num_devices: int) -> tuple[int, ...]:
   """Resolves the configured axis sizes (one of them may be -1) against the device count."""
   shape = [int(mesh_cfg.shape[a]) for a in AXES]
   if shape.count(-1) > 1:
@@ -34,7 +34,7 @@ def mesh_shape(mesh_cfg: ml_collections.ConfigDict, num_devices: int) -> tuple[i
   return tuple(shape)
 
 
-def make_mesh(mesh_cfg: ml_collections.ConfigDict, devices=None) -> Mesh:
+def make_mesh(mesh_cfg: MeshSpec, devices=None) -> Mesh:
   devices = list(devices if devices is not None else jax.devices())
   shape = mesh_shape(mesh_cfg, len(devices))
   try:

@@ -112,8 +112,8 @@ def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = 
 
   `on_eval(step, valid_metrics)` is called after every periodic evaluation (a sweep reports
   them to its pruner); an exception it raises ends the run, the latest checkpoint intact."""
-  config, setup = trainer.config, trainer.setup
-  t = config.train
+  run, setup = trainer.run, trainer.setup
+  t = run.train
   host0 = jax.process_index() == 0
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), t.checkpoint_every,
                                     t.keep_checkpoints, t.best_metric, t.best_mode)
@@ -121,7 +121,7 @@ def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = 
   preemption = distributed.Preemption()
   try:
     restored = ckpt.restore(setup.abstract_state)
-    state, start = ((setup.init(config.seed), 0) if restored is None
+    state, start = ((setup.init(run.seed), 0) if restored is None
                     else (restored.state, restored.step))
     if t.early_stopping and restored is not None and (restored.data or {}).get(EARLY_STOPPED):
       # The run had stopped early: a rerun reports the same best checkpoint, it does not
@@ -203,7 +203,7 @@ def _loop(trainer, evaluation, state, start, batches, ckpt, summaries, preemptio
   At an evaluation step the evaluation comes before the periodic save, so the checkpoint holds
   the early-stopping state after it. A checkpoint saved without its step's evaluation (by a
   preemption, or as the last step of a shorter run) is evaluated first when resumed."""
-  setup, t = trainer.setup, trainer.config.train
+  setup, t = trainer.setup, trainer.run.train
   early = _EarlyStop(t.best_metric, t.best_mode, t.early_stopping, saved.get(EARLY_STATE))
   host0 = jax.process_index() == 0
   step_fn = trainer.step_fn()

@@ -13,7 +13,6 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
@@ -21,6 +20,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 from vidrec_jax.checkpoints import parts as parts_lib
 from vidrec_jax.checkpoints.convert import path_str
 from vidrec_jax.models import recommender
+from vidrec_jax.run_spec import RunSpec
+from vidrec_jax.run_spec import Section
+from vidrec_jax.run_spec import TrainSpec
 from vidrec_jax.train import mesh as mesh_lib
 
 DEFAULT, FROZEN = "default", "frozen"  # optimizer labels besides the pretrained parts' names
@@ -34,7 +36,7 @@ class TrainState:
   rng: jax.Array
 
 
-def learning_rate_schedule(t: ml_collections.ConfigDict) -> optax.Schedule:
+def learning_rate_schedule(t: TrainSpec) -> optax.Schedule:
   """Linear warmup to train.learning_rate, then cosine decay over the remaining steps."""
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=t.learning_rate, warmup_steps=t.warmup_steps,
@@ -42,7 +44,7 @@ def learning_rate_schedule(t: ml_collections.ConfigDict) -> optax.Schedule:
       end_value=t.learning_rate * t.end_learning_rate_factor)
 
 
-def make_optimizer(t: ml_collections.ConfigDict, labels: dict | None = None,
+def make_optimizer(t: TrainSpec, labels: dict | None = None,
                    lr_factors: dict[str, float] | None = None) -> optax.GradientTransformation:
   """Clipping, then AdamW with warmup + cosine. With `labels` (a params-shaped tree of 'default',
   'frozen' or a pretrained part's name), each part trains at its own learning rate (the
@@ -62,8 +64,7 @@ def make_optimizer(t: ml_collections.ConfigDict, labels: dict | None = None,
   return optax.chain(clip, optax.multi_transform(transforms, labels))
 
 
-def param_labels(abstract_params: dict, model_cfg: ml_collections.ConfigDict
-                 ) -> dict | None:
+def param_labels(abstract_params: dict, model_cfg: Section) -> dict | None:
   """'default', 'frozen' or a pretrained part's name per parameter; None for a model without
   pretrained parts (a plain optimizer then)."""
   flat = [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(abstract_params)[0]]
@@ -83,23 +84,23 @@ def param_labels(abstract_params: dict, model_cfg: ml_collections.ConfigDict
 class Setup:
   """Everything static about a model on a mesh: graph, optimizer, abstract state, shardings."""
 
-  def __init__(self, config: ml_collections.ConfigDict, num_users: int, num_videos: int,
-               mesh: jax.sharding.Mesh):
+  def __init__(self, run: RunSpec, num_users: int, num_videos: int, mesh: jax.sharding.Mesh):
     self.mesh = mesh
-    self._model_cfg = config.model  # the pretrained parts' weights follow from it (`init`)
-    self.rules = tuple(tuple(r) for r in config.mesh.rules)
+    self._model_cfg = run.model  # the pretrained parts' weights follow from it (`init`)
+    self.rules = tuple(tuple(r) for r in run.mesh.rules)
     self.num_users, self.num_videos = num_users, num_videos
-    self.loss_weights = dict(config.train.loss_weights)
-    self._build = functools.partial(recommender.build, config.model, num_users, num_videos)
+    self.loss_weights = dict(run.train.loss_weights)
+    self._build = functools.partial(recommender.build, run.model, num_users, num_videos)
     abstract_model = nnx.eval_shape(lambda: self._build(nnx.Rngs(0)))
     self.graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
     self.param_shardings = mesh_lib.param_shardings(abstract_params, mesh, self.rules)
     pure = abstract_params.to_pure_dict()
     self.parts = parts_lib.active(path_str(p) for p, _ in
                                   jax.tree_util.tree_flatten_with_path(pure)[0])
-    self.labels = param_labels(pure, config.model)
-    self.tx = make_optimizer(config.train, self.labels,
-                             {name: config.train[part.lr_factor] for name, part in self.parts})
+    self.labels = param_labels(pure, run.model)
+    self.tx = make_optimizer(run.train, self.labels,
+                             {name: run.train.learning_rate_factor(part.lr_factor)
+                              for name, part in self.parts})
     abstract = jax.eval_shape(self._init, jax.random.PRNGKey(0))
     repl = NamedSharding(mesh, PartitionSpec())
     self.state_shardings = TrainState(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import ml_collections
 from absl import logging
 
 from vidrec_jax.data import datasets
@@ -26,6 +25,7 @@ from vidrec_jax.data import features
 from vidrec_jax.data import flow_cache
 from vidrec_jax.models import encoders
 from vidrec_jax.models import text_tower
+from vidrec_jax.run_spec import RunSpec
 from vidrec_jax.train import distributed
 
 
@@ -40,72 +40,72 @@ class Workdir:
   flow: str
 
   @classmethod
-  def of(cls, config: ml_collections.ConfigDict, root: str) -> "Workdir":
-    d = config.data
+  def of(cls, run: RunSpec, root: str) -> "Workdir":
+    d = run.data
     return cls(root=root, data=d.data_dir or os.path.join(root, "data"),
                features=d.feature_cache or os.path.join(root, "features"),
                text=d.text_cache or os.path.join(root, "text_features"),
                flow=d.flow_cache or os.path.join(root, "flow"))
 
 
-def source(config: ml_collections.ConfigDict) -> datasets.DatasetSource:
+def source(run: RunSpec) -> datasets.DatasetSource:
   """The registered dataset `config.data.dataset.name`."""
-  return datasets.DATASETS.get(config.data.dataset.name)
+  return datasets.DATASETS.get(run.data.dataset.name)
 
 
-def prepare_dataset(config: ml_collections.ConfigDict, wd: Workdir) -> None:
+def prepare_dataset(run: RunSpec, wd: Workdir) -> None:
   """Process 0 writes the dataset into a run-owned data dir unless it is there already; a
   data_dir given in the config is only read."""
-  if config.data.data_dir:
+  if run.data.data_dir:
     return
   distributed.host0_then_barrier("vidrec_dataset_ready",
-                                 lambda: source(config).prepare(wd.data, config.data.dataset))
+                                 lambda: source(run).prepare(wd.data, run.data.dataset))
 
 
-def load_dataset(config: ml_collections.ConfigDict, wd: Workdir) -> datasets.RecDataset:
-  return datasets.get(config.data.dataset, wd.data)
+def load_dataset(run: RunSpec, wd: Workdir) -> datasets.RecDataset:
+  return datasets.get(run.data.dataset, wd.data)
 
 
-def uses_feature_cache(config: ml_collections.ConfigDict) -> bool:
+def uses_feature_cache(run: RunSpec) -> bool:
   """Whether the item tower reads cached backbone features instead of pixels."""
-  return "features" in encoders.clip_inputs(config.model)
+  return "features" in encoders.clip_inputs(run.model)
 
 
-def prepare_feature_cache(config: ml_collections.ConfigDict, wd: Workdir,
+def prepare_feature_cache(run: RunSpec, wd: Workdir,
                           dataset: datasets.RecDataset, extract_missing: bool = True) -> None:
   """When the model reads cached backbone features: extracts a missing run-owned cache (with
-  `extract_missing`), then checks that the cache fits the config (a one-line CacheError)."""
-  if not uses_feature_cache(config):
+  `extract_missing`), then checks that the cache fits the run (a one-line CacheError)."""
+  if not uses_feature_cache(run):
     return
   from vidrec_jax.train import extract  # pylint: disable=g-import-not-at-top
-  if extract_missing and not config.data.feature_cache and not os.path.exists(
+  if extract_missing and not run.data.feature_cache and not os.path.exists(
       os.path.join(wd.features, features.META)):
     logging.info("no feature cache in %s yet: extracting it first", wd.features)
-    extract.extract(config, dataset, wd.features)
-  features.check_meta(wd.features, extract.expected_meta(config))
+    extract.extract(run, dataset, wd.features)
+  features.check_meta(wd.features, extract.expected_meta(run))
 
 
-def prepare_flow_cache(config: ml_collections.ConfigDict, wd: Workdir,
+def prepare_flow_cache(run: RunSpec, wd: Workdir,
                        dataset: datasets.RecDataset, extract_missing: bool = True) -> None:
   """When the flow stream reads the offline flow cache: writes a missing one (process 0, with
-  `extract_missing`), then checks that it fits the config (a one-line CacheError)."""
-  if not encoders.reads_flow_cache(config.model):
+  `extract_missing`), then checks that it fits the run (a one-line CacheError)."""
+  if not encoders.reads_flow_cache(run.model):
     return
   if extract_missing and not os.path.exists(os.path.join(wd.flow, features.META)):
     logging.info("no flow cache in %s yet: estimating it first", wd.flow)
     distributed.host0_then_barrier("vidrec_flow_cache",
-                                   lambda: flow_cache.write(dataset.catalog, config, wd.flow))
-  features.check_meta(wd.flow, flow_cache.expected_meta(config))
+                                   lambda: flow_cache.write(dataset.catalog, run.data, wd.flow))
+  features.check_meta(wd.flow, flow_cache.expected_meta(run.data))
 
 
-def prepare_text_cache(config: ml_collections.ConfigDict, wd: Workdir,
+def prepare_text_cache(run: RunSpec, wd: Workdir,
                        dataset: datasets.RecDataset) -> None:
   """Process 0 embeds the catalog's titles when a frozen text tower needs them and the cache is
   missing or stale; the other processes wait for it."""
-  if text_tower.title_mode(config.model) != "cached":
+  if text_tower.title_mode(run.model) != "cached":
     return
   from vidrec_jax.train import text_cache  # pylint: disable=g-import-not-at-top
-  args = text_tower.TextArgs.from_config(config.model)
+  args = text_tower.TextArgs.from_config(run.model)
   distributed.host0_then_barrier(
       "vidrec_text_cache_ready",
       lambda: text_cache.extract(args.name, args.max_length, dataset.catalog.title, wd.text))

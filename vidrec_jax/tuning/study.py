@@ -139,7 +139,7 @@ class Sweep:
     if not os.path.exists(path):
       return
     config_io.check(self.root, self.config, self._record_terms())
-    saved, now = files.read_json(path).get("sweep", {}), config_io.resolved(self.config)["sweep"]
+    saved, now = files.read_json(path)["sweep"], config_io.resolved(self.config)["sweep"]
     changed = [k for k in ("space", "trial", "metric", "mode", "sampler", "pruner", "study_name")
                if saved.get(k) != now[k]]
     if changed:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-import ml_collections
 import numpy as np
 from absl import logging
 
@@ -48,9 +47,9 @@ def decode_titles(raw: np.ndarray) -> np.ndarray:
   return np.array(out)
 
 
-def world_args(args) -> ml_collections.ConfigDict:
-  """The world's config: the dataset section without its `name`."""
-  return ml_collections.ConfigDict({k: v for k, v in dict(args).items() if k != "name"})
+def world_args(args: Mapping[str, Any]) -> world_lib.WorldConfig:
+  """The world's arguments: the dataset section without its `name`."""
+  return world_lib.WorldConfig.from_args(args)
 
 
 class SyntheticWorld(DatasetSource):
@@ -61,7 +60,8 @@ class SyntheticWorld(DatasetSource):
   durations = True
 
   def validate(self, args: Mapping[str, Any]) -> None:
-    w = world_args(args)
+    world_args(args)  # exactly the world's fields
+    w = {k: v for k, v in dict(args).items() if k != "name"}
     for f in ("num_users", "num_videos", "num_topics", "min_frames", "max_frames", "resolution",
               "fps", "slates_per_user", "slate_size"):
       positive_int(w[f], f"data.dataset.{f}")

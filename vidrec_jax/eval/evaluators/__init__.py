@@ -16,12 +16,12 @@ import abc
 from typing import ClassVar
 
 import jax
-import ml_collections
 
 from vidrec_jax.config_checks import typed_kwargs
 from vidrec_jax.eval.encode import Encoder
 from vidrec_jax.eval.encode import Encodings
 from vidrec_jax.registry import Registry
+from vidrec_jax.run_spec import Section
 from vidrec_jax.train.context import Context
 
 
@@ -64,7 +64,7 @@ def evaluator_kwargs(cls: type[Evaluator], name: str, entry) -> dict:
 class Evaluation:
   """Every evaluator of `config.evals` over one run; `evaluate(params)` returns their metrics."""
 
-  def __init__(self, ctx: Context, evals: ml_collections.ConfigDict):
+  def __init__(self, ctx: Context, evals: Section):
     self.encoder = Encoder(ctx, show_progress=jax.process_index() == 0)
     self.evaluators = []
     for name, entry in evals.items():

@@ -74,12 +74,12 @@ class FullSortEvaluator(Evaluator):
                                                                   "order")}
       seqs = sequences.user_sequences(cols["user_id"], cols["video_id"], cols["order"])
       self._queries[split] = sequences.queries(
-          seqs, ds.split(split).columns, self.ctx.config.data.history.max_len)
+          seqs, ds.split(split).columns, self.ctx.run.data.history.max_len)
     return self._queries[split]
 
   def ranks(self, params, split: str) -> np.ndarray:
     q = self.queries(split)
-    bs, n = self.ctx.config.data.eval_batch_size, len(q["target"])
+    bs, n = self.ctx.run.data.eval_batch_size, len(q["target"])
     out = []
     for a in range(0, n, bs):
       chunk = {k: v[a:a + bs] for k, v in q.items() if k != "user"}

@@ -14,8 +14,8 @@ from vidrec_jax.data.datasets import ORACLE
 from vidrec_jax.eval.evaluators import EVALUATORS
 from vidrec_jax.eval.evaluators import Evaluator
 from vidrec_jax.eval.evaluators import table
-from vidrec_jax.models.heads import HEADS
 from vidrec_jax.models.heads import GroupData
+from vidrec_jax.models.heads import HEADS
 
 GROUPS = ("all", "warm", "cold")
 TYPE_PREFIX = "type_"  # per content type metrics: {split}/type_{name}/{group}/{metric}
@@ -34,7 +34,7 @@ class RankingEvaluator(Evaluator):
   def __init__(self, ctx, *, splits: tuple[str, ...], ndcg_k: int):
     super().__init__(ctx)
     self.splits, self.ndcg_k = tuple(splits), ndcg_k
-    self.heads = tuple(ctx.config.model.heads)
+    self.heads = tuple(ctx.run.model.heads)
 
   @classmethod
   def check(cls, field, source, *, splits, ndcg_k):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from vidrec_jax.eval.evaluators import EVALUATORS
 from vidrec_jax.eval.evaluators import Evaluator
 from vidrec_jax.eval.evaluators import table
-from vidrec_jax.models.tasks import TASKS
 from vidrec_jax.models.tasks import CatalogView
+from vidrec_jax.models.tasks import TASKS
 
 COLUMNS = ("count", "recall@1", "recall@5", "recall@10", "mrr")
 
@@ -23,7 +23,7 @@ class RetrievalEvaluator(Evaluator):
   def __init__(self, ctx, *, query_seed: int):
     super().__init__(ctx)
     self.query_seed = query_seed
-    self.tasks = tuple(ctx.config.model.tasks)
+    self.tasks = tuple(ctx.run.model.tasks)
 
   def evaluate(self, enc, splits):
     del splits  # the tasks evaluate over the catalog, not over a split's impressions

@@ -22,22 +22,22 @@ from __future__ import annotations
 import abc
 import dataclasses
 
-import ml_collections
 
 from vidrec_jax.registry import Registry
 from vidrec_jax.rl import evaluation as eval_lib
 from vidrec_jax.rl import simulator as sim_lib
 from vidrec_jax.rl.trainer import RLContext
+from vidrec_jax.run_spec import RunSpec
 from vidrec_jax.train.state import Setup
 from vidrec_jax.train.trainers import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
 class Env:
-  """What every policy of one experiment shares: its config, the simulator and the policy
-  model's setup on the mesh."""
+  """What every policy of one experiment shares: the run's settings, the simulator and the
+  policy model's setup on the mesh."""
 
-  config: ml_collections.ConfigDict
+  run: RunSpec
   sim: sim_lib.Simulator
   setup: Setup
 
@@ -49,10 +49,10 @@ class Env:
 class Policy(abc.ABC):
   """An RL policy of `config.rl.policies`."""
 
-  def check(self, config: ml_collections.ConfigDict) -> None:
-    """Raises ConfigError on a config this policy cannot run with (called by rl/config.py
+  def check(self, run: RunSpec) -> None:
+    """Raises ConfigError on settings this policy cannot run with (called by rl/config.py
     after the `rl` section's own checks); none by default."""
-    del config
+    del run
 
   @abc.abstractmethod
   def served(self, env: Env) -> eval_lib.Served:
@@ -60,7 +60,7 @@ class Policy(abc.ABC):
     experiment, so one compiled rollout serves every seed."""
 
   def trainer(self, ctx: RLContext) -> Trainer | None:
-    """The trainer that fits it to one seed's logs (`ctx.config` is that seed's), run by the
+    """The trainer that fits it to one seed's logs (`ctx.run` is that seed's), run by the
     shared runner and evaluated with `(params, catalog)`; None (the default): not trained,
     evaluated once with no parameters."""
     del ctx

@@ -11,19 +11,18 @@ the corpus, fitted to a seed's logged sessions with a REINFORCE correction (rl/l
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
-import ml_collections
 
 from vidrec_jax.config_checks import check
 from vidrec_jax.rl import evaluation as eval_lib
 from vidrec_jax.rl import losses
-from vidrec_jax.rl.policies import POLICIES
 from vidrec_jax.rl.policies import Env
+from vidrec_jax.rl.policies import POLICIES
 from vidrec_jax.rl.policies import Policy
 from vidrec_jax.rl.trainer import RLContext
 from vidrec_jax.rl.trainer import ReinforceTrainer
+from vidrec_jax.run_spec import RunSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,20 +34,18 @@ class ReinforcePolicy(Policy):
   correction: str
   greedy: bool = False
 
-  def check(self, config: ml_collections.ConfigDict) -> None:
-    check(self.correction in losses.CORRECTIONS, "rl.policies", tuple(config.rl.policies),
+  def check(self, run: RunSpec) -> None:
+    check(self.correction in losses.CORRECTIONS, "rl.policies", tuple(run.rl.policies),
           f"a policy trains with the correction {self.correction!r}, which is not registered "
           f"(registered: {', '.join(losses.CORRECTIONS.names())})")
 
   def served(self, env: Env) -> eval_lib.Served:
-    serving = "top_k" if self.greedy else env.config.rl.serving
+    serving = "top_k" if self.greedy else env.run.rl.serving
     return eval_lib.model_policy(env.setup, env.slate_size, serving)
 
   def trainer(self, ctx: RLContext) -> ReinforceTrainer:
-    config = copy.deepcopy(ctx.config)
-    with config.unlocked():
-      config.rl.correction = self.correction
-    return ReinforceTrainer(dataclasses.replace(ctx, config=config))
+    run = dataclasses.replace(ctx.run, rl=ctx.run.rl.replace(correction=self.correction))
+    return ReinforceTrainer(dataclasses.replace(ctx, run=run))
 
 
 POLICIES.register("greedy", ReinforcePolicy("supervised", greedy=True))

@@ -36,7 +36,7 @@ class Trainer(abc.ABC):
     (`def __init__(self, ctx, *, temperature: float = 1.0)`): they come from the
     `train.trainer_args` section, checked against the signature, and `validate` checks their
     values; one with a default may be left out (and is recorded at it)."""
-    self.ctx, self.config, self.setup = ctx, ctx.config, ctx.setup
+    self.ctx, self.run, self.setup = ctx, ctx.run, ctx.setup
 
   @classmethod
   def validate(cls, config, **settings) -> None:
@@ -58,7 +58,7 @@ class Trainer(abc.ABC):
     """The data position saved with the checkpoint at `step`: the batches drawn so far, with
     the `data.batch_size` and `data.shuffle_seed` that ordered them (a resume with others is
     refused by `checkpointing.check_data_position`)."""
-    d = self.config.data
+    d = self.run.data
     return checkpointing.data_position(step, d.batch_size, d.shuffle_seed)
 
   def observe(self, batch: dict) -> float:
@@ -90,7 +90,7 @@ def settings(config) -> dict:
 
 def build(ctx) -> Trainer:
   """The trainer `train.trainer` of the run's context, with its settings."""
-  return TRAINERS.get(ctx.config.train.trainer)(ctx, **settings(ctx.config))
+  return TRAINERS.get(ctx.run.train.trainer)(ctx, **settings(ctx.run))
 
 
 def record_terms(config) -> PartTerms:

@@ -27,7 +27,7 @@ class NextItemTrainer(Trainer):
 
   def __init__(self, ctx: Context):
     super().__init__(ctx)
-    d, h = self.config.data, self.config.data.history
+    d, h = self.run.data, self.run.data.history
     train = ctx.dataset.split("train").columns
     self.sequences = sequences.user_sequences(train["user_id"], train["video_id"],
                                               train["order"])
@@ -39,7 +39,7 @@ class NextItemTrainer(Trainer):
     self._timer = throughput.StepTimer()
 
   def batches(self, start_step, saved_position):
-    d = self.config.data
+    d = self.run.data
     i = checkpointing.check_data_position(saved_position, self.position(start_step))
     while True:
       yield mesh_lib.process_rows(
@@ -48,7 +48,7 @@ class NextItemTrainer(Trainer):
 
   def step_fn(self):
     s = self.setup
-    fn = jax.jit(functools.partial(steps.next_item_step, s, self.config.train.softmax),
+    fn = jax.jit(functools.partial(steps.next_item_step, s, self.run.train.softmax),
                  in_shardings=(s.state_shardings, None, None),
                  out_shardings=(s.state_shardings, None), donate_argnums=(0,))
     return self._timer.wrap(lambda state, batch: fn(state, batch, self.catalog))

@@ -25,7 +25,7 @@ class SupervisedTrainer(Trainer):
     self.bad_videos: set[int] = set()
 
   def batches(self, start_step, saved_position):
-    ctx, d = self.ctx, self.config.data
+    ctx, d = self.ctx, self.run.data
     first = checkpointing.check_data_position(saved_position, self.position(start_step))
     return iter(pipeline.train_dataset(
         ctx.dataset.split("train"), ctx.spec, ctx.sampler(d.cache_videos),

@@ -1,0 +1,56 @@
+"""The synthetic world's arguments (`WorldConfig`): the `synthetic` dataset's config section
+without its `name`, typed; data/world.py generates a world from them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from vidrec_jax.run_spec import Section
+from vidrec_jax.run_spec import thaw
+from vidrec_jax.run_spec import typed
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+  """The world's arguments: the `synthetic` dataset's section (configs/base.py `world_config`)
+  without its `name`."""
+
+  seed: int
+  num_users: int
+  num_videos: int
+  num_topics: int
+  num_palettes: int
+  topic_purity: float
+  cold_fraction: float
+  format_weights: Section  # format -> sampling weight (FORMATS)
+  min_frames: int
+  max_frames: int
+  resolution: int
+  fps: int
+  noise: float
+  num_personas: int
+  individual_taste_std: float
+  appearance_weight: float
+  motion_weight: float
+  order_weight: float  # > 0: clips change colour halfway; users care which colour is first
+  user_bias_std: float
+  video_bias_std: float
+  base_logit: float
+  horizon_seconds: float
+  train_until: float
+  valid_until: float
+  slates_per_user: int
+  slate_size: int
+  cold_share_after_publish: float
+  position_bias_power: float
+  label_noise: float
+
+  @classmethod
+  def from_args(cls, args: Mapping[str, Any]) -> "WorldConfig":
+    """From the dataset section (its `name` dropped); a ConfigError names missing or unknown
+    fields."""
+    return typed(cls, {k: v for k, v in dict(args).items() if k != "name"}, "data.dataset")
+
+  def to_dict(self) -> dict:
+    return thaw(self)
