@@ -26,6 +26,7 @@ from vidrec_jax import experiment
 from vidrec_jax import metrics as M
 from vidrec_jax import validate
 from vidrec_jax.config_checks import ConfigError
+from vidrec_jax.config_checks import check
 from vidrec_jax.data import datasets
 from vidrec_jax.data.datasets import synthetic
 from vidrec_jax.eval.evaluators import EVALUATORS
@@ -118,7 +119,14 @@ class FakeBatchTrainer(Trainer):
     self.seed_offset = seed_offset
 
   @classmethod
-  def validate(cls, config, *, seed_offset=0):
+  def needs(cls, *, seed_offset=0):
+    # A rule on another section: it is handed the one value it names, not the config.
+    del seed_offset
+    return [("data.batch_size", lambda b: check(b % 2 == 0, "data.batch_size", b,
+                                                "the toy trainer halves its batches: even"))]
+
+  @classmethod
+  def validate(cls, *, seed_offset=0):
     if not isinstance(seed_offset, int) or seed_offset < 0:
       raise ConfigError(f"config.train.trainer_args.seed_offset={seed_offset!r} is not "
                         "allowed; a non-negative integer")
@@ -242,6 +250,10 @@ class ExtensionTest(absltest.TestCase):
         validate.validate(offset)
     offset.train.trainer_args = dict(seed=3)
     with self.assertRaisesRegex(ConfigError, "train.trainer_args: unknown argument"):
+      validate.validate(offset)
+    offset.train.trainer_args = dict(seed_offset=1)
+    offset.data.batch_size = 7
+    with self.assertRaisesRegex(ConfigError, r"data.batch_size=7 .*halves its batches"):
       validate.validate(offset)
 
     diverging = tempfile.mkdtemp()

@@ -1,6 +1,8 @@
 """Config checks shared by `validate.py` and the registered parts that check their own arguments.
 
-Every rejection is one line naming the field, the value and what is allowed.
+Every rejection is one line naming the field, the value and what is allowed. A part checks its
+own section; what it needs of another section it declares as `Needs` (the fields it reads, each
+with a check of its value), which validate.py looks up and runs: no part is given the config.
 """
 
 from __future__ import annotations
@@ -17,6 +19,20 @@ class ConfigError(ValueError):
 def check(ok: bool, field: str, value: Any, allowed: str) -> None:
   if not ok:
     raise ConfigError(f"config.{field}={value!r} is not allowed; {allowed}")
+
+
+# A part's rules on fields outside its own section: (dotted config field, a check of that field's
+# value that raises ConfigError), in the order they are checked.
+Needs = list[tuple[str, Callable[[Any], None]]]
+
+
+def check_needs(config: Any, needs: Needs) -> None:
+  """Runs each rule of `needs` on the value of its field in `config` (nested sections by key)."""
+  for field, rule in needs:
+    value = config
+    for key in field.split("."):
+      value = value[key]
+    rule(value)
 
 
 def positive_int(value: Any, field: str) -> None:

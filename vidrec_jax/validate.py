@@ -13,6 +13,7 @@ from vidrec_jax import registry
 from vidrec_jax import run_spec
 from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.config_checks import check
+from vidrec_jax.config_checks import check_needs
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data import datasets
 from vidrec_jax.data import ops
@@ -64,14 +65,18 @@ def _validate_model(c: ml_collections.ConfigDict, source: datasets.DatasetSource
         f"registered: {', '.join(encoders.FRAME_ENCODERS.names())}, {encoders.NONE}")
   if fe != encoders.NONE:
     cls = encoders.FRAME_ENCODERS.get(fe)
-    cls.validate(c, **cls.config_kwargs(m))
+    kwargs = cls.config_kwargs(m)
+    cls.validate(**kwargs)
+    check_needs(c, cls.needs(**kwargs))
   if text_tower.uses_titles(m):
     _validate_text(c)
   for f in ("dtype", "param_dtype"):
     check(m[f] in DTYPES, f"model.{f}", m[f], f"allowed: {', '.join(DTYPES)}")
   for f in ("embed_dim", "vocab_pad_multiple"):
     positive_int(m[f], f"model.{f}")
-  recommender.MODELS.get(m.name).validate(c, source)
+  model = recommender.MODELS.get(m.name)
+  model.validate(m, source)
+  check_needs(c, model.needs(m, source))
   check(c.mode != "extract" or encoders.extracts_features(m) or encoders.reads_flow_cache(m)
         or text_tower.title_mode(m) == "cached", "mode", c.mode, "extract needs a pretrained "
         "backbone encoder (model.frame_encoder.name='backbone'), a two_stream flow stream with "
@@ -95,7 +100,10 @@ def _validate_train(c: ml_collections.ConfigDict, source: datasets.DatasetSource
   t = c.train
   _registered(TRAINERS, "train.trainer", t.trainer)
   trains = TRAINERS.get(t.trainer).models
-  TRAINERS.get(t.trainer).validate(c, **trainers.settings(c))
+  trainer = TRAINERS.get(t.trainer)
+  settings = trainers.settings(c)
+  trainer.validate(**settings)
+  check_needs(c, trainer.needs(**settings))
   check(c.model.name in trains, "train.trainer", t.trainer,
         f"it trains the models {', '.join(trains)}, not model.name={c.model.name!r}")
   check(isinstance(t.early_stopping, int) and t.early_stopping >= 0, "train.early_stopping",

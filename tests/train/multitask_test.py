@@ -14,6 +14,7 @@ from tests.train import fixtures
 from vidrec_jax import run_spec
 from vidrec_jax import validate
 from vidrec_jax.config_checks import ConfigError
+from vidrec_jax.config_checks import check_needs
 from vidrec_jax.data import pipeline
 from vidrec_jax.eval.evaluators import ranking
 from vidrec_jax.models import heads
@@ -315,7 +316,7 @@ class ItemDurationTest(absltest.TestCase):
     validate.validate(c)  # the synthetic world knows its durations
     source = types.SimpleNamespace(label_columns=("click", "watch_time"), durations=False)
     with self.assertRaisesRegex(ConfigError, "model.item_duration.*does not know.*synthetic"):
-      two_tower.TwoTowerRecommender.validate(c, source)
+      check_needs(c, two_tower.TwoTowerRecommender.needs(c.model, source))
 
 
 class MultitaskMeshTest(absltest.TestCase):

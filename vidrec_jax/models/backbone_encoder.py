@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vidrec_jax.config_checks import Needs
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.config_checks import typed_kwargs
@@ -117,7 +118,7 @@ class BackboneFrameEncoder(FrameEncoder):
                                        else frozenset())
 
   @classmethod
-  def validate(cls, config, *, features, hidden, temporal_difference, backbone, flow=False,
+  def validate(cls, *, features, hidden, temporal_difference, backbone, flow=False,
                flow_channels=(16, 32, 48), flow_source="cache", flow_size=0,
                flow_stream="conv", input_dropout=0.0, frame_average=False, **kwargs):
     del kwargs
@@ -126,10 +127,8 @@ class BackboneFrameEncoder(FrameEncoder):
     check(len(flow_channels) > 0 and all(isinstance(x, int) and x > 0 for x in flow_channels),
           "model.frame_encoder.flow_channels", tuple(flow_channels),
           "positive integers, at least one")
-    check(isinstance(flow_size, int) and (flow_size == 0 or (
-        flow_size > 0 and config.data.frame_size % flow_size == 0)),
-          "model.frame_encoder.flow_size", flow_size,
-          f"0 (the frames' size) or a divisor of data.frame_size={config.data.frame_size}")
+    check(isinstance(flow_size, int) and flow_size >= 0, "model.frame_encoder.flow_size",
+          flow_size, "0 (the frames' size) or a divisor of data.frame_size")
     check(isinstance(frame_average, bool), "model.frame_encoder.frame_average", frame_average,
           "True or False")
     check(isinstance(input_dropout, (int, float)) and 0.0 <= input_dropout < 1.0,
@@ -147,11 +146,22 @@ class BackboneFrameEncoder(FrameEncoder):
     check(temporal_difference in TEMPORAL_DIFFERENCES,
           "model.frame_encoder.temporal_difference", temporal_difference,
           f"allowed: {', '.join(TEMPORAL_DIFFERENCES)}")
-    need = backbones.BACKBONES.get(b.name).normalization
-    check(config.data.normalization == need, "data.normalization", config.data.normalization,
-          f"{b.name} was trained on inputs normalised as {need!r}")
-    check(config.train.backbone_learning_rate_factor > 0, "train.backbone_learning_rate_factor",
-          config.train.backbone_learning_rate_factor, "must be > 0")
+
+  @classmethod
+  def needs(cls, *, backbone, flow_size=0, **kwargs) -> Needs:
+    """The frame size its flow grid divides, the normalisation its backbone was trained on, and
+    a positive learning-rate factor for the backbone."""
+    del kwargs
+    need = backbones.BACKBONES.get(backbone.name).normalization
+    return [
+        ("data.frame_size", lambda size: check(
+            flow_size == 0 or size % flow_size == 0, "model.frame_encoder.flow_size", flow_size,
+            f"0 (the frames' size) or a divisor of data.frame_size={size}")),
+        ("data.normalization", lambda norm: check(
+            norm == need, "data.normalization", norm,
+            f"{backbone.name} was trained on inputs normalised as {need!r}")),
+        ("train.backbone_learning_rate_factor", lambda factor: check(
+            factor > 0, "train.backbone_learning_rate_factor", factor, "must be > 0"))]
 
   def frame_vectors(self, frames: jax.Array) -> jax.Array:
     return part.frame_vectors(self.backbone, frames, self.outputs, self.grid)

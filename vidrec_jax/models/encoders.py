@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vidrec_jax.config_checks import Needs
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.config_checks import typed_kwargs
@@ -63,10 +64,17 @@ class FrameEncoder(nnx.Module):
     return ()
 
   @classmethod
-  def validate(cls, config, **kwargs) -> None:
-    """Raises config_checks.ConfigError on a bad argument or combination (given the whole
-    config and this encoder's `config_kwargs`)."""
-    del config, kwargs
+  def validate(cls, **kwargs) -> None:
+    """Raises config_checks.ConfigError on a bad argument or combination of this encoder's
+    `config_kwargs`."""
+    del kwargs
+
+  @classmethod
+  def needs(cls, **kwargs) -> Needs:
+    """What it needs of other config sections (config_checks.Needs), e.g. the frame size a flow
+    grid divides; checked by validate.py."""
+    del kwargs
+    return []
 
 
 FRAME_ENCODERS: Registry[type[FrameEncoder]] = Registry("frame encoder", package="vidrec_jax.models")
@@ -154,7 +162,7 @@ class ConvFrameEncoder(FrameEncoder):
     return ("frames", "mask") + (("motion",) if motion else ())
 
   @classmethod
-  def validate(cls, config, *, channels, features, motion, **kwargs):
+  def validate(cls, *, channels, features, motion, **kwargs):
     del kwargs
     check(len(channels) > 0 and all(isinstance(c, int) and c > 0 for c in channels),
           "model.frame_encoder.channels", tuple(channels), "positive integers, at least one")

@@ -72,9 +72,10 @@ class PolicyModel(SequentialRecommender):
                **kw)
 
   @classmethod
-  def validate(cls, c, source) -> None:
-    super().validate(c, source)
-    positive_int(c.model.get("content_width"), "model.content_width")
+  def validate(cls, m, source) -> None:
+    super().validate(m, source)
+    for f in ("content_width", "estimate_behaviour", "item_bias"):
+      check(f in m, f"model.{f}", None, "the policy model needs it (configs/rl.py sets it)")
+    positive_int(m.content_width, "model.content_width")
     for f in ("estimate_behaviour", "item_bias"):
-      check(isinstance(c.model.get(f), bool), f"model.{f}", c.model.get(f),
-            "expected True or False")
+      check(isinstance(m[f], bool), f"model.{f}", m[f], "expected True or False")

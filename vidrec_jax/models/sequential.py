@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vidrec_jax.config_checks import Needs
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data.inputs import InputSpec
@@ -100,22 +101,30 @@ class SequentialRecommender(nnx.Module):
                **kw)
 
   @classmethod
-  def validate(cls, c, source) -> None:
-    """Raises ConfigError on a bad `model` section for this model on dataset `source`."""
+  def validate(cls, m, source) -> None:
+    """Raises ConfigError on a bad `model` section `m` for this model on dataset `source`."""
     del source
-    m, h = c.model, c.data.history
     tower = user_towers.tower_class(m)
     check("history" in tower.inputs and not tower.needs_candidate, "model.user_tower.name",
           m.user_tower.name, "the sequential model scores every item with one user vector: "
           "a history tower that does not need a candidate (sasrec)")
-    positive_int(h.max_len, "data.history.max_len")
-    check(isinstance(h.stride, int) and 1 <= h.stride <= h.max_len, "data.history.stride",
-          h.stride, f"an integer in [1, data.history.max_len={h.max_len}]")
+
+  @classmethod
+  def needs(cls, m, source) -> Needs:
+    """A history window (`data.history`) its user tower holds, and a softmax it trains with."""
+    del source
     limit = user_towers.history_limit(m)
-    check(limit is None or limit >= h.max_len, "model.user_tower.max_len", limit,
-          f"must be >= data.history.max_len={h.max_len}")
-    check(c.train.softmax in SOFTMAXES, "train.softmax", c.train.softmax,
-          f"allowed: {', '.join(SOFTMAXES)}")
+
+    def history(h) -> None:
+      positive_int(h.max_len, "data.history.max_len")
+      check(isinstance(h.stride, int) and 1 <= h.stride <= h.max_len, "data.history.stride",
+            h.stride, f"an integer in [1, data.history.max_len={h.max_len}]")
+      check(limit is None or limit >= h.max_len, "model.user_tower.max_len", limit,
+            f"must be >= data.history.max_len={h.max_len}")
+    return [("data.history", history),
+            ("train.softmax", lambda softmax: check(
+                softmax in SOFTMAXES, "train.softmax", softmax,
+                f"allowed: {', '.join(SOFTMAXES)}"))]
 
   @classmethod
   def input_spec(cls, cfg) -> InputSpec:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vidrec_jax.config_checks import Needs
 from vidrec_jax.config_io import PartTerms
 from vidrec_jax.data.inputs import InputSpec
 from vidrec_jax.models import encoders
@@ -268,9 +269,14 @@ class TwoTowerRecommender(nnx.Module):
     return cls(**two_tower_config.arguments(cfg, num_users, num_videos, rngs))
 
   @classmethod
-  def validate(cls, c, source) -> None:
-    """Raises ConfigError on a bad `model` section for this model on dataset `source`."""
-    two_tower_config.validate(c, source)
+  def validate(cls, m, source) -> None:
+    """Raises ConfigError on a bad `model` section `m` for this model on dataset `source`."""
+    two_tower_config.validate(m, source)
+
+  @classmethod
+  def needs(cls, m, source) -> Needs:
+    """What it needs of the other sections (config_checks.Needs)."""
+    return two_tower_config.needs(m, source)
 
   @classmethod
   def input_spec(cls, cfg) -> InputSpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flax import nnx
 
+from vidrec_jax.config_checks import Needs
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.config_checks import signature_defaults
@@ -102,13 +103,9 @@ def record_terms(config, model_cls) -> PartTerms:
   return PartTerms(defaults=defaults, inert=is_inert)
 
 
-def validate(c, source) -> None:
-  """Raises ConfigError on a bad `model` section for this model on dataset `source`."""
-  m = c.model
+def validate(m, source) -> None:
+  """Raises ConfigError on a bad `model` section `m` for this model on dataset `source`."""
   if reads_history(m):
-    limit = user_towers.history_limit(m)
-    check(limit is None or limit >= c.data.history.max_len, "model.user_tower.max_len", limit,
-          f"must be >= data.history.max_len={c.data.history.max_len}")
     check(not source.label_columns or "click" in source.label_columns, "model.user_tower",
           m.user_tower.name, "a watch history is built from the dataset's clicks")
   check(m.pooling in POOLINGS, "model.pooling", m.pooling,
@@ -120,12 +117,6 @@ def validate(c, source) -> None:
     same = [n for n, cls in HEADS.items() if cls.exclusive_group == group]
     check(len([h for h in m.heads if h in same]) <= 1, "model.heads", tuple(m.heads),
           f"at most one head of the {group!r} group ({', '.join(same)})")
-  for h in m.heads:
-    missing = [col for col in HEADS.get(h).labels if col not in source.label_columns]
-    check(not missing, "model.heads", tuple(m.heads),
-          f"head {h!r} needs label column(s) {', '.join(missing)} that dataset "
-          f"{c.data.dataset.name!r} does not have (it has: "
-          f"{', '.join(source.label_columns) or 'none'})")
   fe = m.frame_encoder.name
   check(all(t in TASKS for t in m.tasks) and len(set(m.tasks)) == len(m.tasks),
         "model.tasks", tuple(m.tasks), f"distinct retrieval tasks from: "
@@ -139,9 +130,6 @@ def validate(c, source) -> None:
     check(not missing, "model.tasks", tuple(m.tasks),
           f"task {t!r} trains on the labels of head(s) {', '.join(missing)}: add them to "
           "model.heads")
-  for name in tuple(m.heads) + tuple(m.tasks):
-    check(name in c.train.loss_weights, "train.loss_weights", dict(c.train.loss_weights),
-          f"needs a weight for every head and task ({name!r} missing)")
   check(fe != encoders.NONE or m.use_video_id, "model.use_video_id", m.use_video_id,
         "must be True when model.frame_encoder.name='none' (the item tower needs an input)")
   check(0.0 <= m.id_dropout < 1.0, "model.id_dropout", m.id_dropout,
@@ -150,9 +138,6 @@ def validate(c, source) -> None:
   check(all(isinstance(t, str) and t for t in types) and len(set(types)) == len(types),
         "model.content_types", types, "distinct non-empty names (e.g. movie, series, news)")
   experts.validate(dict(m.trunk))
-  check(not m.item_duration or source.durations, "model.item_duration", True,
-        f"dataset {c.data.dataset.name!r} does not know its videos' durations (datasets that "
-        f"do: {', '.join(n for n in DATASETS.names() if DATASETS.get(n).durations)})")
   given = tuple(m.given_click)
   may = [n for n, cls in HEADS.items() if cls.given_click_ok]
   check(all(h in may and h in m.heads for h in given)
@@ -167,3 +152,31 @@ def validate(c, source) -> None:
         f"allowed: {', '.join(LOSS_WEIGHTINGS)}")
   for f in ("hidden", "retrieval_dim", "max_positions"):
     positive_int(m[f], f"model.{f}")
+
+
+def needs(m, source) -> Needs:
+  """What the model section `m` needs of the others on dataset `source`: a history window its
+  user tower holds, the label columns of its heads and the durations of its duration input
+  (both named with the dataset), and a loss weight for every head and task."""
+  out: Needs = []
+  if reads_history(m):
+    limit = user_towers.history_limit(m)
+    out.append(("data.history.max_len", lambda n: check(
+        limit is None or limit >= n, "model.user_tower.max_len", limit,
+        f"must be >= data.history.max_len={n}")))
+
+  def dataset(name: str) -> None:
+    for h in m.heads:
+      missing = [col for col in HEADS.get(h).labels if col not in source.label_columns]
+      check(not missing, "model.heads", tuple(m.heads),
+            f"head {h!r} needs label column(s) {', '.join(missing)} that dataset {name!r} does "
+            f"not have (it has: {', '.join(source.label_columns) or 'none'})")
+    check(not m.item_duration or source.durations, "model.item_duration", True,
+          f"dataset {name!r} does not know its videos' durations (datasets that do: "
+          f"{', '.join(n for n in DATASETS.names() if DATASETS.get(n).durations)})")
+
+  def loss_weights(weights) -> None:
+    for name in tuple(m.heads) + tuple(m.tasks):
+      check(name in weights, "train.loss_weights", dict(weights),
+            f"needs a weight for every head and task ({name!r} missing)")
+  return out + [("data.dataset.name", dataset), ("train.loss_weights", loss_weights)]

@@ -151,10 +151,9 @@ class TwoStreamEncoder(FrameEncoder):
             + ((flow_key(flow_source),) if flow else ()))
 
   @classmethod
-  def validate(cls, config, *, channels, features, motion, flow, flow_channels, flow_init,
+  def validate(cls, *, channels, features, motion, flow, flow_channels, flow_init,
                flow_source, spatial_attention, temporal_attention, attention_layers,
                attention_heads, fusion):
-    del config
     for name, chans in (("channels", channels), ("flow_channels", flow_channels)):
       check(len(chans) > 0 and all(isinstance(x, int) and x > 0 for x in chans),
             f"model.frame_encoder.{name}", tuple(chans), "positive integers, at least one")

@@ -64,4 +64,4 @@ def validate(c: RunSpec) -> None:
   check(c.model.content_width == width, "model.content_width", c.model.content_width,
         f"must be the world's factor width {width} (num_palettes + 9)")
   for p in r.policies:
-    POLICIES.get(p).check(c)
+    POLICIES.get(p).check(r)

@@ -28,6 +28,7 @@ from vidrec_jax.rl import evaluation as eval_lib
 from vidrec_jax.rl import simulator as sim_lib
 from vidrec_jax.rl.trainer import RLContext
 from vidrec_jax.run_spec import RunSpec
+from vidrec_jax.run_spec import Section
 from vidrec_jax.train.state import Setup
 from vidrec_jax.train.trainers import Trainer
 
@@ -49,10 +50,10 @@ class Env:
 class Policy(abc.ABC):
   """An RL policy of `config.rl.policies`."""
 
-  def check(self, run: RunSpec) -> None:
-    """Raises ConfigError on settings this policy cannot run with (called by rl/config.py
-    after the `rl` section's own checks); none by default."""
-    del run
+  def check(self, rl: Section) -> None:
+    """Raises ConfigError on an `rl` section this policy cannot run with (called by
+    rl/config.py after the section's own checks); none by default."""
+    del rl
 
   @abc.abstractmethod
   def served(self, env: Env) -> eval_lib.Served:

@@ -22,7 +22,7 @@ from vidrec_jax.rl.policies import POLICIES
 from vidrec_jax.rl.policies import Policy
 from vidrec_jax.rl.trainer import RLContext
 from vidrec_jax.rl.trainer import ReinforceTrainer
-from vidrec_jax.run_spec import RunSpec
+from vidrec_jax.run_spec import Section
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +34,8 @@ class ReinforcePolicy(Policy):
   correction: str
   greedy: bool = False
 
-  def check(self, run: RunSpec) -> None:
-    check(self.correction in losses.CORRECTIONS, "rl.policies", tuple(run.rl.policies),
+  def check(self, rl: Section) -> None:
+    check(self.correction in losses.CORRECTIONS, "rl.policies", tuple(rl.policies),
           f"a policy trains with the correction {self.correction!r}, which is not registered "
           f"(registered: {', '.join(losses.CORRECTIONS.names())})")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 from typing import Callable, ClassVar, Iterator
 
+from vidrec_jax.config_checks import Needs
 from vidrec_jax.config_checks import signature_defaults
 from vidrec_jax.config_checks import typed_kwargs
 from vidrec_jax.config_io import PartTerms
@@ -39,10 +40,15 @@ class Trainer(abc.ABC):
     self.ctx, self.run, self.setup = ctx, ctx.run, ctx.setup
 
   @classmethod
-  def validate(cls, config, **settings) -> None:
-    """Raises ConfigError on bad values of its settings (`train.trainer_args`, typed) or on
-    what it needs from the rest of `config`."""
-    del config, settings
+  def validate(cls, **settings) -> None:
+    """Raises ConfigError on bad values of its settings (`train.trainer_args`, typed)."""
+    del settings
+
+  @classmethod
+  def needs(cls, **settings) -> Needs:
+    """What it needs of other config sections (config_checks.Needs), checked by validate.py."""
+    del settings
+    return []
 
   @abc.abstractmethod
   def batches(self, start_step: int, saved_position: dict | None) -> Iterator[dict]:
