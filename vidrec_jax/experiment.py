@@ -62,9 +62,11 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   terms = trainers.record_terms(config)
   if _has_checkpoint(workdir):
     config_io.check(workdir, config, terms)
+  # The dataset and caches first: a run refused by them (a data dir built with other
+  # settings, data/build.py) leaves the workdir's record as it was.
+  ctx = make_context(run_spec.resolve(config), workdir)
   distributed.host0_then_barrier("vidrec_config_written",
                                  lambda: config_io.write(workdir, config, terms))
-  ctx = make_context(run_spec.resolve(config), workdir)
   if ctx.host0:
     _log_start(ctx, config)
   trainer = trainers.build(ctx)

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import abc
 import json
-import os
 from typing import Any, Mapping
 
 import numpy as np
 from absl import logging
 
-from vidrec_jax import files
+from vidrec_jax.data import build
 from vidrec_jax.data import tfds_logs
 from vidrec_jax.data.datasets import DatasetSource
 from vidrec_jax.data.datasets import schema
@@ -107,16 +106,16 @@ class LogSource(DatasetSource):
                                   "format": tfds_logs.VERSION}))
 
   def prepare(self, data_dir: str, args: Mapping[str, Any]) -> None:
-    stamp = os.path.join(data_dir, STAMP)
-    if os.path.exists(stamp) and files.read_json(stamp) == self._stamp(args):
-      logging.info("reusing the %s dataset in %s", args["name"], data_dir)
-      return
-    if os.path.exists(stamp):
-      os.remove(stamp)
+    """Builds the records once into `data_dir` (data/build.py: reused when built from the same
+    arguments and source files, refused in one line when built from others, never
+    overwritten)."""
+    build.build_once(data_dir, STAMP, self._stamp(args), lambda d: self._write(d, args),
+                     {"args.": "data.dataset.", "source": "source files",
+                      "format": "record format"})
+
+  def _write(self, data_dir: str, args: Mapping[str, Any]) -> None:
     t = self.read(args)
-    os.makedirs(data_dir, exist_ok=True)
     tfds_logs.write(data_dir, t)
-    files.write_json(stamp, self._stamp(args))
     n = np.bincount(t.split, minlength=3)
     logging.info("%s: %d users, %d items, interactions train/valid/test = %d/%d/%d",
                  args["name"], len(t.user_raw), len(t.item_raw), n[0], n[1], n[2])
