@@ -103,6 +103,10 @@ class MicroLensTrainTest(absltest.TestCase):
     metrics = experiment.train(c, workdir)
     self.assertIn("test/ndcg@10", metrics)
     self.assertIn("test/cold/hr@10", metrics)
+    # Both protocols in one evaluation: masking the history only removes competitors.
+    for k in ("hr@10", "ndcg@10", "mrr@10", "warm/hr@10"):
+      self.assertGreaterEqual(metrics[f"test/masked/{k}"], metrics[f"test/{k}"], k)
+    self.assertIn("valid/masked/cold/ndcg@10", metrics)
     with open(os.path.join(workdir, "data", "dataset_stamp.json")) as f:
       self.assertEqual(json.load(f)["args"]["name"], "microlens")
 

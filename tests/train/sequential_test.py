@@ -140,18 +140,29 @@ class LossAndRanksTest(absltest.TestCase):
     # Items 6, 7, 8 share an ID row and have no content: equal scores, a three-way tie.
     q = {"history": self.batch["history"], "history_mask": self.batch["history_mask"],
          "target": np.array([7, 2, 0])}
-    ranks = np.asarray(steps.full_sort_ranks(self.setup, self.params, q, self.cat))
+    ranks, masked = map(np.asarray, steps.full_sort_ranks(self.setup, self.params, q, self.cat))
     users = np.asarray(self.model.user_states(q, self.cat))
     scores = users @ np.asarray(self.model.all_items(self.cat)).T
     want = [(scores[i] >= scores[i, t]).sum() for i, t in enumerate(q["target"])]
     np.testing.assert_array_equal(ranks, want)
     self.assertGreaterEqual(ranks[0], 3)  # the tie counts against the target
+    # Masked (MicroLens): the history's items other than the target are not candidates.
+    want_masked = []
+    for i, t in enumerate(q["target"]):
+      seen = {int(h) for h, m in zip(q["history"][i], q["history_mask"][i]) if m > 0} - {int(t)}
+      keep = np.array([j not in seen for j in range(scores.shape[1])])
+      want_masked.append((scores[i][keep] >= scores[i, t]).sum())
+    np.testing.assert_array_equal(masked, want_masked)
+    self.assertTrue((masked <= ranks).all())
+    self.assertTrue((masked < ranks).any())  # some history item scored above a target
     # The same ranks with the catalog sharded over a (2, 2, 2) mesh of 8 devices.
     mesh8 = fixtures.setup_on(jax.devices()[:8], (2, 2, 2), _config())
     params8 = fixtures.put(self.params, mesh8.param_shardings)
     with partitioning.activation_sharding(mesh8.mesh, mesh8.rules):
-      ranks8 = jax.jit(functools.partial(steps.full_sort_ranks, mesh8))(params8, q, self.cat)
+      ranks8, masked8 = jax.jit(functools.partial(steps.full_sort_ranks, mesh8))(
+          params8, q, self.cat)
     np.testing.assert_array_equal(np.asarray(ranks8), ranks)
+    np.testing.assert_array_equal(np.asarray(masked8), masked)
     m = full_sort.rank_metrics(np.array([1, 3, 11]), (10,), "test")
     self.assertAlmostEqual(m["test/hr@10"], 2 / 3)
     self.assertAlmostEqual(m["test/ndcg@10"], (1 + 1 / np.log2(4)) / 3)

@@ -150,12 +150,25 @@ def next_item_step(setup: Setup, softmax: str, state: TrainState, batch: dict, c
       setup, state, lambda p, key: next_item_losses(setup, p, batch, catalog, key, softmax))
 
 
-def full_sort_ranks(setup: Setup, params: dict, queries: dict, catalog: dict) -> jax.Array:
-  """1-based rank of each query's target among every catalog item by score; ties count against
-  the target. The catalog's items are sharded over the mesh (logical axis `catalog`)."""
+def full_sort_ranks(setup: Setup, params: dict, queries: dict, catalog: dict
+                    ) -> tuple[jax.Array, jax.Array]:
+  """1-based rank of each query's target among every catalog item by score (ties count against
+  the target; RecBole's full sort), and its rank with the query's history items other than the
+  target removed from the catalog first (MicroLens' protocol: items the user has watched are
+  not candidates). The catalog's items are sharded over the mesh (logical axis `catalog`)."""
   model = setup.model(params)
   users = model.user_states(queries, catalog)  # (B, D)
   items = constrain(model.all_items(catalog), ("catalog", None))
   scores = jnp.einsum("bd,nd->bn", users, items, preferred_element_type=jnp.float32)
-  own = jnp.take_along_axis(scores, queries["target"][:, None], axis=1)
-  return (scores >= own).sum(axis=1)
+  target = queries["target"]
+  own = jnp.take_along_axis(scores, target[:, None], axis=1)
+  above = scores >= own
+  ranks = above.sum(axis=1)
+  hist = queries["history"]
+  n = hist.shape[1]
+  # Each history item once (its first position), never the target, never padding.
+  repeat = ((hist[:, :, None] == hist[:, None, :]) & jnp.tril(jnp.ones((n, n), bool), -1)
+            ).any(axis=-1)
+  counted = (queries["history_mask"] > 0) & ~repeat & (hist != target[:, None])
+  hist_above = jnp.take_along_axis(above, jnp.maximum(hist, 0), axis=1) & counted
+  return ranks, ranks - hist_above.sum(axis=1)

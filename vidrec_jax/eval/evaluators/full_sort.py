@@ -1,8 +1,15 @@
 """`full_sort`: next-item evaluation over the whole catalog, on device. Every record of a split is
 a query (the user's history before it, the record's item as the target); the target's rank
-among all items (ties against it; history items are not removed, as RecBole's full sort for
-sequential models) gives HR@k, NDCG@k and MRR@k, also for targets that are cold-start items
-(e.g. `test/hr@10`, `test/cold/ndcg@10`)."""
+among all items gives HR@k, NDCG@k and MRR@k, also for targets that are cold-start items, in
+one evaluation under two protocols:
+
+  unmasked  history items stay candidates, as RecBole's full sort for sequential models
+            (`test/hr@10`, `test/cold/ndcg@10`, ...)
+  masked    the items of the history the model reads (other than the target) are removed from
+            the candidates first, as MicroLens' protocol (`test/masked/hr@10`,
+            `test/masked/cold/ndcg@10`, ...)
+
+Ties count against the target in both."""
 
 from __future__ import annotations
 
@@ -77,10 +84,11 @@ class FullSortEvaluator(Evaluator):
           seqs, ds.split(split).columns, self.ctx.run.data.history.max_len)
     return self._queries[split]
 
-  def ranks(self, params, split: str) -> np.ndarray:
+  def ranks(self, params, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The unmasked and the history-masked rank of every query of `split`."""
     q = self.queries(split)
     bs, n = self.ctx.run.data.eval_batch_size, len(q["target"])
-    out = []
+    out, masked = [], []
     for a in range(0, n, bs):
       chunk = {k: v[a:a + bs] for k, v in q.items() if k != "user"}
       m = len(chunk["target"])
@@ -88,20 +96,24 @@ class FullSortEvaluator(Evaluator):
         chunk = {k: np.concatenate([v, np.repeat(v[-1:], bs - m, axis=0)])
                  for k, v in chunk.items()}
       with activation_sharding(self.ctx.setup.mesh, self.ctx.setup.rules):  # catalog sharded
-        out.append(np.asarray(jax.device_get(self._ranks(params, chunk, self.catalog)))[:m])
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+        ranks = jax.device_get(self._ranks(params, chunk, self.catalog))
+      out.append(np.asarray(ranks[0])[:m])
+      masked.append(np.asarray(ranks[1])[:m])
+    empty = np.zeros(0, np.int64)
+    return (np.concatenate(out) if out else empty, np.concatenate(masked) if masked else empty)
 
   def evaluate(self, enc, splits):
     out = {}
     cold = self.ctx.dataset.catalog.cold
     for split in splits or self.splits:
       t0 = time.time()
-      ranks = self.ranks(enc.params, split)
+      ranks, masked = self.ranks(enc.params, split)
       seconds = time.time() - t0
       target_cold = cold[self.queries(split)["target"]]
-      out.update(rank_metrics(ranks, self.ks, split))
-      for group, sel in (("warm", ~target_cold), ("cold", target_cold)):
-        out.update(rank_metrics(ranks[sel], self.ks, f"{split}/{group}"))
+      for r, prefix in ((ranks, split), (masked, f"{split}/masked")):
+        out.update(rank_metrics(r, self.ks, prefix))
+        for group, sel in (("warm", ~target_cold), ("cold", target_cold)):
+          out.update(rank_metrics(r[sel], self.ks, f"{prefix}/{group}"))
       out[f"{split}/full_sort_seconds"] = seconds
       logging.info("full sort of %s: %d queries x %d items in %.2f s", split, len(ranks),
                    len(cold), seconds)
