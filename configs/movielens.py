@@ -34,7 +34,8 @@ STEPS_PER_EPOCH = 47
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variants, args = parse_arg(arg, "movielens.py", VARIANTS, **base.ARGUMENTS)
   c = base.base_config()
-  c.data.dataset = ml_collections.ConfigDict(dict(name="movielens_100k", path=""))
+  c.data.dataset = ml_collections.ConfigDict(dict(
+      name="movielens_100k", path="", min_interactions=0, keep_last=0))
   c.data.update(batch_size=75, eval_batch_size=1024, num_workers=0,
                 history=dict(max_len=50, stride=25))
   c.model.update(name="sequential", embed_dim=64, dtype="float32", id_dropout=0.0)

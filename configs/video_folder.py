@@ -23,7 +23,8 @@ VARIANTS = ("id_only", "titles_only", "smoke")
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   variants, args = parse_arg(arg, "video_folder.py", VARIANTS, **base.ARGUMENTS)
   c = base.base_config()
-  c.data.dataset = ml_collections.ConfigDict(dict(name="video_folder", path=""))
+  c.data.dataset = ml_collections.ConfigDict(dict(
+      name="video_folder", path="", min_interactions=0, keep_last=0))
   c.data.update(batch_size=32, eval_batch_size=256, num_workers=2, frame_size=64,
                 normalization="lite", cache_frames=32, history=dict(max_len=50, stride=25))
   c.model.update(name="sequential", embed_dim=64)

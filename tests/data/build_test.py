@@ -90,7 +90,7 @@ class BuildOnceTest(absltest.TestCase):
   def test_a_log_dataset_whose_source_changed_is_refused(self):
     folder = self.create_tempdir().full_path
     helpers.make_video_folder(folder)
-    args = dict(name="video_folder", path=folder)
+    args = dict(name="video_folder", path=folder, min_interactions=0, keep_last=0)
     source = video_folder.VideoFolder()
     data = os.path.join(self.create_tempdir().full_path, "data")
     source.prepare(data, args)

@@ -11,13 +11,14 @@ import numpy as np
 from absl.testing import absltest
 
 from tests import helpers
+from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.data import datasets
 from vidrec_jax.data.datasets import logs
 from vidrec_jax.data.datasets import movielens
 
 
 def _prepare(name: str, path: str):
-  args = ml_collections.ConfigDict(dict(name=name, path=path))
+  args = ml_collections.ConfigDict(dict(name=name, path=path, min_interactions=0, keep_last=0))
   data_dir = tempfile.mkdtemp()
   datasets.DATASETS.get(name).prepare(data_dir, args)
   return datasets.get(args, data_dir)
@@ -39,7 +40,8 @@ class LeaveOneOutTest(absltest.TestCase):
 
   def test_tables_order_ties_in_input_order_and_publish_at_first_interaction(self):
     t = logs.LogSource.tables(
-        movielens.MovieLens100K(), np.array(["10", "2", "7"]), np.array(["A", "B", "C"]),
+        movielens.MovieLens100K(), dict(min_interactions=0, keep_last=0),
+        np.array(["10", "2", "7"]), np.array(["A", "B", "C"]),
         np.array(["", "", ""]), np.array(["", "", ""]),
         user_rows=np.array(["u1", "u2", "u1", "u1", "u2"]),
         item_rows=np.array(["10", "2", "7", "2", "10"]),
@@ -51,6 +53,36 @@ class LeaveOneOutTest(absltest.TestCase):
     np.testing.assert_array_equal(t.timestamp, [1, 3, 5, 5, 9])
     np.testing.assert_array_equal(t.split, [0, 2, 0, 1, 2])
     np.testing.assert_array_equal(t.publish_time, [3, 5, 1])
+
+
+  def test_user_filter_drops_short_users_then_keeps_each_users_last(self):
+    # u1: 5 rows (times 1..5, one tie at 3), u2: 2 rows, u3: 4 rows.
+    user = np.array(["u1", "u2", "u1", "u3", "u1", "u3", "u1", "u3", "u2", "u1", "u3"])
+    time = np.array([1, 7, 3, 2, 2, 4, 3, 6, 8, 5, 9])
+    np.testing.assert_array_equal(logs.user_filter(user, time, 0, 0), np.ones(11, bool))
+    keep = logs.user_filter(user, time, 4, 0)  # u2 has 2 rows: dropped
+    np.testing.assert_array_equal(keep, user != "u2")
+    keep = logs.user_filter(user, time, 3, 2)  # MicroLens' shape: min rows, then the last ones
+    # u1's last two by time: t=5 and the later of the two t=3 rows (input order breaks ties).
+    np.testing.assert_array_equal(np.flatnonzero(keep), [6, 7, 9, 10])
+    with self.assertRaisesRegex(ConfigError, "data.dataset.keep_last=-1"):
+      movielens.MovieLens100K().validate(dict(name="movielens_100k", path="",
+                                              min_interactions=5, keep_last=-1))
+    with self.assertRaisesRegex(ConfigError, "data.dataset.min_interactions=None"):
+      movielens.MovieLens100K().validate(dict(name="movielens_100k", path=""))
+
+  def test_a_workdir_from_before_the_filtering_arguments_is_reused_and_resumes(self):
+    # The stamp leaves the filtering out when it is off (the records are what they were), and
+    # the config of record takes the off value for a record without the fields.
+    off = dict(name="movielens_100k", path="", min_interactions=0, keep_last=0)
+    self.assertEqual(movielens.MovieLens100K()._stamp(off)["args"],
+                     {"name": "movielens_100k", "path": ""})
+    self.assertIn("keep_last", movielens.MovieLens100K()._stamp(dict(off, keep_last=13))["args"])
+    from vidrec_jax.train import trainers  # pylint: disable=g-import-not-at-top
+    config = helpers.load_config("smoke", "movielens.py")
+    defaults = trainers.record_terms(config).defaults
+    self.assertEqual(defaults["data.dataset.min_interactions"], 0)
+    self.assertEqual(defaults["data.dataset.keep_last"], 0)
 
 
 class MovieLensTest(absltest.TestCase):

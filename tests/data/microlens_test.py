@@ -18,8 +18,10 @@ from vidrec_jax.data.datasets import DataError
 from vidrec_jax.data.datasets import microlens
 
 
-def _read(path: str):
-  return microlens.MicroLens().read({"name": "microlens", "path": path})
+def _read(path: str, min_interactions: int = 0, keep_last: int = 0):
+  return microlens.MicroLens().read({"name": "microlens", "path": path,
+                                     "min_interactions": min_interactions,
+                                     "keep_last": keep_last})
 
 
 class MicroLensReadTest(absltest.TestCase):
@@ -75,6 +77,18 @@ class MicroLensReadTest(absltest.TestCase):
     self.assertEqual(list(a.user_raw), list(b.user_raw))
     # The same interactions and the same leave-one-out split (the .tsv's order is its time).
     self.assertEqual(sorted(zip(a.user, a.item, a.split)), sorted(zip(b.user, b.item, b.split)))
+
+  def test_the_microlens_filtering_keeps_each_users_last_interactions(self):
+    # The fixture's 12 users have 6 interactions each: the last 4 of each stay, in the same
+    # leave-one-out split at the end of each user's sequence.
+    full, last4 = _read(self.csv), _read(self.csv, min_interactions=5, keep_last=4)
+    self.assertEqual(len(last4.user), 12 * 4)
+    self.assertEqual(sorted(last4.split.tolist()).count(2), 12)
+    self.assertEqual(sorted(last4.split.tolist()).count(1), 12)
+    test = lambda t: sorted(zip(t.user_raw[t.user[t.split == 2]], t.item[t.split == 2]))  # noqa: E731
+    self.assertEqual(test(full), test(last4))
+    with self.assertRaisesRegex(DataError, "no interaction is left"):
+      _read(self.csv, min_interactions=7)
 
   def test_a_folder_without_one_release_is_one_error(self):
     empty = self.create_tempdir().full_path

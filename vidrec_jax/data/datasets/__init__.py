@@ -44,6 +44,12 @@ class DatasetSource(abc.ABC):
     is the `config.data.dataset` section, `name` included."""
     del args
 
+  def record_defaults(self) -> dict[str, Any]:
+    """`data.dataset.<key>` -> the value that does what the dataset did before the argument
+    existed: a workdir recorded without the key resumes when the config sets this value
+    (vidrec_jax/config_io.py)."""
+    return {}
+
   def prepare(self, data_dir: str, args: Mapping[str, Any]) -> None:
     """Writes the dataset into `data_dir` unless an identical one is already there (called on
     process 0 only, and only for a data_dir the run owns)."""

@@ -7,6 +7,10 @@ order), the last one is the test interaction, the second last the valid one, the
 user with two interactions has no valid one, with one only a train one). Every interaction is a
 positive (implicit feedback). An item's publish time is given by the source or is its first
 interaction; an item published after the last training interaction is cold-start.
+
+Filtering, as arguments of every log dataset (`config.data.dataset`), before the split:
+`min_interactions` drops users with fewer interactions, then `keep_last` keeps each user's last
+ones (0: off). RecBole's protocol for ML-100K is 0 and 0; MicroLens' is 5 and 13.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from typing import Any, Mapping
 import numpy as np
 from absl import logging
 
+from vidrec_jax.config_checks import check
 from vidrec_jax.data import build
 from vidrec_jax.data import tfds_logs
 from vidrec_jax.data.datasets import DatasetSource
 from vidrec_jax.data.datasets import schema
 
 STAMP = "dataset_stamp.json"
+FILTER_OFF = {"min_interactions": 0, "keep_last": 0}  # the filtering arguments, switched off
 
 
 def leave_one_out(user: np.ndarray) -> np.ndarray:
@@ -64,12 +70,39 @@ def report(what: str, where: str, bad: list[str], limit: int = 5) -> None:
                     "; ".join(bad[:limit]))
 
 
+def user_filter(user: np.ndarray, time: np.ndarray, min_interactions: int, keep_last: int
+                ) -> np.ndarray:
+  """Which rows stay: those of users with at least `min_interactions` rows, and of each such
+  user the last `keep_last` by time (ties in input order); 0 turns either off."""
+  user, n = np.asarray(user), len(user)
+  _, inverse, counts = np.unique(user, return_inverse=True, return_counts=True)
+  keep = counts[inverse] >= min_interactions
+  if keep_last > 0 and n:
+    order = np.lexsort((np.arange(n), np.asarray(time), inverse))  # by user, then time
+    starts = np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    from_end = np.repeat(sizes, sizes) - 1 - (np.arange(n) - np.repeat(starts, sizes))
+    last = np.zeros(n, bool)
+    last[order] = from_end < keep_last
+    keep &= last
+  return keep
+
+
 class LogSource(DatasetSource):
-  """A dataset read from logs: subclasses read their files into `LogTables`."""
+  """A dataset read from logs: subclasses read their files into `LogTables` (through `tables`,
+  which applies the filtering arguments)."""
 
   label_columns: tuple[str, ...] = ()
   splits = tfds_logs.SPLITS
   content_type = "video"
+
+  def validate(self, args: Mapping[str, Any]) -> None:
+    for f in ("min_interactions", "keep_last"):
+      check(f in args, f"data.dataset.{f}", None, "every log dataset sets it (0: off; "
+            "MicroLens' protocol: min_interactions=5, keep_last=13)")
+      value = args[f]
+      check(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+            f"data.dataset.{f}", value, "an integer >= 0 (0: off)")
 
   @abc.abstractmethod
   def read(self, args: Mapping[str, Any]) -> tfds_logs.LogTables:
@@ -79,11 +112,20 @@ class LogSource(DatasetSource):
   def fingerprint(self, args: Mapping[str, Any]) -> dict:
     """What identifies the source files (paths, sizes, modification times)."""
 
-  def tables(self, item_raw: np.ndarray, title: np.ndarray, genres: np.ndarray,
-             path: np.ndarray, user_rows: np.ndarray, item_rows: np.ndarray,
-             time_rows: np.ndarray) -> tfds_logs.LogTables:
+  def tables(self, args: Mapping[str, Any], item_raw: np.ndarray, title: np.ndarray,
+             genres: np.ndarray, path: np.ndarray, user_rows: np.ndarray,
+             item_rows: np.ndarray, time_rows: np.ndarray) -> tfds_logs.LogTables:
     """Dense ids, chronological order and the split, from cleaned rows (raw ids) and the item
-    table (raw ids with their metadata)."""
+    table (raw ids with their metadata), after the filtering of `args` (`user_filter`)."""
+    keep = user_filter(user_rows, time_rows, args["min_interactions"], args["keep_last"])
+    if not keep.all():
+      logging.info("filtering (min_interactions=%d, keep_last=%d) keeps %d of %d interactions",
+                   args["min_interactions"], args["keep_last"], int(keep.sum()), len(keep))
+    user_rows, item_rows = np.asarray(user_rows)[keep], np.asarray(item_rows)[keep]
+    time_rows = np.asarray(time_rows)[keep]
+    if not len(user_rows):
+      raise schema.DataError("no interaction is left after the filtering "
+                             f"(min_interactions={args['min_interactions']})")
     items, _ = dense_ids(np.concatenate([np.asarray(item_raw, str),
                                          np.asarray(item_rows, str)]))
     pos = {r: i for i, r in enumerate(items)}
@@ -101,8 +143,14 @@ class LogSource(DatasetSource):
         path=np.array([c[2] for c in cols]), publish_time=first_seen, user=user, item=item,
         timestamp=ts, split=leave_one_out(user))
 
+  def record_defaults(self) -> dict[str, Any]:
+    return {f"data.dataset.{k}": v for k, v in FILTER_OFF.items()}
+
   def _stamp(self, args: Mapping[str, Any]) -> dict:
-    return json.loads(json.dumps({"args": dict(args), "source": self.fingerprint(args),
+    # Filtering arguments at their off value are left out: a dataset built before they existed
+    # (the same records) is reused.
+    kept = {k: v for k, v in dict(args).items() if not (k in FILTER_OFF and v == FILTER_OFF[k])}
+    return json.loads(json.dumps({"args": kept, "source": self.fingerprint(args),
                                   "format": tfds_logs.VERSION}))
 
   def prepare(self, data_dir: str, args: Mapping[str, Any]) -> None:

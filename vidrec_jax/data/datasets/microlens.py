@@ -189,6 +189,7 @@ class MicroLens(LogSource):
   """A MicroLens release (any size) from its folder as downloaded."""
 
   def validate(self, args: Mapping[str, Any]) -> None:
+    super().validate(args)
     check(isinstance(args["path"], str) and bool(args["path"]), "data.dataset.path",
           args["path"], "the MicroLens release folder (MicroLens-100k_pairs.csv, ...)")
 
@@ -215,7 +216,7 @@ class MicroLens(LogSource):
     ids = np.array(sorted(set(items.tolist())))
     logging.info("MicroLens-%s: %d interactions of %d users with %d items", size, len(rows),
                  len(set(users.tolist())), len(ids))
-    return self.tables(ids, np.array([titles[i] if i in titles else "" for i in ids]),
+    return self.tables(args, ids, np.array([titles[i] if i in titles else "" for i in ids]),
                        np.full(len(ids), ""), _media(parts, ids), users, items,
                        times.astype(np.int64))
 

