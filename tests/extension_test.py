@@ -404,7 +404,7 @@ class DiscoveryTest(absltest.TestCase):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=helpers.REPO).stdout
     got = dict(line.split(":") for line in out.split("\n") if line)
-    self.assertEqual(got["dataset"], "movielens_100k,synthetic,video_folder")
+    self.assertEqual(got["dataset"], "microlens,movielens_100k,synthetic,video_folder")
     self.assertEqual(got["evaluator"], "full_sort,ranking,retrieval,two_stage")
     self.assertEqual(got["trainer"], "next_item,reinforce,supervised")
     self.assertEqual(got["model"], "policy,sequential,two_tower")

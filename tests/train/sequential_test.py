@@ -15,6 +15,8 @@ from absl.testing import absltest
 from tests import helpers
 from tests.main_test import run_main
 from tests.train import fixtures
+from vidrec_jax import validate
+from vidrec_jax.config_checks import ConfigError
 from vidrec_jax.data import sequences
 from vidrec_jax.eval.evaluators import full_sort
 from vidrec_jax.models import partitioning
@@ -100,7 +102,7 @@ class LossAndRanksTest(absltest.TestCase):
                   "targets": np.array([[2, 4, 0, -1], [0, 4, -1, -1], [2, 5, 1, 3]]),
                   "loss_mask": np.array([[1, 1, 1, 0], [1, 1, 0, 0], [0, 1, 1, 1]], np.float32)}
 
-  def _reference(self, softmax):
+  def _reference(self, softmax, mask_history=False):
     states = np.asarray(self.model.user_states(self.batch, self.cat, all_positions=True))
     items = np.asarray(self.model.all_items(self.cat), np.float64)
     pairs = [(b, p) for b, p in zip(*np.nonzero(self.batch["loss_mask"]))]
@@ -114,6 +116,9 @@ class LossAndRanksTest(absltest.TestCase):
         cands = [self.batch["targets"][bb, pp] for bb, pp in pairs]
         logits = [items[c] @ states[b, p] - float(self.cat["log_q"][c]) for c in cands]
         keep = [j for j, c in enumerate(cands) if pairs[j] == (b, p) or c != t]
+        if mask_history:  # the window's items up to this position are no negatives
+          seen = set(self.batch["history"][b, :p + 1].tolist())
+          keep = [j for j in keep if pairs[j] == (b, p) or cands[j] not in seen]
         own = pairs.index((b, p))
         row = np.array([logits[j] for j in keep])
         losses.append(np.log(np.exp(row).sum()) - logits[own])
@@ -124,6 +129,23 @@ class LossAndRanksTest(absltest.TestCase):
       got, _ = steps.next_item_losses(self.setup, self.params, self.batch, self.cat, None,
                                       softmax)
       self.assertAlmostEqual(float(got), self._reference(softmax), places=4, msg=softmax)
+    masked, _ = steps.next_item_losses(self.setup, self.params, self.batch, self.cat, None,
+                                       "sampled", mask_history=True)
+    self.assertAlmostEqual(float(masked), self._reference("sampled", True), places=4)
+    # The fixture's windows hold in-batch targets in their histories: masking changes the loss.
+    self.assertNotAlmostEqual(float(masked), self._reference("sampled"), places=4)
+
+  def test_history_masking_needs_the_in_batch_softmax(self):
+    config = helpers.load_config("smoke", "movielens.py")
+    config.train.trainer_args = dict(mask_history=True)
+    config.train.softmax = "full"
+    with self.assertRaisesRegex(ConfigError, "mask_history=True .*needs train.softmax='sampled'"):
+      validate.validate(config)
+    config.train.softmax = "sampled"
+    validate.validate(config)
+    config.train.trainer_args = dict(mask_history="yes")
+    with self.assertRaisesRegex(ConfigError, "mask_history='yes'"):
+      validate.validate(config)
 
   def test_id_dropout_sends_a_share_of_the_items_to_the_oov_row(self):
     config = _config()

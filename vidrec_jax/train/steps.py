@@ -108,7 +108,7 @@ def history_eval_step(setup: Setup, params: dict, inputs: dict, item_vecs: jax.A
 
 
 def next_item_losses(setup: Setup, params: dict, batch: dict, catalog: dict, key: jax.Array,
-                     softmax: str) -> tuple[jax.Array, dict]:
+                     softmax: str, mask_history: bool = False) -> tuple[jax.Array, dict]:
   """Next-item cross-entropy at every trained position of every window.
 
   `full`: a softmax over the catalog's items published during the training period (SASRec with
@@ -116,7 +116,9 @@ def next_item_losses(setup: Setup, params: dict, batch: dict, catalog: dict, key
   the other targets of the batch are the negatives (in-batch softmax), each logit corrected by
   the log of its sampling probability (logQ correction, `catalog['log_q']`: in-batch negatives
   arrive in proportion to their training frequency), and another position with the same target
-  is masked (an accidental hit, not a negative).
+  is masked (an accidental hit, not a negative). With `mask_history` (MicroLens' recipe), the
+  items of a position's history in its window (up to and including the position) are no
+  negatives of it either: a user's own past items are not what they did not watch.
   """
   model = setup.model(setup.stop_frozen(params))
   drop_key, key = (None, None) if key is None else jax.random.split(key)
@@ -137,17 +139,26 @@ def next_item_losses(setup: Setup, params: dict, batch: dict, catalog: dict, key
                         preferred_element_type=jnp.float32) - catalog["log_q"][t][None, :]
     eye = jnp.eye(len(t), dtype=bool)
     keep = (eye | (t[:, None] != t[None, :])) & (m[None, :] > 0)
+    if mask_history:
+      hist = batch["history"]  # (B, L), PAD = -1
+      b, n = hist.shape
+      # The first window position holding each in-batch target (n: none), per window.
+      first = jnp.where(hist[:, :, None] == t[None, None, :], jnp.arange(n)[None, :, None],
+                        n).min(axis=1)  # (B, T)
+      seen = first[:, None, :] <= jnp.arange(n)[None, :, None]  # (B, L, T)
+      keep &= eye | ~seen.reshape(b * n, -1)
     logits = jnp.where(keep, logits, -1e9)
     ce = (jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits)).reshape(mask.shape)
   loss = (ce * mask).sum() / jnp.maximum(mask.sum(), 1.0)
   return loss, {"next_item": loss}
 
 
-def next_item_step(setup: Setup, softmax: str, state: TrainState, batch: dict, catalog: dict
-                   ) -> tuple[TrainState, dict]:
+def next_item_step(setup: Setup, softmax: str, state: TrainState, batch: dict, catalog: dict,
+                   mask_history: bool = False) -> tuple[TrainState, dict]:
   """One optimizer step of the next-item objective."""
   return optimizer_step(
-      setup, state, lambda p, key: next_item_losses(setup, p, batch, catalog, key, softmax))
+      setup, state, lambda p, key: next_item_losses(setup, p, batch, catalog, key, softmax,
+                                                    mask_history))
 
 
 def full_sort_ranks(setup: Setup, params: dict, queries: dict, catalog: dict

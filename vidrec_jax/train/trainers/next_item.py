@@ -1,6 +1,9 @@
 """`next_item`: a sequential model trained to predict each user's next item from their watch
 history (SASRec's objective), on windows of the training split (data/sequences.py), with a
-full softmax over the catalog or an in-batch softmax with logQ correction (`train.softmax`)."""
+full softmax over the catalog or an in-batch softmax with logQ correction (`train.softmax`).
+
+Setting (`train.trainer_args`): `mask_history` (default False): with the in-batch softmax, a
+position's own history items are no negatives of it (MicroLens' recipe)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import functools
 
 import jax
 
+from vidrec_jax.config_checks import check
 from vidrec_jax.data import sequences
 from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import checkpointing
@@ -25,8 +29,9 @@ class NextItemTrainer(Trainer):
 
   models = ("sequential",)
 
-  def __init__(self, ctx: Context):
+  def __init__(self, ctx: Context, *, mask_history: bool = False):
     super().__init__(ctx)
+    self.mask_history = mask_history
     d, h = self.run.data, self.run.data.history
     train = ctx.dataset.split("train").columns
     self.sequences = sequences.user_sequences(train["user_id"], train["video_id"],
@@ -38,6 +43,17 @@ class NextItemTrainer(Trainer):
     # blocking points (vidrec_jax/train/throughput.py).
     self._timer = throughput.StepTimer()
 
+  @classmethod
+  def validate(cls, *, mask_history=False):
+    check(isinstance(mask_history, bool), "train.trainer_args.mask_history", mask_history,
+          "True or False")
+
+  @classmethod
+  def needs(cls, *, mask_history=False):
+    return [("train.softmax", lambda softmax: check(
+        not mask_history or softmax == "sampled", "train.trainer_args.mask_history", True,
+        f"masks in-batch negatives: needs train.softmax='sampled', not {softmax!r}"))]
+
   def batches(self, start_step, saved_position):
     d = self.run.data
     i = checkpointing.check_data_position(saved_position, self.position(start_step))
@@ -48,7 +64,8 @@ class NextItemTrainer(Trainer):
 
   def step_fn(self):
     s = self.setup
-    fn = jax.jit(functools.partial(steps.next_item_step, s, self.run.train.softmax),
+    fn = jax.jit(functools.partial(steps.next_item_step, s, self.run.train.softmax,
+                                   mask_history=self.mask_history),
                  in_shardings=(s.state_shardings, None, None),
                  out_shardings=(s.state_shardings, None), donate_argnums=(0,))
     return self._timer.wrap(lambda state, batch: fn(state, batch, self.catalog))
