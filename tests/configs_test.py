@@ -19,7 +19,7 @@ CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only"
     ("movielens.py", v) for v in ("", "sasrec", "long_context", "sampled", "titles", "smoke",
                                   "smoke,sampled")] + [
     ("video_folder.py", v) for v in ("", "id_only", "titles_only", "smoke", "smoke,id_only")
-      ] + [("rl.py", v) for v in ("", "smoke", "estimated", "smoke,estimated", "seeds=1,steps=10")
+      ] + [("microlens.py", v) for v in ("", "id", "frozen", "e2e", "smoke", "smoke,e2e")] + [("rl.py", v) for v in ("", "smoke", "estimated", "smoke,estimated", "seeds=1,steps=10")
         ] + [("encoder_ablation.py", f"{t},{e}") for t in ("appearance", "motion", "order")
              for e in ("rgb", "flow", "attention", "both", "pyramid")] + [
     ("encoder_ablation.py", v) for v in ("", "smoke", "smoke,order,pyramid", "seed=2,batch=8")]
@@ -30,7 +30,7 @@ class ConfigsTest(parameterized.TestCase):
   @parameterized.parameters(*CASES)
   def test_config_is_valid(self, name, variant):
     c = helpers.load_config(variant, name)
-    if name == "video_folder.py":
+    if name in ("video_folder.py", "microlens.py"):
       c.data.dataset.path = "/a/folder"  # the one argument without a default
     validate.validate(c)
 

@@ -106,6 +106,23 @@ class MicroLensReadTest(absltest.TestCase):
 
 class MicroLensTrainTest(absltest.TestCase):
 
+  def test_the_microlens_config_trains_in_its_protocol(self):
+    # configs/microlens.py: filtering, in-batch softmax without history negatives, the best
+    # checkpoint by the history-masked valid NDCG@10, frozen video features.
+    folder = self.create_tempdir().full_path
+    helpers.make_microlens_folder(folder)
+    c = helpers.load_config("smoke,frozen", "microlens.py")
+    c.data.dataset.path = folder
+    workdir = self.create_tempdir().full_path
+    metrics = experiment.train(c, workdir)
+    for k in ("test/masked/ndcg@10", "test/ndcg@10", "valid/masked/hr@10"):
+      self.assertIn(k, metrics)
+    with open(os.path.join(workdir, "config.json")) as f:
+      record = json.load(f)
+    self.assertEqual(record["train"]["trainer_args"], {"mask_history": True})
+    self.assertEqual(record["train"]["best_metric"], "valid/masked/ndcg@10")
+    self.assertTrue(os.listdir(os.path.join(workdir, "checkpoints_best")))
+
   def test_sasrec_with_video_features_trains_and_evaluates_on_the_release(self):
     folder = self.create_tempdir().full_path
     helpers.make_microlens_folder(folder, size="50k")
