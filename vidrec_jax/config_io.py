@@ -54,11 +54,12 @@ class ConfigChangedError(ValueError):
   """A workdir's run was trained with another config; the message is one line."""
 
 
-def _flat(tree, prefix: str = "") -> dict:
+def flat(tree, prefix: str = "") -> dict:
+  """A nested dict as {'a.b.c': leaf}."""
   if isinstance(tree, dict):
     out = {}
     for k, v in tree.items():
-      out.update(_flat(v, f"{prefix}{k}."))
+      out.update(flat(v, f"{prefix}{k}."))
     return out
   return {prefix[:-1]: tree}
 
@@ -71,15 +72,15 @@ def resolved(config: ml_collections.ConfigDict, terms: PartTerms = PartTerms()) 
   """The config as JSON holds it (tuples become lists), with the parts' defaults filled in and
   the fields that do nothing in it (`terms.inert`) left out."""
   out = json.loads(config.to_json())
-  flat = _flat(out)
-  for field in set(flat) | set(terms.defaults):
+  given = flat(out)
+  for field in set(given) | set(terms.defaults):
     *path, leaf = field.split(".")
     node = out
     for k in path:
       node = node.setdefault(k, {})
     if terms.inert(field):
       node.pop(leaf, None)
-    elif field not in flat:
+    elif field not in given:
       node[leaf] = terms.defaults[field]
   return out
 
@@ -87,7 +88,7 @@ def resolved(config: ml_collections.ConfigDict, terms: PartTerms = PartTerms()) 
 def changed_fields(saved: dict, config: ml_collections.ConfigDict,
                    terms: PartTerms = PartTerms()) -> list[str]:
   """Fields outside MAY_CHANGE whose value differs, as 'field: old -> new'."""
-  old, new = _flat(saved), _flat(resolved(config, terms))
+  old, new = flat(saved), flat(resolved(config, terms))
   missing = object()
 
   def neutral(k: str) -> bool:  # does nothing here, or absent from the record and at its default

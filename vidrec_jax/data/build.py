@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 from absl import logging
 
 from vidrec_jax import files
+from vidrec_jax.config_io import flat
 from vidrec_jax.data.datasets.schema import DataError
 
 ABSENT = "(absent)"
@@ -27,12 +28,7 @@ def changes(saved: Mapping[str, Any], want: Mapping[str, Any],
             names: Mapping[str, str]) -> list[str]:
   """'field: saved -> wanted' for every leaf that differs between two stamps; a stamp key is
   shown by the first prefix of `names` it starts with, mapped (e.g. 'world.' -> 'data.dataset.')."""
-  def flat(tree: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-      out.update(flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
-    return out
-  old, new = flat(saved, ""), flat(want, "")
+  old, new = flat(dict(saved)), flat(dict(want))
   out = []
   for k in sorted(set(old) | set(new)):
     a, b = old[k] if k in old else ABSENT, new[k] if k in new else ABSENT
