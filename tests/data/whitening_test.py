@@ -2,8 +2,10 @@
 frames only, decorrelated unit-variance components, a deterministic map, bad sizes refused."""
 
 import os
+import pickle
 import tempfile
 
+import cloudpickle
 import numpy as np
 from absl.testing import absltest
 from array_record.python import array_record_module
@@ -84,6 +86,28 @@ class WhiteningTest(absltest.TestCase):
     with self.assertRaisesRegex(features.CacheError, "no cached features for any training"):
       features.fit_whitening(t, [50, 51], 2)
 
+  def test_the_streamed_fit_picks_the_same_frames_as_the_whole_table(self):
+    t = table(seed=5, videos=30)
+    flows = {v: np.random.default_rng(v).normal(size=(len(x), 4, 4, 2)).astype(np.float32)
+             for v, x in t.items()}
+    train = list(range(0, 30, 2))
+    for max_rows in (17, 1000):  # a subsample, and every frame
+      rows = np.concatenate([np.concatenate([features.frame_norm(t[v]),
+                                             motion.flow_histograms(flows[v])], axis=1)
+                             for v in train])
+      if len(rows) > max_rows:
+        rows = rows[np.linspace(0, len(rows) - 1, max_rows).astype(int)]
+      w = features.fit_whitening(t, train, 6, flows, max_rows=max_rows)
+      cols = (rows - w.mean) / w.std
+      np.testing.assert_allclose(cols.mean(0), 0.0, atol=1e-9)
+      np.testing.assert_allclose(w.mean, rows.mean(0), rtol=1e-12)
+      np.testing.assert_allclose(np.cov(cols @ w.proj, rowvar=False, bias=True), np.eye(6),
+                                 atol=1e-6)
+      # a flow cache of histograms gives the same map as one of fields
+      hists = {v: motion.flow_histograms(f) for v, f in flows.items()}
+      np.testing.assert_array_equal(
+          features.fit_whitening(t, train, 6, hists, max_rows=max_rows).proj, w.proj)
+
   def test_the_loader_and_the_catalog_serve_the_whitened_features(self):
     t = table()
     cache = tempfile.mkdtemp()
@@ -99,6 +123,8 @@ class WhiteningTest(absltest.TestCase):
     self.assertEqual(ex["features"].shape, (4, 5))
     idx, mask = video_io.tsn_indices(len(t[9]), 4, None)
     np.testing.assert_allclose(ex["features"], w(t[9])[idx] * mask[:, None], rtol=1e-5)
+    worker = pickle.loads(cloudpickle.dumps(sampler))  # what a loader worker receives (Grain)
+    np.testing.assert_array_equal(worker.clip(9, None)["features"], ex["features"])
     bad = sampler.clip(99, None)  # no features: zeros of the whitened width, invalid
     self.assertEqual((bad["features"].shape, int(bad["valid"])), ((4, 5), 0))
     # a sequential model's catalog table pools the same whitened frames

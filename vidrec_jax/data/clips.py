@@ -100,8 +100,9 @@ class PixelFrames:
 
 
 class CachedFeatures:
-  """Cached backbone features ((T, D) float32) of each video, from `--mode=extract`'s cache;
-  each process (and worker) loads the table once, on first use.
+  """Cached backbone features ((T, D) float32) of each video, from `--mode=extract`'s cache,
+  read by record (data/features.py `CacheTable`: each process and worker opens its own readers
+  on first use and holds the indexes only).
 
   `stored` names other per-frame caches read beside the features (clip input key -> cache
   folder; e.g. the flow cache for `cached_flow`): a video is served only when every table holds
@@ -112,6 +113,7 @@ class CachedFeatures:
   """
 
   source = ops.FEATURES
+  KEEP_WHITENED = 1024  # videos whose whitened features a process keeps
 
   def __init__(self, cache_dir: str, dim: int, stored: dict[str, str] | None = None,
                whitening: features.Whitening | None = None,
@@ -124,11 +126,13 @@ class CachedFeatures:
                        "cache; none was given beside the features")
     self._table: dict[int, np.ndarray] | None = None
     self._stored: dict[str, dict[int, np.ndarray]] = {}
-    self._whitened: dict[int, np.ndarray] = {}  # k columns a frame: smaller than the table
+    # k columns a frame, for the most recently served videos
+    self._whitened = features.LRU(self.KEEP_WHITENED)
     self._reported: set[int] = set()
 
   def __getstate__(self):  # workers load the tables themselves
-    return dict(self.__dict__, _table=None, _stored={}, _whitened={})
+    return dict(self.__dict__, _table=None, _stored={},
+                _whitened=features.LRU(self.KEEP_WHITENED))
 
   @staticmethod
   def prep(x: np.ndarray) -> np.ndarray:
@@ -145,26 +149,30 @@ class CachedFeatures:
     return self._stored[key]
 
   def get(self, video_id: int) -> np.ndarray | None:
+    if self.whitening is not None:
+      out = self._whitened.lookup(video_id)
+      if out is not None:  # served before: its tables were checked then
+        return out
     if self._table is None:
       self._table = features.load_cache(self.cache_dir)
-    feats = self._table.get(video_id)
-    if feats is None or len(feats) == 0:
+    n = features.frame_count(self._table, video_id) if video_id in self._table else 0
+    if not n:
       self._skip(video_id, f"no cached features in {self.cache_dir} (it failed at extraction)")
       return None
     for key in self.stored:
-      other = self._stored_table(key).get(video_id)
-      if other is None or len(other) != len(feats):
+      table = self._stored_table(key)
+      other = features.frame_count(table, video_id) if video_id in table else None
+      if other != n:
         self._skip(video_id, f"the {key} cache in {self.stored[key]} has "
-                   + ("no entry" if other is None else f"{len(other)} frames, the features "
-                      f"{len(feats)}"))
+                   + ("no entry" if other is None else f"{other} frames, the features {n}"))
         return None
+    feats = self._table[video_id]
     if self.whitening is None:
       return feats
-    if video_id not in self._whitened:  # once per video and process
-      self._whitened[video_id] = self.whitening(
-          feats, self._stored_table(self.whitening_flow)[video_id] if self.whitening.flow
-          else None)
-    return self._whitened[video_id]
+    out = self.whitening(feats, self._stored_table(self.whitening_flow)[video_id]
+                         if self.whitening.flow else None)
+    self._whitened.put(video_id, out)
+    return out
 
   def input_shape(self, key: str) -> tuple[int, ...]:
     """The per-segment shape of clip input `key` (an unreadable video's zeros): a stored

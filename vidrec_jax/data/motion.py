@@ -13,6 +13,14 @@ MOVING = MAGNITUDE_EDGES[0]  # a pixel whose flow is at least this moves
 HISTOGRAM_FEATURES = ORIENTATION_BINS + len(MAGNITUDE_EDGES) + 4
 
 
+def as_histograms(flow: np.ndarray) -> np.ndarray:
+  """A flow-cache entry as motion histograms (N, HISTOGRAM_FEATURES): fields (N, H, W, 2) are
+  summarised by `flow_histograms`; a cache that stores the histograms already
+  (data/flow_cache.py, form 'histograms') passes through."""
+  flow = np.asarray(flow)
+  return flow if flow.ndim == 2 else flow_histograms(flow)
+
+
 def flow_units(field, dtype):
   """Flow in units of 1/16 of the frame height: the same motion gives the same numbers at any
   frame size."""

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 from absl import logging
-from array_record.python import array_record_module
 from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -71,7 +70,7 @@ class _Batcher:
   video's record once all of its frames are encoded (a video may span batches)."""
 
   def __init__(self, encode: Callable[[np.ndarray], np.ndarray], batch_size: int,
-               writer: array_record_module.ArrayRecordWriter):
+               writer: features.ShardWriter):
     self.encode, self.batch_size, self.writer = encode, batch_size, writer
     self.pending: list[dict] = []  # videos whose frames are (partly) in `buffer`
     self.buffer: list[np.ndarray] = []
@@ -101,8 +100,7 @@ class _Batcher:
     while self.pending and pos + len(self.pending[0]["frame_index"]) <= len(vecs):
       v = self.pending.pop(0)
       n = len(v["frame_index"])
-      self.writer.write(features.encode_record(v["video_id"], v["frame_index"],
-                                               vecs[pos:pos + n]))
+      self.writer.write(v["video_id"], v["frame_index"], vecs[pos:pos + n])
       pos += n
       self.videos += 1
     # Frames of videos not yet complete stay buffered for the next flush.
@@ -158,7 +156,7 @@ def extract(run: RunSpec, dataset: RecDataset, out_dir: str) -> dict:
   bad: list[int] = []  # video ids this process could not decode
   t0 = time.time()
   with files.atomic_path(shard) as tmp:
-    writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+    writer = features.ShardWriter(tmp)
     batcher = _Batcher(_encoder(run), bs, writer)
     with pipeline.iterate(ds) as it:
       for ex in tqdm.tqdm(it, total=len(ids), desc="extract", disable=pi != 0, mininterval=2.0):
@@ -168,7 +166,7 @@ def extract(run: RunSpec, dataset: RecDataset, out_dir: str) -> dict:
         else:
           batcher.add(ex)
     batcher.flush(final=True)
-    writer.close()
+    writer.close(final_path=shard)
   secs = time.time() - t0
   logging.info("process %d: %d videos, %d frames in %.1f s (%.1f frames/s), %d skipped",
                pi, batcher.videos, batcher.frames, secs, batcher.frames / max(secs, 1e-9),
