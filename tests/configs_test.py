@@ -7,6 +7,7 @@ from configs import encoder_ablation
 from configs import multitask
 from tests import helpers
 from vidrec_jax import validate
+from vidrec_jax.models import encoders
 from vidrec_jax.models import heads
 
 CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only", "text",
@@ -66,6 +67,17 @@ class ConfigsTest(parameterized.TestCase):
       self.assertEqual(c.model.frame_encoder.name, "backbone")
     self.assertEqual(helpers.load_config("text", "demo.py").model.tasks,
                      ("user_item", "text_match", "visual_query"))
+
+  def test_flow_cache_holds_what_the_item_tower_reads(self):
+    # The demo's whitening reads only the flow's motion histograms; a flow stream, the fields.
+    forms = {v: encoders.flow_cache_form(helpers.load_config(v, "demo.py").model)
+             for v in ("", "pretrained", "two_stream")}
+    self.assertEqual(forms, {"": "histograms", "pretrained": None, "two_stream": None})
+    forms = {v: encoders.flow_cache_form(multitask.get_config(v).model)
+             for v in ("flow", "hof", "flow,white")}
+    self.assertEqual(forms, {"flow": "fields", "hof": "fields", "flow,white": "fields"})
+    self.assertEqual(encoders.flow_cache_form(
+        helpers.load_config("smoke,flow", "encoder_ablation.py").model), None)
 
   def test_demo_towers(self):
     c = helpers.load_config("two_stream", "demo.py")

@@ -140,6 +140,7 @@ def extract(config: ml_collections.ConfigDict, workdir: str) -> None:
     from vidrec_jax.train import extract as extract_lib  # pylint: disable=g-import-not-at-top
     extract_lib.extract(run, dataset, wd.features)
   workdir_lib.prepare_text_cache(run, wd, dataset)
-  if encoders.reads_flow_cache(run.model):
-    distributed.host0_then_barrier("vidrec_flow_cache",
-                                   lambda: flow_cache.write(dataset.catalog, run.data, wd.flow))
+  form = encoders.flow_cache_form(run.model)
+  if form is not None:
+    distributed.host0_then_barrier(
+        "vidrec_flow_cache", lambda: flow_cache.ensure(dataset.catalog, run.data, wd.flow, form))

@@ -4,6 +4,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+from unittest import mock
 
 import numpy as np
 from absl.testing import absltest
@@ -14,6 +15,7 @@ from vidrec_jax.data import features
 from vidrec_jax.data import flow
 from vidrec_jax.data import flow_cache
 from vidrec_jax.data import grouping
+from vidrec_jax.data import motion
 from vidrec_jax.data import ops
 from vidrec_jax.data import pipeline
 from vidrec_jax.data import video_io
@@ -209,6 +211,23 @@ class PipelineTest(absltest.TestCase):
     expected = np.array(flow.estimate_flow(frames[idx], frames[nxt]))
     expected *= ((nxt > idx) * mask)[:, None, None, None]
     np.testing.assert_allclose(sampler.clip(3, None)["flow"], expected, atol=1e-4)
+    # A fields cache serves a reader of histograms too.
+    self.assertEqual(flow_cache.check(cache_dir, c.data, "histograms")["form"], "fields")
+    # A histograms cache holds each frame's motion histograms only, and refuses a fields reader.
+    hist_dir = os.path.join(cache_dir, "hist")
+    meta = flow_cache.ensure(catalog, c.data, hist_dir, "histograms")
+    self.assertEqual(meta["form"], "histograms")
+    np.testing.assert_allclose(features.load_cache(hist_dir)[3],
+                               motion.flow_histograms(ops.video_flow(frames)), atol=1e-5)
+    self.assertLess(os.path.getsize(os.path.join(hist_dir, flow_cache.SHARD)) * 5,
+                    os.path.getsize(os.path.join(cache_dir, flow_cache.SHARD)))
+    with mock.patch.object(flow_cache, "write") as write:  # finished: not written again
+      flow_cache.ensure(catalog, c.data, hist_dir, "histograms")
+    write.assert_not_called()
+    with self.assertRaisesRegex(features.CacheError, "holds histograms, the model reads the flow "
+                                "fields") as cm:
+      flow_cache.check(hist_dir, c.data, "fields")
+    self.assertNotIn("\n", str(cm.exception))
     # A cache written for another frame size is refused in one line.
     c.data.frame_size = d.frame_size * 2
     with self.assertRaisesRegex(features.CacheError, "frame_size"):

@@ -1,7 +1,12 @@
-"""The offline optical-flow cache (`model.frame_encoder.flow_source='cache'`): the flow from every
-decoded frame of every catalog video to the next, estimated once by data/flow.py and written in
-the feature cache's format (data/features.py: ArrayRecord shards of `.npz` records holding
-`video_id`, `frame_index` and the fields (n, S, S, 2) float32 as `features`, `meta.json` last).
+"""The offline optical-flow cache (`model.frame_encoder.flow_source='cache'`, or the feature
+whitening's `whiten_flow`): the flow from every decoded frame of every catalog video to the next,
+estimated once by data/flow.py and written in the feature cache's format (data/features.py:
+ArrayRecord shards of `.npz` records holding `video_id`, `frame_index` and, as `features`, what
+the model reads of it, `meta.json` last). The cache stores what its reader needs (`form`):
+- 'fields': the fields (n, S, S, 2) float32, for a flow stream (S² · 8 bytes a frame);
+- 'histograms': only each frame's motion histograms (n, 21) float32 (data/motion.py), all the
+  whitening reads: 84 bytes a frame, 390 times less than 64² fields.
+A fields cache serves a histograms reader too (the histograms are computed on read).
 
 Training from it reads each sampled frame's field (the `flow` clip op) instead of estimating it
 in the train step or in the loader. The frames are decoded as the pixel pipeline decodes them
@@ -17,10 +22,10 @@ import os
 import numpy as np
 import tqdm
 from absl import logging
-from array_record.python import array_record_module
 
 from vidrec_jax import files
 from vidrec_jax.data import features
+from vidrec_jax.data import motion
 from vidrec_jax.data import ops
 from vidrec_jax.data import video_io
 from vidrec_jax.data.datasets import Catalog
@@ -28,6 +33,7 @@ from vidrec_jax.run_spec import DataSpec
 
 ESTIMATOR = "coarse_to_fine_lk/1"  # data/flow.py estimate_flow, its defaults
 SHARD = "flow-00000-of-00001.array_record"
+FORMS = ("fields", "histograms")
 
 
 def expected_meta(data: DataSpec) -> dict:
@@ -36,17 +42,40 @@ def expected_meta(data: DataSpec) -> dict:
               max_frames=data.cache_frames)
 
 
-def write(catalog: Catalog, data: DataSpec, cache_dir: str, show_progress: bool = True) -> dict:
-  """Estimates and writes the flow of every catalog video at `data`'s frame size and cached
-  frame count; returns the metadata written."""
+def check(cache_dir: str, data: DataSpec, form: str) -> dict:
+  """The metadata of a finished flow cache that serves `data` and a reader of `form`, else a
+  one-line CacheError (a cache written before forms existed holds fields)."""
+  meta = features.check_meta(cache_dir, expected_meta(data))
+  have = meta.get("form", "fields")
+  if form == "fields" and have != "fields":
+    raise features.CacheError(f"flow cache {cache_dir} holds {have}, the model reads the flow "
+                              "fields; delete it or point data.flow_cache elsewhere")
+  return meta
+
+
+def ensure(catalog: Catalog, data: DataSpec, cache_dir: str, form: str) -> dict:
+  """The metadata of a flow cache that serves `form`, written first unless one is there."""
+  try:
+    return check(cache_dir, data, form)
+  except features.CacheError:
+    return write(catalog, data, cache_dir, form=form)
+
+
+def write(catalog: Catalog, data: DataSpec, cache_dir: str, show_progress: bool = True,
+          form: str = "fields") -> dict:
+  """Estimates the flow of every catalog video at `data`'s frame size and cached frame count
+  and writes it in `form` (FORMS); returns the metadata written."""
+  if form not in FORMS:
+    raise ValueError(f"flow cache form {form!r}; allowed: {', '.join(FORMS)}")
   d = data
   os.makedirs(cache_dir, exist_ok=True)
   meta_path = os.path.join(cache_dir, features.META)
   if os.path.exists(meta_path):
     os.remove(meta_path)  # a rewrite is unfinished until its metadata is back
   failed = 0
-  with files.atomic_path(os.path.join(cache_dir, SHARD)) as tmp:
-    writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+  shard = os.path.join(cache_dir, SHARD)
+  with files.atomic_path(shard) as tmp:
+    writer = features.ShardWriter(tmp)
     for vid in tqdm.tqdm(range(len(catalog)), desc="flow cache", disable=not show_progress,
                          mininterval=2.0):
       path = catalog.path(vid)
@@ -58,9 +87,12 @@ def write(catalog: Catalog, data: DataSpec, cache_dir: str, show_progress: bool 
         failed += 1
         logging.warning("flow cache: skipping undecodable video %s", e)
         continue
-      writer.write(features.encode_record(vid, np.arange(len(frames)), ops.video_flow(frames)))
-    writer.close()
-  meta = dict(expected_meta(data), shards=[SHARD], videos=len(catalog), failed=failed)
+      field = ops.video_flow(frames)
+      writer.write(vid, np.arange(len(frames)),
+                   field if form == "fields" else motion.flow_histograms(field))
+    writer.close(final_path=shard)
+  meta = dict(expected_meta(data), form=form, shards=[SHARD], videos=len(catalog),
+              failed=failed)
   features.write_meta(cache_dir, meta)
   logging.info("flow cache: %d videos (%d undecodable) in %s", len(catalog) - failed, failed,
                cache_dir)

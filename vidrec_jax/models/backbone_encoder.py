@@ -113,9 +113,10 @@ class BackboneFrameEncoder(FrameEncoder):
 
   @classmethod
   def caches(cls, **kwargs):
-    # With whiten_flow, the whitening joins the flow cache's motion histograms.
-    return super().caches(**kwargs) | (frozenset({"flow"}) if kwargs["backbone"].whiten_flow
-                                       else frozenset())
+    # With whiten_flow, the whitening joins the flow cache's motion histograms: the cache
+    # need hold no more than those unless a flow stream reads the fields.
+    return super().caches(**kwargs) | (frozenset({"flow_histograms"})
+                                       if kwargs["backbone"].whiten_flow else frozenset())
 
   @classmethod
   def validate(cls, *, features, hidden, temporal_difference, backbone, flow=False,

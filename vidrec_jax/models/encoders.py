@@ -52,7 +52,8 @@ class FrameEncoder(nnx.Module):
   @classmethod
   def caches(cls, **kwargs) -> frozenset[str]:
     """The workdir caches this encoder reads, given its `config_kwargs`: those its clip inputs
-    declare (data/ops.py `ClipOp.cache`; 'flow': data/flow_cache.py)."""
+    declare (data/ops.py `ClipOp.cache`; 'flow': data/flow_cache.py's fields,
+    'flow_histograms': its motion histograms only)."""
     return frozenset(CLIP_OPS.get(k).cache for k in cls.clip_inputs(**kwargs)
                      if k in CLIP_OPS and CLIP_OPS.get(k).cache)
 
@@ -119,14 +120,22 @@ def extracts_features(model_cfg) -> bool:
   return name != NONE and FRAME_ENCODERS.get(name).extracts_features
 
 
+def flow_cache_form(model_cfg) -> str | None:
+  """What the configured item tower reads of the optical-flow cache (data/flow_cache.py):
+  'fields' (the flow fields: a flow stream), 'histograms' (only their per-frame motion
+  histograms: the feature whitening's `whiten_flow`), or None (no flow cache)."""
+  name = model_cfg.frame_encoder.name
+  if name == NONE:
+    return None
+  cls = FRAME_ENCODERS.get(name)
+  caches = cls.caches(**cls.config_kwargs(model_cfg))
+  return "fields" if "flow" in caches else "histograms" if "flow_histograms" in caches else None
+
+
 def reads_flow_cache(model_cfg) -> bool:
   """Whether the configured item tower reads the optical-flow cache (data/flow_cache.py), which
   is then written before training."""
-  name = model_cfg.frame_encoder.name
-  if name == NONE:
-    return False
-  cls = FRAME_ENCODERS.get(name)
-  return "flow" in cls.caches(**cls.config_kwargs(model_cfg))
+  return flow_cache_form(model_cfg) is not None
 
 
 def build(model_cfg, *, dtype, param_dtype, rngs: nnx.Rngs) -> FrameEncoder | None:

@@ -89,13 +89,15 @@ def prepare_flow_cache(run: RunSpec, wd: Workdir,
                        dataset: datasets.RecDataset, extract_missing: bool = True) -> None:
   """When the flow stream reads the offline flow cache: writes a missing one (process 0, with
   `extract_missing`), then checks that it fits the run (a one-line CacheError)."""
-  if not encoders.reads_flow_cache(run.model):
+  form = encoders.flow_cache_form(run.model)
+  if form is None:
     return
   if extract_missing and not os.path.exists(os.path.join(wd.flow, features.META)):
     logging.info("no flow cache in %s yet: estimating it first", wd.flow)
-    distributed.host0_then_barrier("vidrec_flow_cache",
-                                   lambda: flow_cache.write(dataset.catalog, run.data, wd.flow))
-  features.check_meta(wd.flow, flow_cache.expected_meta(run.data))
+    distributed.host0_then_barrier(
+        "vidrec_flow_cache", lambda: flow_cache.write(dataset.catalog, run.data, wd.flow,
+                                                      form=form))
+  flow_cache.check(wd.flow, run.data, form)
 
 
 def prepare_text_cache(run: RunSpec, wd: Workdir,
