@@ -79,6 +79,9 @@ class ResolveTest(parameterized.TestCase):
     section = helpers.load_config().data.dataset
     w = world_lib.WorldConfig.from_args(section)
     self.assertEqual(w.to_dict(), {k: v for k, v in section.to_dict().items() if k != "name"})
+    # A built world's stamp leaves out where it is written: a world built before `layout`
+    # existed is the same world.
+    self.assertEqual(w.settings(), {k: v for k, v in w.to_dict().items() if k != "layout"})
     bad = dict(section.to_dict(), num_user=3)
     with self.assertRaisesRegex(ConfigError, "unknown field.*num_user"):
       world_lib.WorldConfig.from_args(bad)

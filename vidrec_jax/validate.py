@@ -45,6 +45,10 @@ def _validate_data(c: ml_collections.ConfigDict) -> datasets.DatasetSource:
   _registered(datasets.DATASETS, "data.dataset.name", d.dataset.name)
   source = datasets.DATASETS.get(d.dataset.name)
   source.validate(d.dataset)
+  check("layout" not in d.dataset or d.dataset.layout == "tfds" or c.mode == "generate",
+        "data.dataset.layout", d.dataset.get("layout"), "'microlens' writes the world as a "
+        "MicroLens release folder with --mode=generate only; train on it with "
+        "--config.data.dataset.name=microlens --config.data.dataset.path=WORKDIR/data/microlens")
   for f in ("num_frames", "frame_size", "batch_size", "impressions_per_clip", "eval_batch_size",
             "read_threads", "prefetch_batches", "cache_frames"):
     positive_int(d[f], f"data.{f}")

@@ -13,9 +13,12 @@ from absl.testing import absltest
 
 from tests import helpers
 from vidrec_jax import experiment
+from vidrec_jax import validate
+from vidrec_jax.data import world as world_lib
 from vidrec_jax.data import video_io
 from vidrec_jax.data.datasets import DataError
 from vidrec_jax.data.datasets import microlens
+from vidrec_jax.data.datasets import synthetic
 
 
 def _read(path: str, min_interactions: int = 0, keep_last: int = 0):
@@ -102,6 +105,53 @@ class MicroLensReadTest(absltest.TestCase):
       _read(two)
     with self.assertRaisesRegex(DataError, "does not exist"):
       _read(os.path.join(two, "missing"))
+
+
+class MicroLensLayoutTest(absltest.TestCase):
+
+  def test_generate_writes_the_world_as_a_release_that_microlens_reads(self):
+    c = helpers.load_config("smoke")
+    c.mode, c.data.dataset.layout = "generate", "microlens"
+    workdir = self.create_tempdir().full_path
+    experiment.generate(c, workdir)
+    folder = os.path.join(workdir, "data", "microlens")
+    world = world_lib.World(synthetic.world_args(c.data.dataset))
+    n = c.data.dataset.num_users
+    self.assertTrue(os.path.exists(os.path.join(folder, f"MicroLens-{n}_pairs.csv")))
+    covers = os.listdir(os.path.join(folder, f"MicroLens-{n}_covers"))
+    self.assertLen(covers, len(world.videos))
+    t = _read(folder)
+    clicks = world.impressions["click"] > 0
+    self.assertEqual(len(t.user), int(clicks.sum()))  # every click, no row lost or doubled
+    self.assertEqual(sorted(set(t.user_raw)),
+                     sorted({str(u + 1) for u in world.impressions["user_id"][clicks]}))
+    titles = dict(zip(t.item_raw, t.title))
+    for v in world.videos:
+      if str(v.video_id + 1) in titles:
+        self.assertEqual(titles[str(v.video_id + 1)], v.title)
+    self.assertTrue(all(p.endswith(".mp4") for p in t.path))  # real videos, no cover fallback
+    first = world.impressions["user_id"][clicks][0] + 1, world.impressions["video_id"][clicks][0] + 1
+    with open(os.path.join(folder, f"MicroLens-{n}_pairs.csv")) as f:
+      self.assertEqual(f.readline().strip(), "user,item,timestamp")
+      self.assertEqual(tuple(int(x) for x in f.readline().split(",")[:2]), tuple(first))
+    # Built once: the same settings reuse it, others are refused in one line.
+    stamp = os.path.getmtime(os.path.join(folder, "world_config.json"))
+    experiment.generate(c, workdir)
+    self.assertEqual(os.path.getmtime(os.path.join(folder, "world_config.json")), stamp)
+    c.data.dataset.num_users += 1
+    with self.assertRaisesRegex(DataError, "data.dataset.num_users: 24 -> 25"):
+      experiment.generate(c, workdir)
+
+  def test_the_layout_is_for_generate_only(self):
+    c = helpers.load_config("smoke")
+    c.data.dataset.layout = "microlens"
+    with self.assertRaisesRegex(validate.ConfigError, "data.dataset.layout='microlens'.*"
+                                "--mode=generate only") as cm:
+      validate.validate(c)
+    self.assertNotIn("\n", str(cm.exception))
+    c.data.dataset.layout = "lmdb"
+    with self.assertRaisesRegex(validate.ConfigError, "allowed: tfds, microlens"):
+      validate.validate(c)
 
 
 class MicroLensTrainTest(absltest.TestCase):

@@ -24,7 +24,7 @@ _STAMP = "world_config.json"
 
 def _stamp(world_config: world_lib.WorldConfig) -> dict:
   """What a finished world records about itself: its config and the record format version."""
-  return {"world": world_config.to_dict(), "tfds_version": tfds_world.VERSION}
+  return {"world": world_config.settings(), "tfds_version": tfds_world.VERSION}
 
 
 def generate(data_dir: str, world_config: world_lib.WorldConfig,

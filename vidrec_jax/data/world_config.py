@@ -45,6 +45,9 @@ class WorldConfig:
   cold_share_after_publish: float
   position_bias_power: float
   label_noise: float
+  # Where --mode=generate writes the world: 'tfds' (the run's dataset: videos and TFDS records)
+  # or 'microlens' (a MicroLens release folder, data/microlens_layout.py). Not part of the world.
+  layout: str
 
   @classmethod
   def from_args(cls, args: Mapping[str, Any]) -> "WorldConfig":
@@ -54,3 +57,10 @@ class WorldConfig:
 
   def to_dict(self) -> dict:
     return thaw(self)
+
+  def settings(self) -> dict:
+    """What makes the world: every field but the layout it is written in (a built world's
+    stamp, data/build.py)."""
+    out = self.to_dict()
+    out.pop("layout")
+    return out

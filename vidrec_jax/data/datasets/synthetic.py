@@ -18,6 +18,7 @@ from absl import logging
 from vidrec_jax.config_checks import check
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data import generate
+from vidrec_jax.data import microlens_layout
 from vidrec_jax.data import tfds_world
 from vidrec_jax.data import world as world_lib
 from vidrec_jax.data.datasets import DATASETS
@@ -52,6 +53,9 @@ def world_args(args: Mapping[str, Any]) -> world_lib.WorldConfig:
   return world_lib.WorldConfig.from_args(args)
 
 
+LAYOUTS = ("tfds", "microlens")
+
+
 class SyntheticWorld(DatasetSource):
   """The synthetic world: generated on first use in a run-owned data_dir, then read."""
 
@@ -81,11 +85,20 @@ class SyntheticWorld(DatasetSource):
           "allowed: 0 <= value < 0.5")
     check(set(w["format_weights"]) <= set(world_lib.FORMATS), "data.dataset.format_weights",
           dict(w["format_weights"]), f"keys allowed: {', '.join(world_lib.FORMATS)}")
+    check(w["layout"] in LAYOUTS, "data.dataset.layout", w["layout"],
+          f"allowed: {', '.join(LAYOUTS)}")
     check(w["slate_size"] <= w["num_videos"] * (1 - w["cold_fraction"]),
           "data.dataset.slate_size", w["slate_size"], "must not exceed the number of warm videos")
 
+  def record_defaults(self) -> dict[str, Any]:
+    return {"data.dataset.layout": "tfds"}
+
   def prepare(self, data_dir: str, args: Mapping[str, Any]) -> None:
-    generate.ensure(data_dir, world_args(args))
+    world = world_args(args)
+    if world.layout == "microlens":
+      microlens_layout.ensure(data_dir, world)
+    else:
+      generate.ensure(data_dir, world)
 
   def load(self, data_dir: str, args: Mapping[str, Any]) -> schema.RecDataset:
     splits = {s: schema.Split(s, open_source(data_dir, "impressions", s)) for s in self.splits}
