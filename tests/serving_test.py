@@ -46,6 +46,7 @@ class ServingTest(absltest.TestCase):
     cls.bundle_dir = os.path.join(tempfile.mkdtemp(), "bundle")
     r = run_main(*cls.common, *SERVE, "--mode=export", f"--export_dir={cls.bundle_dir}")
     assert r.returncode == 0, r.stderr[-3000:]
+    cls.export_log = r.stderr
     cls.bundle = serving.load(cls.bundle_dir)
     cls.user = sorted(cls.bundle.users, key=int)[0]
     cls.runs = {u: run_main(*cls.common, *SERVE, "--mode=recommend", f"--user={u}", "--k=5")
@@ -56,6 +57,14 @@ class ServingTest(absltest.TestCase):
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])
     with open(os.path.join(self.workdir, "recommend", f"{user}.json")) as f:
       return json.load(f)
+
+  def test_the_catalog_is_encoded_once_per_checkpoint(self):
+    self.assertIn("encoded the catalog's", self.export_log)
+    for user in (self.user, "nobody"):  # later calls read the export's item vectors
+      self.assertIn("item vectors of checkpoint step 3 read from", self.runs[user].stderr)
+      self.assertNotIn("encoded the catalog's", self.runs[user].stderr)
+    self.assertEqual(os.listdir(os.path.join(self.workdir, "recommend")).count(
+        "item_vectors-3.npz"), 1)
 
   def test_recommend_writes_k_records_by_descending_fused_score(self):
     out = self._json(self.user)

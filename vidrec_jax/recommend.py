@@ -10,7 +10,9 @@
              fusion formula and a checksummed manifest
 
 Both run the same exported user tower and ranker (`_Serving`), so a bundle answers exactly as
---mode=recommend does. Served: model.name='two_tower' with the 'id' user tower (validate.py
+--mode=recommend does. The catalog is encoded once per checkpoint: its item vectors are kept in
+WORKDIR/recommend/item_vectors-STEP.npz (the two most recent steps) and read back by every later
+call, so a recommendation costs a user tower and one ranker call, not a pass over the videos. Served: model.name='two_tower' with the 'id' user tower (validate.py
 refuses the others).
 """
 
@@ -78,11 +80,42 @@ class _Serving:
 Restored = tuple[Context, dict, int]  # experiment.restore: the run's context, params, step
 
 
-def _build(restored: Restored) -> _Serving:
-  """Encodes the restored checkpoint's catalog and exports the user tower and ranker."""
+KEEP_ITEM_VECTORS = 2  # checkpoints whose item vectors stay cached
+
+
+def item_vectors(ctx: Context, params: dict, step: int, workdir: str
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """(vectors, decodable) of every catalog video under the checkpoint of `step`: read from
+  the workdir's cache when this step's are there, else encoded and cached (one process)."""
+  folder = os.path.join(workdir, "recommend")
+  path = os.path.join(folder, f"item_vectors-{step}.npz")
+  cache = jax.process_count() == 1
+  if cache and os.path.exists(path):
+    with np.load(path) as z:
+      if len(z["ok"]) == len(ctx.dataset.catalog):
+        logging.info("item vectors of checkpoint step %d read from %s", step, path)
+        return z["vectors"], z["ok"]
+  vecs, ok, _ = Encoder(ctx, show_progress=False).items(params)
+  vecs, ok = np.asarray(vecs, np.float32), np.asarray(ok, bool)
+  logging.info("encoded the catalog's %d videos under checkpoint step %d", len(ok), step)
+  if cache:
+    os.makedirs(folder, exist_ok=True)
+    with files.atomic_path(path) as tmp:
+      np.savez(tmp, vectors=vecs, ok=ok)
+    older = sorted((n for n in os.listdir(folder)
+                    if n.startswith("item_vectors-") and n.endswith(".npz")),
+                   key=lambda n: os.path.getmtime(os.path.join(folder, n)))
+    for n in older[:-KEEP_ITEM_VECTORS]:
+      os.remove(os.path.join(folder, n))
+  return vecs, ok
+
+
+def _build(restored: Restored, workdir: str) -> _Serving:
+  """The restored checkpoint's catalog vectors (cached per checkpoint), and its exported user
+  tower and ranker."""
   ctx, params, step = restored
   setup = ctx.setup
-  vecs, ok, _ = Encoder(ctx, show_progress=False).items(params)
+  vecs, ok = item_vectors(ctx, params, step, workdir)
   if not ok.all():
     logging.warning("%d of %d catalog videos could not be decoded: they are not served",
                     int((~ok).sum()), len(ok))
@@ -154,7 +187,7 @@ def recommend(restored: Restored, workdir: str, user: str, k: int | None = None,
   run = restored[0].run
   r = run.recommend
   k = r.k if k is None else k
-  s = _build(restored)
+  s = _build(restored, workdir)
   if k > s.candidates:
     logging.warning("k=%d is more than the %d candidates: listing %d", k, s.candidates,
                     s.candidates)
@@ -188,7 +221,7 @@ def export(restored: Restored, workdir: str, export_dir: str | None = None,
   reads it."""
   export_dir = export_dir or os.path.join(workdir, "export")
   run = restored[0].run
-  s = _build(restored)
+  s = _build(restored, workdir)
   r = run.recommend
   meta = dict(heads=list(run.model.heads), k=min(r.k, s.candidates),
               candidates=s.candidates, checkpoint_step=s.step, checkpoint=which,
