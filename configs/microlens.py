@@ -17,8 +17,9 @@ Variants, as MicroLens' table:
   e2e     the backbone's top 2 blocks trained end to end on decoded frames (our TSN sampling of
           `data.num_frames` frames, not their 5 consecutive middle frames), plus the ID
   smoke   tiny, for a miniature release (tests/helpers.py `make_microlens_folder`)
-Typed arguments: those of configs/demo.py (e.g. `seed=1`, `steps=500`). Which variant wins is
-not measured yet (issue 29: a MicroLens-sized world in release layout is still to come).
+Typed arguments: those of configs/demo.py (e.g. `seed=1`, `steps=500`). Without the release, a
+synthetic world in its layout stands in (`--mode=generate --config.data.dataset.layout=microlens`
+with any synthetic config: docs/real_data.md). Which variant wins on valid is not measured yet.
 """
 
 import ml_collections
