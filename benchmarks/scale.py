@@ -15,6 +15,9 @@ Configs:
              build (the release read into the run's TFDS dataset) -> extract (the feature
              cache) -> train -> eval (both protocols, every user, the full catalog)
 
+`cpu_seconds` is the phase's user + system CPU time, its worker processes' included: unlike
+the wall time, it hardly moves when other jobs share the machine.
+
 Training runs --epochs passes over the training interactions (steps from the world's size),
 without periodic evaluation; its phase includes the final evaluation that `--mode=train`
 always runs, which the `eval` phase then measures alone. Memory is sampled every 0.5 s from
@@ -138,14 +141,17 @@ def measure(args: list[str], dirs: list[str], log: str) -> dict:
   with open(log, "w") as f:
     p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=main_runner.REPO)
     mem = TreeMemory(p.pid)
-    rc = p.wait()
+    # wait4: the phase's CPU time, its loader workers' included (reaped by the main process)
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = rc = os.waitstatus_to_exitcode(status)
   secs = time.time() - t
   rss, pss = mem.stop()
   if rc:
     with open(log) as f:
       print(f.read()[-3000:])
     raise SystemExit(f"{' '.join(cmd)} failed with exit status {rc} (log: {log})")
-  return dict(seconds=round(secs, 1), peak_rss_mb=round(rss), peak_pss_mb=round(pss),
+  return dict(seconds=round(secs, 1), cpu_seconds=round(usage.ru_utime + usage.ru_stime, 1),
+              peak_rss_mb=round(rss), peak_pss_mb=round(pss),
               disk_mb=round(disk() - before, 1))
 
 
@@ -194,7 +200,8 @@ def release_dir(workdir: str) -> str:
 
 
 def exponents(results: dict, name: str) -> dict:
-  """phase -> [exponent of time, of peak PSS, of disk] between consecutive sizes."""
+  """phase -> [exponent of wall time, of CPU time (None where a size lacks it), of peak PSS,
+  of disk] between consecutive sizes."""
   sizes = sorted(int(v) for v in results.get(name, {}))
   out = {}
   for a, b in zip(sizes, sizes[1:]):
@@ -202,10 +209,10 @@ def exponents(results: dict, name: str) -> dict:
     for phase in rb:
       if phase in ra and isinstance(rb[phase], dict):
         def exp(key):
-          x, y = ra[phase][key], rb[phase][key]
+          x, y = ra[phase].get(key, 0), rb[phase].get(key, 0)
           return round(math.log(y / x) / math.log(b / a), 2) if x > 0 and y > 0 else None
-        out.setdefault(phase, {})[f"{a}->{b}"] = [exp("seconds"), exp("peak_pss_mb"),
-                                                  exp("disk_mb")]
+        out.setdefault(phase, {})[f"{a}->{b}"] = [exp("seconds"), exp("cpu_seconds"),
+                                                  exp("peak_pss_mb"), exp("disk_mb")]
   return out
 
 
@@ -214,8 +221,8 @@ def table(results: dict) -> str:
            "Each row: `python benchmarks/scale.py --configs=CONFIG --videos=VIDEOS` (a fresh "
            f"workdir, --epochs={_EPOCHS.value:g}); the exact arguments of every phase are in "
            "ROOT/scale.json.", "",
-           "| config | videos | users | phase | wall s | peak RSS MB (sum) | peak PSS MB (sum) "
-           "| disk MB |", "|---|---|---|---|---|---|---|---|"]
+           "| config | videos | users | phase | wall s | CPU s | peak RSS MB (sum) | "
+           "peak PSS MB (sum) | disk MB |", "|---|---|---|---|---|---|---|---|---|"]
   for name in results:
     if name.startswith("_"):
       continue
@@ -223,9 +230,11 @@ def table(results: dict) -> str:
       for phase, r in results[name][v].items():
         if isinstance(r, dict):
           lines.append(f"| {name} | {v} | {round(int(v) * USERS_PER_VIDEO)} | {phase} | "
-                       f"{r['seconds']} | {r['peak_rss_mb']} | {r['peak_pss_mb']} | "
+                       f"{r['seconds']} | {r.get('cpu_seconds', '–')} | {r['peak_rss_mb']} | "
+                       f"{r['peak_pss_mb']} | "
                        f"{r['disk_mb']} |")
-  lines += ["", "Growth exponents (log ratio / log size ratio): [wall time, peak PSS, disk]", ""]
+  lines += ["", "Growth exponents (log ratio / log size ratio): [wall time, CPU time, peak PSS, "
+            "disk]", ""]
   for name in results:
     if not name.startswith("_"):
       for phase, e in exponents(results, name).items():

@@ -32,13 +32,14 @@ class ScaleTest(absltest.TestCase):
     self.assertGreater(pss, 280)
 
   def test_exponents_between_consecutive_sizes(self):
-    def phase(seconds, pss, disk):
-      return {"seconds": seconds, "peak_pss_mb": pss, "disk_mb": disk}
+    def phase(seconds, pss, disk, **cpu):
+      return {"seconds": seconds, "peak_pss_mb": pss, "disk_mb": disk, **cpu}
     results = {"m": {"1000": {"train": phase(10.0, 500, 100.0)},
-                     "4000": {"train": phase(40.0, 500, 1600.0)},
-                     "2000": {"train": phase(20.0, 500, 400.0)}}}
+                     "4000": {"train": phase(40.0, 500, 1600.0, cpu_seconds=80.0)},
+                     "2000": {"train": phase(20.0, 500, 400.0, cpu_seconds=20.0)}}}
     self.assertEqual(scale.exponents(results, "m"),
-                     {"train": {"1000->2000": [1.0, 0.0, 2.0], "2000->4000": [1.0, 0.0, 2.0]}})
+                     {"train": {"1000->2000": [1.0, None, 0.0, 2.0],
+                                "2000->4000": [1.0, 2.0, 0.0, 2.0]}})
     self.assertEqual(scale.world_args(19738)[:2], ["--config.data.dataset.num_videos=19738",
                                                    "--config.data.dataset.num_users=100000"])
 
