@@ -31,6 +31,30 @@ class DatasetsTest(absltest.TestCase):
     for k in ("user_id", "video_id", "timestamp", "oracle_prob") + ds.label_columns:
       self.assertLen(cols[k], len(ds.split("test")))
 
+  def test_columns_are_read_a_chunk_at_a_time_with_the_same_values(self):
+    class Source:  # a split's record source: random access by lists of indices
+      def __init__(self, rows):
+        self.rows, self.reads = rows, []
+
+      def __len__(self):
+        return len(self.rows)
+
+      def __getitems__(self, idx):
+        self.reads.append(len(idx))
+        return [self.rows[i] for i in idx]
+
+    rows = [{"user_id": i, "title": b"x" * (i % 5), "watch": i / 3.0} for i in range(10)]
+    source = Source(rows)
+    split = datasets.schema.Split("train", source)
+    split.COLUMN_CHUNK = 4
+    cols = split.columns
+    self.assertEqual(source.reads, [4, 4, 2])  # never every record at once
+    for k in rows[0]:
+      want = np.asarray([r[k] for r in rows])
+      np.testing.assert_array_equal(cols[k], want)
+      self.assertEqual(cols[k].dtype, want.dtype)  # widths from the longest chunk, as whole
+    self.assertEqual(datasets.schema.Split("valid", Source([])).columns, {})
+
   def test_cold_start_comes_from_publish_times(self):
     ds = self.ds
     world = world_lib.World(self.world_cfg)

@@ -86,14 +86,20 @@ class Split:
   def records(self, indices) -> list[dict[str, Any]]:
     return self.source.__getitems__([int(i) for i in indices])
 
+  COLUMN_CHUNK = 65_536  # records decoded at a time into `columns`
+
   @functools.cached_property
   def columns(self) -> dict[str, np.ndarray]:
-    """Every record, read once into numpy columns."""
+    """Every record, read once into numpy columns. Records are decoded a chunk at a time, so
+    their Python objects (hundreds of bytes a record) never exist all at once: the peak is the
+    columns themselves plus one chunk."""
     n = len(self.source)
-    recs = self.records(range(n)) if n else []
-    if not recs:
-      return {}
-    return {k: np.asarray([r[k] for r in recs]) for k in recs[0]}
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, self.COLUMN_CHUNK):
+      recs = self.records(range(start, min(n, start + self.COLUMN_CHUNK)))
+      for k in recs[0]:
+        parts.setdefault(k, []).append(np.asarray([r[k] for r in recs]))
+    return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in parts.items()}
 
 
 @dataclasses.dataclass(frozen=True)
