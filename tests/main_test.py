@@ -49,6 +49,18 @@ class BadConfigTest(parameterized.TestCase):
         "din"])
 
 
+  def test_an_override_of_a_missing_field_names_it(self):
+    # The demo's dataset section is the synthetic world's: it has no `path` to override.
+    r = run_main(f"--config={CONFIG}", f"--workdir={tempfile.mkdtemp()}",
+                 "--config.data.dataset.name=microlens", "--config.data.dataset.path=/tmp/x")
+    self.assertEqual(r.returncode, 2, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    self.assertLen(lines, 1)
+    self.assertIn("--config.data.dataset.path: the config has no field 'path' in data.dataset",
+                  lines[0])
+    self.assertIn("configs/microlens.py", lines[0])
+
+
 class EndToEndTest(absltest.TestCase):
 
   def test_train_checkpoint_resume_eval(self):

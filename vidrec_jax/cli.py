@@ -4,6 +4,7 @@ one line, the quiet-library log filter, and the errors that end a run with one `
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from absl import flags
@@ -23,8 +24,31 @@ def parse_flags(argv):
       lines = [l.strip() for l in text.splitlines() if l.strip()]
       text = f"--config: {lines[-1]}"
     msg = " ".join(text.replace("\\'", "'").split()).strip("'")
-    print(f"error: bad flag or config override: {msg}", file=sys.stderr)
+    print(f"error: bad flag or config override: {_missing_field(msg, argv) or msg}",
+          file=sys.stderr)
     sys.exit(EXIT_BAD_CONFIG)
+
+
+def _missing_field(msg: str, argv) -> str:
+  """For ml_collections' bare `'name'` (an override of a field the config lacks): the override
+  and the section it names; '' when `msg` is something else."""
+  m = re.fullmatch(r"""["']*([A-Za-z_][A-Za-z_0-9]*)["']*""", msg)
+  if not m:
+    return ""
+  name = m.group(1)
+  for arg in argv:
+    flag = str(arg).split("=", 1)[0]
+    parts = flag[len("--config."):].split(".") if flag.startswith("--config.") else []
+    if name in parts:
+      section = ".".join(parts[:parts.index(name)]) or "the config"
+      out = f"{flag}: the config has no field {name!r} in {section}"
+      if section == "data.dataset":
+        out += (" (data.dataset holds the arguments of the dataset the config file sets; "
+                "--config.data.dataset.name keeps them: for a log dataset, start from a config "
+                "file built on one, e.g. configs/microlens.py, configs/movielens.py or "
+                "configs/video_folder.py)")
+      return out
+  return ""
 
 
 class QuietLibraries:
