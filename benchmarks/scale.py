@@ -52,6 +52,8 @@ _EPOCHS = flags.DEFINE_float("epochs", 1.0, "Passes over the training interactio
 _OUT = flags.DEFINE_string("results", os.path.join(main_runner.REPO, "benchmarks", "results",
                                                "scale.md"), "The results table.")
 _WORKERS = flags.DEFINE_integer("workers", 2, "data.num_workers of every phase.")
+_TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only write --results from ROOT/scale.json "
+                                "(e.g. one merged from several roots); run nothing.")
 
 USERS_PER_VIDEO = 100_000 / 19_738  # MicroLens-100K
 SLATES_PER_USER = 4  # x 8 impressions: ~7 clicks a user, MicroLens-100K's 7.2
@@ -247,6 +249,9 @@ def main(argv):
   os.makedirs(_ROOT.value, exist_ok=True)
   path = os.path.join(_ROOT.value, "scale.json")
   results = json.load(open(path)) if os.path.exists(path) else {}
+  if _TABLE_ONLY.value:
+    main_runner.write(_OUT.value, table(results))
+    return
   for name in _CONFIGS.value:
     if name not in CONFIGS:
       raise SystemExit(f"--configs: {name!r}; allowed: {', '.join(CONFIGS)}")
