@@ -134,10 +134,9 @@ class CacheTable(Mapping[int, np.ndarray]):
       return np.load(path).reshape(-1, 2)
     reader = array_record_module.ArrayRecordReader(shard)
     rows = []
-    for i in range(reader.num_records()):
+    for _ in range(reader.num_records()):
       vid, _, feats = decode_record(reader.read())
       rows.append((vid, len(feats)))
-      del i
     reader.close()
     return np.asarray(rows, np.int64).reshape(-1, 2)
 
