@@ -11,7 +11,9 @@ Configs:
              generate -> extract (feature and flow caches) -> train -> eval -> export ->
              recommend
   frozen     configs/microlens.py:frozen on the same world written as a MicroLens release
-             (`--config.data.dataset.layout=microlens`, in WORKDIR_release): generate ->
+             (`--config.data.dataset.layout=microlens`, in WORKDIR_release), its cold videos
+             published late (benchmarks/main_runner.py LATE_PUBLISH, as benchmarks/microlens.py
+             reads it): generate ->
              build (the release read into the run's TFDS dataset) -> extract (the feature
              cache) -> train -> eval (both protocols, every user, the full catalog)
 
@@ -55,15 +57,12 @@ _WORKERS = flags.DEFINE_integer("workers", 2, "data.num_workers of every phase."
 _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only write --results from ROOT/scale.json "
                                 "(e.g. one merged from several roots); run nothing.")
 
-USERS_PER_VIDEO = 100_000 / 19_738  # MicroLens-100K
-SLATES_PER_USER = 4  # x 8 impressions: ~7 clicks a user, MicroLens-100K's 7.2
+USERS_PER_VIDEO = main_runner.USERS_PER_VIDEO
 CONFIGS = {"multitask": "configs/multitask.py", "frozen": "configs/microlens.py:frozen"}
 
 
 def world_args(videos: int) -> list[str]:
-  users = round(videos * USERS_PER_VIDEO)
-  return [f"--config.data.dataset.num_videos={videos}", f"--config.data.dataset.num_users={users}",
-          f"--config.data.dataset.slates_per_user={SLATES_PER_USER}"]
+  return main_runner.microlens_world(videos)
 
 
 class TreeMemory:
@@ -185,7 +184,7 @@ def phases(name: str, workdir: str, videos: int) -> list[tuple[str, list[str]]]:
             ("export", world + ["--mode=export"]),
             ("recommend", world + ["--mode=recommend", "--user=7"])]
   gen = ["--config=configs/multitask.py", f"--workdir={release_dir(workdir)}", "--mode=generate",
-         "--config.data.dataset.layout=microlens"] + world_args(videos)
+         "--config.data.dataset.layout=microlens"] + main_runner.microlens_world(videos, True)
   release = base + [
       f"--config.data.dataset.path={os.path.join(release_dir(workdir), 'data', 'microlens')}",
       "--config.train.early_stopping=0"]

@@ -14,6 +14,7 @@ from absl.testing import absltest
 from tests import helpers
 from vidrec_jax import experiment
 from vidrec_jax import validate
+from vidrec_jax.data import datasets
 from vidrec_jax.data import world as world_lib
 from vidrec_jax.data import video_io
 from vidrec_jax.data.datasets import DataError
@@ -160,13 +161,29 @@ class MicroLensTrainTest(absltest.TestCase):
     # configs/microlens.py: filtering, in-batch softmax without history negatives, the best
     # checkpoint by the history-masked valid NDCG@10, frozen video features.
     folder = self.create_tempdir().full_path
-    helpers.make_microlens_folder(folder)
+    made = helpers.make_microlens_folder(folder)
+    # Item 1 becomes new in the test period: only the last interaction of four users.
+    rows = [r for r in made["rows"] if r[1] != "1"]
+    rows += [(u, "1", 1_700_000_000) for u in ("100", "101", "102", "103")]
+    with open(os.path.join(folder, "MicroLens-100k_pairs.csv"), "w") as f:
+      f.write("".join(f"{u},{i},{t}\n" for u, i, t in rows))
     c = helpers.load_config("smoke,frozen", "microlens.py")
     c.data.dataset.path = folder
     workdir = self.create_tempdir().full_path
     metrics = experiment.train(c, workdir)
     for k in ("test/masked/ndcg@10", "test/ndcg@10", "valid/masked/hr@10"):
       self.assertIn(k, metrics)
+    # `new`: the targets whose item has no training interaction (the ID-only model's OOV row).
+    ds = datasets.get(c.data.dataset, os.path.join(workdir, "data"))
+    seen = set(ds.split("train").columns["video_id"].tolist())
+    for split in ("valid", "test"):
+      targets = ds.split(split).columns["video_id"].tolist()
+      n_new = sum(t not in seen for t in targets)
+      self.assertEqual(n_new, 4 if split == "test" else 0)
+      self.assertEqual(metrics[f"{split}/new/count"], n_new)
+      self.assertEqual(metrics[f"{split}/masked/new/count"], n_new)
+      self.assertEqual(metrics[f"{split}/warm/count"] + metrics[f"{split}/cold/count"],
+                       len(targets))
     with open(os.path.join(workdir, "config.json")) as f:
       record = json.load(f)
     self.assertEqual(record["train"]["trainer_args"], {"mask_history": True})

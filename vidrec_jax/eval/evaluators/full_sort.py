@@ -1,7 +1,10 @@
 """`full_sort`: next-item evaluation over the whole catalog, on device. Every record of a split is
 a query (the user's history before it, the record's item as the target); the target's rank
-among all items gives HR@k, NDCG@k and MRR@k, also for targets that are cold-start items, in
-one evaluation under two protocols:
+among all items gives HR@k, NDCG@k and MRR@k, also for targets that are cold-start items
+(`cold`: published after the training period) and for targets that are new items (`new`: no
+interaction in the training split, so an ID-only model has only its out-of-vocabulary row for
+them; under leave-one-out an item can be new without being cold), in one evaluation under two
+protocols:
 
   unmasked  history items stay candidates, as RecBole's full sort for sequential models
             (`test/hr@10`, `test/cold/ndcg@10`, ...)
@@ -105,14 +108,16 @@ class FullSortEvaluator(Evaluator):
   def evaluate(self, enc, splits):
     out = {}
     cold = self.ctx.dataset.catalog.cold
+    new = np.bincount(self.ctx.train_video_ids, minlength=len(cold))[:len(cold)] == 0
     for split in splits or self.splits:
       t0 = time.time()
       ranks, masked = self.ranks(enc.params, split)
       seconds = time.time() - t0
-      target_cold = cold[self.queries(split)["target"]]
+      targets = self.queries(split)["target"]
+      target_cold, target_new = cold[targets], new[targets]
       for r, prefix in ((ranks, split), (masked, f"{split}/masked")):
         out.update(rank_metrics(r, self.ks, prefix))
-        for group, sel in (("warm", ~target_cold), ("cold", target_cold)):
+        for group, sel in (("warm", ~target_cold), ("cold", target_cold), ("new", target_new)):
           out.update(rank_metrics(r[sel], self.ks, f"{prefix}/{group}"))
       out[f"{split}/full_sort_seconds"] = seconds
       logging.info("full sort of %s: %d queries x %d items in %.2f s", split, len(ranks),
