@@ -52,13 +52,45 @@ class BadConfigTest(parameterized.TestCase):
   def test_an_override_of_a_missing_field_names_it(self):
     # The demo's dataset section is the synthetic world's: it has no `path` to override.
     r = run_main(f"--config={CONFIG}", f"--workdir={tempfile.mkdtemp()}",
-                 "--config.data.dataset.name=microlens", "--config.data.dataset.path=/tmp/x")
+                 "--config.data.dataset.path=/tmp/x")
     self.assertEqual(r.returncode, 2, r.stderr[-2000:])
     lines = r.stderr.strip().splitlines()
     self.assertLen(lines, 1)
     self.assertIn("--config.data.dataset.path: the config has no field 'path' in data.dataset",
                   lines[0])
-    self.assertIn("configs/microlens.py", lines[0])
+    self.assertIn("--config.data.dataset.name=microlens", lines[0])
+
+  def test_any_config_switches_to_a_named_dataset(self):
+    folder = tempfile.mkdtemp()
+    helpers.make_microlens_folder(folder)
+    switch = ["--config.data.dataset.name=microlens", f"--config.data.dataset.path={folder}"]
+    # MovieLens' config on the MicroLens release: its section becomes MicroLens' arguments at
+    # their defaults (MicroLens' filtering), then the overrides apply.
+    workdir = tempfile.mkdtemp()
+    r = run_main(f"--config={helpers.REPO}/configs/movielens.py:smoke", f"--workdir={workdir}",
+                 "--mode=generate", *switch, "--config.data.dataset.keep_last=4")
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    with open(os.path.join(workdir, "data", "dataset_stamp.json")) as f:
+      args = json.load(f)["args"]
+    self.assertEqual(args, {"name": "microlens", "path": folder, "min_interactions": 5,
+                            "keep_last": 4})
+    # The demo (impressions with click, watch-time and like labels) cannot train on pairs of
+    # clicks: after the switch, validation says why in one line.
+    r = run_main(f"--config={CONFIG}:smoke", f"--workdir={tempfile.mkdtemp()}", *switch)
+    self.assertEqual(r.returncode, 2, r.stderr[-2000:])
+    self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr[-2000:])
+    self.assertIn("head 'click' needs label column(s) click that dataset 'microlens'", r.stderr)
+    # The switched dataset's own arguments only, each with the type of its default.
+    for bad, says in (("--config.data.dataset.cold_fraction=0.1",
+                       "dataset 'microlens' has no argument 'cold_fraction'; its arguments: "
+                       "keep_last, min_interactions, name, path"),
+                      ("--config.data.dataset.keep_last=many",
+                       "--config.data.dataset.keep_last=many: expected an integer"),
+                      ("--config.data.dataset.name=nosuch", "unknown dataset 'nosuch'")):
+      r = run_main(f"--config={CONFIG}:smoke", f"--workdir={tempfile.mkdtemp()}", *switch, bad)
+      self.assertEqual(r.returncode, 2, r.stderr[-2000:])
+      self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr[-2000:])
+      self.assertIn(says, r.stderr)
 
 
 class EndToEndTest(absltest.TestCase):

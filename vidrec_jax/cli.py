@@ -12,10 +12,32 @@ from absl import flags
 EXIT_BAD_CONFIG = 2
 
 
+DATASET = "--config.data.dataset."
+
+
 def parse_flags(argv):
-  """absl flag parsing, but a bad flag or config override is one line and exit status 2."""
+  """absl flag parsing, but a bad flag or config override is one line and exit status 2.
+
+  `--config.data.dataset.name=NAME` switches any config to another registered dataset: the
+  file's `data.dataset` section is replaced by NAME's arguments at their defaults
+  (`DatasetSource.arguments`; validate.py `switch_dataset`), then the other `--config.data.dataset.*` overrides apply to it,
+  e.g. `--config=configs/demo.py --config.data.dataset.name=microlens
+  --config.data.dataset.path=FOLDER`. Whether the rest of the config fits the dataset (its
+  labels, its splits) is validate.py's check."""
+  argv, dataset = split_dataset_overrides(argv)
+  saved = sys.argv
   try:
-    return flags.FLAGS(argv)
+    if dataset:  # ml_collections reads the config overrides from sys.argv itself
+      sys.argv = list(argv)
+    try:
+      rest = flags.FLAGS(argv)
+    finally:
+      sys.argv = saved
+    if dataset:
+      # Imported here: only a dataset switch pays for it (and for the dataset registry).
+      from vidrec_jax import validate  # pylint: disable=g-import-not-at-top
+      validate.switch_dataset(flags.FLAGS["config"].value, dataset)
+    return rest
   except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
     # ml_collections reports an unknown override field as AttributeError('\'x\'\nDid you mean'),
     # and an error of the config file's get_config (an unknown variant) inside a traceback.
@@ -44,11 +66,21 @@ def _missing_field(msg: str, argv) -> str:
       out = f"{flag}: the config has no field {name!r} in {section}"
       if section == "data.dataset":
         out += (" (data.dataset holds the arguments of the dataset the config file sets; "
-                "--config.data.dataset.name keeps them: for a log dataset, start from a config "
-                "file built on one, e.g. configs/microlens.py, configs/movielens.py or "
-                "configs/video_folder.py)")
+                "--config.data.dataset.name=NAME switches to another dataset's arguments, e.g. "
+                "--config.data.dataset.name=microlens --config.data.dataset.path=FOLDER)")
       return out
   return ""
+
+
+def split_dataset_overrides(argv) -> tuple[list, list[tuple[str, str]]]:
+  """(argv without its `--config.data.dataset.KEY=VALUE` overrides, those (KEY, VALUE) in
+  order) when one of them sets `name`; else (argv, [])."""
+  pairs = [(i, str(a)[len(DATASET):].split("=", 1)) for i, a in enumerate(argv)
+           if str(a).startswith(DATASET) and "=" in str(a)]
+  if not any(kv[0] == "name" for _, kv in pairs):
+    return list(argv), []
+  drop = {i for i, _ in pairs}
+  return [a for i, a in enumerate(argv) if i not in drop], [(k, v) for _, (k, v) in pairs]
 
 
 class QuietLibraries:

@@ -7,6 +7,8 @@ its `config.evals` entry), so adding a part never means editing this file.
 
 from __future__ import annotations
 
+import ast
+
 import ml_collections
 
 from vidrec_jax import registry
@@ -188,3 +190,51 @@ def validate(config: ml_collections.ConfigDict) -> None:
           "--mode=rl (or train); a rerun evaluates finished policies without retraining them")
     from vidrec_jax.rl import config as rl_config  # pylint: disable=g-import-not-at-top
     rl_config.validate(run_spec.resolve(config))
+
+
+def switch_dataset(config, overrides: list[tuple[str, str]]) -> None:
+  """Points `config.data.dataset` at the dataset the overrides name (its section replaced by
+  that dataset's default arguments when it is another one), then applies the other overrides;
+  a bad one raises ValueError naming the flag."""
+  name = [v for k, v in overrides if k == "name"][-1]
+  if name != config.data.dataset.get("name"):
+    source = datasets.DATASETS.get(name)  # an unknown name: UnknownNameError, one line
+    if source.arguments is None:
+      raise ValueError(f"--config.data.dataset.name={name}: a config switches to {name!r} only from a config "
+                       f"file built on it (its arguments have no defaults): use one")
+    config.data.dataset = ml_collections.ConfigDict(dict(name=name, **source.arguments))
+  for key, text in overrides:
+    node, *path = key.split(".")[::-1]
+    section = config.data.dataset
+    for part in reversed(path):
+      section = section.get(part) if isinstance(section, ml_collections.ConfigDict) else None
+    if not isinstance(section, ml_collections.ConfigDict) or node not in section:
+      raise ValueError(f"--config.data.dataset.{key}: dataset {name!r} has no argument {key!r}; its "
+                       f"arguments: {', '.join(sorted(config.data.dataset.keys()))}")
+    section[node] = _typed(section[node], text, f"--config.data.dataset.{key}")
+
+
+def _kind(value) -> str:
+  return {int: "an integer", float: "a number", tuple: "a tuple", list: "a list"}.get(
+      type(value), type(value).__name__)
+
+
+def _typed(current, text: str, flag: str):
+  """An override's text as the type of the field's current value."""
+  if isinstance(current, str):
+    return text
+  if isinstance(current, bool):
+    if text.lower() not in ("true", "false", "1", "0"):
+      raise ValueError(f"{flag}={text}: expected true or false")
+    return text.lower() in ("true", "1")
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    raise ValueError(f"{flag}={text}: expected {_kind(current)}") from None
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  if isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
+    value = type(current)(value)
+  if current is not None and type(value) is not type(current):
+    raise ValueError(f"{flag}={text}: expected {_kind(current)}")
+  return value

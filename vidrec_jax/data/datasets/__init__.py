@@ -38,6 +38,10 @@ class DatasetSource(abc.ABC):
   durations: bool = False
   # Its splits ('train' first).
   splits: tuple[str, ...] = ("train",)
+  # Its arguments (`data.dataset.<key>`, `name` aside) with the values a config gets when it
+  # switches to this dataset by `--config.data.dataset.name` (vidrec_jax/cli.py); None: it
+  # cannot be switched to (its arguments have no sensible defaults: start from a config file).
+  arguments: dict[str, Any] | None = None
 
   def validate(self, args: Mapping[str, Any]) -> None:
     """Raises config_checks.ConfigError on a bad argument (named `data.dataset.<key>`); `args`

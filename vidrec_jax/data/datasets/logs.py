@@ -95,6 +95,7 @@ class LogSource(DatasetSource):
   label_columns: tuple[str, ...] = ()
   splits = tfds_logs.SPLITS
   content_type = "video"
+  arguments = {"path": "", **FILTER_OFF}
 
   def validate(self, args: Mapping[str, Any]) -> None:
     for f in ("min_interactions", "keep_last"):

@@ -188,6 +188,8 @@ def _media(parts: dict[str, str], ids: np.ndarray) -> np.ndarray:
 class MicroLens(LogSource):
   """A MicroLens release (any size) from its folder as downloaded."""
 
+  arguments = {"path": "", "min_interactions": 5, "keep_last": 13}  # MicroLens' protocol
+
   def validate(self, args: Mapping[str, Any]) -> None:
     super().validate(args)
     check(isinstance(args["path"], str) and bool(args["path"]), "data.dataset.path",
