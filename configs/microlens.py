@@ -9,7 +9,10 @@ fewer than 5 interactions dropped, each user's last 13 kept, leave-one-out by ti
 the history; an in-batch softmax with logQ correction (popularity, power 1) whose negatives
 exclude the user's own history items (`mask_history`); AdamW at 1e-4 with weight decay 0.1;
 the best checkpoint by valid NDCG@10 under the history-masked full sort, which `full_sort`
-reports as `test/masked/ndcg@10` beside the unmasked RecBole-style `test/ndcg@10`.
+reports as `test/masked/ndcg@10` beside the unmasked RecBole-style `test/ndcg@10`. The
+periodic validations during training rank a fixed sample of 10,000 valid users against the whole
+catalog (`evals.full_sort.periodic_queries`: MicroLens-100K has 100,000); the final evaluation
+ranks every user.
 
 Variants, as MicroLens' table:
   id      items by ID only (their SASRec ID baseline)
@@ -49,7 +52,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                  checkpoint_every=1000, best_metric="valid/masked/ndcg@10", best_mode="max",
                  early_stopping=10)
   c.evals = ml_collections.ConfigDict(dict(
-      full_sort=dict(type="full_sort", splits=("valid", "test"), ks=(10, 20))))
+      full_sort=dict(type="full_sort", splits=("valid", "test"), ks=(10, 20),
+                     periodic_queries=10000)))
   for v in variants:
     if v in ("frozen", "e2e"):
       c.model.frame_encoder = ml_collections.ConfigDict(dict(

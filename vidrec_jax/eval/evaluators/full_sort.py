@@ -54,13 +54,21 @@ class FullSortEvaluator(Evaluator):
   Args:
     splits: the splits of the final evaluation (periodic evaluation asks for 'valid').
     ks: cut-offs of HR, NDCG and MRR.
+    periodic_queries: the periodic evaluations during training (early stopping, the best
+      checkpoint) rank a fixed random sample of this many queries of the split (the same
+      sample every time); 0 ranks every query. The final evaluation always ranks every query.
+      Full sort's work is queries x catalog, which grows as the square of the catalog when
+      users grow with it: at MicroLens-100K size a periodic evaluation of every valid query
+      costs minutes on a CPU.
   """
 
   models = ("sequential",)
 
-  def __init__(self, ctx, *, splits: tuple[str, ...], ks: tuple[int, ...]):
+  def __init__(self, ctx, *, splits: tuple[str, ...], ks: tuple[int, ...],
+               periodic_queries: int = 0):
     super().__init__(ctx)
     self.splits, self.ks = tuple(splits), tuple(ks)
+    self.periodic_queries = periodic_queries
     s = ctx.setup
     self.catalog = mesh_lib.replicate(catalog_lib.catalog_arrays(ctx), s.mesh)
     self._ranks = jax.jit(functools.partial(steps.full_sort_ranks, s),
@@ -68,12 +76,14 @@ class FullSortEvaluator(Evaluator):
     self._queries = {}
 
   @classmethod
-  def check(cls, field, source, *, splits, ks):
+  def check(cls, field, source, *, splits, ks, periodic_queries=0):
     check(len(splits) > 0 and set(splits) <= set(source.splits) - {"train"},
           f"{field}.splits", tuple(splits), "a non-empty subset of the dataset's evaluation "
           f"splits: {', '.join(s for s in source.splits if s != 'train')}")
     for k in ks:
       positive_int(k, f"{field}.ks")
+    check(isinstance(periodic_queries, int) and periodic_queries >= 0,
+          f"{field}.periodic_queries", periodic_queries, "an integer >= 0 (0: every query)")
 
   def queries(self, split: str) -> dict[str, np.ndarray]:
     """Queries of `split`: histories hold everything of the splits before it."""
@@ -87,9 +97,19 @@ class FullSortEvaluator(Evaluator):
           seqs, ds.split(split).columns, self.ctx.run.data.history.max_len)
     return self._queries[split]
 
-  def ranks(self, params, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The unmasked and the history-masked rank of every query of `split`."""
+  def sample(self, split: str) -> np.ndarray:
+    """The queries of `split` a periodic evaluation ranks (sorted row numbers; fixed)."""
+    n = len(self.queries(split)["target"])
+    if not self.periodic_queries or self.periodic_queries >= n:
+      return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, self.periodic_queries, replace=False))
+
+  def ranks(self, params, split: str, rows: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The unmasked and the history-masked rank of every query of `split` (of `rows`)."""
     q = self.queries(split)
+    if rows is not None:
+      q = {k: v[rows] for k, v in q.items()}
     bs, n = self.ctx.run.data.eval_batch_size, len(q["target"])
     out, masked = [], []
     for a in range(0, n, bs):
@@ -109,11 +129,13 @@ class FullSortEvaluator(Evaluator):
     out = {}
     cold = self.ctx.dataset.catalog.cold
     new = np.bincount(self.ctx.train_video_ids, minlength=len(cold))[:len(cold)] == 0
+    periodic = splits is not None  # the runner's periodic evaluations name their splits
     for split in splits or self.splits:
+      rows = self.sample(split) if periodic else np.arange(len(self.queries(split)["target"]))
       t0 = time.time()
-      ranks, masked = self.ranks(enc.params, split)
+      ranks, masked = self.ranks(enc.params, split, rows)
       seconds = time.time() - t0
-      targets = self.queries(split)["target"]
+      targets = self.queries(split)["target"][rows]
       target_cold, target_new = cold[targets], new[targets]
       for r, prefix in ((ranks, split), (masked, f"{split}/masked")):
         out.update(rank_metrics(r, self.ks, prefix))
