@@ -76,13 +76,17 @@ def release_folder() -> str:
   return folder
 
 
-def build(folder: str) -> str:
-  """The runs' shared dataset and frozen feature cache (--build, else ROOT/build)."""
+def build(folder: str, features: bool) -> str:
+  """The runs' shared dataset and, when a variant reads it, the frozen feature cache (--build,
+  else ROOT/build)."""
   work = _BUILD.value or os.path.join(_ROOT.value, "build")
-  if not os.path.exists(os.path.join(work, "features", "meta.json")):
-    print("build: dataset and frozen feature cache ...", flush=True)
+  done = (os.path.join(work, "features", "meta.json") if features
+          else os.path.join(work, "data", "dataset_stamp.json"))
+  if not os.path.exists(done):
+    print(f"build: dataset{' and frozen feature cache' if features else ''} ...", flush=True)
     secs, _ = main_runner.run(["--config=configs/microlens.py:frozen", f"--workdir={work}",
-                               f"--config.data.dataset.path={folder}", "--mode=extract"])
+                               f"--config.data.dataset.path={folder}",
+                               f"--mode={'extract' if features else 'generate'}"])
     print(f"  {secs:.0f} s", flush=True)
   return work
 
@@ -146,7 +150,7 @@ def main(argv):
   del argv
   os.makedirs(_ROOT.value, exist_ok=True)
   folder = release_folder()
-  shared = build(folder)
+  shared = build(folder, features=any(v != "id" for v in _VARIANTS.value))
   results = {"release": _RELEASE.value or f"synthetic world {_WORLD_SEED.value}, "
              f"{_VIDEOS.value} videos", "command": " ".join(["python benchmarks/microlens.py"]
                                                            + sys.argv[1:]), "runs": {}}
