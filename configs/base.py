@@ -153,8 +153,11 @@ def base_config() -> ml_collections.ConfigDict:
   # --mode=recommend / export (vidrec_jax/recommend.py): k videos per list; the `candidates`
   # nearest videos by retrieval vector go to the ranker; the fusion formula over the heads'
   # predictions (click, like: probabilities; watch_time: seconds) orders them, e.g.
-  # "click * (1 + 0.1 * watch_time)" (vidrec_jax/serving/fusion.py says what is allowed).
-  c.recommend = ml_collections.ConfigDict(dict(k=10, candidates=100, fusion="click"))
+  # "click * (1 + 0.1 * watch_time)" (vidrec_jax/serving/fusion.py says what is allowed); the
+  # sequential model has one output, "score". exclude_watched: a model whose users are encoded
+  # from watch histories (sasrec, sequential) never lists a video of the user's history.
+  c.recommend = ml_collections.ConfigDict(dict(k=10, candidates=100, fusion="click",
+                                               exclude_watched=True))
   return c
 
 

@@ -51,6 +51,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                  weight_decay=0.1, grad_clip=1e9, steps=20000, eval_every=200, log_every=100,
                  checkpoint_every=1000, best_metric="valid/masked/ndcg@10", best_mode="max",
                  early_stopping=10)
+  c.recommend.fusion = "score"  # the sequential model's one output (its dot product)
   c.evals = ml_collections.ConfigDict(dict(
       full_sort=dict(type="full_sort", splits=("valid", "test"), ks=(10, 20),
                      periodic_queries=10000)))

@@ -50,6 +50,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                  steps=200 * STEPS_PER_EPOCH, eval_every=STEPS_PER_EPOCH,
                  log_every=STEPS_PER_EPOCH, checkpoint_every=10 * STEPS_PER_EPOCH,
                  best_metric="valid/ndcg@10", best_mode="max", early_stopping=10)
+  c.recommend.fusion = "score"  # the sequential model's one output (its dot product)
   c.evals = ml_collections.ConfigDict(dict(
       full_sort=dict(type="full_sort", splits=("valid", "test"), ks=(10, 20))))
   for v in variants:

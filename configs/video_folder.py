@@ -38,6 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                  end_learning_rate_factor=1.0, weight_decay=0.0, grad_clip=1e9, steps=2000,
                  eval_every=100, log_every=100, checkpoint_every=500,
                  best_metric="valid/ndcg@10", best_mode="max", early_stopping=10)
+  c.recommend.fusion = "score"  # the sequential model's one output (its dot product)
   c.evals = ml_collections.ConfigDict(dict(
       full_sort=dict(type="full_sort", splits=("valid", "test"), ks=(10, 20))))
   for v in variants:

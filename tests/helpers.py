@@ -167,3 +167,19 @@ def make_microlens_folder(root: str, size: str = "100k", pairs: str = "csv") -> 
   shutil.rmtree(src)
   return {"items": items, "truncated": "3", "zero_byte": "5", "cover_only": "7",
           "bad_utf8": "2", "rows": rows}
+
+
+def bundle_with_manifest(bundle_dir: str, edit) -> str:
+  """A copy of a serving bundle whose manifest.json `edit(manifest dict)` changed in place;
+  returns the copy's folder."""
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  d = os.path.join(tempfile.mkdtemp(), "bundle")
+  shutil.copytree(bundle_dir, d)
+  path = os.path.join(d, "manifest.json")
+  with open(path) as f:
+    m = json.load(f)
+  edit(m)
+  with open(path, "w") as f:
+    json.dump(m, f)
+  return d

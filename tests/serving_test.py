@@ -124,6 +124,20 @@ class ServingTest(absltest.TestCase):
     self.assertEqual(ids, [x["video_id"] for x in self._json(self.user)["records"]])
     self.assertEqual(modules, [])
 
+  def test_a_format_1_bundle_is_read_and_a_history_refused(self):
+    m = self.bundle.manifest
+    self.assertEqual((m["format_version"], m["user_input"]), (2, "row"))
+    self.assertNotIn(serving.HISTORIES, m["files"])
+
+    def as_format_1(m):
+      for key in ("user_input", "max_len", "exclude_watched", "model", "user_tower"):
+        del m[key]  # format 1 wrote none of these
+      m["format_version"] = 1
+    old = serving.load(helpers.bundle_with_manifest(self.bundle_dir, as_format_1))
+    self.assertEqual(old.recommend(self.user, 5), self.bundle.recommend(self.user, 5))
+    with self.assertRaisesRegex(ValueError, "reads user ids, not watch histories"):
+      self.bundle.recommend(history=[1, 2], k=5)
+
   def test_tampered_bundle_is_refused_naming_the_file(self):
     def tampered(edit):
       d = os.path.join(tempfile.mkdtemp(), "b")
@@ -175,11 +189,20 @@ class BadConfigTest(parameterized.TestCase):
     self.assertEqual(r.returncode, 2, r.stderr[-3000:])
     self.assertIn(field, _one_error_line(self, r.stderr))
 
-  def test_history_user_towers_are_refused(self):
+  def test_a_candidate_dependent_tower_and_the_policy_are_refused(self):
     from vidrec_jax import validate  # pylint: disable=g-import-not-at-top
-    c = helpers.load_config("smoke,sasrec")
+    c = helpers.load_config("smoke,din")
     c.mode = "recommend"
-    with self.assertRaisesRegex(validate.ConfigError, "model.user_tower.name.*'id' user tower"):
+    with self.assertRaisesRegex(validate.ConfigError,
+                                "model.user_tower.name.*depends on the candidate"):
+      validate.validate(c)
+    c = helpers.load_config("smoke", "rl.py")
+    c.mode = "export"
+    with self.assertRaisesRegex(validate.ConfigError, "model.name.*'two_tower' and 'sequential'"):
+      validate.validate(c)
+    c = helpers.load_config("smoke", "microlens.py")  # one output: "score"
+    c.mode, c.data.dataset.path, c.recommend.fusion = "export", tempfile.mkdtemp(), "click"
+    with self.assertRaisesRegex(validate.ConfigError, "recommend.fusion.*unknown name 'click'"):
       validate.validate(c)
 
 

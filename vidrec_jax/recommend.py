@@ -12,8 +12,18 @@
 Both run the same exported user tower and ranker (`_Serving`), so a bundle answers exactly as
 --mode=recommend does. The catalog is encoded once per checkpoint: its item vectors are kept in
 WORKDIR/recommend/item_vectors-STEP.npz (the two most recent steps) and read back by every later
-call, so a recommendation costs a user tower and one ranker call, not a pass over the videos. Served: model.name='two_tower' with the 'id' user tower (validate.py
-refuses the others).
+call, so a recommendation costs a user tower and one ranker call, not a pass over the videos.
+
+Served (validate.py refuses the others in one line):
+  two_tower + id user tower      user vocabulary rows -> user vectors; the heads rank
+  two_tower + sasrec user tower  the user's watch history (logged clicks, the last
+                                 data.history.max_len) -> user vectors; the heads rank
+  sequential (sasrec)            the history -> the user state; retrieval and ranking are its
+                                 dot product with every item (one head, `score`)
+A history tower's bundle holds every catalog video's vector as a history item and each user's
+logged clicks, so it also answers for a history given in the request; with
+`recommend.exclude_watched` the history's videos are not listed, and a user with no history gets
+the videos most clicked in training.
 """
 
 from __future__ import annotations
@@ -35,8 +45,11 @@ from vidrec_jax import serving
 from vidrec_jax.eval.encode import Encoder
 from vidrec_jax.models.partitioning import logical_to_spec
 from vidrec_jax.serving import fusion as fusion_lib
+from vidrec_jax.data import sequences
+from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import steps
 from vidrec_jax.train.context import Context
+from vidrec_jax.validate import serving_heads
 
 # The bundle's functions are lowered for these platforms, so it serves on any of them.
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -75,6 +88,15 @@ class _Serving:
   step: int
   mesh: jax.sharding.Mesh
   rules: tuple
+  heads: tuple[str, ...]
+  exclude_watched: bool
+  histories: serving.Histories | None = None
+
+
+def _history_kind(ctx: Context) -> bool:
+  """Whether the run's users are encoded from watch histories (sequential, or a history user
+  tower) rather than from a user-ID table."""
+  return ctx.run.model.name == "sequential" or bool(ctx.spec.history)
 
 
 Restored = tuple[Context, dict, int]  # experiment.restore: the run's context, params, step
@@ -95,7 +117,12 @@ def item_vectors(ctx: Context, params: dict, step: int, workdir: str
       if len(z["ok"]) == len(ctx.dataset.catalog):
         logging.info("item vectors of checkpoint step %d read from %s", step, path)
         return z["vectors"], z["ok"]
-  vecs, ok, _ = Encoder(ctx, show_progress=False).items(params)
+  if ctx.run.model.name == "sequential":  # ID + catalog content: nothing to decode
+    model = ctx.setup.model(params)
+    vecs = jax.jit(model.all_items)(catalog_lib.catalog_arrays(ctx))
+    ok = np.ones(len(ctx.dataset.catalog), bool)
+  else:
+    vecs, ok, _ = Encoder(ctx, show_progress=False).items(params)
   vecs, ok = np.asarray(vecs, np.float32), np.asarray(ok, bool)
   logging.info("encoded the catalog's %d videos under checkpoint step %d", len(ok), step)
   if cache:
@@ -108,6 +135,35 @@ def item_vectors(ctx: Context, params: dict, step: int, workdir: str
     for n in older[:-KEEP_ITEM_VECTORS]:
       os.remove(os.path.join(folder, n))
   return vecs, ok
+
+
+def _user_rows_with_clicks(ctx: Context) -> tuple[dict[str, int], serving.Histories]:
+  """Raw user id -> row of logged clicks, and the histories' arrays (their item vectors are
+  filled in by the caller): each user's last data.history.max_len positives over all splits,
+  in time order; the row after the last user has none (unknown users)."""
+  max_len = ctx.run.data.history.max_len
+  ds = ctx.dataset
+  cols = [ds.split(s).columns for s in ds.splits]
+  # A next-item log (sequential) is every record, ordered by its `order`; an impression log's
+  # history is its positives by time, as the tower was trained (ClickHistory).
+  pos = [c["click"] > 0 if "click" in c else np.ones(len(c["user_id"]), bool) for c in cols]
+  order = "order" if ctx.run.model.name == "sequential" else "timestamp"
+  seqs = sequences.user_sequences(*(np.concatenate([c[k][p] for c, p in zip(cols, pos)])
+                                    for k in ("user_id", "video_id", order)))
+  users = np.fromiter(seqs, np.int64, len(seqs))
+  last = [seqs[int(u)][-max_len:] for u in users]
+  clicks = np.concatenate(last).astype(np.int64) if last else np.zeros(0, np.int64)
+  offsets = np.r_[0, np.cumsum([len(s) for s in last]), 0].astype(np.int64)
+  offsets[-1] = offsets[-2]  # the OOV row: no clicks
+  names = ds.users
+  raw = names[users] if names is not None else users
+  train = ds.split("train").columns
+  tpos = train["click"] > 0 if "click" in train else np.ones(len(train["video_id"]), bool)
+  n = len(ds.catalog)
+  popularity = np.bincount(np.asarray(train["video_id"])[tpos], minlength=n)[:n]
+  h = serving.Histories(vectors=np.zeros((n, 0), np.float32), offsets=offsets, clicks=clicks,
+                        popularity=popularity.astype(np.int64), max_len=max_len)
+  return {str(r): i for i, r in enumerate(raw)}, h
 
 
 def _build(restored: Restored, workdir: str) -> _Serving:
@@ -124,8 +180,9 @@ def _build(restored: Restored, workdir: str) -> _Serving:
   # The exported functions close over host copies of the parameters: they are self-contained.
   host = (jax.device_get(params) if jax.process_count() == 1
           else multihost_utils.process_allgather(params, tiled=True))
-  retrieval = np.asarray(jax.jit(lambda i: setup.model(host).retrieval_item(i))(
-      vecs[ok]))
+  sequential = ctx.run.model.name == "sequential"
+  retrieval = (vecs[ok] if sequential else  # the sequential model ranks by the same vectors
+               np.asarray(jax.jit(lambda i: setup.model(host).retrieval_item(i))(vecs[ok])))
   cat = ctx.dataset.catalog
   ids = np.flatnonzero(ok)
   items = serving.Items(retrieval=retrieval, ranking=np.asarray(vecs[ok], np.float32),
@@ -134,22 +191,61 @@ def _build(restored: Restored, workdir: str) -> _Serving:
                         cold=np.asarray(cat.cold, bool)[ids])
   candidates = min(ctx.run.recommend.candidates, len(items))
   d = items.ranking.shape[1]
-
-  def user_tower(rows):
-    u = steps.encode_users_step(setup, host, {"user": rows})
-    return {"user": u, "retrieval": setup.model(host).retrieval_user(u)}
-
-  def ranker(u, cands):
-    return steps.eval_step(setup, host, jnp.broadcast_to(u[None], cands.shape), cands)
-
   f32 = jnp.float32
-  return _Serving(
-      items=items,
-      user_tower=_export(user_tower, jax.ShapeDtypeStruct((1,), jnp.int32)),
-      ranker=_export(ranker, jax.ShapeDtypeStruct((d,), f32),
-                     jax.ShapeDtypeStruct((candidates, d), f32)),
-      users=user_rows(ctx), oov_row=ctx.user_vocab.size, candidates=candidates, step=step,
-      mesh=setup.mesh, rules=setup.rules)
+
+  if sequential:
+    def ranker(u, cands):
+      return {"score": cands @ u}
+  else:
+    def ranker(u, cands):
+      return steps.eval_step(setup, host, jnp.broadcast_to(u[None], cands.shape), cands)
+  ranker = _export(ranker, jax.ShapeDtypeStruct((d,), f32),
+                   jax.ShapeDtypeStruct((candidates, d), f32))
+  common = dict(items=items, ranker=ranker, candidates=candidates, step=step, mesh=setup.mesh,
+                rules=setup.rules, heads=serving_heads(ctx.run.model),
+                exclude_watched=bool(ctx.run.recommend.exclude_watched))
+  if not _history_kind(ctx):
+    def user_tower(rows):
+      u = steps.encode_users_step(setup, host, {"user": rows})
+      return {"user": u, "retrieval": setup.model(host).retrieval_user(u)}
+    return _Serving(user_tower=_export(user_tower, jax.ShapeDtypeStruct((1,), jnp.int32)),
+                    users=user_rows(ctx), oov_row=ctx.user_vocab.size, **common)
+
+  model = setup.model(host)
+  if sequential:
+    history_vectors = vecs  # the same item representations
+    def user_tower(v, mask):
+      u = setup.model(host).states_from_vectors(v, mask)
+      return {"user": u, "retrieval": u}
+  else:
+    history_vectors = np.asarray(jax.jit(lambda c: model.history_items(
+        jnp.arange(len(cat)), c))(catalog_lib.catalog_arrays(ctx)), np.float32)
+    def user_tower(v, mask):
+      m = setup.model(host)
+      u = m.encode_history_vectors(v, mask)
+      return {"user": u, "retrieval": m.retrieval_user(u)}
+  users, histories = _user_rows_with_clicks(ctx)
+  histories = dataclasses.replace(histories, vectors=history_vectors)
+  max_len, h = histories.max_len, history_vectors.shape[1]
+  return _Serving(user_tower=_export(user_tower, jax.ShapeDtypeStruct((1, max_len, h), f32),
+                                     jax.ShapeDtypeStruct((1, max_len), f32)),
+                  users=users, oov_row=len(users), histories=histories, **common)
+
+
+def _answer(s: _Serving, user: str, k: int, fuse) -> list[dict]:
+  """The records for raw user id `user`, as `serving.Bundle.recommend` gives them."""
+  user_fn = jax.jit(s.user_tower.call)
+  rank_fn = jax.jit(s.ranker.call)
+  row = s.users.get(user, s.oov_row)
+  if s.histories is None:
+    return serving.recommend(user_fn(np.array([row], np.int32)), rank_fn, _on_mesh(s), fuse,
+                             k, s.candidates)
+  clicks = s.histories.logged(row)
+  exclude = clicks if s.exclude_watched else None
+  if not len(clicks):
+    return serving.popular(s.histories, s.items, k, exclude)
+  return serving.recommend(user_fn(*s.histories.window(clicks)), rank_fn, _on_mesh(s), fuse,
+                           k, s.candidates, exclude)
 
 
 def _on_mesh(s: _Serving) -> serving.Items:
@@ -191,11 +287,7 @@ def recommend(restored: Restored, workdir: str, user: str, k: int | None = None,
   if k > s.candidates:
     logging.warning("k=%d is more than the %d candidates: listing %d", k, s.candidates,
                     s.candidates)
-  row = s.users.get(user, s.oov_row)
-  records = serving.recommend(jax.jit(s.user_tower.call), jax.jit(s.ranker.call), row,
-                              _on_mesh(s),
-                              fusion_lib.compile_formula(r.fusion, tuple(run.model.heads)),
-                              min(k, s.candidates), s.candidates)
+  records = _answer(s, user, min(k, s.candidates), fusion_lib.compile_formula(r.fusion, s.heads))
   out = dict(user=user, k=k, checkpoint=which, checkpoint_step=s.step, fusion=r.fusion,
              candidates=s.candidates, records=records)
   if user not in s.users:
@@ -223,13 +315,14 @@ def export(restored: Restored, workdir: str, export_dir: str | None = None,
   run = restored[0].run
   s = _build(restored, workdir)
   r = run.recommend
-  meta = dict(heads=list(run.model.heads), k=min(r.k, s.candidates),
+  meta = dict(heads=list(s.heads), k=min(r.k, s.candidates),
               candidates=s.candidates, checkpoint_step=s.step, checkpoint=which,
-              dataset=run.data.dataset.name)
+              dataset=run.data.dataset.name, model=run.model.name,
+              user_tower=run.model.user_tower.name, exclude_watched=s.exclude_watched)
   if jax.process_index() != 0:
     return export_dir
   path = serving.write_bundle(export_dir, s.items, s.user_tower, s.ranker, s.users, s.oov_row,
-                              r.fusion, meta)
+                              r.fusion, meta, s.histories)
   logging.info("wrote the serving bundle of checkpoint step %d (%d videos, %d users) to %s",
                s.step, len(s.items), len(s.users), path)
   print(f"exported checkpoint step {s.step} to {export_dir}")

@@ -172,11 +172,13 @@ class MeshSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RecommendSpec:
-  """`recommend`: list length, candidates retrieved for the ranker, and the fusion formula."""
+  """`recommend`: list length, candidates retrieved for the ranker, the fusion formula, and
+  whether a history tower's lists leave out the history's videos."""
 
   k: int
   candidates: int
   fusion: str
+  exclude_watched: bool
 
 
 @dataclasses.dataclass(frozen=True)

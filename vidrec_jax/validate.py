@@ -151,22 +151,32 @@ def _validate_mesh(c: ml_collections.ConfigDict) -> None:
   check(list(shape.values()).count(-1) <= 1, "mesh.shape", shape, "at most one axis may be -1")
 
 
+def serving_heads(model_cfg) -> tuple[str, ...]:
+  """The ranker outputs a served model's fusion formula reads: the model's heads; the
+  sequential model's one score (the user state's dot product with the item)."""
+  return ("score",) if model_cfg.name == "sequential" else tuple(model_cfg.heads)
+
+
 def _validate_recommend(c: ml_collections.ConfigDict) -> None:
   """The `recommend` section and the models --mode=recommend / export serve (vidrec_jax/
   recommend.py); checked in those modes only, so a serving setting never blocks training."""
   from vidrec_jax.serving import fusion  # pylint: disable=g-import-not-at-top
-  check(c.model.name == "two_tower", "model.name", c.model.name,
-        f"--mode={c.mode} serves the 'two_tower' model only")
-  check(c.model.user_tower.name == "id", "model.user_tower.name", c.model.user_tower.name,
-        f"--mode={c.mode} supports the 'id' user tower only (towers that read watch histories, "
-        "such as sasrec and din, are not supported yet)")
+  check(c.model.name in ("two_tower", "sequential"), "model.name", c.model.name,
+        f"--mode={c.mode} serves the 'two_tower' and 'sequential' models (the RL policy is not "
+        "served yet)")
+  tower = user_towers.tower_class(c.model)
+  check(not tower.needs_candidate, "model.user_tower.name", c.model.user_tower.name,
+        f"--mode={c.mode} retrieves by one vector per user; this tower's user vector depends on "
+        "the candidate (din is not served yet; id and sasrec are)")
   r = c.recommend
   positive_int(r.k, "recommend.k")
   positive_int(r.candidates, "recommend.candidates")
   check(r.k <= r.candidates, "recommend.k", r.k,
         f"must be <= recommend.candidates={r.candidates} (the ranker sees only the candidates)")
+  check(isinstance(r.exclude_watched, bool), "recommend.exclude_watched", r.exclude_watched,
+        "True or False")
   try:
-    fusion.compile_formula(r.fusion, tuple(c.model.heads))
+    fusion.compile_formula(r.fusion, serving_heads(c.model))
   except fusion.FormulaError as e:
     check(False, "recommend.fusion", r.fusion, str(e))
 

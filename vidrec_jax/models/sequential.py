@@ -90,6 +90,11 @@ class SequentialRecommender(nnx.Module):
     return self.user_tower(batch, lambda ids: self.item_vectors(ids, catalog), key=key,
                            all_positions=all_positions)
 
+  def states_from_vectors(self, vectors: jax.Array, mask: jax.Array) -> jax.Array:
+    """`user_states` from the history items' vectors (..., L, D: `item_vectors`) and mask
+    (..., L) instead of video ids (serving)."""
+    return user_towers.from_vectors(self.user_tower, vectors, mask)
+
   @classmethod
   def from_config(cls, cfg, num_users: int, num_videos: int, rngs: nnx.Rngs
                   ) -> "SequentialRecommender":

@@ -34,6 +34,7 @@ from vidrec_jax.models.partitioning import constrain
 from vidrec_jax.models.partitioning import param_value
 from vidrec_jax.models.tasks import TASKS
 from vidrec_jax.models.user_towers import UserTower
+from vidrec_jax.models.user_towers import from_vectors
 from vidrec_jax.models.user_towers import id_table
 
 def _rms_normalize(x: jax.Array) -> jax.Array:
@@ -221,6 +222,11 @@ class TwoTowerRecommender(nnx.Module):
     items = None if catalog is None else (lambda ids: self.history_items(ids, catalog))
     u = _rms_normalize(self.user_tower(inputs, items, candidate=candidate))
     return constrain(u, ("batch",) + (None,) * (u.ndim - 2) + ("embed",))
+
+  def encode_history_vectors(self, vectors: jax.Array, mask: jax.Array) -> jax.Array:
+    """User vectors (..., D) of a history tower from its history items' vectors (..., L, D:
+    `history_items`) and mask (..., L), as `encode_users` computes them from video ids."""
+    return _rms_normalize(from_vectors(self.user_tower, vectors, mask))
 
   def retrieval_vectors(self, u: jax.Array, i: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Stage-1 (candidate retrieval) vectors of users (..., D) and items (..., D): their dot

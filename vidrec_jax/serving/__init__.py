@@ -6,7 +6,9 @@ bundle `--mode=export` writes, answered from the bundle alone.
   fusion.py     the fusion formula: parsed with `ast`, never evaluated as Python
 
 This package imports jax and numpy only, never the trainer (models, train, data), so a server
-needs nothing else: `serving.load(export_dir).recommend(user_id, k)`. `--mode=recommend`
+needs nothing else: `serving.load(export_dir).recommend(user_id, k)`. A bundle of a
+tower that reads watch histories also answers `recommend(history=[video ids], k=...)` for a
+user it does not know. `--mode=recommend`
 (vidrec_jax/recommend.py) runs the same functions as `Bundle.recommend`, so both give the same
 videos in the same order. The names below are the package's API.
 """
@@ -14,6 +16,7 @@ videos in the same order. The names below are the package's API.
 from vidrec_jax.serving.bundle import FILES
 from vidrec_jax.serving.bundle import FORMAT_VERSION
 from vidrec_jax.serving.bundle import FUSION
+from vidrec_jax.serving.bundle import HISTORIES
 from vidrec_jax.serving.bundle import ITEM_ARRAYS
 from vidrec_jax.serving.bundle import ITEMS
 from vidrec_jax.serving.bundle import MANIFEST
@@ -24,16 +27,19 @@ from vidrec_jax.serving.bundle import Bundle
 from vidrec_jax.serving.bundle import BundleError
 from vidrec_jax.serving.bundle import load
 from vidrec_jax.serving.bundle import write_bundle
+from vidrec_jax.serving.two_stage import Histories
 from vidrec_jax.serving.two_stage import Items
 from vidrec_jax.serving.two_stage import RankFn
 from vidrec_jax.serving.two_stage import UserFn
 from vidrec_jax.serving.two_stage import format_record
+from vidrec_jax.serving.two_stage import popular
 from vidrec_jax.serving.two_stage import recommend
 from vidrec_jax.serving.two_stage import top_candidates
 from vidrec_jax.serving.two_stage import unknown_user_note
 
 __all__ = [
-    "FILES", "FORMAT_VERSION", "FUSION", "ITEM_ARRAYS", "ITEMS", "MANIFEST", "RANKER",
-    "USER_TOWER", "USERS", "Bundle", "BundleError", "Items", "RankFn", "UserFn",
-    "format_record", "load", "recommend", "top_candidates", "unknown_user_note", "write_bundle",
+    "FILES", "FORMAT_VERSION", "FUSION", "HISTORIES", "ITEM_ARRAYS", "ITEMS", "MANIFEST",
+    "RANKER", "USER_TOWER", "USERS", "Bundle", "BundleError", "Histories", "Items", "RankFn",
+    "UserFn", "format_record", "load", "popular", "recommend", "top_candidates",
+    "unknown_user_note", "write_bundle",
 ]

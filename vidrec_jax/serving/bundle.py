@@ -5,16 +5,24 @@ A bundle (one folder) holds:
   items.npz            every servable catalog video: retrieval vectors, ranking item vectors,
                        video ids, titles, content types, cold-start flags
   user_tower.jaxexport the user tower, a serialized `jax.export` function: user vocabulary
-                       rows (1,) -> {'user': (1, D) user vector, 'retrieval': (1, R)}
+                       rows (1,) -> {'user': (1, D) user vector, 'retrieval': (1, R)}; for a
+                       tower that reads watch histories (manifest `user_input: history`), the
+                       history's item vectors (1, L, H) and mask (1, L) -> the same
+  histories.npz        history towers only (two_stage.Histories): every catalog video's vector
+                       as a history item, each known user's last L logged clicks, the training
+                       popularity that orders the list of a user with no history
   ranker.jaxexport     the ranker, a serialized `jax.export` function: a user vector (D,) and
                        candidate item vectors (C, D) -> {head: (C,) prediction}
-  users.json           the user vocabulary: raw user id -> row, and the out-of-vocabulary row
+  users.json           raw user id -> row (the user vocabulary's, or the histories' row), and
+                       the out-of-vocabulary row
   fusion.txt           the fusion formula (fusion.py)
-  manifest.json        format version, every file's sha256 and size, shapes, heads, k,
-                       candidates, the checkpoint step
+  manifest.json        format version, user_input, every file's sha256 and size, shapes, heads,
+                       k, candidates, exclude_watched, the checkpoint step
 
-`load(export_dir)` checks every file against the manifest and refuses a bundle that does not
-match in one line naming the file; `Bundle.recommend` answers through two_stage.py.
+Format versions: 1 (user-ID towers only, no histories.npz) is read as `user_input: row`; 2 adds
+history towers. `load(export_dir)` checks every file against the manifest and refuses a bundle
+that does not match, or of another version, in one line naming the file; `Bundle.recommend`
+answers through two_stage.py.
 """
 
 from __future__ import annotations
@@ -29,17 +37,23 @@ import numpy as np
 
 from vidrec_jax.serving import fusion as fusion_lib
 from vidrec_jax.serving import two_stage
+from vidrec_jax.serving.two_stage import Histories
 from vidrec_jax.serving.two_stage import Items
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 ITEMS = "items.npz"
 USER_TOWER = "user_tower.jaxexport"
 RANKER = "ranker.jaxexport"
 USERS = "users.json"
 FUSION = "fusion.txt"
-FILES = (ITEMS, USER_TOWER, RANKER, USERS, FUSION)
+HISTORIES = "histories.npz"
+FILES = (ITEMS, USER_TOWER, RANKER, USERS, FUSION)  # every bundle's; a history tower's adds
+HISTORY_FILES = FILES + (HISTORIES,)
 ITEM_ARRAYS = ("retrieval", "ranking", "video_ids", "titles", "content_types", "cold")
+HISTORY_ARRAYS = ("vectors", "offsets", "clicks", "popularity")
+USER_INPUTS = ("row", "history")
 
 
 class BundleError(ValueError):
@@ -64,8 +78,8 @@ def _function_shapes(exported) -> dict:
 
 
 def write_bundle(export_dir: str, items: Items, user_tower, ranker,
-                 users: Mapping[str, int], oov_row: int, fusion: str, meta: Mapping[str, Any]
-                 ) -> str:
+                 users: Mapping[str, int], oov_row: int, fusion: str, meta: Mapping[str, Any],
+                 histories: Histories | None = None) -> str:
   """Writes a bundle (each file atomically, the manifest last) and returns its manifest path.
 
   Args:
@@ -73,10 +87,12 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
     items: the servable catalog.
     user_tower: the user tower, a `jax.export.Exported`.
     ranker: the ranker, a `jax.export.Exported`.
-    users: raw user id -> vocabulary row, for every user seen in training.
-    oov_row: the out-of-vocabulary row.
+    users: raw user id -> row: the user vocabulary's (every user seen in training), or, with
+      `histories`, the user's row of logged clicks (every user who clicked).
+    oov_row: the out-of-vocabulary row (with `histories`: a row without clicks).
     fusion: the fusion formula.
     meta: more manifest fields (heads, k, candidates, checkpoint_step, ...).
+    histories: a history tower's histories (its user tower reads history vectors), else None.
   """
   from vidrec_jax import files  # pylint: disable=g-import-not-at-top
   os.makedirs(export_dir, exist_ok=True)
@@ -90,14 +106,25 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
                    {"rows": {str(u): int(r) for u, r in users.items()}, "oov_row": int(oov_row)})
   with files.atomic_path(os.path.join(export_dir, FUSION)) as tmp, open(tmp, "w") as f:
     f.write(fusion + "\n")
+  shapes = {"items": {n: [int(d) for d in a.shape] for n, a in arrays.items()},
+            "user_tower": _function_shapes(user_tower), "ranker": _function_shapes(ranker)}
+  names = FILES
+  if histories is not None:
+    harrays = {n: np.asarray(getattr(histories, n)) for n in HISTORY_ARRAYS}
+    with files.atomic_path(os.path.join(export_dir, HISTORIES)) as tmp:
+      np.savez(tmp, **harrays)
+    shapes["histories"] = {n: [int(d) for d in a.shape] for n, a in harrays.items()}
+    names = HISTORY_FILES
+  elif os.path.exists(os.path.join(export_dir, HISTORIES)):
+    os.remove(os.path.join(export_dir, HISTORIES))  # a stale one from an earlier export
   manifest = dict(meta)
   manifest.update(
       format_version=FORMAT_VERSION,
+      user_input="row" if histories is None else "history",
+      max_len=None if histories is None else int(histories.max_len),
       files={n: {"sha256": _sha256(os.path.join(export_dir, n)),
-                 "bytes": os.path.getsize(os.path.join(export_dir, n))} for n in FILES},
-      shapes={"items": {n: [int(d) for d in a.shape] for n, a in arrays.items()},
-              "user_tower": _function_shapes(user_tower),
-              "ranker": _function_shapes(ranker)},
+                 "bytes": os.path.getsize(os.path.join(export_dir, n))} for n in names},
+      shapes=shapes,
       platforms=list(ranker.platforms))
   path = os.path.join(export_dir, MANIFEST)
   files.write_json(path, manifest)
@@ -105,15 +132,19 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
 
 
 class Bundle:
-  """A loaded serving bundle: `recommend(user_id, k)` from its files alone."""
+  """A loaded serving bundle: `recommend(user_id, k)` (or `recommend(history=[...], k=...)`
+  with a history tower) from its files alone."""
 
   def __init__(self, directory: str, manifest: dict, items: Items, users: dict[str, int],
-               oov_row: int, user_tower, ranker, fusion: str):
+               oov_row: int, user_tower, ranker, fusion: str,
+               histories: Histories | None = None):
     self.directory, self.manifest, self.items = directory, manifest, items
     self.users, self.oov_row, self.fusion = users, oov_row, fusion
+    self.histories = histories
     self.heads: tuple[str, ...] = tuple(manifest["heads"])
     self.k, self.candidates = int(manifest["k"]), int(manifest["candidates"])
     self.step = int(manifest["checkpoint_step"])
+    self.exclude_watched = bool(manifest.get("exclude_watched", False))
     self._fuse = fusion_lib.compile_formula(fusion, self.heads)
     self._user = jax.jit(user_tower.call)
     self._rank = jax.jit(ranker.call)
@@ -126,21 +157,68 @@ class Bundle:
     """The note for a user outside the vocabulary, else None."""
     return None if str(user_id) in self.users else two_stage.unknown_user_note(str(user_id))
 
-  def recommend(self, user_id, k: int | None = None) -> list[dict]:
-    """The top `k` (default: the manifest's k) videos for a raw user id, as records (rank,
-    video_id, title, content_type, score, scores, cold); an unknown user gets the
-    out-of-vocabulary user's list (see `note`)."""
-    k = self.k if k is None else int(k)
-    if not 0 < k <= self.candidates:
-      raise ValueError(f"k={k} is not allowed; 1 <= k <= {self.candidates} (the candidates the "
-                       "ranker sees)")
-    return two_stage.recommend(self._user, self._rank, self.row(user_id), self.items,
-                               self._fuse, k, self.candidates)
+  def recommend(self, user_id=None, k: int | None = None, *,
+                history: Sequence[int] | None = None) -> list[dict]:
+    """The top `k` (default: the manifest's k) videos, as records (rank, video_id, title,
+    content_type, score, scores, cold), for a raw user id or, with a history tower, for a
+    watch history given as catalog video ids in time order (a user the bundle does not know).
+
+    A user id with a history tower reads the user's logged clicks from the bundle. An unknown
+    user gets the out-of-vocabulary user's list (see `note`): with a history tower, as with an
+    empty history, the videos most clicked in training. With `exclude_watched` in the
+    manifest, the history's videos are never listed.
+
+    Raises:
+      ValueError: one line: k out of range, neither or both of user_id and history, a history
+        for a bundle whose tower reads user ids, or history entries that are not catalog ids.
+    """
+    k = self.k if k is None else k
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 < k <= self.candidates:
+      raise ValueError(f"k={k!r} is not allowed; an integer 1 <= k <= {self.candidates} (the "
+                       "candidates the ranker sees)")
+    if (user_id is None) == (history is None):
+      raise ValueError("give a user id or a watch history (a list of video ids), not "
+                       f"{'both' if history is not None else 'neither'}")
+    h = self.histories
+    if h is None:
+      if history is not None:
+        raise ValueError("this bundle's user tower reads user ids, not watch histories; "
+                         "recommend(user_id, k) instead (history towers: sasrec, sequential)")
+      user = self._user(np.array([self.row(user_id)], np.int32))
+      return two_stage.recommend(user, self._rank, self.items, self._fuse, int(k),
+                                 self.candidates)
+    if history is None:
+      clicks = h.logged(self.row(user_id))
+    else:
+      if isinstance(history, (str, bytes)) or not isinstance(history, (list, tuple, np.ndarray)):
+        raise ValueError(f"history must be a list of video ids, not {type(history).__name__}")
+      bad = h.unknown(list(history))
+      if bad:
+        raise ValueError(f"history holds {len(bad)} entries that are not catalog video ids "
+                         f"(integers 0..{len(h.vectors) - 1}): {bad[:5]!r}")
+      clicks = np.asarray(history, np.int64)
+    exclude = clicks if self.exclude_watched else None
+    if not len(clicks):
+      return two_stage.popular(h, self.items, int(k), exclude)
+    user = self._user(*h.window(clicks))
+    return two_stage.recommend(user, self._rank, self.items, self._fuse, int(k),
+                               self.candidates, exclude)
 
 
 def _check_shape(path: str, what: str, got: Sequence[int], want: Any) -> None:
   if list(got) != list(want):
     raise BundleError(f"{path}: {what} has shape {list(got)}, the manifest says {want}")
+
+
+def _arrays(path: str, names: Sequence[str], shapes: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """The arrays `names` of an npz file, each of the manifest's shape."""
+  with np.load(path, allow_pickle=False) as z:
+    arrays = {n: z[n] for n in names if n in z}
+  for n in names:
+    if n not in arrays:
+      raise BundleError(f"{path}: has no array {n!r}")
+    _check_shape(path, f"array {n!r}", arrays[n].shape, shapes.get(n))
+  return arrays
 
 
 def load(export_dir: str) -> Bundle:
@@ -161,10 +239,13 @@ def load(export_dir: str) -> Bundle:
     version = manifest["format_version"]
   except (ValueError, KeyError, TypeError) as e:
     raise BundleError(f"{mpath}: not a bundle manifest ({type(e).__name__}: {e})") from None
-  if version != FORMAT_VERSION:
+  if version not in READS_VERSIONS:
     raise BundleError(f"{mpath}: format version {version!r}, this reader reads "
-                      f"{FORMAT_VERSION}")
-  for name in FILES:
+                      f"{', '.join(map(str, READS_VERSIONS))}")
+  user_input = manifest.get("user_input", "row")  # version 1: user-ID towers only
+  if user_input not in USER_INPUTS:
+    raise BundleError(f"{mpath}: user_input {user_input!r}; allowed: {', '.join(USER_INPUTS)}")
+  for name in HISTORY_FILES if user_input == "history" else FILES:
     path = os.path.join(export_dir, name)
     if name not in listed:
       raise BundleError(f"{path}: not listed in {mpath}")
@@ -175,14 +256,7 @@ def load(export_dir: str) -> Bundle:
       raise BundleError(f"{path}: {size} bytes, the manifest says {listed[name]['bytes']}")
     if _sha256(path) != listed[name]["sha256"]:
       raise BundleError(f"{path}: sha256 does not match the manifest (changed after export)")
-  ipath = os.path.join(export_dir, ITEMS)
-  with np.load(ipath, allow_pickle=False) as z:
-    arrays = {n: z[n] for n in ITEM_ARRAYS if n in z}
-  for n in ITEM_ARRAYS:
-    if n not in arrays:
-      raise BundleError(f"{ipath}: has no array {n!r}")
-    _check_shape(ipath, f"array {n!r}", arrays[n].shape, shapes["items"].get(n))
-  items = Items(**arrays)
+  items = Items(**_arrays(os.path.join(export_dir, ITEMS), ITEM_ARRAYS, shapes["items"]))
   functions = []
   for name, key in ((USER_TOWER, "user_tower"), (RANKER, "ranker")):
     path = os.path.join(export_dir, name)
@@ -196,13 +270,17 @@ def load(export_dir: str) -> Bundle:
     if got != shapes[key]:
       raise BundleError(f"{path}: signature {got} does not match the manifest's {shapes[key]}")
     functions.append(exported)
+  histories = None
+  if user_input == "history":
+    histories = Histories(max_len=int(manifest["max_len"]), **_arrays(
+        os.path.join(export_dir, HISTORIES), HISTORY_ARRAYS, shapes.get("histories", {})))
   upath = os.path.join(export_dir, USERS)
   with open(upath, encoding="utf-8") as f:
     users = json.load(f)
   with open(os.path.join(export_dir, FUSION), encoding="utf-8") as f:
     fusion = f.read().strip()
   if not 0 < int(manifest["candidates"]) <= len(items):
-    raise BundleError(f"{mpath}: candidates={manifest['candidates']} but {ipath} holds "
+    raise BundleError(f"{mpath}: candidates={manifest['candidates']} but {ITEMS} holds "
                       f"{len(items)} videos")
   return Bundle(export_dir, manifest, items, {str(u): int(r) for u, r in users["rows"].items()},
-                int(users["oov_row"]), *functions, fusion)
+                int(users["oov_row"]), *functions, fusion, histories)

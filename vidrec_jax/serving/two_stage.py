@@ -16,7 +16,8 @@ import numpy as np
 
 from vidrec_jax.serving import fusion as fusion_lib
 
-UserFn = Callable[[np.ndarray], Mapping[str, Any]]  # rows (1,) -> {'user', 'retrieval'}
+# rows (1,), or history item vectors (1, L, H) and their mask (1, L) -> {'user', 'retrieval'}
+UserFn = Callable[..., Mapping[str, Any]]
 RankFn = Callable[[np.ndarray, np.ndarray], Mapping[str, Any]]  # (D,), (C, D) -> {head: (C,)}
 
 
@@ -35,6 +36,39 @@ class Items:
     return len(self.video_ids)
 
 
+@dataclasses.dataclass(frozen=True)
+class Histories:
+  """What a user tower that reads watch histories needs at serving time: every catalog video's
+  vector as a history item, each known user's logged clicks, and the training popularity that
+  orders the list of a user with no history at all."""
+
+  vectors: np.ndarray  # (N, H) the history-item vector of every catalog id (row = video id)
+  offsets: np.ndarray  # (U + 1,) int64: user row r's clicks are clicks[offsets[r]:offsets[r+1]]
+  clicks: np.ndarray  # int64 video ids, each user's last `max_len` clicks in time order
+  popularity: np.ndarray  # (N,) int64 training clicks of every catalog id
+  max_len: int  # the longest history the tower reads (the most recent `max_len` clicks)
+
+  def logged(self, row: int) -> np.ndarray:
+    """The logged clicks (video ids, time order) of user row `row`."""
+    return self.clicks[self.offsets[row]:self.offsets[row + 1]]
+
+  def unknown(self, video_ids) -> list:
+    """The entries of `video_ids` that are not catalog ids (empty when all are)."""
+    n = len(self.vectors)
+    return [v for v in video_ids
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < n]
+
+  def window(self, video_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors (1, max_len, H), mask (1, max_len)): the last `max_len` videos of a history
+    (time order, left-aligned and zero-padded, as the tower was trained)."""
+    ids = np.asarray(video_ids, np.int64)[-self.max_len:]
+    vec = np.zeros((1, self.max_len, self.vectors.shape[1]), np.float32)
+    mask = np.zeros((1, self.max_len), np.float32)
+    vec[0, :len(ids)] = self.vectors[ids]
+    mask[0, :len(ids)] = 1.0
+    return vec, mask
+
+
 @functools.partial(jax.jit, static_argnames="n")
 def top_candidates(user: jax.Array, items: jax.Array, n: int) -> jax.Array:
   """Rows of the `n` items (N, R) with the largest dot product with `user` (R,), best first."""
@@ -47,39 +81,71 @@ def unknown_user_note(user: str) -> str:
           "recommendations for the out-of-vocabulary (cold-start) user")
 
 
-def recommend(user_fn: UserFn, rank_fn: RankFn, row: int, items: Items,
-              fuse: fusion_lib.Formula, k: int, candidates: int) -> list[dict]:
-  """Two stages for the user of vocabulary row `row`: the `candidates` items nearest by
-  retrieval vector, then the heads' predictions of those, fused; the top `k` by fused score,
-  ties broken by video id.
-
-  Args:
-    user_fn: rows (1,) -> {'user': (1, D), 'retrieval': (1, R)}.
-    rank_fn: user vector (D,), candidate item vectors (C, D) -> {head: (C,)}.
-    row: the user's vocabulary row (the OOV row for an unknown user).
-    items: the servable catalog.
-    fuse: the compiled fusion formula.
-    k: list length (at most `candidates`).
-    candidates: how many items the ranker sees (at most len(items)).
-
-  Returns:
-    k records: rank (1-based), video_id, title, content_type, score (fused), scores (head ->
-    prediction), cold.
-  """
-  user = user_fn(np.array([row], np.int32))
-  # A host vector: the items may be laid out over a mesh, the user's vector is not.
-  idx = np.asarray(top_candidates(np.asarray(user["retrieval"])[0], items.retrieval,
-                                  candidates))
-  preds = {h: np.asarray(v, np.float32) for h, v in
-           rank_fn(np.asarray(user["user"])[0], items.ranking[idx]).items()}
-  fused = np.asarray(fuse(preds), np.float32)
+def _records(items: Items, idx: np.ndarray, order: np.ndarray, fused: np.ndarray,
+             preds: Mapping[str, np.ndarray]) -> list[dict]:
   ids = items.video_ids[idx]
-  order = np.lexsort((ids, -fused))[:k]
   return [dict(rank=r + 1, video_id=int(ids[j]), title=str(items.titles[idx[j]]),
                content_type=str(items.content_types[idx[j]]), score=float(fused[j]),
                scores={h: float(p[j]) for h, p in sorted(preds.items())},
                cold=bool(items.cold[idx[j]]))
           for r, j in enumerate(order)]
+
+
+def recommend(user: Mapping[str, Any], rank_fn: RankFn, items: Items, fuse: fusion_lib.Formula,
+              k: int, candidates: int, exclude: np.ndarray | None = None) -> list[dict]:
+  """Two stages for one user: the `candidates` items nearest by retrieval vector, then the
+  heads' predictions of those, fused; the top `k` by fused score, ties broken by video id.
+
+  Args:
+    user: the user tower's output {'user': (1, D), 'retrieval': (1, R)}.
+    rank_fn: user vector (D,), candidate item vectors (C, D) -> {head: (C,)}.
+    items: the servable catalog.
+    fuse: the compiled fusion formula.
+    k: list length (at most `candidates`).
+    candidates: how many items the ranker sees (at most len(items)).
+    exclude: video ids never recommended (the user's watched videos); retrieval looks that
+      many items further so that the ranker still sees `candidates` (fewer only when the
+      catalog runs out).
+
+  Returns:
+    k records: rank (1-based), video_id, title, content_type, score (fused), scores (head ->
+    prediction), cold.
+  """
+  drop = (np.isin(items.video_ids, np.asarray(exclude, np.int64)) if exclude is not None
+          and len(exclude) else None)
+  extra = 0 if drop is None else int(drop.sum())
+  # A host vector: the items may be laid out over a mesh, the user's vector is not.
+  idx = np.asarray(top_candidates(np.asarray(user["retrieval"])[0], items.retrieval,
+                                  min(candidates + extra, len(items))))
+  if drop is not None:
+    idx = idx[~drop[idx]][:candidates]
+  preds = {h: np.asarray(v, np.float32) for h, v in
+           rank_fn(np.asarray(user["user"])[0], _pad_rows(items.ranking[idx], candidates)
+                   ).items()}
+  preds = {h: v[:len(idx)] for h, v in preds.items()}
+  fused = np.asarray(fuse(preds), np.float32)
+  order = np.lexsort((items.video_ids[idx], -fused))[:k]
+  return _records(items, idx, order, fused, preds)
+
+
+def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
+  """`x` (C, D) padded with zero rows to (n, D): the exported ranker has one static shape."""
+  x = np.asarray(x)
+  if len(x) >= n:
+    return x
+  return np.concatenate([x, np.zeros((n - len(x),) + x.shape[1:], x.dtype)])
+
+
+def popular(histories: Histories, items: Items, k: int, exclude: np.ndarray | None = None
+            ) -> list[dict]:
+  """The list of a user with no history at all: the `k` servable videos most clicked in
+  training (ties by video id), scored by their click count (`scores`: {'popularity': ...})."""
+  pop = histories.popularity[items.video_ids].astype(np.float64)
+  keep = (np.ones(len(items), bool) if exclude is None or not len(exclude)
+          else ~np.isin(items.video_ids, np.asarray(exclude, np.int64)))
+  idx = np.flatnonzero(keep)
+  order = np.lexsort((items.video_ids[idx], -pop[idx]))[:k]
+  return _records(items, idx, order, pop[idx], {"popularity": pop[idx]})
 
 
 def format_record(rec: Mapping[str, Any]) -> str:
