@@ -156,8 +156,13 @@ def base_config() -> ml_collections.ConfigDict:
   # "click * (1 + 0.1 * watch_time)" (vidrec_jax/serving/fusion.py says what is allowed); the
   # sequential model has one output, "score". exclude_watched: a model whose users are encoded
   # from watch histories (sasrec, sequential) never lists a video of the user's history.
-  c.recommend = ml_collections.ConfigDict(dict(k=10, candidates=100, fusion="click",
-                                               exclude_watched=True))
+  # retrieval: stage 1 of the bundle --mode=export writes: "exact", or an approximate index
+  # ("faiss", "scann": vidrec_jax/serving/retrieval.py, `pip install -e '.[ann]'`) tuned to
+  # mean recall@candidates >= retrieval_target against exact search on half of
+  # retrieval_queries users and measured on the other half (the manifest records both).
+  c.recommend = ml_collections.ConfigDict(dict(
+      k=10, candidates=100, fusion="click", exclude_watched=True, retrieval="exact",
+      retrieval_target=0.95, retrieval_queries=1000))
   return c
 
 

@@ -45,6 +45,7 @@ from vidrec_jax import serving
 from vidrec_jax.eval.encode import Encoder
 from vidrec_jax.models.partitioning import logical_to_spec
 from vidrec_jax.serving import fusion as fusion_lib
+from vidrec_jax.serving import retrieval
 from vidrec_jax.data import sequences
 from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import steps
@@ -306,6 +307,26 @@ def recommend(restored: Restored, workdir: str, user: str, k: int | None = None,
   return out
 
 
+def query_vectors(s: _Serving, n: int, seed: int) -> np.ndarray:
+  """Retrieval-space vectors of up to `n` users drawn at random (`seed`) from the bundle's
+  users (a history tower's from their logged clicks): the queries an index is tuned and
+  measured on."""
+  rows = np.array(sorted(set(s.users.values())), np.int64)
+  rows = np.random.default_rng(seed).permutation(rows)[:n]
+  user_fn = jax.jit(s.user_tower.call)
+  out = []
+  for row in rows:
+    if s.histories is None:
+      u = user_fn(np.array([row], np.int32))
+    else:
+      clicks = s.histories.logged(int(row))
+      if not len(clicks):
+        continue
+      u = user_fn(*s.histories.window(clicks))
+    out.append(np.asarray(u["retrieval"], np.float32)[0])
+  return np.stack(out) if out else np.zeros((0, s.items.retrieval.shape[1]), np.float32)
+
+
 def export(restored: Restored, workdir: str, export_dir: str | None = None,
            which: str = "latest") -> str:
   """Writes the serving bundle of the restored (latest or best: `which`) checkpoint to
@@ -321,8 +342,16 @@ def export(restored: Restored, workdir: str, export_dir: str | None = None,
               user_tower=run.model.user_tower.name, exclude_watched=s.exclude_watched)
   if jax.process_index() != 0:
     return export_dir
+  retriever, report = None, None
+  if r.retrieval != "exact":
+    queries = query_vectors(s, r.retrieval_queries, seed=run.seed)
+    half = len(queries) // 2
+    retriever, report = retrieval.build(r.retrieval, np.asarray(s.items.retrieval),
+                                        queries[:half], queries[half:], s.candidates,
+                                        r.retrieval_target, seed=run.seed)
+    logging.info("retrieval index: %s", report)
   path = serving.write_bundle(export_dir, s.items, s.user_tower, s.ranker, s.users, s.oov_row,
-                              r.fusion, meta, s.histories)
+                              r.fusion, meta, s.histories, retriever, report)
   logging.info("wrote the serving bundle of checkpoint step %d (%d videos, %d users) to %s",
                s.step, len(s.items), len(s.users), path)
   print(f"exported checkpoint step {s.step} to {export_dir}")

@@ -179,6 +179,9 @@ class RecommendSpec:
   candidates: int
   fusion: str
   exclude_watched: bool
+  retrieval: str
+  retrieval_target: float
+  retrieval_queries: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -175,6 +175,21 @@ def _validate_recommend(c: ml_collections.ConfigDict) -> None:
         f"must be <= recommend.candidates={r.candidates} (the ranker sees only the candidates)")
   check(isinstance(r.exclude_watched, bool), "recommend.exclude_watched", r.exclude_watched,
         "True or False")
+  from vidrec_jax.serving import retrieval  # pylint: disable=g-import-not-at-top
+  check(r.retrieval in retrieval.RETRIEVALS, "recommend.retrieval", r.retrieval,
+        f"allowed: {', '.join(retrieval.RETRIEVALS)}")
+  check(isinstance(r.retrieval_target, float) and 0 < r.retrieval_target <= 1,
+        "recommend.retrieval_target", r.retrieval_target, "a float in (0, 1]")
+  check(isinstance(r.retrieval_queries, int) and r.retrieval_queries >= 2,
+        "recommend.retrieval_queries", r.retrieval_queries, "an integer >= 2 (half tune the "
+        "index, half measure it)")
+  if r.retrieval != "exact":
+    module = {"faiss": "faiss", "scann": "scann"}[r.retrieval]
+    try:
+      __import__(module)
+    except ImportError:
+      check(False, "recommend.retrieval", r.retrieval, f"needs the {module} package: "
+            "pip install -e '.[ann]'")
   try:
     fusion.compile_formula(r.fusion, serving_heads(c.model))
   except fusion.FormulaError as e:

@@ -34,7 +34,7 @@ from vidrec_jax.serving.two_stage import UserFn
 from vidrec_jax.serving.two_stage import format_record
 from vidrec_jax.serving.two_stage import popular
 from vidrec_jax.serving.two_stage import recommend
-from vidrec_jax.serving.two_stage import top_candidates
+from vidrec_jax.serving.retrieval import top_candidates
 from vidrec_jax.serving.two_stage import unknown_user_note
 
 __all__ = [

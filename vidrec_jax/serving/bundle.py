@@ -36,6 +36,7 @@ import jax
 import numpy as np
 
 from vidrec_jax.serving import fusion as fusion_lib
+from vidrec_jax.serving import retrieval
 from vidrec_jax.serving import two_stage
 from vidrec_jax.serving.two_stage import Histories
 from vidrec_jax.serving.two_stage import Items
@@ -79,7 +80,8 @@ def _function_shapes(exported) -> dict:
 
 def write_bundle(export_dir: str, items: Items, user_tower, ranker,
                  users: Mapping[str, int], oov_row: int, fusion: str, meta: Mapping[str, Any],
-                 histories: Histories | None = None) -> str:
+                 histories: Histories | None = None, retriever=None,
+                 retrieval_report: Mapping[str, Any] | None = None) -> str:
   """Writes a bundle (each file atomically, the manifest last) and returns its manifest path.
 
   Args:
@@ -93,6 +95,9 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
     fusion: the fusion formula.
     meta: more manifest fields (heads, k, candidates, checkpoint_step, ...).
     histories: a history tower's histories (its user tower reads history vectors), else None.
+    retriever: retrieval.py's index over `items.retrieval` (its files are written into the
+      bundle), or None for exact search.
+    retrieval_report: the index's `retrieval.build` report (the manifest's `retrieval`).
   """
   from vidrec_jax import files  # pylint: disable=g-import-not-at-top
   os.makedirs(export_dir, exist_ok=True)
@@ -117,10 +122,17 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
     names = HISTORY_FILES
   elif os.path.exists(os.path.join(export_dir, HISTORIES)):
     os.remove(os.path.join(export_dir, HISTORIES))  # a stale one from an earlier export
+  index_files: tuple[str, ...] = ()
+  if retriever is not None and retriever.name != "exact":
+    index_files = retriever.save(export_dir)
+  names = names + index_files
+  report = dict(retrieval_report or {"name": "exact"})
+  report["files"] = list(index_files)
   manifest = dict(meta)
   manifest.update(
       format_version=FORMAT_VERSION,
       user_input="row" if histories is None else "history",
+      retrieval=report,
       max_len=None if histories is None else int(histories.max_len),
       files={n: {"sha256": _sha256(os.path.join(export_dir, n)),
                  "bytes": os.path.getsize(os.path.join(export_dir, n))} for n in names},
@@ -137,10 +149,11 @@ class Bundle:
 
   def __init__(self, directory: str, manifest: dict, items: Items, users: dict[str, int],
                oov_row: int, user_tower, ranker, fusion: str,
-               histories: Histories | None = None):
+               histories: Histories | None = None, retriever=None):
     self.directory, self.manifest, self.items = directory, manifest, items
     self.users, self.oov_row, self.fusion = users, oov_row, fusion
     self.histories = histories
+    self.retriever = retriever or retrieval.Exact(items.retrieval)
     self.heads: tuple[str, ...] = tuple(manifest["heads"])
     self.k, self.candidates = int(manifest["k"]), int(manifest["candidates"])
     self.step = int(manifest["checkpoint_step"])
@@ -186,7 +199,7 @@ class Bundle:
                          "recommend(user_id, k) instead (history towers: sasrec, sequential)")
       user = self._user(np.array([self.row(user_id)], np.int32))
       return two_stage.recommend(user, self._rank, self.items, self._fuse, int(k),
-                                 self.candidates)
+                                 self.candidates, retriever=self.retriever)
     if history is None:
       clicks = h.logged(self.row(user_id))
     else:
@@ -202,7 +215,19 @@ class Bundle:
       return two_stage.popular(h, self.items, int(k), exclude)
     user = self._user(*h.window(clicks))
     return two_stage.recommend(user, self._rank, self.items, self._fuse, int(k),
-                               self.candidates, exclude)
+                               self.candidates, exclude, self.retriever)
+
+  def user_vector(self, user_id=None, history: Sequence[int] | None = None) -> np.ndarray:
+    """The retrieval-space vector (R,) of a user id (its logged history, for a history tower)
+    or of a history: the query stage 1 searches with (None: a history tower's user without
+    clicks, who gets the popularity list)."""
+    h = self.histories
+    if h is None:
+      return np.asarray(self._user(np.array([self.row(user_id)], np.int32))["retrieval"])[0]
+    clicks = h.logged(self.row(user_id)) if history is None else np.asarray(history, np.int64)
+    if not len(clicks):
+      return None
+    return np.asarray(self._user(*h.window(clicks))["retrieval"])[0]
 
 
 def _check_shape(path: str, what: str, got: Sequence[int], want: Any) -> None:
@@ -246,9 +271,10 @@ def load(export_dir: str) -> Bundle:
   if user_input not in USER_INPUTS:
     raise BundleError(f"{mpath}: user_input {user_input!r}; allowed: {', '.join(USER_INPUTS)}")
   for name in HISTORY_FILES if user_input == "history" else FILES:
-    path = os.path.join(export_dir, name)
     if name not in listed:
-      raise BundleError(f"{path}: not listed in {mpath}")
+      raise BundleError(f"{os.path.join(export_dir, name)}: not listed in {mpath}")
+  for name in listed:
+    path = os.path.join(export_dir, name)
     if not os.path.isfile(path):
       raise BundleError(f"{path}: missing (listed in {mpath})")
     size = os.path.getsize(path)
@@ -282,5 +308,12 @@ def load(export_dir: str) -> Bundle:
   if not 0 < int(manifest["candidates"]) <= len(items):
     raise BundleError(f"{mpath}: candidates={manifest['candidates']} but {ITEMS} holds "
                       f"{len(items)} videos")
+  spec = manifest.get("retrieval", {"name": "exact"})  # format 1: exact
+  try:
+    retriever = retrieval.load(spec["name"], export_dir, items.retrieval, spec)
+  except Exception as e:  # noqa: BLE001 - any unreadable index: one line naming it
+    raise BundleError(f"{mpath}: its {spec.get('name')!r} retrieval index does not load "
+                      f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                      ) from None
   return Bundle(export_dir, manifest, items, {str(u): int(r) for u, r in users["rows"].items()},
-                int(users["oov_row"]), *functions, fusion, histories)
+                int(users["oov_row"]), *functions, fusion, histories, retriever)

@@ -8,13 +8,12 @@ same videos in the same order.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, Mapping
 
-import jax
 import numpy as np
 
 from vidrec_jax.serving import fusion as fusion_lib
+from vidrec_jax.serving import retrieval
 
 # rows (1,), or history item vectors (1, L, H) and their mask (1, L) -> {'user', 'retrieval'}
 UserFn = Callable[..., Mapping[str, Any]]
@@ -69,12 +68,6 @@ class Histories:
     return vec, mask
 
 
-@functools.partial(jax.jit, static_argnames="n")
-def top_candidates(user: jax.Array, items: jax.Array, n: int) -> jax.Array:
-  """Rows of the `n` items (N, R) with the largest dot product with `user` (R,), best first."""
-  return jax.lax.top_k(items @ user, n)[1]
-
-
 def unknown_user_note(user: str) -> str:
   """The note (stderr, JSON) for a user id outside the user vocabulary."""
   return (f"user {user!r} is not in the user vocabulary (not seen in training): these are the "
@@ -92,7 +85,8 @@ def _records(items: Items, idx: np.ndarray, order: np.ndarray, fused: np.ndarray
 
 
 def recommend(user: Mapping[str, Any], rank_fn: RankFn, items: Items, fuse: fusion_lib.Formula,
-              k: int, candidates: int, exclude: np.ndarray | None = None) -> list[dict]:
+              k: int, candidates: int, exclude: np.ndarray | None = None,
+              retriever=None) -> list[dict]:
   """Two stages for one user: the `candidates` items nearest by retrieval vector, then the
   heads' predictions of those, fused; the top `k` by fused score, ties broken by video id.
 
@@ -106,6 +100,8 @@ def recommend(user: Mapping[str, Any], rank_fn: RankFn, items: Items, fuse: fusi
     exclude: video ids never recommended (the user's watched videos); retrieval looks that
       many items further so that the ranker still sees `candidates` (fewer only when the
       catalog runs out).
+    retriever: stage 1 (retrieval.py: exact, faiss, scann); default exact over
+      `items.retrieval`.
 
   Returns:
     k records: rank (1-based), video_id, title, content_type, score (fused), scores (head ->
@@ -115,8 +111,9 @@ def recommend(user: Mapping[str, Any], rank_fn: RankFn, items: Items, fuse: fusi
           and len(exclude) else None)
   extra = 0 if drop is None else int(drop.sum())
   # A host vector: the items may be laid out over a mesh, the user's vector is not.
-  idx = np.asarray(top_candidates(np.asarray(user["retrieval"])[0], items.retrieval,
-                                  min(candidates + extra, len(items))))
+  retriever = retriever or retrieval.Exact(items.retrieval)
+  idx = np.asarray(retriever.search(np.asarray(user["retrieval"], np.float32)[0],
+                                    min(candidates + extra, len(items))))
   if drop is not None:
     idx = idx[~drop[idx]][:candidates]
   preds = {h: np.asarray(v, np.float32) for h, v in

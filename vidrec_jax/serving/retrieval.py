@@ -1,0 +1,241 @@
+"""Stage 1 of serving, retrieval: the catalog rows whose retrieval vectors have the largest dot
+product with a user's, exact or from an approximate index built at export.
+
+  exact  jax.lax.top_k over every vector (on the device; over the mesh in --mode=recommend)
+  faiss  a FAISS inverted-file index with exact inner products inside the probed lists
+         (IndexIVFFlat): `nprobe` of its `nlist` k-means lists are scanned
+  scann  a ScaNN tree of `num_leaves` partitions with anisotropic quantisation and exact
+         re-ranking of the best candidates: `leaves_to_search` partitions are scanned
+
+An index is tuned when it is built: its probe count (nprobe, leaves_to_search) doubles until the
+mean recall@n against exact search reaches `target` on one sample of users' query vectors, and
+its recall is then measured on another sample that tuning never saw (held out); both figures
+and the build time go in the manifest (`report`). faiss and scann are imported only when their
+index is built or read.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+RETRIEVALS = ("exact", "faiss", "scann")
+FAISS_FILE = "index.faiss"
+SCANN_DIR = "scann"
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+  """Rows of the `n` largest scores, best first (ties by row)."""
+  part = np.argpartition(-scores, min(n, len(scores) - 1))[:n]
+  return part[np.lexsort((part, -scores[part]))]
+
+
+@functools.partial(jax.jit, static_argnames="n")
+def top_candidates(user: jax.Array, items: jax.Array, n: int) -> jax.Array:
+  """Rows of the `n` items (N, R) with the largest dot product with `user` (R,), best first."""
+  return jax.lax.top_k(items @ user, n)[1]
+
+
+class Exact:
+  """Every vector scored: the reference the indexes are measured against."""
+
+  name = "exact"
+
+  def __init__(self, vectors):
+    self.vectors = vectors  # numpy, or a jax array laid out over a mesh
+
+  def search(self, query: np.ndarray, n: int) -> np.ndarray:
+    return np.asarray(top_candidates(query, self.vectors, n))
+
+  def search_batch(self, queries: np.ndarray, n: int) -> list[np.ndarray]:
+    return [self.search(q, n) for q in queries]
+
+  def files(self) -> tuple[str, ...]:
+    return ()
+
+  def params(self) -> dict:
+    return {}
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, n: int) -> np.ndarray:
+  """(Q, n) exact top-n rows of every query (numpy, in blocks of queries)."""
+  out = []
+  for a in range(0, len(queries), 256):
+    s = queries[a:a + 256] @ vectors.T
+    out.extend(_top(row, n) for row in s)
+  return np.stack(out) if out else np.zeros((0, n), np.int64)
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+  """Mean share of each query's true top-n rows that were found."""
+  if not len(truth):
+    return float("nan")
+  return float(np.mean([len(np.intersect1d(f, t)) / len(t) for f, t in zip(found, truth)]))
+
+
+class Faiss:
+  """IndexIVFFlat (inner product): nlist k-means lists, nprobe scanned per query."""
+
+  name = "faiss"
+
+  def __init__(self, index, nprobe: int):
+    import faiss  # pylint: disable=g-import-not-at-top
+    self.index, self.nprobe = index, int(nprobe)
+    # Per search, not on the shared index: retrievers of other probe counts share it, and
+    # concurrent requests search it at once.
+    self._params = faiss.SearchParametersIVF(nprobe=self.nprobe)
+
+  @classmethod
+  def build(cls, vectors: np.ndarray, seed: int) -> "Faiss":
+    import faiss  # pylint: disable=g-import-not-at-top
+    x = np.ascontiguousarray(vectors, np.float32)
+    n, d = x.shape
+    nlist = int(max(1, min(4 * np.sqrt(n), n // 39)))  # >= 39 training points per list
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.train(x)
+    index.add(x)
+    return cls(index, 1)
+
+  @property
+  def probes(self) -> int:
+    return self.index.nlist
+
+  def with_probes(self, p: int) -> "Faiss":
+    return Faiss(self.index, p)
+
+  def search(self, query: np.ndarray, n: int) -> np.ndarray:
+    _, rows = self.index.search(np.ascontiguousarray(query[None], np.float32), n,
+                                params=self._params)
+    return rows[0][rows[0] >= 0]
+
+  def search_batch(self, queries: np.ndarray, n: int) -> list[np.ndarray]:
+    _, rows = self.index.search(np.ascontiguousarray(queries, np.float32), n,
+                                params=self._params)
+    return [r[r >= 0] for r in rows]
+
+  def save(self, directory: str) -> tuple[str, ...]:
+    import faiss  # pylint: disable=g-import-not-at-top
+    faiss.write_index(self.index, os.path.join(directory, FAISS_FILE))
+    return (FAISS_FILE,)
+
+  @classmethod
+  def load(cls, directory: str, params: dict) -> "Faiss":
+    import faiss  # pylint: disable=g-import-not-at-top
+    return cls(faiss.read_index(os.path.join(directory, FAISS_FILE)), params["nprobe"])
+
+  def params(self) -> dict:
+    return {"nprobe": self.nprobe, "nlist": int(self.index.nlist)}
+
+
+class Scann:
+  """A ScaNN tree (num_leaves partitions), anisotropic quantisation, exact re-ranking of the
+  best `reorder` candidates; leaves_to_search partitions scanned per query."""
+
+  name = "scann"
+
+  def __init__(self, searcher, leaves_to_search: int, num_leaves: int, reorder: int):
+    self.searcher, self.leaves = searcher, int(leaves_to_search)
+    self.num_leaves, self.reorder = int(num_leaves), int(reorder)
+
+  @classmethod
+  def build(cls, vectors: np.ndarray, seed: int, reorder: int = 400) -> "Scann":
+    from scann.scann_ops.py import scann_ops_pybind  # pylint: disable=g-import-not-at-top
+    del seed  # ScaNN's k-means takes none; its build is deterministic on this input
+    x = np.ascontiguousarray(vectors, np.float32)
+    n = len(x)
+    leaves = int(max(1, min(2 * np.sqrt(n), n // 20)))
+    reorder = min(reorder, n)
+    b = scann_ops_pybind.builder(x, min(100, n), "dot_product")
+    if leaves > 1:
+      b = b.tree(num_leaves=leaves, num_leaves_to_search=1,
+                 training_sample_size=min(n, 250_000))
+    searcher = b.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(reorder).build()
+    return cls(searcher, 1, leaves, reorder)
+
+  @property
+  def probes(self) -> int:
+    return self.num_leaves
+
+  def with_probes(self, p: int) -> "Scann":
+    return Scann(self.searcher, p, self.num_leaves, self.reorder)
+
+  def search(self, query: np.ndarray, n: int) -> np.ndarray:
+    kw = dict(leaves_to_search=self.leaves) if self.num_leaves > 1 else {}
+    rows, _ = self.searcher.search(np.asarray(query, np.float32), final_num_neighbors=n,
+                                   pre_reorder_num_neighbors=max(n, self.reorder), **kw)
+    return np.asarray(rows, np.int64)
+
+  def search_batch(self, queries: np.ndarray, n: int) -> list[np.ndarray]:
+    return [self.search(q, n) for q in queries]
+
+  def save(self, directory: str) -> tuple[str, ...]:
+    path = os.path.join(directory, SCANN_DIR)
+    os.makedirs(path, exist_ok=True)
+    self.searcher.serialize(path, relative_path=True)
+    return tuple(os.path.join(SCANN_DIR, f) for f in sorted(os.listdir(path)))
+
+  @classmethod
+  def load(cls, directory: str, params: dict) -> "Scann":
+    from scann.scann_ops.py import scann_ops_pybind  # pylint: disable=g-import-not-at-top
+    searcher = scann_ops_pybind.load_searcher(os.path.join(directory, SCANN_DIR))
+    return cls(searcher, params["leaves_to_search"], params["num_leaves"], params["reorder"])
+
+  def params(self) -> dict:
+    return {"leaves_to_search": self.leaves, "num_leaves": self.num_leaves,
+            "reorder": self.reorder}
+
+
+INDEXES = {"faiss": Faiss, "scann": Scann}
+
+
+def build(name: str, vectors: np.ndarray, tune: np.ndarray, held_out: np.ndarray, n: int,
+          target: float, seed: int = 0):
+  """(the retriever, its report) of `name` over `vectors`: an index tuned on the `tune` queries
+  to mean recall@n >= `target` (or its largest probe count) and measured on `held_out`."""
+  if name not in RETRIEVALS:
+    raise ValueError(f"retrieval {name!r} is not allowed; allowed: {', '.join(RETRIEVALS)}")
+  n = min(n, len(vectors))
+  if name == "exact":
+    return Exact(vectors), {"name": "exact", f"recall@{n}": 1.0}
+  t = time.perf_counter()
+  index = INDEXES[name].build(vectors, seed)
+  build_s = time.perf_counter() - t
+  truth_tune = exact_top(vectors, tune, n)
+
+  def tuned(p: int) -> float:
+    return recall(index.with_probes(p).search_batch(tune, n), truth_tune) if len(tune) else 1.0
+  # Double the probes until the target is met, then bisect down to the fewest that meet it.
+  p, r = 1, tuned(1)
+  while r < target and p < index.probes:
+    p = min(2 * p, index.probes)
+    r = tuned(p)
+  lo = p // 2  # misses the target (or 0)
+  while p - lo > 1:
+    mid = (lo + p) // 2
+    r_mid = tuned(mid)
+    if r_mid >= target:
+      p, r = mid, r_mid
+    else:
+      lo = mid
+  index = index.with_probes(p)
+  held = recall(index.search_batch(held_out, n), exact_top(vectors, held_out, n))
+  report = {"name": name, **index.params(), f"recall@{n}": held, f"tune_recall@{n}": r,
+            "target": target, "tune_queries": len(tune), "held_out_queries": len(held_out),
+            "build_seconds": round(build_s, 3)}
+  return index, report
+
+
+def load(name: str, directory: str, vectors, params: dict[str, Any]):
+  """The retriever a bundle's manifest names (`exact` reads nothing: the retrieval vectors)."""
+  if name == "exact":
+    return Exact(vectors)
+  if name not in INDEXES:
+    raise ValueError(f"retrieval {name!r} is not allowed; allowed: {', '.join(RETRIEVALS)}")
+  return INDEXES[name].load(directory, params)
