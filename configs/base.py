@@ -160,9 +160,11 @@ def base_config() -> ml_collections.ConfigDict:
   # ("faiss", "scann": vidrec_jax/serving/retrieval.py, `pip install -e '.[ann]'`) tuned to
   # mean recall@candidates >= retrieval_target against exact search on half of
   # retrieval_queries users and measured on the other half (the manifest records both).
+  # thumbnails: the side in pixels of the frame stored per video in the bundle (the service's
+  # page shows it); 0 stores none.
   c.recommend = ml_collections.ConfigDict(dict(
       k=10, candidates=100, fusion="click", exclude_watched=True, retrieval="exact",
-      retrieval_target=0.95, retrieval_queries=1000))
+      retrieval_target=0.95, retrieval_queries=1000, thumbnails=96))
   return c
 
 

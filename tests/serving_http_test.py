@@ -2,8 +2,10 @@
 a history in a POST, a 4xx JSON line for every bad request, Prometheus metrics, and a bundle
 swapped in (POST /reload, SIGHUP on the real process) while requests keep coming, none failing."""
 
+import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +18,7 @@ import urllib.request
 
 from absl.testing import absltest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from tests import helpers
 from vidrec_jax import experiment
@@ -27,6 +30,42 @@ def _export(cfg, workdir: str) -> tuple[str, dict]:
   restored = experiment.restore(cfg, workdir, "latest", "export")
   folder = recommend.export(restored, workdir, os.path.join(tempfile.mkdtemp(), "bundle"))
   return folder, restored
+
+
+class _Served:
+  """`python -m vidrec_jax.serving` on a free port for a `with` block: (process, base URL, a
+  JSON GET); its output must hold no traceback."""
+
+  def __init__(self, test, bundle: str):
+    self.test, self.bundle = test, bundle
+
+  def __enter__(self):
+    with socket.socket() as s:
+      s.bind(("127.0.0.1", 0))
+      port = s.getsockname()[1]
+    self.proc = subprocess.Popen(
+        [sys.executable, "-m", "vidrec_jax.serving", f"--bundle={self.bundle}", f"--port={port}"],
+        cwd=helpers.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path):
+      with urllib.request.urlopen(base + path, timeout=30) as r:
+        return json.loads(r.read())
+    deadline = time.time() + 120
+    while True:
+      try:
+        get("/healthz")
+        break
+      except (urllib.error.URLError, ConnectionError):
+        self.test.assertLess(time.time(), deadline, "the service did not start")
+        self.test.assertIsNone(self.proc.poll(), "the service exited")
+        time.sleep(0.5)
+    return self.proc, base, get
+
+  def __exit__(self, *exc):
+    self.proc.terminate()
+    out = self.proc.communicate(timeout=60)[0]
+    self.test.assertNotIn("Traceback", out)
 
 
 class HttpTest(absltest.TestCase):
@@ -97,7 +136,7 @@ class HttpTest(absltest.TestCase):
         ("post", {"json": [1, 2]}, 400, "must be a JSON object"),
         ("post", {"content": b"{not json"}, 400, "not JSON"),
         ("post", {"content": b'{"history": [' + b"1," * 40000 + b"1]}"}, 413, "at most 65536"),
-        ("get", {"url": "/nowhere"}, 404, "paths: /recommend"),
+        ("get", {"url": "/nowhere"}, 404, "paths: /, /recommend"),
         ("put", {"url": "/recommend"}, 405, "Method Not Allowed"),
     ]
     for method, kw, status, why in cases:
@@ -129,30 +168,53 @@ class HttpTest(absltest.TestCase):
     got = self.client.get("/recommend", params={"user": self.users[0]}).json()
     self.assertEqual(got["checkpoint_step"], 9)
 
+  def test_the_page_thumbnails_and_watched_videos(self):
+    r = self.client.get("/")
+    self.assertEqual(r.status_code, 200)
+    self.assertIn("text/html", r.headers["content-type"])
+    for needle in ("/recommend", "/thumbnail/", "/users", "<script>"):
+      self.assertIn(needle, r.text)
+    users = self.client.get("/users", params={"limit": 2}).json()
+    self.assertEqual((len(users["users"]), users["total"]),
+                     (2, len(self.service.bundle.users)))
+    self.assertEqual(self.client.get("/users", params={"limit": 0}).status_code, 400)
+    got = self.client.get("/recommend", params={"user": self.users[0], "k": 5}).json()
+    logged = self.service.bundle.histories.logged(self.service.bundle.row(self.users[0]))
+    self.assertEqual([w["video_id"] for w in got["watched"]], logged.tolist())
+    self.assertTrue(all(w["title"] for w in got["watched"]))
+    shown = 0
+    for rec in got["records"]:
+      r = self.client.get(f"/thumbnail/{rec['video_id']}")
+      if r.status_code == 404:  # an item with neither a video nor a cover
+        self.assertIn("no thumbnail", r.json()["error"])
+        continue
+      self.assertEqual(r.headers["content-type"], "image/jpeg")
+      self.assertEqual(Image.open(io.BytesIO(r.content)).size, (96, 96))
+      shown += 1
+    self.assertGreater(shown, 0)
+    self.assertEqual(self.client.get("/thumbnail/99999").status_code, 404)
+    self.assertEqual(self.client.get("/thumbnail/x").status_code, 404)
+
+  def test_the_page_renders_in_headless_chromium(self):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+      self.skipTest("headless Chromium is not installed (Debian: apt-get install chromium)")
+    with _Served(self, self.bundle_a) as (_, base, _get):
+      r = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--virtual-time-budget=15000", "--dump-dom", base + "/"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    dom = r.stdout
+    want = self.client.get("/recommend", params={"user": self.users[0]}).json()["records"]
+    self.assertEqual(dom.count('class="thumb"') + dom.count('class="noimg"'),
+                     len(want) + len(self.service.bundle.histories.logged(
+                         self.service.bundle.row(self.users[0]))), dom[-3000:])
+    for rec in want:
+      self.assertIn(f"video {rec['video_id']}", dom)
+
   def test_the_process_reloads_on_sighup_under_load_without_a_failed_request(self):
     link = os.path.join(tempfile.mkdtemp(), "current")
     os.symlink(self.bundle_a, link)
-    with socket.socket() as s:
-      s.bind(("127.0.0.1", 0))
-      port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "vidrec_jax.serving", f"--bundle={link}",
-                             f"--port={port}"], cwd=helpers.REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def get(path):
-      with urllib.request.urlopen(base + path, timeout=30) as r:
-        return json.loads(r.read())
-    try:
-      deadline = time.time() + 120
-      while True:
-        try:
-          get("/healthz")
-          break
-        except (urllib.error.URLError, ConnectionError):
-          self.assertLess(time.time(), deadline, "the service did not start")
-          self.assertIsNone(proc.poll(), "the service exited")
-          time.sleep(0.5)
+    with _Served(self, link) as (proc, base, get):
       steps, failures, stop = [], [], threading.Event()
 
       def load():
@@ -182,10 +244,6 @@ class HttpTest(absltest.TestCase):
       self.assertEqual(steps[-1], 9)
       metrics = urllib.request.urlopen(base + "/metrics", timeout=30).read().decode()
       self.assertIn('vidrec_reloads_total{outcome="ok"} 1.0', metrics)
-    finally:
-      proc.terminate()
-      out = proc.communicate(timeout=60)[0]
-    self.assertNotIn("Traceback", out)
 
   def test_a_missing_bundle_is_one_error_line(self):
     r = subprocess.run([sys.executable, "-m", "vidrec_jax.serving",

@@ -307,6 +307,32 @@ def recommend(restored: Restored, workdir: str, user: str, k: int | None = None,
   return out
 
 
+def thumbnails(ctx: Context, video_ids: np.ndarray, size: int):
+  """One JPEG (size x size, the middle frame; b'' when the video cannot be decoded) per video,
+  in order, decoded by two threads (PyAV decodes without the GIL) and yielded as they come."""
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from vidrec_jax.data import video_io  # pylint: disable=g-import-not-at-top
+  cat = ctx.dataset.catalog
+
+  def one(v: int) -> bytes:
+    path = cat.path(int(v))
+    if not path:
+      return b""
+    try:
+      frame = video_io.middle_frame(path, size)
+    except video_io.VideoDecodeError as e:
+      logging.warning("no thumbnail for video %d: %s", v, e)
+      return b""
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    for a in range(0, len(video_ids), 256):  # a bounded window of work in flight
+      yield from pool.map(one, video_ids[a:a + 256])
+
+
 def query_vectors(s: _Serving, n: int, seed: int) -> np.ndarray:
   """Retrieval-space vectors of up to `n` users drawn at random (`seed`) from the bundle's
   users (a history tower's from their logged clicks): the queries an index is tuned and
@@ -350,8 +376,10 @@ def export(restored: Restored, workdir: str, export_dir: str | None = None,
                                         queries[:half], queries[half:], s.candidates,
                                         r.retrieval_target, seed=run.seed)
     logging.info("retrieval index: %s", report)
+  thumbs = (thumbnails(restored[0], s.items.video_ids, r.thumbnails) if r.thumbnails
+            else None)
   path = serving.write_bundle(export_dir, s.items, s.user_tower, s.ranker, s.users, s.oov_row,
-                              r.fusion, meta, s.histories, retriever, report)
+                              r.fusion, meta, s.histories, retriever, report, thumbs)
   logging.info("wrote the serving bundle of checkpoint step %d (%d videos, %d users) to %s",
                s.step, len(s.items), len(s.users), path)
   print(f"exported checkpoint step {s.step} to {export_dir}")

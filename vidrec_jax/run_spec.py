@@ -182,6 +182,7 @@ class RecommendSpec:
   retrieval: str
   retrieval_target: float
   retrieval_queries: int
+  thumbnails: int
 
 
 @dataclasses.dataclass(frozen=True)

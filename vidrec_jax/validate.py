@@ -183,6 +183,8 @@ def _validate_recommend(c: ml_collections.ConfigDict) -> None:
   check(isinstance(r.retrieval_queries, int) and r.retrieval_queries >= 2,
         "recommend.retrieval_queries", r.retrieval_queries, "an integer >= 2 (half tune the "
         "index, half measure it)")
+  check(isinstance(r.thumbnails, int) and 0 <= r.thumbnails <= 512, "recommend.thumbnails",
+        r.thumbnails, "an integer 0..512 (pixels; 0: none)")
   if r.retrieval != "exact":
     module = {"faiss": "faiss", "scann": "scann"}[r.retrieval]
     try:

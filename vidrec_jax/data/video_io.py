@@ -120,6 +120,32 @@ def read_frames(path: str, size: int | None = None, max_frames: int | None = Non
   return np.stack(frames), np.asarray(index, np.int64)
 
 
+def middle_frame(path: str, size: int) -> np.ndarray:
+  """The video's middle frame (an image's only one), size x size as `read_frames` crops it;
+  decodes up to the middle only.
+
+  Raises:
+    VideoDecodeError: naming the path, as `read_frames`.
+  """
+  try:
+    if os.path.getsize(path) == 0:
+      raise VideoDecodeError(f"{path}: zero-byte file")
+    middle = _frame_count(path) // 2
+    last = None
+    with av.open(path) as container:
+      for i, frame in enumerate(container.decode(container.streams.video[0])):
+        last = frame
+        if i >= middle:
+          break
+    if last is not None:  # the middle, or the last frame a truncated file still gives
+      return _square(last, size)
+  except VideoDecodeError:
+    raise
+  except (OSError, av.error.FFmpegError, ValueError, IndexError) as e:
+    raise VideoDecodeError(f"{path}: {type(e).__name__}: {e}") from e
+  raise VideoDecodeError(f"{path}: no decodable frame")
+
+
 def decode_video(path: str, size: int | None = None, max_frames: int | None = None
                  ) -> np.ndarray:
   """The frames of `read_frames` (every frame when max_frames is None)."""

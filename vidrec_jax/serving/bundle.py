@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -50,6 +50,8 @@ RANKER = "ranker.jaxexport"
 USERS = "users.json"
 FUSION = "fusion.txt"
 HISTORIES = "histories.npz"
+THUMBNAILS = "thumbnails.bin"  # every item's JPEG, concatenated
+THUMBNAIL_OFFSETS = "thumbnails.npz"  # offsets (N + 1,): item row r's bytes [o[r], o[r + 1])
 FILES = (ITEMS, USER_TOWER, RANKER, USERS, FUSION)  # every bundle's; a history tower's adds
 HISTORY_FILES = FILES + (HISTORIES,)
 ITEM_ARRAYS = ("retrieval", "ranking", "video_ids", "titles", "content_types", "cold")
@@ -81,7 +83,8 @@ def _function_shapes(exported) -> dict:
 def write_bundle(export_dir: str, items: Items, user_tower, ranker,
                  users: Mapping[str, int], oov_row: int, fusion: str, meta: Mapping[str, Any],
                  histories: Histories | None = None, retriever=None,
-                 retrieval_report: Mapping[str, Any] | None = None) -> str:
+                 retrieval_report: Mapping[str, Any] | None = None,
+                 thumbnails: Iterable[bytes] | None = None) -> str:
   """Writes a bundle (each file atomically, the manifest last) and returns its manifest path.
 
   Args:
@@ -98,6 +101,8 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
     retriever: retrieval.py's index over `items.retrieval` (its files are written into the
       bundle), or None for exact search.
     retrieval_report: the index's `retrieval.build` report (the manifest's `retrieval`).
+    thumbnails: one JPEG per item row, in order (b'' for none), streamed to the bundle; None
+      for no thumbnails.
   """
   from vidrec_jax import files  # pylint: disable=g-import-not-at-top
   os.makedirs(export_dir, exist_ok=True)
@@ -122,6 +127,19 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
     names = HISTORY_FILES
   elif os.path.exists(os.path.join(export_dir, HISTORIES)):
     os.remove(os.path.join(export_dir, HISTORIES))  # a stale one from an earlier export
+  if np.any(np.diff(arrays["video_ids"]) <= 0):
+    raise ValueError("items.video_ids must be ascending (a served video is found by search)")
+  if thumbnails is not None:
+    offsets = [0]
+    with files.atomic_path(os.path.join(export_dir, THUMBNAILS)) as tmp, open(tmp, "wb") as f:
+      for jpeg in thumbnails:
+        f.write(jpeg)
+        offsets.append(offsets[-1] + len(jpeg))
+    if len(offsets) != len(items) + 1:
+      raise ValueError(f"{len(offsets) - 1} thumbnails for {len(items)} items")
+    with files.atomic_path(os.path.join(export_dir, THUMBNAIL_OFFSETS)) as tmp:
+      np.savez(tmp, offsets=np.asarray(offsets, np.int64))
+    names = names + (THUMBNAILS, THUMBNAIL_OFFSETS)
   index_files: tuple[str, ...] = ()
   if retriever is not None and retriever.name != "exact":
     index_files = retriever.save(export_dir)
@@ -159,6 +177,13 @@ class Bundle:
     self.step = int(manifest["checkpoint_step"])
     self.exclude_watched = bool(manifest.get("exclude_watched", False))
     self._fuse = fusion_lib.compile_formula(fusion, self.heads)
+    self.exported = (user_tower, ranker)  # the jax.export functions, as read
+    self._thumbs = None
+    if THUMBNAILS in manifest["files"]:
+      with np.load(os.path.join(directory, THUMBNAIL_OFFSETS)) as z:
+        self._thumb_offsets = z["offsets"]
+      if os.path.getsize(os.path.join(directory, THUMBNAILS)):  # mapped, shared, not read
+        self._thumbs = np.memmap(os.path.join(directory, THUMBNAILS), np.uint8, "r")
     self._user = jax.jit(user_tower.call)
     self._rank = jax.jit(ranker.call)
 
@@ -216,6 +241,33 @@ class Bundle:
     user = self._user(*h.window(clicks))
     return two_stage.recommend(user, self._rank, self.items, self._fuse, int(k),
                                self.candidates, exclude, self.retriever)
+
+  def item_row(self, video_id) -> int | None:
+    """The items row of a catalog video id, or None when the bundle does not serve it."""
+    try:
+      v = int(video_id)
+    except (TypeError, ValueError):
+      return None
+    ids = self.items.video_ids  # ascending
+    r = int(np.searchsorted(ids, v))
+    return r if r < len(ids) and ids[r] == v else None
+
+  def thumbnail(self, video_id) -> bytes | None:
+    """The JPEG stored for a video at export, or None (no thumbnails, or none for it)."""
+    r = self.item_row(video_id)
+    if r is None or self._thumbs is None:
+      return None
+    a, b = self._thumb_offsets[r], self._thumb_offsets[r + 1]
+    return bytes(self._thumbs[a:b]) if b > a else None
+
+  def video(self, video_id) -> dict | None:
+    """A served video's catalog fields: video_id, title, content_type, cold."""
+    r = self.item_row(video_id)
+    if r is None:
+      return None
+    it = self.items
+    return dict(video_id=int(it.video_ids[r]), title=str(it.titles[r]),
+                content_type=str(it.content_types[r]), cold=bool(it.cold[r]))
 
   def user_vector(self, user_id=None, history: Sequence[int] | None = None) -> np.ndarray:
     """The retrieval-space vector (R,) of a user id (its logged history, for a history tower)
@@ -283,6 +335,8 @@ def load(export_dir: str) -> Bundle:
     if _sha256(path) != listed[name]["sha256"]:
       raise BundleError(f"{path}: sha256 does not match the manifest (changed after export)")
   items = Items(**_arrays(os.path.join(export_dir, ITEMS), ITEM_ARRAYS, shapes["items"]))
+  if np.any(np.diff(items.video_ids) <= 0):
+    raise BundleError(f"{os.path.join(export_dir, ITEMS)}: video_ids are not ascending")
   functions = []
   for name, key in ((USER_TOWER, "user_tower"), (RANKER, "ranker")):
     path = os.path.join(export_dir, name)

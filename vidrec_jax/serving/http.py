@@ -10,6 +10,11 @@
   GET  /metrics                  Prometheus text: requests by path and status, a latency
                                  histogram, the bundle's format version and checkpoint step
   POST /reload                   loads the bundle again (or {"bundle": FOLDER}) and swaps it in
+  GET  /                         a page (page.py): pick a user or type a history, see the list
+                                 with thumbnails, titles, types, fused and per-head scores, the
+                                 cold flag, beside the history (`watched` in the answers)
+  GET  /users?limit=100          user ids of the bundle, for the page's picker
+  GET  /thumbnail/ID             the JPEG stored for a video at export (recommend.thumbnails)
 
 A reload loads and warms the new bundle while the old one keeps answering; the swap is one
 reference assignment, and a request in flight finishes on the bundle it started with, so none is
@@ -20,6 +25,7 @@ a traceback); nothing a request holds stops the process.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -31,11 +37,13 @@ from absl import logging
 from fastapi import FastAPI
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
 from fastapi.responses import JSONResponse
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vidrec_jax.serving import bundle as bundle_lib
+from vidrec_jax.serving import page as page_lib
 
 MAX_BODY_BYTES = 1 << 16  # a watch history of thousands of ids fits; anything bigger is refused
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -121,7 +129,7 @@ def _k(value: Any, b: bundle_lib.Bundle) -> int:
   return value
 
 
-def _answer(b: bundle_lib.Bundle, user: Any, history: Any, k: int) -> dict:
+def _answer(b: bundle_lib.Bundle, user: Any, history: Any, k: int) -> Response:
   try:
     records = b.recommend(user, k, history=history)
   except ValueError as e:
@@ -131,7 +139,12 @@ def _answer(b: bundle_lib.Bundle, user: Any, history: Any, k: int) -> dict:
     out["history"] = [int(v) for v in history]
   elif b.note(user) is not None:
     out["note"] = b.note(user)
-  return out
+  if b.histories is not None:  # the history the list came from, newest last (the page's)
+    watched = history if history is not None else b.histories.logged(b.row(user)).tolist()
+    out["watched"] = [b.video(v) or {"video_id": int(v), "title": "", "content_type": "",
+                                     "cold": False} for v in watched]
+  # Plain JSON types already: serialised here, not walked again by FastAPI's encoder.
+  return Response(json.dumps(out, separators=(",", ":")), media_type="application/json")
 
 
 def _unknown(fields, allowed) -> None:
@@ -164,12 +177,14 @@ async def _body(request: Request, limit: int) -> dict:
 def make_app(service: Service) -> FastAPI:
   """The FastAPI app answering from `service`'s bundle."""
   app = FastAPI(title="vidrec_jax", docs_url=None, redoc_url=None, openapi_url=None)
-  paths = ("/recommend", "/healthz", "/metrics", "/reload")
+  paths = ("/", "/recommend", "/healthz", "/metrics", "/reload", "/users", "/thumbnail")
 
   @app.middleware("http")
   async def count(request: Request, call_next):
     t = time.perf_counter()
-    path = request.url.path if request.url.path in paths else "other"
+    path = request.url.path
+    path = (path if path in paths else "/thumbnail" if path.startswith("/thumbnail/")
+            else "other")
     try:
       response = await call_next(request)
     except Exception as e:  # noqa: BLE001 - a fault of ours: a 500 line, never a traceback
@@ -195,8 +210,11 @@ def make_app(service: Service) -> FastAPI:
   async def validation_error(_, e: RequestValidationError):
     return JSONResponse({"error": "; ".join(str(x.get("msg")) for x in e.errors())}, 400)
 
+  # The bundle's work (about a millisecond) runs on the event loop, one request at a time:
+  # measured faster at 16 concurrent clients than a thread pool, whose threads contend for the
+  # GIL (benchmarks/serving.py). A reload loads in a thread beside it.
   @app.get("/recommend")
-  def get_recommend(request: Request):
+  async def get_recommend(request: Request):
     q = request.query_params
     _unknown(q.keys(), GET_FIELDS)
     if len(q.getlist("user")) != 1 or len(q.getlist("k")) > 1:
@@ -219,9 +237,32 @@ def make_app(service: Service) -> FastAPI:
     if history is not None and not isinstance(history, list):
       raise RequestError(400, f"history must be a list of video ids, not "
                          f"{type(history).__name__}")
-    # The bundle's work runs in a thread: the event loop keeps serving meanwhile.
-    return await anyio.to_thread.run_sync(
-        _answer, b, None if user is None else str(user), history, k)
+    return _answer(b, None if user is None else str(user), history, k)
+
+  @app.get("/")
+  def page():
+    return HTMLResponse(page_lib.PAGE)
+
+  @app.get("/users")
+  def users(request: Request):
+    q = request.query_params
+    _unknown(q.keys(), ("limit",))
+    try:
+      limit = int(q.get("limit", "100"))
+    except ValueError:
+      raise RequestError(400, f"limit={q.get('limit')!r} is not an integer") from None
+    if not 0 < limit <= 10000:
+      raise RequestError(400, f"limit={limit} is not allowed; 1 <= limit <= 10000")
+    b = service.bundle
+    return {"users": list(itertools.islice(b.users, limit)), "total": len(b.users)}
+
+  @app.get("/thumbnail/{video_id}")
+  def thumbnail(video_id: str):
+    jpeg = service.bundle.thumbnail(video_id)
+    if jpeg is None:
+      raise RequestError(404, f"no thumbnail for video {video_id!r} in this bundle")
+    return Response(jpeg, media_type="image/jpeg",
+                    headers={"cache-control": "max-age=3600"})
 
   @app.get("/healthz")
   def healthz():
