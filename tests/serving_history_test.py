@@ -131,14 +131,20 @@ class _HistoryServing:
       serving.load(d)
 
 
+def _demo_smoke(tower: str):
+  """configs/demo.py:smoke with a history tower, on the smoke world, 3 steps."""
+  c = helpers.load_config(f"smoke,{tower}")
+  c.data.data_dir = helpers.smoke_world_dir()
+  c.train.steps = 3
+  c.recommend.candidates = 12
+  return c
+
+
 class SASRecTwoTowerTest(_HistoryServing, absltest.TestCase):
 
   @classmethod
   def config(cls):
-    c = helpers.load_config("smoke,sasrec")
-    c.data.data_dir = helpers.smoke_world_dir()
-    c.train.steps = 3
-    c.recommend.candidates = 12
+    c = _demo_smoke("sasrec")
     c.recommend.fusion = "click * (1 + 0.1 * watch_time)"
     return c
 
@@ -148,6 +154,39 @@ class SASRecTwoTowerTest(_HistoryServing, absltest.TestCase):
     want = model.encode_users(ids, catalog)
     got = model.encode_history_vectors(*map(jnp.asarray, self.bundle.histories.window(clicks)))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-4, atol=2e-5)
+
+
+class DINTwoTowerTest(_HistoryServing, absltest.TestCase):
+  """din: the user vector depends on the candidate, so retrieval is item-to-item (the mean
+  retrieval vector of the history's videos) and the ranker attends once per candidate."""
+
+  @classmethod
+  def config(cls):
+    return _demo_smoke("din")
+
+  def test_manifest_names_a_history_tower(self):
+    m = self.bundle.manifest
+    self.assertEqual(m["user_input"], "history_candidate")
+    self.assertNotIn(serving.USER_TOWER, m["files"])
+    self.assertIsNone(self.bundle.exported[0])
+
+  def test_the_ranker_scores_as_the_trained_model(self):
+    model, catalog, _, ids = self._trained()
+    recs = self.bundle.recommend(self.user, self.K)
+    rows = [self.bundle.item_row(r["video_id"]) for r in recs]
+    items = jnp.asarray(self.bundle.items.ranking[rows])
+    c = len(rows)
+    inputs = {k: jnp.broadcast_to(v, (c,) + v.shape[1:]) for k, v in ids.items()}
+    u = model.encode_users(inputs, catalog, candidate=items)
+    want = model.predictions(model.score(u, items))["click"]
+    np.testing.assert_allclose([r["scores"]["click"] for r in recs], np.asarray(want),
+                               rtol=2e-4, atol=2e-5)
+
+  def test_retrieval_searches_with_the_historys_mean(self):
+    clicks = self.bundle.histories.logged(self.bundle.row(self.user))
+    rows = [r for r in map(self.bundle.item_row, clicks) if r is not None]
+    want = np.asarray(self.bundle.items.retrieval[rows]).mean(0)
+    np.testing.assert_allclose(self.bundle.user_vector(self.user), want, rtol=1e-6)
 
 
 class SequentialTest(_HistoryServing, absltest.TestCase):

@@ -189,13 +189,8 @@ class BadConfigTest(parameterized.TestCase):
     self.assertEqual(r.returncode, 2, r.stderr[-3000:])
     self.assertIn(field, _one_error_line(self, r.stderr))
 
-  def test_a_candidate_dependent_tower_and_the_policy_are_refused(self):
+  def test_the_policy_and_a_fusion_of_missing_heads_are_refused(self):
     from vidrec_jax import validate  # pylint: disable=g-import-not-at-top
-    c = helpers.load_config("smoke,din")
-    c.mode = "recommend"
-    with self.assertRaisesRegex(validate.ConfigError,
-                                "model.user_tower.name.*depends on the candidate"):
-      validate.validate(c)
     c = helpers.load_config("smoke", "rl.py")
     c.mode = "export"
     with self.assertRaisesRegex(validate.ConfigError, "model.name.*'two_tower' and 'sequential'"):

@@ -18,6 +18,8 @@ Served (validate.py refuses the others in one line):
   two_tower + id user tower      user vocabulary rows -> user vectors; the heads rank
   two_tower + sasrec user tower  the user's watch history (logged clicks, the last
                                  data.history.max_len) -> user vectors; the heads rank
+  two_tower + din user tower     retrieval by the history's mean item vector (item-to-item);
+                                 the ranker attends over the history once per candidate
   sequential (sasrec)            the history -> the user state; retrieval and ranking are its
                                  dot product with every item (one head, `score`)
 A history tower's bundle holds every catalog video's vector as a history item and each user's
@@ -43,6 +45,7 @@ from jax.sharding import NamedSharding
 from vidrec_jax import files
 from vidrec_jax import serving
 from vidrec_jax.eval.encode import Encoder
+from vidrec_jax.models import user_towers
 from vidrec_jax.models.partitioning import logical_to_spec
 from vidrec_jax.serving import fusion as fusion_lib
 from vidrec_jax.serving import retrieval
@@ -92,6 +95,7 @@ class _Serving:
   heads: tuple[str, ...]
   exclude_watched: bool
   histories: serving.Histories | None = None
+  user_input: str = "row"  # bundle.USER_INPUTS
 
 
 def _history_kind(ctx: Context) -> bool:
@@ -194,15 +198,17 @@ def _build(restored: Restored, workdir: str) -> _Serving:
   d = items.ranking.shape[1]
   f32 = jnp.float32
 
+  attends = user_towers.tower_class(ctx.run.model).needs_candidate  # din
   if sequential:
     def ranker(u, cands):
       return {"score": cands @ u}
   else:
     def ranker(u, cands):
       return steps.eval_step(setup, host, jnp.broadcast_to(u[None], cands.shape), cands)
-  ranker = _export(ranker, jax.ShapeDtypeStruct((d,), f32),
-                   jax.ShapeDtypeStruct((candidates, d), f32))
-  common = dict(items=items, ranker=ranker, candidates=candidates, step=step, mesh=setup.mesh,
+  if not attends:
+    ranker = _export(ranker, jax.ShapeDtypeStruct((d,), f32),
+                     jax.ShapeDtypeStruct((candidates, d), f32))
+  common = dict(items=items, candidates=candidates, step=step, mesh=setup.mesh,
                 rules=setup.rules, heads=serving_heads(ctx.run.model),
                 exclude_watched=bool(ctx.run.recommend.exclude_watched))
   if not _history_kind(ctx):
@@ -210,7 +216,7 @@ def _build(restored: Restored, workdir: str) -> _Serving:
       u = steps.encode_users_step(setup, host, {"user": rows})
       return {"user": u, "retrieval": setup.model(host).retrieval_user(u)}
     return _Serving(user_tower=_export(user_tower, jax.ShapeDtypeStruct((1,), jnp.int32)),
-                    users=user_rows(ctx), oov_row=ctx.user_vocab.size, **common)
+                    ranker=ranker, users=user_rows(ctx), oov_row=ctx.user_vocab.size, **common)
 
   model = setup.model(host)
   if sequential:
@@ -228,25 +234,36 @@ def _build(restored: Restored, workdir: str) -> _Serving:
   users, histories = _user_rows_with_clicks(ctx)
   histories = dataclasses.replace(histories, vectors=history_vectors)
   max_len, h = histories.max_len, history_vectors.shape[1]
-  return _Serving(user_tower=_export(user_tower, jax.ShapeDtypeStruct((1, max_len, h), f32),
-                                     jax.ShapeDtypeStruct((1, max_len), f32)),
-                  users=users, oov_row=len(users), histories=histories, **common)
+  history_shapes = (jax.ShapeDtypeStruct((1, max_len, h), f32),
+                    jax.ShapeDtypeStruct((1, max_len), f32))
+  if attends:
+    # The user vector depends on the candidate: the ranker attends over the history once per
+    # candidate; retrieval is item-to-item (two_stage.answer), so there is no user tower.
+    def attending_ranker(v, mask, cands):
+      c = cands.shape[0]
+      u = setup.model(host).encode_history_vectors(
+          jnp.broadcast_to(v[None], (c,) + v.shape), jnp.broadcast_to(mask[None], (c,) +
+                                                                     mask.shape), cands)
+      return steps.eval_step(setup, host, u, cands)
+    return _Serving(user_tower=None, ranker=_export(
+        attending_ranker, jax.ShapeDtypeStruct((max_len, h), f32),
+        jax.ShapeDtypeStruct((max_len,), f32), jax.ShapeDtypeStruct((candidates, d), f32)),
+                    users=users, oov_row=len(users), histories=histories,
+                    user_input="history_candidate", **common)
+  return _Serving(user_tower=_export(user_tower, *history_shapes), ranker=ranker,
+                  users=users, oov_row=len(users), histories=histories, user_input="history",
+                  **common)
 
 
 def _answer(s: _Serving, user: str, k: int, fuse) -> list[dict]:
   """The records for raw user id `user`, as `serving.Bundle.recommend` gives them."""
-  user_fn = jax.jit(s.user_tower.call)
-  rank_fn = jax.jit(s.ranker.call)
   row = s.users.get(user, s.oov_row)
-  if s.histories is None:
-    return serving.recommend(user_fn(np.array([row], np.int32)), rank_fn, _on_mesh(s), fuse,
-                             k, s.candidates)
-  clicks = s.histories.logged(row)
-  exclude = clicks if s.exclude_watched else None
-  if not len(clicks):
-    return serving.popular(s.histories, s.items, k, exclude)
-  return serving.recommend(user_fn(*s.histories.window(clicks)), rank_fn, _on_mesh(s), fuse,
-                           k, s.candidates, exclude)
+  h = s.histories
+  return serving.answer(
+      None if s.user_tower is None else jax.jit(s.user_tower.call), jax.jit(s.ranker.call),
+      _on_mesh(s), fuse, k, s.candidates, row=row,
+      clicks=None if h is None else h.logged(row), histories=h,
+      exclude_watched=s.exclude_watched, candidate_attention=s.user_input == "history_candidate")
 
 
 def _on_mesh(s: _Serving) -> serving.Items:
@@ -339,13 +356,18 @@ def query_vectors(s: _Serving, n: int, seed: int) -> np.ndarray:
   measured on."""
   rows = np.array(sorted(set(s.users.values())), np.int64)
   rows = np.random.default_rng(seed).permutation(rows)[:n]
-  user_fn = jax.jit(s.user_tower.call)
+  user_fn = None if s.user_tower is None else jax.jit(s.user_tower.call)
   out = []
   for row in rows:
     if s.histories is None:
       u = user_fn(np.array([row], np.int32))
     else:
       clicks = s.histories.logged(int(row))
+      if s.user_input == "history_candidate":  # item-to-item, as two_stage.answer
+        q = serving.history_query(s.items, clicks)
+        if q is not None:
+          out.append(q)
+        continue
       if not len(clicks):
         continue
       u = user_fn(*s.histories.window(clicks))
@@ -379,7 +401,8 @@ def export(restored: Restored, workdir: str, export_dir: str | None = None,
   thumbs = (thumbnails(restored[0], s.items.video_ids, r.thumbnails) if r.thumbnails
             else None)
   path = serving.write_bundle(export_dir, s.items, s.user_tower, s.ranker, s.users, s.oov_row,
-                              r.fusion, meta, s.histories, retriever, report, thumbs)
+                              r.fusion, meta, s.histories, retriever, report, thumbs,
+                              s.user_input)
   logging.info("wrote the serving bundle of checkpoint step %d (%d videos, %d users) to %s",
                s.step, len(s.items), len(s.users), path)
   print(f"exported checkpoint step {s.step} to {export_dir}")

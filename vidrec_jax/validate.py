@@ -164,10 +164,6 @@ def _validate_recommend(c: ml_collections.ConfigDict) -> None:
   check(c.model.name in ("two_tower", "sequential"), "model.name", c.model.name,
         f"--mode={c.mode} serves the 'two_tower' and 'sequential' models (the RL policy is not "
         "served yet)")
-  tower = user_towers.tower_class(c.model)
-  check(not tower.needs_candidate, "model.user_tower.name", c.model.user_tower.name,
-        f"--mode={c.mode} retrieves by one vector per user; this tower's user vector depends on "
-        "the candidate (din is not served yet; id and sasrec are)")
   r = c.recommend
   positive_int(r.k, "recommend.k")
   positive_int(r.candidates, "recommend.candidates")

@@ -223,10 +223,12 @@ class TwoTowerRecommender(nnx.Module):
     u = _rms_normalize(self.user_tower(inputs, items, candidate=candidate))
     return constrain(u, ("batch",) + (None,) * (u.ndim - 2) + ("embed",))
 
-  def encode_history_vectors(self, vectors: jax.Array, mask: jax.Array) -> jax.Array:
+  def encode_history_vectors(self, vectors: jax.Array, mask: jax.Array,
+                             candidate: jax.Array | None = None) -> jax.Array:
     """User vectors (..., D) of a history tower from its history items' vectors (..., L, D:
-    `history_items`) and mask (..., L), as `encode_users` computes them from video ids."""
-    return _rms_normalize(from_vectors(self.user_tower, vectors, mask))
+    `history_items`) and mask (..., L) (and the `candidate` item vectors of a target-attention
+    tower), as `encode_users` computes them from video ids."""
+    return _rms_normalize(from_vectors(self.user_tower, vectors, mask, candidate))
 
   def retrieval_vectors(self, u: jax.Array, i: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Stage-1 (candidate retrieval) vectors of users (..., D) and items (..., D): their dot

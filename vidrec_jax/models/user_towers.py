@@ -163,13 +163,15 @@ class DINTower(UserTower):
     return self.proj(jnp.concatenate([pooled, mean], axis=-1))
 
 
-def from_vectors(tower: UserTower, vectors: jax.Array, mask: jax.Array) -> jax.Array:
+def from_vectors(tower: UserTower, vectors: jax.Array, mask: jax.Array,
+                 candidate: jax.Array | None = None) -> jax.Array:
   """A history tower's user vectors from its history items' vectors (..., L, H) and mask
   (..., L) rather than from video ids: serving computes every item's vector once, at export,
   and feeds each request's history as vectors."""
   positions = jnp.broadcast_to(jnp.arange(mask.shape[-1]), mask.shape)
   return tower({"history": positions, "history_mask": mask},
-               lambda ids: jnp.take_along_axis(vectors, ids[..., None], axis=-2))
+               lambda ids: jnp.take_along_axis(vectors, ids[..., None], axis=-2),
+               candidate=candidate)
 
 
 SUPPLIED = ("num_users", "dim", "vocab_pad_multiple", "dtype", "param_dtype", "rngs")

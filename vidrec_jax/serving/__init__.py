@@ -28,10 +28,12 @@ from vidrec_jax.serving.bundle import BundleError
 from vidrec_jax.serving.bundle import load
 from vidrec_jax.serving.bundle import write_bundle
 from vidrec_jax.serving.two_stage import Histories
+from vidrec_jax.serving.two_stage import answer
 from vidrec_jax.serving.two_stage import Items
 from vidrec_jax.serving.two_stage import RankFn
 from vidrec_jax.serving.two_stage import UserFn
 from vidrec_jax.serving.two_stage import format_record
+from vidrec_jax.serving.two_stage import history_query
 from vidrec_jax.serving.two_stage import popular
 from vidrec_jax.serving.two_stage import recommend
 from vidrec_jax.serving.retrieval import top_candidates
@@ -40,6 +42,6 @@ from vidrec_jax.serving.two_stage import unknown_user_note
 __all__ = [
     "FILES", "FORMAT_VERSION", "FUSION", "HISTORIES", "ITEM_ARRAYS", "ITEMS", "MANIFEST",
     "RANKER", "USER_TOWER", "USERS", "Bundle", "BundleError", "Histories", "Items", "RankFn",
-    "UserFn", "format_record", "load", "popular", "recommend", "top_candidates",
+    "UserFn", "answer", "format_record", "history_query", "load", "popular", "recommend", "top_candidates",
     "unknown_user_note", "write_bundle",
 ]

@@ -54,9 +54,12 @@ THUMBNAILS = "thumbnails.bin"  # every item's JPEG, concatenated
 THUMBNAIL_OFFSETS = "thumbnails.npz"  # offsets (N + 1,): item row r's bytes [o[r], o[r + 1])
 FILES = (ITEMS, USER_TOWER, RANKER, USERS, FUSION)  # every bundle's; a history tower's adds
 HISTORY_FILES = FILES + (HISTORIES,)
+# din: no user tower file (its user vector depends on the candidate: the ranker computes it)
+CANDIDATE_FILES = tuple(n for n in HISTORY_FILES if n != USER_TOWER)
 ITEM_ARRAYS = ("retrieval", "ranking", "video_ids", "titles", "content_types", "cold")
 HISTORY_ARRAYS = ("vectors", "offsets", "clicks", "popularity")
-USER_INPUTS = ("row", "history")
+USER_INPUTS = ("row", "history", "history_candidate")
+REQUIRED = {"row": FILES, "history": HISTORY_FILES, "history_candidate": CANDIDATE_FILES}
 
 
 class BundleError(ValueError):
@@ -84,7 +87,8 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
                  users: Mapping[str, int], oov_row: int, fusion: str, meta: Mapping[str, Any],
                  histories: Histories | None = None, retriever=None,
                  retrieval_report: Mapping[str, Any] | None = None,
-                 thumbnails: Iterable[bytes] | None = None) -> str:
+                 thumbnails: Iterable[bytes] | None = None,
+                 user_input: str | None = None) -> str:
   """Writes a bundle (each file atomically, the manifest last) and returns its manifest path.
 
   Args:
@@ -103,13 +107,22 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
     retrieval_report: the index's `retrieval.build` report (the manifest's `retrieval`).
     thumbnails: one JPEG per item row, in order (b'' for none), streamed to the bundle; None
       for no thumbnails.
+    user_input: 'row', 'history' or 'history_candidate' (din: `user_tower` is None and the
+      ranker takes the history); default: 'history' with `histories`, else 'row'.
   """
   from vidrec_jax import files  # pylint: disable=g-import-not-at-top
   os.makedirs(export_dir, exist_ok=True)
   arrays = {name: np.asarray(getattr(items, name)) for name in ITEM_ARRAYS}
   with files.atomic_path(os.path.join(export_dir, ITEMS)) as tmp:
     np.savez(tmp, **arrays)
+  user_input = user_input or ("row" if histories is None else "history")
+  if user_input not in USER_INPUTS or (user_input == "history_candidate") != (user_tower is None):
+    raise ValueError(f"user_input {user_input!r} with user_tower {user_tower!r}")
   for name, exported in ((USER_TOWER, user_tower), (RANKER, ranker)):
+    if exported is None:
+      if os.path.exists(os.path.join(export_dir, name)):
+        os.remove(os.path.join(export_dir, name))  # a stale one from an earlier export
+      continue
     with files.atomic_path(os.path.join(export_dir, name)) as tmp, open(tmp, "wb") as f:
       f.write(exported.serialize())
   files.write_json(os.path.join(export_dir, USERS),
@@ -117,14 +130,15 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
   with files.atomic_path(os.path.join(export_dir, FUSION)) as tmp, open(tmp, "w") as f:
     f.write(fusion + "\n")
   shapes = {"items": {n: [int(d) for d in a.shape] for n, a in arrays.items()},
-            "user_tower": _function_shapes(user_tower), "ranker": _function_shapes(ranker)}
-  names = FILES
+            "ranker": _function_shapes(ranker)}
+  if user_tower is not None:
+    shapes["user_tower"] = _function_shapes(user_tower)
+  names = REQUIRED[user_input]
   if histories is not None:
     harrays = {n: np.asarray(getattr(histories, n)) for n in HISTORY_ARRAYS}
     with files.atomic_path(os.path.join(export_dir, HISTORIES)) as tmp:
       np.savez(tmp, **harrays)
     shapes["histories"] = {n: [int(d) for d in a.shape] for n, a in harrays.items()}
-    names = HISTORY_FILES
   elif os.path.exists(os.path.join(export_dir, HISTORIES)):
     os.remove(os.path.join(export_dir, HISTORIES))  # a stale one from an earlier export
   if np.any(np.diff(arrays["video_ids"]) <= 0):
@@ -149,7 +163,7 @@ def write_bundle(export_dir: str, items: Items, user_tower, ranker,
   manifest = dict(meta)
   manifest.update(
       format_version=FORMAT_VERSION,
-      user_input="row" if histories is None else "history",
+      user_input=user_input,
       retrieval=report,
       max_len=None if histories is None else int(histories.max_len),
       files={n: {"sha256": _sha256(os.path.join(export_dir, n)),
@@ -177,14 +191,16 @@ class Bundle:
     self.step = int(manifest["checkpoint_step"])
     self.exclude_watched = bool(manifest.get("exclude_watched", False))
     self._fuse = fusion_lib.compile_formula(fusion, self.heads)
-    self.exported = (user_tower, ranker)  # the jax.export functions, as read
+    self.exported = (user_tower, ranker)  # the jax.export functions, as read (no user tower
+    # for din: its user vector depends on the candidate, the ranker computes it)
+    self.user_input = manifest.get("user_input", "row")
     self._thumbs = None
     if THUMBNAILS in manifest["files"]:
       with np.load(os.path.join(directory, THUMBNAIL_OFFSETS)) as z:
         self._thumb_offsets = z["offsets"]
       if os.path.getsize(os.path.join(directory, THUMBNAILS)):  # mapped, shared, not read
         self._thumbs = np.memmap(os.path.join(directory, THUMBNAILS), np.uint8, "r")
-    self._user = jax.jit(user_tower.call)
+    self._user = None if user_tower is None else jax.jit(user_tower.call)
     self._rank = jax.jit(ranker.call)
 
   def row(self, user_id) -> int:
@@ -218,13 +234,15 @@ class Bundle:
       raise ValueError("give a user id or a watch history (a list of video ids), not "
                        f"{'both' if history is not None else 'neither'}")
     h = self.histories
+    common = dict(histories=h, exclude_watched=self.exclude_watched, retriever=self.retriever,
+                  candidate_attention=self.user_input == "history_candidate")
     if h is None:
       if history is not None:
         raise ValueError("this bundle's user tower reads user ids, not watch histories; "
-                         "recommend(user_id, k) instead (history towers: sasrec, sequential)")
-      user = self._user(np.array([self.row(user_id)], np.int32))
-      return two_stage.recommend(user, self._rank, self.items, self._fuse, int(k),
-                                 self.candidates, retriever=self.retriever)
+                         "recommend(user_id, k) instead (history towers: sasrec, din, "
+                         "sequential)")
+      return two_stage.answer(self._user, self._rank, self.items, self._fuse, int(k),
+                              self.candidates, row=self.row(user_id), **common)
     if history is None:
       clicks = h.logged(self.row(user_id))
     else:
@@ -235,12 +253,8 @@ class Bundle:
         raise ValueError(f"history holds {len(bad)} entries that are not catalog video ids "
                          f"(integers 0..{len(h.vectors) - 1}): {bad[:5]!r}")
       clicks = np.asarray(history, np.int64)
-    exclude = clicks if self.exclude_watched else None
-    if not len(clicks):
-      return two_stage.popular(h, self.items, int(k), exclude)
-    user = self._user(*h.window(clicks))
-    return two_stage.recommend(user, self._rank, self.items, self._fuse, int(k),
-                               self.candidates, exclude, self.retriever)
+    return two_stage.answer(self._user, self._rank, self.items, self._fuse, int(k),
+                            self.candidates, clicks=clicks, **common)
 
   def item_row(self, video_id) -> int | None:
     """The items row of a catalog video id, or None when the bundle does not serve it."""
@@ -279,6 +293,8 @@ class Bundle:
     clicks = h.logged(self.row(user_id)) if history is None else np.asarray(history, np.int64)
     if not len(clicks):
       return None
+    if self.user_input == "history_candidate":  # item-to-item: the history's mean
+      return two_stage.history_query(self.items, clicks)
     return np.asarray(self._user(*h.window(clicks))["retrieval"])[0]
 
 
@@ -322,7 +338,7 @@ def load(export_dir: str) -> Bundle:
   user_input = manifest.get("user_input", "row")  # version 1: user-ID towers only
   if user_input not in USER_INPUTS:
     raise BundleError(f"{mpath}: user_input {user_input!r}; allowed: {', '.join(USER_INPUTS)}")
-  for name in HISTORY_FILES if user_input == "history" else FILES:
+  for name in REQUIRED[user_input]:
     if name not in listed:
       raise BundleError(f"{os.path.join(export_dir, name)}: not listed in {mpath}")
   for name in listed:
@@ -339,6 +355,9 @@ def load(export_dir: str) -> Bundle:
     raise BundleError(f"{os.path.join(export_dir, ITEMS)}: video_ids are not ascending")
   functions = []
   for name, key in ((USER_TOWER, "user_tower"), (RANKER, "ranker")):
+    if name not in REQUIRED[user_input]:
+      functions.append(None)
+      continue
     path = os.path.join(export_dir, name)
     with open(path, "rb") as f:
       try:
@@ -351,7 +370,7 @@ def load(export_dir: str) -> Bundle:
       raise BundleError(f"{path}: signature {got} does not match the manifest's {shapes[key]}")
     functions.append(exported)
   histories = None
-  if user_input == "history":
+  if user_input != "row":
     histories = Histories(max_len=int(manifest["max_len"]), **_arrays(
         os.path.join(export_dir, HISTORIES), HISTORY_ARRAYS, shapes.get("histories", {})))
   upath = os.path.join(export_dir, USERS)

@@ -84,15 +84,64 @@ def _records(items: Items, idx: np.ndarray, order: np.ndarray, fused: np.ndarray
           for r, j in enumerate(order)]
 
 
-def recommend(user: Mapping[str, Any], rank_fn: RankFn, items: Items, fuse: fusion_lib.Formula,
-              k: int, candidates: int, exclude: np.ndarray | None = None,
-              retriever=None) -> list[dict]:
+def answer(user_fn: UserFn | None, rank_fn, items: Items, fuse: fusion_lib.Formula, k: int,
+           candidates: int, *, row: int | None = None, clicks: np.ndarray | None = None,
+           histories: Histories | None = None, exclude_watched: bool = False,
+           candidate_attention: bool = False, retriever=None) -> list[dict]:
+  """The list of one user, for every kind of served user tower.
+
+    ID tower (no `histories`): the user of vocabulary row `row`; user_fn(rows (1,)) gives
+      {'user', 'retrieval'} and rank_fn(user (D,), candidates (C, D)) the heads.
+    history tower: the history `clicks` (video ids, time order); user_fn(history vectors
+      (1, L, H), mask (1, L)) gives {'user', 'retrieval'}, rank_fn as above.
+    `candidate_attention` (din: the user vector depends on the candidate): retrieval searches
+      with the mean retrieval vector of the history's served videos (item-to-item), and
+      rank_fn(history vectors (L, H), mask (L,), candidates (C, D)) attends over the history
+      once per candidate; user_fn is not used.
+  A history with nothing to go on (empty; for din, no served video) gets `popular`; with
+  `exclude_watched` the history's videos are never listed.
+  """
+  if histories is None:
+    u = user_fn(np.array([row], np.int32))
+    return recommend(np.asarray(u["retrieval"], np.float32)[0],
+                     lambda c: rank_fn(np.asarray(u["user"])[0], c), items, fuse, k, candidates,
+                     retriever=retriever)
+  exclude = clicks if exclude_watched else None
+  if not len(clicks):
+    return popular(histories, items, k, exclude)
+  vec, mask = histories.window(clicks)
+  if candidate_attention:
+    query = history_query(items, clicks)
+    if query is None:
+      return popular(histories, items, k, exclude)
+    return recommend(query, lambda c: rank_fn(vec[0], mask[0], c), items, fuse, k,
+                     candidates, exclude, retriever)
+  u = user_fn(vec, mask)
+  return recommend(np.asarray(u["retrieval"], np.float32)[0],
+                   lambda c: rank_fn(np.asarray(u["user"])[0], c), items, fuse, k, candidates,
+                   exclude, retriever)
+
+
+def history_query(items: Items, clicks: np.ndarray) -> np.ndarray | None:
+  """Item-to-item retrieval's query: the mean retrieval vector of the history's served videos
+  (a video watched twice counts twice); None when none is served."""
+  clicks = np.asarray(clicks, np.int64)
+  pos = np.minimum(np.searchsorted(items.video_ids, clicks), len(items) - 1)
+  rows = pos[items.video_ids[pos] == clicks]
+  if not len(rows):
+    return None
+  return np.asarray(items.retrieval[rows], np.float32).mean(0)
+
+
+def recommend(query: np.ndarray, rank: Callable[[np.ndarray], Mapping[str, Any]],
+              items: Items, fuse: fusion_lib.Formula, k: int, candidates: int,
+              exclude: np.ndarray | None = None, retriever=None) -> list[dict]:
   """Two stages for one user: the `candidates` items nearest by retrieval vector, then the
   heads' predictions of those, fused; the top `k` by fused score, ties broken by video id.
 
   Args:
-    user: the user tower's output {'user': (1, D), 'retrieval': (1, R)}.
-    rank_fn: user vector (D,), candidate item vectors (C, D) -> {head: (C,)}.
+    query: the user's retrieval vector (R,).
+    rank: candidate item vectors (C, D) -> {head: (C,)}, the user's ranker.
     items: the servable catalog.
     fuse: the compiled fusion formula.
     k: list length (at most `candidates`).
@@ -112,13 +161,12 @@ def recommend(user: Mapping[str, Any], rank_fn: RankFn, items: Items, fuse: fusi
   extra = 0 if drop is None else int(drop.sum())
   # A host vector: the items may be laid out over a mesh, the user's vector is not.
   retriever = retriever or retrieval.Exact(items.retrieval)
-  idx = np.asarray(retriever.search(np.asarray(user["retrieval"], np.float32)[0],
+  idx = np.asarray(retriever.search(np.asarray(query, np.float32),
                                     min(candidates + extra, len(items))))
   if drop is not None:
     idx = idx[~drop[idx]][:candidates]
   preds = {h: np.asarray(v, np.float32) for h, v in
-           rank_fn(np.asarray(user["user"])[0], _pad_rows(items.ranking[idx], candidates)
-                   ).items()}
+           rank(_pad_rows(items.ranking[idx], candidates)).items()}
   preds = {h: v[:len(idx)] for h, v in preds.items()}
   fused = np.asarray(fuse(preds), np.float32)
   order = np.lexsort((items.video_ids[idx], -fused))[:k]
