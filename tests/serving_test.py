@@ -230,3 +230,28 @@ class FusionTest(parameterized.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class MultitaskTrunkTest(absltest.TestCase):
+  """configs/multitask.py (a PLE trunk, click, watch time and like heads, its fusion formula)
+  exports and serves: the bundle's list is --mode=recommend's, each record with every head."""
+
+  def test_the_multitask_model_serves(self):
+    from vidrec_jax import experiment  # pylint: disable=g-import-not-at-top
+    from vidrec_jax import recommend  # pylint: disable=g-import-not-at-top
+    cfg = helpers.load_config("smoke,ple", "multitask.py")
+    cfg.data.data_dir = helpers.smoke_world_dir()
+    cfg.train.steps = 2
+    workdir = tempfile.mkdtemp()
+    experiment.train(cfg, workdir)
+    cfg.mode = "export"
+    restored = experiment.restore(cfg, workdir, "latest", "export")
+    b = serving.load(recommend.export(restored, workdir, os.path.join(workdir, "bundle")))
+    self.assertEqual(b.heads, tuple(cfg.model.heads))
+    self.assertEqual(b.fusion, cfg.recommend.fusion)
+    user = sorted(b.users)[0]
+    want = recommend.recommend(restored, workdir, user, 5)["records"]
+    got = b.recommend(user, 5)
+    self.assertEqual([r["video_id"] for r in got], [r["video_id"] for r in want])
+    for r in got:
+      self.assertEqual(set(r["scores"]), set(cfg.model.heads))
