@@ -47,7 +47,9 @@ class Exact:
   name = "exact"
 
   def __init__(self, vectors):
-    self.vectors = vectors  # numpy, or a jax array laid out over a mesh
+    # On the device once (a jax array laid out over a mesh stays as it is): a numpy array
+    # would be copied to the device by every search.
+    self.vectors = vectors if isinstance(vectors, jax.Array) else jax.device_put(vectors)
 
   def search(self, query: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(top_candidates(query, self.vectors, n))
@@ -99,6 +101,7 @@ class Faiss:
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
+    index.cp.max_points_per_centroid = 64  # k-means on a sample: 64 points a list
     index.train(x)
     index.add(x)
     return cls(index, 1)
