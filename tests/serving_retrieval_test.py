@@ -26,7 +26,7 @@ def _clustered(n: int, d: int, seed: int) -> np.ndarray:
 
 class IndexTest(parameterized.TestCase):
 
-  @parameterized.parameters("faiss", "scann")
+  @parameterized.parameters("faiss", "faiss_ivf", "scann")
   def test_tuned_to_the_target_and_measured_on_held_out_queries(self, name):
     items = _clustered(8000, 16, 0)
     queries = _clustered(300, 16, 1)
@@ -38,9 +38,9 @@ class IndexTest(parameterized.TestCase):
     self.assertAlmostEqual(report["recall@50"], held, places=6)
     self.assertGreater(held, 0.85)  # unseen queries: near the target, not tuned on
     # The fewest probes that meet the target: one fewer misses it (or it is 1).
-    fewer = index.with_probes(index.params()[
-        "nprobe" if name == "faiss" else "leaves_to_search"] - 1)
-    if fewer.params()["nprobe" if name == "faiss" else "leaves_to_search"] >= 1:
+    key = {"faiss": "ef_search", "faiss_ivf": "nprobe", "scann": "leaves_to_search"}[name]
+    if index.params()[key] > 1:
+      fewer = index.with_probes(index.params()[key] - 1)
       got = retrieval.recall(fewer.search_batch(queries[:150], 50),
                              retrieval.exact_top(items, queries[:150], 50))
       self.assertLess(got, 0.9)
@@ -60,7 +60,7 @@ class IndexTest(parameterized.TestCase):
       np.testing.assert_array_equal(index.search(v, 20), want)
 
   def test_an_unknown_choice_is_refused(self):
-    with self.assertRaisesRegex(ValueError, "allowed: exact, faiss, scann"):
+    with self.assertRaisesRegex(ValueError, "allowed: exact, faiss, faiss_ivf, scann"):
       retrieval.build("annoy", np.zeros((4, 2), np.float32), np.zeros((1, 2)), np.zeros((1, 2)),
                       2, 0.9)
     c = helpers.load_config("smoke")
@@ -92,7 +92,7 @@ class ExportTest(absltest.TestCase):
     exact = serving.load(self.bundles["exact"])
     self.assertEqual(exact.manifest["retrieval"], {"name": "exact", "files": []})
     users = sorted(exact.users)[:6]
-    for name in ("faiss", "scann"):
+    for name in ("faiss", "faiss_ivf", "scann"):
       b = serving.load(self.bundles[name])
       r = b.manifest["retrieval"]
       self.assertEqual(r["name"], name)
@@ -108,7 +108,7 @@ class ExportTest(absltest.TestCase):
                            [x["video_id"] for x in exact.recommend(u, 5)])
 
   def test_a_changed_index_file_is_refused(self):
-    for name in ("faiss", "scann"):
+    for name in ("faiss", "faiss_ivf", "scann"):
       m = serving.load(self.bundles[name]).manifest
       first = m["retrieval"]["files"][0]
       d = helpers.bundle_with_manifest(self.bundles[name], lambda m: None)
