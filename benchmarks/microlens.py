@@ -24,7 +24,6 @@ ratio of their new-item HR@10. Results go to ROOT/microlens.json and the table t
 """
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -137,9 +136,9 @@ def table(results: dict) -> str:
     k = "test/masked/new/hr@10"
     if all(k in r for r in a + b):
       ma, mb = (sum(r[k] for r in x) / len(x) for x in (a, b))
-      ratio = ma / mb if mb > 0 else math.inf
-      lines.append(f"- new-item HR@10 ratio {v} / {base}: {ratio:.2f}× "
-                   f"({ma:.4f} / {mb:.4f})")
+      ratio = (f"{ma / mb:.2f}×" if mb > 0 else "undefined (both 0)" if ma == 0
+               else "unbounded (the baseline's is 0)")
+      lines.append(f"- new-item HR@10 ratio {v} / {base}: {ratio} ({ma:.4f} / {mb:.4f})")
   counts = {k: v for k, v in next(iter(next(iter(results["runs"].values())).values())).items()
             if k.endswith("/count") and k.startswith("test/masked")}
   lines += ["", "Test queries: " + ", ".join(f"`{k}` {int(v)}" for k, v in sorted(counts.items()))]
