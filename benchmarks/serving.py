@@ -42,7 +42,8 @@ import main_runner  # pylint: disable=g-import-not-at-top,wrong-import-position
 _BUNDLE = flags.DEFINE_string("bundle", None, "A bundle --mode=export wrote (the model served).")
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_serving_bench", "Where the bundles go.")
 _SIZES = flags.DEFINE_list("sizes", ["20000", "100000", "1000000"], "Catalog sizes.")
-_RETRIEVALS = flags.DEFINE_list("retrievals", ["exact", "faiss", "scann"], "Stage-1 choices.")
+_RETRIEVALS = flags.DEFINE_list("retrievals", ["exact", "faiss", "scann"], "Stage-1 choices "
+                                "(retrieval.RETRIEVALS).")
 _CONCURRENCY = flags.DEFINE_list("concurrency", ["1", "16"], "Requests in flight.")
 _SECONDS = flags.DEFINE_float("seconds", 15.0, "Load per run, at most (after 1 s of warm-up).")
 _MAX_REQUESTS = flags.DEFINE_integer("max_requests", 20000, "Requests per run, at most.")
@@ -219,6 +220,8 @@ def serve(folder: str, users: list[str], reload_at_last: bool) -> dict:
       out["runs"][str(c)] = res
       print(f"  concurrency {c}: {res}", flush=True)
     if reload_at_last:
+      # Read as the load ends: a swap that completed during the run counts; one still loading
+      # then did not happen under load (the table says so).
       with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
         text = r.read().decode()
       out["reloads_ok"] = sum(float(l.split()[-1]) for l in text.splitlines()
@@ -228,6 +231,11 @@ def serve(folder: str, users: list[str], reload_at_last: bool) -> dict:
     proc.terminate()
     proc.wait(timeout=60)
   return out
+
+
+def _reload_note(serve_out: dict) -> str:
+  done = serve_out.get("reloads_ok", 0) >= 1
+  return f" (SIGHUP mid-run: {'swapped during the run' if done else 'not swapped before the end'})"
 
 
 def table(results: list[dict]) -> str:
@@ -240,13 +248,14 @@ def table(results: list[dict]) -> str:
   for r in results:
     rep = r["report"]
     rec = next((v for k, v in rep.items() if k.startswith("recall@")), None)
-    probes = rep.get("nprobe", rep.get("leaves_to_search", "all"))
+    probes = next((rep[k] for k in ("nprobe", "leaves_to_search", "ef_search") if k in rep),
+                  "all")
     for c, run in r["serve"]["runs"].items():
       lines.append(
           f"| {r['items']} | {rep['name']} | {rec:.4f} | {probes} | "
           f"{rep.get('build_seconds_total', 0)} | {r['bundle_mb']:.0f} | {r['load_seconds']} | "
           f"{r['serve']['ready_seconds']} | {r['serve']['peak_rss_mb']} | {c}"
-          f"{' (SIGHUP mid-run)' if run['reload_mid_run'] else ''} | {run['rps']} | "
+          f"{_reload_note(r['serve']) if run['reload_mid_run'] else ''} | {run['rps']} | "
           f"{run['p50_ms']} | {run['p99_ms']} | {run['failed']} |")
   return "\n".join(lines) + "\n"
 

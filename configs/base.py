@@ -156,14 +156,16 @@ def base_config() -> ml_collections.ConfigDict:
   # "click * (1 + 0.1 * watch_time)" (vidrec_jax/serving/fusion.py says what is allowed); the
   # sequential model has one output, "score". exclude_watched: a model whose users are encoded
   # from watch histories (sasrec, sequential) never lists a video of the user's history.
-  # retrieval: stage 1 of the bundle --mode=export writes: "exact", or an approximate index
-  # ("faiss", "scann": vidrec_jax/serving/retrieval.py, `pip install -e '.[ann]'`) tuned to
+  # retrieval: stage 1 of the bundle --mode=export writes: "exact", an approximate index
+  # ("faiss", "faiss_hnsw", "scann": vidrec_jax/serving/retrieval.py, `pip install -e
+  # '.[ann]'`), or "auto": exact up to 50,000 items, scann above (from benchmarks/serving.py's
+  # measurements); an index is tuned to
   # mean recall@candidates >= retrieval_target against exact search on half of
   # retrieval_queries users and measured on the other half (the manifest records both).
   # thumbnails: the side in pixels of the frame stored per video in the bundle (the service's
   # page shows it); 0 stores none.
   c.recommend = ml_collections.ConfigDict(dict(
-      k=10, candidates=100, fusion="click", exclude_watched=True, retrieval="exact",
+      k=10, candidates=100, fusion="click", exclude_watched=True, retrieval="auto",
       retrieval_target=0.95, retrieval_queries=1000, thumbnails=96))
   return c
 

@@ -26,7 +26,7 @@ def _clustered(n: int, d: int, seed: int) -> np.ndarray:
 
 class IndexTest(parameterized.TestCase):
 
-  @parameterized.parameters("faiss", "faiss_ivf", "scann")
+  @parameterized.parameters("faiss", "faiss_hnsw", "scann")
   def test_tuned_to_the_target_and_measured_on_held_out_queries(self, name):
     items = _clustered(8000, 16, 0)
     queries = _clustered(300, 16, 1)
@@ -38,7 +38,7 @@ class IndexTest(parameterized.TestCase):
     self.assertAlmostEqual(report["recall@50"], held, places=6)
     self.assertGreater(held, 0.85)  # unseen queries: near the target, not tuned on
     # The fewest probes that meet the target: one fewer misses it (or it is 1).
-    key = {"faiss": "ef_search", "faiss_ivf": "nprobe", "scann": "leaves_to_search"}[name]
+    key = {"faiss": "nprobe", "faiss_hnsw": "ef_search", "scann": "leaves_to_search"}[name]
     if index.params()[key] > 1:
       fewer = index.with_probes(index.params()[key] - 1)
       got = retrieval.recall(fewer.search_batch(queries[:150], 50),
@@ -60,13 +60,18 @@ class IndexTest(parameterized.TestCase):
       np.testing.assert_array_equal(index.search(v, 20), want)
 
   def test_an_unknown_choice_is_refused(self):
-    with self.assertRaisesRegex(ValueError, "allowed: exact, faiss, faiss_ivf, scann"):
+    with self.assertRaisesRegex(ValueError, "allowed: exact, faiss, faiss_hnsw, scann"):
       retrieval.build("annoy", np.zeros((4, 2), np.float32), np.zeros((1, 2)), np.zeros((1, 2)),
                       2, 0.9)
     c = helpers.load_config("smoke")
     c.mode, c.recommend.retrieval = "export", "hnsw"
-    with self.assertRaisesRegex(validate.ConfigError, "recommend.retrieval.*allowed: exact"):
+    with self.assertRaisesRegex(validate.ConfigError, "recommend.retrieval.*allowed: auto, exact"):
       validate.validate(c)
+
+  def test_auto_is_exact_up_to_the_measured_size_then_scann(self):
+    self.assertEqual(retrieval.resolve("auto", retrieval.AUTO_EXACT_MAX), "exact")
+    self.assertEqual(retrieval.resolve("auto", retrieval.AUTO_EXACT_MAX + 1), "scann")
+    self.assertEqual(retrieval.resolve("faiss", 10), "faiss")
 
 
 class ExportTest(absltest.TestCase):
@@ -92,7 +97,7 @@ class ExportTest(absltest.TestCase):
     exact = serving.load(self.bundles["exact"])
     self.assertEqual(exact.manifest["retrieval"], {"name": "exact", "files": []})
     users = sorted(exact.users)[:6]
-    for name in ("faiss", "faiss_ivf", "scann"):
+    for name in ("faiss", "faiss_hnsw", "scann"):
       b = serving.load(self.bundles[name])
       r = b.manifest["retrieval"]
       self.assertEqual(r["name"], name)
@@ -108,7 +113,7 @@ class ExportTest(absltest.TestCase):
                            [x["video_id"] for x in exact.recommend(u, 5)])
 
   def test_a_changed_index_file_is_refused(self):
-    for name in ("faiss", "faiss_ivf", "scann"):
+    for name in ("faiss", "faiss_hnsw", "scann"):
       m = serving.load(self.bundles[name]).manifest
       first = m["retrieval"]["files"][0]
       d = helpers.bundle_with_manifest(self.bundles[name], lambda m: None)

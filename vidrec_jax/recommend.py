@@ -391,10 +391,11 @@ def export(restored: Restored, workdir: str, export_dir: str | None = None,
   if jax.process_index() != 0:
     return export_dir
   retriever, report = None, None
-  if r.retrieval != "exact":
+  choice = retrieval.resolve(r.retrieval, len(s.items))
+  if choice != "exact":
     queries = query_vectors(s, r.retrieval_queries, seed=run.seed)
     half = len(queries) // 2
-    retriever, report = retrieval.build(r.retrieval, np.asarray(s.items.retrieval),
+    retriever, report = retrieval.build(choice, np.asarray(s.items.retrieval),
                                         queries[:half], queries[half:], s.candidates,
                                         r.retrieval_target, seed=run.seed)
     logging.info("retrieval index: %s", report)

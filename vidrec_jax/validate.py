@@ -172,8 +172,8 @@ def _validate_recommend(c: ml_collections.ConfigDict) -> None:
   check(isinstance(r.exclude_watched, bool), "recommend.exclude_watched", r.exclude_watched,
         "True or False")
   from vidrec_jax.serving import retrieval  # pylint: disable=g-import-not-at-top
-  check(r.retrieval in retrieval.RETRIEVALS, "recommend.retrieval", r.retrieval,
-        f"allowed: {', '.join(retrieval.RETRIEVALS)}")
+  check(r.retrieval in ("auto",) + retrieval.RETRIEVALS, "recommend.retrieval", r.retrieval,
+        f"allowed: auto, {', '.join(retrieval.RETRIEVALS)}")
   check(isinstance(r.retrieval_target, float) and 0 < r.retrieval_target <= 1,
         "recommend.retrieval_target", r.retrieval_target, "a float in (0, 1]")
   check(isinstance(r.retrieval_queries, int) and r.retrieval_queries >= 2,
@@ -181,8 +181,8 @@ def _validate_recommend(c: ml_collections.ConfigDict) -> None:
         "index, half measure it)")
   check(isinstance(r.thumbnails, int) and 0 <= r.thumbnails <= 512, "recommend.thumbnails",
         r.thumbnails, "an integer 0..512 (pixels; 0: none)")
-  if r.retrieval != "exact":
-    module = {"faiss": "faiss", "scann": "scann"}[r.retrieval]
+  if r.retrieval not in ("exact", "auto"):
+    module = {"faiss": "faiss", "faiss_hnsw": "faiss", "scann": "scann"}[r.retrieval]
     try:
       __import__(module)
     except ImportError:

@@ -2,10 +2,11 @@
 product with a user's, exact or from an approximate index built at export.
 
   exact  jax.lax.top_k over every vector (on the device; over the mesh in --mode=recommend)
-  faiss      a FAISS HNSW graph (IndexHNSWFlat) over the vectors lifted so that Euclidean
-             nearest neighbours are the largest inner products; `ef_search` kept per query
-  faiss_ivf  a FAISS inverted-file index with exact inner products inside the probed lists
-             (IndexIVFFlat): `nprobe` of its `nlist` k-means lists are scanned
+  faiss       a FAISS inverted-file index with exact inner products inside the probed lists
+              (IndexIVFFlat): `nprobe` of its `nlist` k-means lists are scanned
+  faiss_hnsw  a FAISS HNSW graph (IndexHNSWFlat) over the vectors lifted so that Euclidean
+              nearest neighbours are the largest inner products; `ef_search` kept per query
+              (measured the slowest and least accurate here: benchmarks/results/serving.md)
   scann  a ScaNN tree of `num_leaves` partitions with anisotropic quantisation and exact
          re-ranking of the best candidates: `leaves_to_search` partitions are scanned
 
@@ -26,7 +27,11 @@ from typing import Any
 import jax
 import numpy as np
 
-RETRIEVALS = ("exact", "faiss", "faiss_ivf", "scann")
+RETRIEVALS = ("exact", "faiss", "faiss_hnsw", "scann")
+# "auto" (recommend.retrieval's default): exact up to this many items, ScaNN above (measured by
+# benchmarks/serving.py: at 20,000 items exact search served 757 requests/s at 16 clients
+# against ScaNN's 959 at recall@100 0.95; at 100,000, 312 against 661).
+AUTO_EXACT_MAX = 50_000
 FAISS_FILE = "index.faiss"
 SCANN_DIR = "scann"
 
@@ -85,7 +90,7 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 class FaissIVF:
   """IndexIVFFlat (inner product): nlist k-means lists, nprobe scanned per query."""
 
-  name = "faiss_ivf"
+  name = "faiss"
 
   def __init__(self, index, nprobe: int):
     import faiss  # pylint: disable=g-import-not-at-top
@@ -145,7 +150,7 @@ class FaissHNSW:
   the coordinate 0, so |q - x|^2 = |q|^2 + max|x|^2 - 2 q.x orders items by inner product
   exactly (Bachrach et al., 2014); `ef_search` candidates are kept per query."""
 
-  name = "faiss"
+  name = "faiss_hnsw"
   M = 32
   MAX_EF = 4096
 
@@ -261,7 +266,7 @@ class Scann:
             "reorder": self.reorder}
 
 
-INDEXES = {"faiss": FaissHNSW, "faiss_ivf": FaissIVF, "scann": Scann}
+INDEXES = {"faiss": FaissIVF, "faiss_hnsw": FaissHNSW, "scann": Scann}
 
 
 def build(name: str, vectors: np.ndarray, tune: np.ndarray, held_out: np.ndarray, n: int,
@@ -299,6 +304,22 @@ def build(name: str, vectors: np.ndarray, tune: np.ndarray, held_out: np.ndarray
             "target": target, "tune_queries": len(tune), "held_out_queries": len(held_out),
             "build_seconds": round(build_s, 3)}
   return index, report
+
+
+def resolve(name: str, num_items: int) -> str:
+  """recommend.retrieval's choice for a catalog of `num_items`: 'auto' is exact up to
+  AUTO_EXACT_MAX items, else scann (exact, with a warning, where scann is not installed)."""
+  if name != "auto":
+    return name
+  if num_items <= AUTO_EXACT_MAX:
+    return "exact"
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec("scann") is None:
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    logging.warning("retrieval 'auto': %d items would use scann, which is not installed (pip "
+                    "install -e '.[ann]'); searching exactly", num_items)
+    return "exact"
+  return "scann"
 
 
 def load(name: str, directory: str, vectors, params: dict[str, Any]):
