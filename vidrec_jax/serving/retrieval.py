@@ -221,7 +221,7 @@ class Scann:
   @classmethod
   def build(cls, vectors: np.ndarray, seed: int, reorder: int = 1000) -> "Scann":
     from scann.scann_ops.py import scann_ops_pybind  # pylint: disable=g-import-not-at-top
-    del seed  # ScaNN's k-means takes none; its build is deterministic on this input
+    del seed  # ScaNN's builder takes none: two builds can differ (benchmarks/results/serving.md)
     x = np.ascontiguousarray(vectors, np.float32)
     n = len(x)
     leaves = int(max(1, min(2 * np.sqrt(n), n // 20)))
