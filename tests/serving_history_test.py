@@ -103,6 +103,17 @@ class _HistoryServing:
     listed = [r["video_id"] for r in self.bundle.recommend(history=other, k=self.K)]
     self.assertEmpty(set(listed) & set(other))
 
+  def test_a_batch_answers_as_one_request_each(self):
+    # The service answers queued requests together (one retrieval call); the lists must be
+    # those of one call each, unknown users and given histories mixed in.
+    users = sorted(self.bundle.users)[:5] + ["nobody"]
+    given = self.bundle.histories.logged(self.bundle.row(users[1])).tolist()[:2]
+    requests = [self.bundle.request(u, self.K) for u in users]
+    requests.append(self.bundle.request(None, 3, given))
+    want = [self.bundle.recommend(u, self.K) for u in users]
+    want.append(self.bundle.recommend(history=given, k=3))
+    self.assertEqual(self.bundle.answer_many(requests), want)
+
   def test_no_history_gets_the_most_clicked_videos(self):
     empty = self.bundle.recommend(history=[], k=self.K)
     self.assertEqual(empty, self.bundle.recommend("nobody", self.K))

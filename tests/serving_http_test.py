@@ -148,6 +148,24 @@ class HttpTest(absltest.TestCase):
       self.assertNotIn("Traceback", r.text)
     self.assertEqual(self.client.get("/healthz").status_code, 200)  # still serving
 
+  def test_concurrent_requests_are_answered_each_as_alone(self):
+    # Requests that arrive together are batched (http.Batcher): each gets its own list.
+    import asyncio  # pylint: disable=g-import-not-at-top
+    import httpx  # pylint: disable=g-import-not-at-top
+    app = http.make_app(self.service)
+    b = self.service.bundle
+
+    async def run():
+      transport = httpx.ASGITransport(app=app)
+      async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        gets = [client.get("/recommend", params={"user": u, "k": 4}) for u in self.users * 4]
+        posts = [client.post("/recommend", json={"history": [0, 2], "k": 3})]
+        return await asyncio.gather(*gets, *posts)
+    answers = asyncio.run(run())
+    for r, u in zip(answers, self.users * 4):
+      self.assertEqual(r.json()["records"], b.recommend(u, 4))
+    self.assertEqual(answers[-1].json()["records"], b.recommend(history=[0, 2], k=3))
+
   def test_metrics_count_requests_by_status(self):
     self.client.get("/recommend", params={"user": self.users[0]})
     self.client.get("/recommend", params={"user": self.users[0], "k": 0})

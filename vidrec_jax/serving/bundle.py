@@ -226,6 +226,11 @@ class Bundle:
       ValueError: one line: k out of range, neither or both of user_id and history, a history
         for a bundle whose tower reads user ids, or history entries that are not catalog ids.
     """
+    return self.answer_many([self.request(user_id, k, history)])[0]
+
+  def request(self, user_id=None, k: int | None = None,
+              history: Sequence[int] | None = None) -> dict:
+    """A checked request for `answer_many` (`recommend`'s arguments; its ValueErrors)."""
     k = self.k if k is None else k
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 < k <= self.candidates:
       raise ValueError(f"k={k!r} is not allowed; an integer 1 <= k <= {self.candidates} (the "
@@ -234,15 +239,12 @@ class Bundle:
       raise ValueError("give a user id or a watch history (a list of video ids), not "
                        f"{'both' if history is not None else 'neither'}")
     h = self.histories
-    common = dict(histories=h, exclude_watched=self.exclude_watched, retriever=self.retriever,
-                  candidate_attention=self.user_input == "history_candidate")
     if h is None:
       if history is not None:
         raise ValueError("this bundle's user tower reads user ids, not watch histories; "
                          "recommend(user_id, k) instead (history towers: sasrec, din, "
                          "sequential)")
-      return two_stage.answer(self._user, self._rank, self.items, self._fuse, int(k),
-                              self.candidates, row=self.row(user_id), **common)
+      return dict(k=int(k), row=self.row(user_id))
     if history is None:
       clicks = h.logged(self.row(user_id))
     else:
@@ -253,8 +255,15 @@ class Bundle:
         raise ValueError(f"history holds {len(bad)} entries that are not catalog video ids "
                          f"(integers 0..{len(h.vectors) - 1}): {bad[:5]!r}")
       clicks = np.asarray(history, np.int64)
-    return two_stage.answer(self._user, self._rank, self.items, self._fuse, int(k),
-                            self.candidates, clicks=clicks, **common)
+    return dict(k=int(k), clicks=clicks)
+
+  def answer_many(self, requests: Sequence[dict]) -> list[list[dict]]:
+    """The records of several checked requests (`request`), with one retrieval call for all:
+    what the HTTP service does with the requests that queue while it computes."""
+    return two_stage.answer_many(
+        self._user, self._rank, self.items, self._fuse, self.candidates, requests,
+        histories=self.histories, exclude_watched=self.exclude_watched,
+        candidate_attention=self.user_input == "history_candidate", retriever=self.retriever)
 
   def item_row(self, video_id) -> int | None:
     """The items row of a catalog video id, or None when the bundle does not serve it."""

@@ -48,6 +48,11 @@ def top_candidates(user: jax.Array, items: jax.Array, n: int) -> jax.Array:
   return jax.lax.top_k(items @ user, n)[1]
 
 
+@functools.partial(jax.jit, static_argnames="n")
+def _batch_top(queries: jax.Array, items: jax.Array, n: int) -> jax.Array:
+  return jax.lax.top_k(queries @ items.T, n)[1]
+
+
 class Exact:
   """Every vector scored: the reference the indexes are measured against."""
 
@@ -62,7 +67,14 @@ class Exact:
     return np.asarray(top_candidates(query, self.vectors, n))
 
   def search_batch(self, queries: np.ndarray, n: int) -> list[np.ndarray]:
-    return [self.search(q, n) for q in queries]
+    """One pass over the catalog for every query: (B, R) queries padded to a power of two
+    rows (a few compiled shapes)."""
+    q = np.asarray(queries, np.float32)
+    b = 1 << max(0, (len(q) - 1).bit_length())
+    if b != len(q):
+      q = np.concatenate([q, np.zeros((b - len(q), q.shape[1]), np.float32)])
+    rows = np.asarray(_batch_top(q, self.vectors, n))
+    return list(rows[:len(queries)])
 
   def files(self) -> tuple[str, ...]:
     return ()
@@ -241,13 +253,14 @@ class Scann:
     return Scann(self.searcher, p, self.num_leaves, self.reorder)
 
   def search(self, query: np.ndarray, n: int) -> np.ndarray:
-    kw = dict(leaves_to_search=self.leaves) if self.num_leaves > 1 else {}
-    rows, _ = self.searcher.search(np.asarray(query, np.float32), final_num_neighbors=n,
-                                   pre_reorder_num_neighbors=max(n, self.reorder), **kw)
-    return np.asarray(rows, np.int64)
+    return self.search_batch(np.asarray(query, np.float32)[None], n)[0]
 
   def search_batch(self, queries: np.ndarray, n: int) -> list[np.ndarray]:
-    return [self.search(q, n) for q in queries]
+    kw = dict(leaves_to_search=self.leaves) if self.num_leaves > 1 else {}
+    rows, _ = self.searcher.search_batched(np.asarray(queries, np.float32),
+                                           final_num_neighbors=n,
+                                           pre_reorder_num_neighbors=max(n, self.reorder), **kw)
+    return [np.asarray(r, np.int64) for r in rows]
 
   def save(self, directory: str) -> tuple[str, ...]:
     path = os.path.join(directory, SCANN_DIR)

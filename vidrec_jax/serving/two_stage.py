@@ -8,7 +8,7 @@ same videos in the same order.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -84,6 +84,69 @@ def _records(items: Items, idx: np.ndarray, order: np.ndarray, fused: np.ndarray
           for r, j in enumerate(order)]
 
 
+@dataclasses.dataclass
+class _Plan:
+  """One request before retrieval: its query and ranker, the item rows it must not list, or its
+  records already (a user with nothing to go on)."""
+
+  k: int
+  query: np.ndarray | None = None
+  rank: Callable[[np.ndarray], Mapping[str, Any]] | None = None
+  drop: np.ndarray | None = None  # item rows never listed (the history's served videos)
+  records: list[dict] | None = None
+
+
+def _served_rows(items: Items, video_ids) -> np.ndarray:
+  """The item rows of the served videos among `video_ids` (repeats kept; items.video_ids is
+  ascending): a search per id, not a pass over the catalog."""
+  ids = np.asarray(video_ids, np.int64).reshape(-1)
+  if not len(ids) or not len(items):
+    return np.zeros(0, np.int64)
+  pos = np.minimum(np.searchsorted(items.video_ids, ids), len(items) - 1)
+  return pos[items.video_ids[pos] == ids]
+
+
+def _plan(user_fn, rank_fn, items: Items, k: int, row, clicks, histories: Histories | None,
+          exclude_watched: bool, candidate_attention: bool) -> _Plan:
+  if histories is None:
+    u = user_fn(np.array([row], np.int32))
+    user = np.asarray(u["user"])[0]
+    return _Plan(k, np.asarray(u["retrieval"], np.float32)[0], lambda c: rank_fn(user, c))
+  exclude = clicks if exclude_watched else None
+  if not len(clicks):
+    return _Plan(k, records=popular(histories, items, k, exclude))
+  drop = _served_rows(items, exclude) if exclude is not None else None
+  vec, mask = histories.window(clicks)
+  if candidate_attention:
+    query = history_query(items, clicks)
+    if query is None:
+      return _Plan(k, records=popular(histories, items, k, exclude))
+    return _Plan(k, query, lambda c: rank_fn(vec[0], mask[0], c), drop)
+  u = user_fn(vec, mask)
+  user = np.asarray(u["user"])[0]
+  return _Plan(k, np.asarray(u["retrieval"], np.float32)[0], lambda c: rank_fn(user, c), drop)
+
+
+def answer_many(user_fn: UserFn | None, rank_fn, items: Items, fuse: fusion_lib.Formula,
+                candidates: int, requests: Sequence[Mapping[str, Any]], *,
+                histories: Histories | None = None, exclude_watched: bool = False,
+                candidate_attention: bool = False, retriever=None) -> list[list[dict]]:
+  """The lists of several users at once (`answer` for each of `requests`: dicts of k and row or
+  clicks), with one retrieval call for all of them: a batched search scans the catalog once
+  for every query instead of once per query."""
+  plans = [_plan(user_fn, rank_fn, items, r["k"], r.get("row"), r.get("clicks"), histories,
+                 exclude_watched, candidate_attention) for r in requests]
+  todo = [p for p in plans if p.records is None]
+  if todo:
+    extra = max(0 if p.drop is None else len(p.drop) for p in todo)
+    retriever = retriever or retrieval.Exact(items.retrieval)
+    found = retriever.search_batch(np.stack([p.query for p in todo]),
+                                   min(candidates + extra, len(items)))
+    for p, idx in zip(todo, found):
+      p.records = _rank(p, np.asarray(idx), items, fuse, candidates)
+  return [p.records for p in plans]
+
+
 def answer(user_fn: UserFn | None, rank_fn, items: Items, fuse: fusion_lib.Formula, k: int,
            candidates: int, *, row: int | None = None, clicks: np.ndarray | None = None,
            histories: Histories | None = None, exclude_watched: bool = False,
@@ -101,36 +164,34 @@ def answer(user_fn: UserFn | None, rank_fn, items: Items, fuse: fusion_lib.Formu
   A history with nothing to go on (empty; for din, no served video) gets `popular`; with
   `exclude_watched` the history's videos are never listed.
   """
-  if histories is None:
-    u = user_fn(np.array([row], np.int32))
-    return recommend(np.asarray(u["retrieval"], np.float32)[0],
-                     lambda c: rank_fn(np.asarray(u["user"])[0], c), items, fuse, k, candidates,
-                     retriever=retriever)
-  exclude = clicks if exclude_watched else None
-  if not len(clicks):
-    return popular(histories, items, k, exclude)
-  vec, mask = histories.window(clicks)
-  if candidate_attention:
-    query = history_query(items, clicks)
-    if query is None:
-      return popular(histories, items, k, exclude)
-    return recommend(query, lambda c: rank_fn(vec[0], mask[0], c), items, fuse, k,
-                     candidates, exclude, retriever)
-  u = user_fn(vec, mask)
-  return recommend(np.asarray(u["retrieval"], np.float32)[0],
-                   lambda c: rank_fn(np.asarray(u["user"])[0], c), items, fuse, k, candidates,
-                   exclude, retriever)
+  return answer_many(user_fn, rank_fn, items, fuse, candidates,
+                     [dict(k=k, row=row, clicks=clicks)], histories=histories,
+                     exclude_watched=exclude_watched, candidate_attention=candidate_attention,
+                     retriever=retriever)[0]
 
 
 def history_query(items: Items, clicks: np.ndarray) -> np.ndarray | None:
   """Item-to-item retrieval's query: the mean retrieval vector of the history's served videos
   (a video watched twice counts twice); None when none is served."""
-  clicks = np.asarray(clicks, np.int64)
-  pos = np.minimum(np.searchsorted(items.video_ids, clicks), len(items) - 1)
-  rows = pos[items.video_ids[pos] == clicks]
+  rows = _served_rows(items, clicks)
   if not len(rows):
     return None
   return np.asarray(items.retrieval[rows], np.float32).mean(0)
+
+
+def _rank(plan: _Plan, idx: np.ndarray, items: Items, fuse: fusion_lib.Formula,
+          candidates: int) -> list[dict]:
+  """Stage 2 for one request: its retrieved rows (best first) without the dropped ones, the
+  first `candidates` ranked by the heads, fused; the top k, ties broken by video id."""
+  if plan.drop is not None and len(plan.drop):
+    idx = idx[~np.isin(idx, plan.drop)]
+  idx = idx[:candidates]
+  preds = {h: np.asarray(v, np.float32) for h, v in
+           plan.rank(_pad_rows(items.ranking[idx], candidates)).items()}
+  preds = {h: v[:len(idx)] for h, v in preds.items()}
+  fused = np.asarray(fuse(preds), np.float32)
+  order = np.lexsort((items.video_ids[idx], -fused))[:plan.k]
+  return _records(items, idx, order, fused, preds)
 
 
 def recommend(query: np.ndarray, rank: Callable[[np.ndarray], Mapping[str, Any]],
@@ -156,21 +217,12 @@ def recommend(query: np.ndarray, rank: Callable[[np.ndarray], Mapping[str, Any]]
     k records: rank (1-based), video_id, title, content_type, score (fused), scores (head ->
     prediction), cold.
   """
-  drop = (np.isin(items.video_ids, np.asarray(exclude, np.int64)) if exclude is not None
-          and len(exclude) else None)
-  extra = 0 if drop is None else int(drop.sum())
-  # A host vector: the items may be laid out over a mesh, the user's vector is not.
+  plan = _Plan(k, np.asarray(query, np.float32), rank,
+               None if exclude is None else _served_rows(items, exclude))
+  extra = 0 if plan.drop is None else len(plan.drop)
   retriever = retriever or retrieval.Exact(items.retrieval)
-  idx = np.asarray(retriever.search(np.asarray(query, np.float32),
-                                    min(candidates + extra, len(items))))
-  if drop is not None:
-    idx = idx[~drop[idx]][:candidates]
-  preds = {h: np.asarray(v, np.float32) for h, v in
-           rank(_pad_rows(items.ranking[idx], candidates)).items()}
-  preds = {h: v[:len(idx)] for h, v in preds.items()}
-  fused = np.asarray(fuse(preds), np.float32)
-  order = np.lexsort((items.video_ids[idx], -fused))[:k]
-  return _records(items, idx, order, fused, preds)
+  idx = np.asarray(retriever.search(plan.query, min(candidates + extra, len(items))))
+  return _rank(plan, idx, items, fuse, candidates)
 
 
 def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
