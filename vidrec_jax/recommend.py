@@ -44,12 +44,12 @@ from jax.sharding import NamedSharding
 
 from vidrec_jax import files
 from vidrec_jax import serving
+from vidrec_jax.data import sequences
 from vidrec_jax.eval.encode import Encoder
 from vidrec_jax.models import user_towers
 from vidrec_jax.models.partitioning import logical_to_spec
 from vidrec_jax.serving import fusion as fusion_lib
 from vidrec_jax.serving import retrieval
-from vidrec_jax.data import sequences
 from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import steps
 from vidrec_jax.train.context import Context
@@ -186,11 +186,12 @@ def _build(restored: Restored, workdir: str) -> _Serving:
   host = (jax.device_get(params) if jax.process_count() == 1
           else multihost_utils.process_allgather(params, tiled=True))
   sequential = ctx.run.model.name == "sequential"
-  retrieval = (vecs[ok] if sequential else  # the sequential model ranks by the same vectors
-               np.asarray(jax.jit(lambda i: setup.model(host).retrieval_item(i))(vecs[ok])))
+  retrieval_vecs = (vecs[ok] if sequential else  # the sequential model ranks by the same ones
+                    np.asarray(jax.jit(lambda i: setup.model(host).retrieval_item(i))(
+                        vecs[ok])))
   cat = ctx.dataset.catalog
   ids = np.flatnonzero(ok)
-  items = serving.Items(retrieval=retrieval, ranking=np.asarray(vecs[ok], np.float32),
+  items = serving.Items(retrieval=retrieval_vecs, ranking=np.asarray(vecs[ok], np.float32),
                         video_ids=ids.astype(np.int64), titles=np.asarray(cat.title)[ids],
                         content_types=np.asarray(cat.content_type)[ids],
                         cold=np.asarray(cat.cold, bool)[ids])
@@ -357,21 +358,12 @@ def query_vectors(s: _Serving, n: int, seed: int) -> np.ndarray:
   rows = np.array(sorted(set(s.users.values())), np.int64)
   rows = np.random.default_rng(seed).permutation(rows)[:n]
   user_fn = None if s.user_tower is None else jax.jit(s.user_tower.call)
-  out = []
-  for row in rows:
-    if s.histories is None:
-      u = user_fn(np.array([row], np.int32))
-    else:
-      clicks = s.histories.logged(int(row))
-      if s.user_input == "history_candidate":  # item-to-item, as two_stage.answer
-        q = serving.history_query(s.items, clicks)
-        if q is not None:
-          out.append(q)
-        continue
-      if not len(clicks):
-        continue
-      u = user_fn(*s.histories.window(clicks))
-    out.append(np.asarray(u["retrieval"], np.float32)[0])
+  h = s.histories
+  queries = (serving.user_query(user_fn, s.items, row=int(row),
+                                clicks=None if h is None else h.logged(int(row)), histories=h,
+                                candidate_attention=s.user_input == "history_candidate")[0]
+             for row in rows)
+  out = [q for q in queries if q is not None]  # users with nothing to go on have no query
   return np.stack(out) if out else np.zeros((0, s.items.retrieval.shape[1]), np.float32)
 
 

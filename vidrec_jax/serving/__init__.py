@@ -38,10 +38,11 @@ from vidrec_jax.serving.two_stage import popular
 from vidrec_jax.serving.two_stage import recommend
 from vidrec_jax.serving.retrieval import top_candidates
 from vidrec_jax.serving.two_stage import unknown_user_note
+from vidrec_jax.serving.two_stage import user_query
 
 __all__ = [
     "FILES", "FORMAT_VERSION", "FUSION", "HISTORIES", "ITEM_ARRAYS", "ITEMS", "MANIFEST",
     "RANKER", "USER_TOWER", "USERS", "Bundle", "BundleError", "Histories", "Items", "RankFn",
     "UserFn", "answer", "format_record", "history_query", "load", "popular", "recommend", "top_candidates",
-    "unknown_user_note", "write_bundle",
+    "unknown_user_note", "user_query", "write_bundle",
 ]

@@ -297,14 +297,11 @@ class Bundle:
     or of a history: the query stage 1 searches with (None: a history tower's user without
     clicks, who gets the popularity list)."""
     h = self.histories
-    if h is None:
-      return np.asarray(self._user(np.array([self.row(user_id)], np.int32))["retrieval"])[0]
-    clicks = h.logged(self.row(user_id)) if history is None else np.asarray(history, np.int64)
-    if not len(clicks):
-      return None
-    if self.user_input == "history_candidate":  # item-to-item: the history's mean
-      return two_stage.history_query(self.items, clicks)
-    return np.asarray(self._user(*h.window(clicks))["retrieval"])[0]
+    clicks = (None if h is None else h.logged(self.row(user_id)) if history is None
+              else np.asarray(history, np.int64))
+    return two_stage.user_query(self._user, self.items, row=self.row(user_id), clicks=clicks,
+                                histories=h,
+                                candidate_attention=self.user_input == "history_candidate")[0]
 
 
 def _check_shape(path: str, what: str, got: Sequence[int], want: Any) -> None:

@@ -106,25 +106,35 @@ def _served_rows(items: Items, video_ids) -> np.ndarray:
   return pos[items.video_ids[pos] == ids]
 
 
-def _plan(user_fn, rank_fn, items: Items, k: int, row, clicks, histories: Histories | None,
-          exclude_watched: bool, candidate_attention: bool) -> _Plan:
+def user_query(user_fn: UserFn | None, items: Items, *, row: int | None = None,
+               clicks: np.ndarray | None = None, histories: Histories | None = None,
+               candidate_attention: bool = False) -> tuple[np.ndarray | None, Any]:
+  """(the retrieval query (R,), what the ranker takes of the user) for an ID tower's `row` or
+  a history tower's `clicks`; the query is None for a history with nothing to go on (empty;
+  for din, no served video). The ranker's part: the user vector (D,), or for din the history's
+  (vectors (L, H), mask (L,))."""
   if histories is None:
     u = user_fn(np.array([row], np.int32))
-    user = np.asarray(u["user"])[0]
-    return _Plan(k, np.asarray(u["retrieval"], np.float32)[0], lambda c: rank_fn(user, c))
-  exclude = clicks if exclude_watched else None
+    return np.asarray(u["retrieval"], np.float32)[0], np.asarray(u["user"])[0]
   if not len(clicks):
-    return _Plan(k, records=popular(histories, items, k, exclude))
-  drop = _served_rows(items, exclude) if exclude is not None else None
+    return None, None
   vec, mask = histories.window(clicks)
   if candidate_attention:
-    query = history_query(items, clicks)
-    if query is None:
-      return _Plan(k, records=popular(histories, items, k, exclude))
-    return _Plan(k, query, lambda c: rank_fn(vec[0], mask[0], c), drop)
+    return history_query(items, clicks), (vec[0], mask[0])
   u = user_fn(vec, mask)
-  user = np.asarray(u["user"])[0]
-  return _Plan(k, np.asarray(u["retrieval"], np.float32)[0], lambda c: rank_fn(user, c), drop)
+  return np.asarray(u["retrieval"], np.float32)[0], np.asarray(u["user"])[0]
+
+
+def _plan(user_fn, rank_fn, items: Items, k: int, row, clicks, histories: Histories | None,
+          exclude_watched: bool, candidate_attention: bool) -> _Plan:
+  query, user = user_query(user_fn, items, row=row, clicks=clicks, histories=histories,
+                           candidate_attention=candidate_attention)
+  exclude = clicks if histories is not None and exclude_watched else None
+  if query is None:
+    return _Plan(k, records=popular(histories, items, k, exclude))
+  rank = ((lambda c: rank_fn(*user, c)) if candidate_attention
+          else (lambda c: rank_fn(user, c)))
+  return _Plan(k, query, rank, None if exclude is None else _served_rows(items, exclude))
 
 
 def answer_many(user_fn: UserFn | None, rank_fn, items: Items, fuse: fusion_lib.Formula,
