@@ -1,8 +1,8 @@
 """Two-stage recommendation from a user tower, a ranker and the servable catalog: retrieval of
 the nearest candidates by retrieval vector, then ranking by the heads' predictions fused with a
 formula (fusion.py); and the printed line of a record. `--mode=recommend` (vidrec_jax/
-recommend.py) and a loaded bundle (bundle.py) both answer through `recommend`, so both give the
-same videos in the same order.
+recommend.py) and a loaded bundle (bundle.py) both answer through `answer` / `answer_many`
+(several requests, one retrieval call), so both give the same videos in the same order.
 """
 
 from __future__ import annotations
