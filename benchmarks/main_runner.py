@@ -34,6 +34,7 @@ def world_dir(root: str, world: str, own: str) -> str:
 
 USERS_PER_VIDEO = 100_000 / 19_738  # MicroLens-100K
 SLATES_PER_USER = 4  # x 8 impressions: ~7 clicks a user, MicroLens-100K's 7.2
+FEED_SLATES_PER_USER = 2  # a feed (exposure_taste > 0) shows liked videos: ~7.6 clicks from 2
 
 
 # The cold quarter of the catalog published in the last 5% of the horizon: under leave-one-out
@@ -42,11 +43,16 @@ SLATES_PER_USER = 4  # x 8 impressions: ~7 clicks a user, MicroLens-100K's 7.2
 LATE_PUBLISH = ["--config.data.dataset.train_until=0.95", "--config.data.dataset.valid_until=0.975"]
 
 
-def microlens_world(videos: int, late_publish: bool = False) -> list[str]:
+def microlens_world(videos: int, late_publish: bool = False,
+                    exposure_taste: float = 0.0) -> list[str]:
   """Overrides of a synthetic world with `videos` videos and users and clicks in MicroLens-100K's
   proportions (100,000 users and ~720,000 clicks for 19,738 videos); `late_publish` adds
-  LATE_PUBLISH."""
+  LATE_PUBLISH; `exposure_taste` > 0 logs the slates of a segment-level feed
+  (data.dataset.exposure_taste) with fewer slates a user, for the same clicks."""
   users = round(videos * USERS_PER_VIDEO)
+  slates = FEED_SLATES_PER_USER if exposure_taste > 0 else SLATES_PER_USER
   return [f"--config.data.dataset.num_videos={videos}", f"--config.data.dataset.num_users={users}",
-          f"--config.data.dataset.slates_per_user={SLATES_PER_USER}"] + (
-              LATE_PUBLISH if late_publish else [])
+          f"--config.data.dataset.slates_per_user={slates}"] + (
+              LATE_PUBLISH if late_publish else []) + (
+                  [f"--config.data.dataset.exposure_taste={exposure_taste:g}"]
+                  if exposure_taste > 0 else [])

@@ -33,6 +33,7 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import main_runner  # pylint: disable=g-import-not-at-top,wrong-import-position
+import microlens_oracle  # pylint: disable=g-import-not-at-top,wrong-import-position
 import stats  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _ROOT = flags.DEFINE_string("root", "/tmp/vidrec_microlens", "Release, build and workdirs.")
@@ -44,6 +45,9 @@ _BUILD = flags.DEFINE_string("build", "", "A workdir holding this release's data
                              "them in ROOT/build.")
 _VIDEOS = flags.DEFINE_integer("videos", 5000, "Videos of the generated world (no --release).")
 _WORLD_SEED = flags.DEFINE_integer("world_seed", 17, "data.dataset.seed of the generated world.")
+_EXPOSURE = flags.DEFINE_float("exposure_taste", 0.0, "data.dataset.exposure_taste of the "
+                               "generated world: 0 logs uniform slates, > 0 a segment-level "
+                               "feed's (benchmarks/microlens_oracle.py measures its ceiling).")
 _VARIANTS = flags.DEFINE_list("variants", ["id", "frozen"], "configs/microlens.py variants; "
                               "the first is the baseline the others are tested against.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds.")
@@ -71,7 +75,8 @@ def release_folder() -> str:
     main_runner.run(["--config=configs/multitask.py", f"--workdir={work}", "--mode=generate",
                      "--config.data.dataset.layout=microlens",
                      f"--config.data.dataset.seed={_WORLD_SEED.value}"]
-                    + main_runner.microlens_world(_VIDEOS.value, late_publish=True))
+                    + main_runner.microlens_world(_VIDEOS.value, late_publish=True,
+                                                  exposure_taste=_EXPOSURE.value))
   return folder
 
 
@@ -142,7 +147,32 @@ def table(results: dict) -> str:
   counts = {k: v for k, v in next(iter(next(iter(results["runs"].values())).values())).items()
             if k.endswith("/count") and k.startswith("test/masked")}
   lines += ["", "Test queries: " + ", ".join(f"`{k}` {int(v)}" for k, v in sorted(counts.items()))]
+  if results.get("ceiling"):
+    c = results["ceiling"]
+    lines += ["", "The world's ceiling under the same protocol (benchmarks/microlens_oracle.py: "
+              "rankers that know the world's truth, the popularity ranking, a random one):", "",
+              "| ranker | `valid/masked/hr@10` | `test/masked/hr@10` | `test/masked/ndcg@10` | "
+              "`test/masked/new/hr@10` |", "|---|---|---|---|---|"]
+    for name in ("oracle", "content", "popularity", "random"):
+      cells = [c.get(k) for k in (f"valid/masked/{name}/hr@10", f"test/masked/{name}/hr@10",
+                                  f"test/masked/{name}/ndcg@10", f"test/masked/new/{name}/hr@10")]
+      lines.append(f"| {name} | " + " | ".join("–" if x is None else f"{x:.4f}" for x in cells)
+                   + " |")
   return "\n".join(lines) + "\n"
+
+
+def world_ceiling(folder: str) -> dict:
+  """benchmarks/microlens_oracle.py's rankers on a release the synthetic world wrote ({} for a
+  real release), computed once into ROOT/ceiling.json."""
+  if not os.path.exists(os.path.join(folder, "world_config.json")):
+    return {}
+  path = os.path.join(_ROOT.value, "ceiling.json")
+  if not os.path.exists(path):
+    print("ceiling: the world's oracle rankers ...", flush=True)
+    with open(path, "w") as f:
+      json.dump(microlens_oracle.ceiling(folder), f, indent=1, sort_keys=True)
+  with open(path) as f:
+    return json.load(f)
 
 
 def main(argv):
@@ -152,7 +182,8 @@ def main(argv):
   shared = build(folder, features=any(v != "id" for v in _VARIANTS.value))
   results = {"release": _RELEASE.value or f"synthetic world {_WORLD_SEED.value}, "
              f"{_VIDEOS.value} videos", "command": " ".join(["python benchmarks/microlens.py"]
-                                                           + sys.argv[1:]), "runs": {}}
+                                                           + sys.argv[1:]), "runs": {},
+             "ceiling": world_ceiling(folder)}
   for v in _VARIANTS.value:
     for s in _SEEDS.value:
       results["runs"].setdefault(v, {})[s] = train(folder, shared, v, int(s))

@@ -30,6 +30,9 @@ def world_config() -> ml_collections.ConfigDict:
       base_logit=-0.5, horizon_seconds=30 * 86400.0, train_until=0.7, valid_until=0.85,
       slates_per_user=40, slate_size=8, cold_share_after_publish=0.4,
       position_bias_power=0.5, label_noise=0.02,
+      # > 0: the logged slates come from a segment-level feed (each slot drawn with probability
+      # proportional to exp(exposure_taste x the user's persona's affinity)); 0: uniform.
+      exposure_taste=0.0,
       # --mode=generate writes the world as the run's dataset ('tfds') or as a MicroLens
       # release folder under WORKDIR/data/microlens ('microlens'), for the microlens dataset.
       layout="tfds"))

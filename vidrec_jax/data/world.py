@@ -8,7 +8,9 @@ the signal.  With `order_weight` > 0 every clip changes colour halfway and users
 colour comes first (an antisymmetric taste: the same two colours in the other order score the
 opposite), a taste no orderless pooling of the frames can see.
 
-Impressions are logged in slates with position bias and label noise; the user response
+Impressions are logged in slates with position bias and label noise. The slates show videos
+drawn uniformly from the catalog, or (`exposure_taste` > 0) from a segment-level feed that
+favours what the user's persona likes, as logged feeds do; the user response
 model (vidrec_jax/data/response.py, shared with the RL simulator) turns them into clicks, watch
 time and likes.  `World.oracle_logit` gives the true (position-free) click logit for any (user,
 video) pair.
@@ -151,11 +153,14 @@ class World:
     persona_taste = rng.normal(size=(c.num_personas, sum(blocks)))
     taste = persona_taste[persona] + c.individual_taste_std * rng.normal(
         size=(c.num_users, sum(blocks)))
+    segment = persona_taste.copy()
     start = 0
     for n, wgt in zip(blocks, weights):
-      block = taste[:, start:start + n]
-      taste[:, start:start + n] = (block - block.mean(1, keepdims=True)) * wgt
+      for t in (taste, segment):
+        block = t[:, start:start + n]
+        t[:, start:start + n] = (block - block.mean(1, keepdims=True)) * wgt
       start += n
+    self.persona_taste = segment.astype(np.float32)  # what a segment-level feed knows
     self.user_persona = persona
     self.user_taste = taste.astype(np.float32)
     self.user_bias = (rng.normal(size=c.num_users) * c.user_bias_std).astype(np.float32)
@@ -225,18 +230,21 @@ class World:
     users = np.repeat(np.arange(c.num_users), c.slates_per_user)
     slate_t = rng.uniform(0, c.horizon_seconds, num_slates)
     late = slate_t >= self.train_end
-    rows = []
-    for s in range(num_slates):
-      # Cold videos are published at the end of training time: they can only be shown later.
-      if late[s] and len(cold):
-        n_cold = rng.binomial(c.slate_size, c.cold_share_after_publish)
-        pick = np.concatenate([rng.choice(cold, n_cold, replace=False),
-                               rng.choice(warm, c.slate_size - n_cold, replace=False)])
-        rng.shuffle(pick)
-      else:
-        pick = rng.choice(warm, c.slate_size, replace=False)
-      rows.append(pick)
-    video = np.stack(rows).reshape(-1)
+    if c.exposure_taste > 0:
+      video = self._feed_slates(users, late, warm, cold).reshape(-1)
+    else:
+      rows = []
+      for s in range(num_slates):
+        # Cold videos are published at the end of training time: they can only be shown later.
+        if late[s] and len(cold):
+          n_cold = rng.binomial(c.slate_size, c.cold_share_after_publish)
+          pick = np.concatenate([rng.choice(cold, n_cold, replace=False),
+                                 rng.choice(warm, c.slate_size - n_cold, replace=False)])
+          rng.shuffle(pick)
+        else:
+          pick = rng.choice(warm, c.slate_size, replace=False)
+        rows.append(pick)
+      video = np.stack(rows).reshape(-1)
     user = np.repeat(users, c.slate_size)
     position = np.tile(np.arange(c.slate_size), num_slates)
     timestamp = np.repeat(slate_t, c.slate_size) + position * 0.5
@@ -260,6 +268,42 @@ class World:
     out = {k: np.asarray(v)[order] for k, v in out.items()}
     out["split"] = self.split_of(out["timestamp"])
     out["cold"] = np.array([self.videos[v].cold for v in out["video_id"]], dtype=np.int64)
+    return out
+
+  def _feed_slates(self, users: np.ndarray, late: np.ndarray, warm: np.ndarray,
+                   cold: np.ndarray) -> np.ndarray:
+    """(num_slates, slate_size) videos shown by a segment-level feed: each slot drawn from the
+    published videos with probability proportional to exp(exposure_taste * the persona's
+    affinity), without repeats within a slate; after publication a slot shows a cold video with
+    probability `cold_share_after_publish`, as the uniform slates. From a generator of its own
+    (worlds with exposure_taste = 0 draw exactly what they drew before it existed)."""
+    c = self.config
+    rng = np.random.default_rng([c.seed, 2])
+    persona = self.user_persona[users]
+    out = np.empty((len(users), c.slate_size), np.int64)
+    cold_slot = late[:, None] & (rng.random(out.shape) < c.cold_share_after_publish) & (
+        len(cold) > 0)
+    for pool, slot in ((warm, ~cold_slot), (cold, cold_slot)):
+      if not len(pool):
+        continue
+      logits = c.exposure_taste * (self.persona_taste @ self.features[pool].T)  # (P, |pool|)
+      cdf = np.cumsum(np.exp(logits - logits.max(1, keepdims=True)), axis=1)
+      cdf /= cdf[:, -1:]
+      for p in range(len(cdf)):
+        rows, cols = np.nonzero(slot & (persona == p)[:, None])
+        draw = np.searchsorted(cdf[p], rng.random(len(rows)), side="right")
+        out[rows, cols] = pool[np.minimum(draw, len(pool) - 1)]
+    # A video twice in one slate: redraw that slot uniformly among the pool's videos not shown.
+    for s in np.flatnonzero([len(set(r)) < len(r) for r in out.tolist()]):
+      seen = set()
+      for j in range(c.slate_size):
+        v = int(out[s, j])
+        if v in seen:
+          pool = cold if cold_slot[s, j] and len(cold) > c.slate_size else warm
+          rest = np.setdiff1d(pool, list(seen) + out[s].tolist())
+          v = int(rng.choice(rest)) if len(rest) else v
+          out[s, j] = v
+        seen.add(v)
     return out
 
   def split_impressions(self, split: str) -> dict[str, np.ndarray]:

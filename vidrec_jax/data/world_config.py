@@ -45,6 +45,10 @@ class WorldConfig:
   cold_share_after_publish: float
   position_bias_power: float
   label_noise: float
+  # > 0: slates are drawn by a segment-level logging policy, each slot with probability
+  # proportional to exp(exposure_taste * the user's persona's affinity for the video), as a feed
+  # that targets taste segments shows them; 0: uniformly from the catalog (the worlds before it).
+  exposure_taste: float
   # Where --mode=generate writes the world: 'tfds' (the run's dataset: videos and TFDS records)
   # or 'microlens' (a MicroLens release folder, data/microlens_layout.py). Not part of the world.
   layout: str
@@ -63,4 +67,6 @@ class WorldConfig:
     stamp, data/build.py)."""
     out = self.to_dict()
     out.pop("layout")
+    if out["exposure_taste"] == 0.0:  # off: the stamp of the worlds built before it existed
+      out.pop("exposure_taste")
     return out

@@ -81,6 +81,8 @@ class SyntheticWorld(DatasetSource):
           w["train_until"], f"need 0 < train_until < valid_until={w['valid_until']} < 1")
     check(w["order_weight"] >= 0.0, "data.dataset.order_weight", w["order_weight"],
           "allowed: >= 0 (0 = no temporal-order tastes)")
+    check(w["exposure_taste"] >= 0.0, "data.dataset.exposure_taste", w["exposure_taste"],
+          "allowed: >= 0 (0 = slates drawn uniformly from the catalog)")
     check(0.0 <= w["label_noise"] < 0.5, "data.dataset.label_noise", w["label_noise"],
           "allowed: 0 <= value < 0.5")
     check(set(w["format_weights"]) <= set(world_lib.FORMATS), "data.dataset.format_weights",
@@ -91,7 +93,7 @@ class SyntheticWorld(DatasetSource):
           "data.dataset.slate_size", w["slate_size"], "must not exceed the number of warm videos")
 
   def record_defaults(self) -> dict[str, Any]:
-    return {"data.dataset.layout": "tfds"}
+    return {"data.dataset.layout": "tfds", "data.dataset.exposure_taste": 0.0}
 
   def prepare(self, data_dir: str, args: Mapping[str, Any]) -> None:
     world = world_args(args)

@@ -1,0 +1,162 @@
+"""The ceiling of a synthetic world written in MicroLens layout, under MicroLens' protocol: how
+well next-item rankers that know the world's truth do, beside the popularity and random rankings.
+
+  python benchmarks/microlens_oracle.py --release=ROOT/release/data/microlens
+
+The release must be one the synthetic world wrote (`--mode=generate
+--config.data.dataset.layout=microlens`): its `world_config.json` regenerates the world (a
+deterministic function of those arguments), whose click logit `World.oracle_logit` is known
+for every (user, video) pair. The protocol is the one the `microlens` dataset and the
+`full_sort` evaluator apply, with their own functions: the pairs read as shipped, users with
+fewer than `--min_interactions` clicks dropped, each user's last `--keep_last` kept,
+leave-one-out by time; each user's valid (test) target ranked among every item of the
+catalog with the items of the history before it removed (the history-masked full sort).
+Scores tied exactly (the content ranker's: every video with the same factors scores the same)
+are broken by a fixed random order, as a model's tiny differences would; other ties count
+against the target, as the evaluator counts them.
+
+Rankers:
+  oracle      the true click logit (user taste x video factors, plus the video's bias)
+  content     the content part alone (taste x factors): the best a model that sees only the
+              content (not which video, so not its bias) does
+  popularity  training clicks of each item (the best any user-blind model does here)
+  random      uniform: HR@k = k / candidates, in expectation (computed, not drawn)
+
+A next-item ranker learns which video a user clicks next; in this world the videos shown are
+drawn uniformly from the catalog (slates of `slate_size`), so the chance that a video is the
+next click is its click probability over the sum of everyone else's, and even the oracle's
+top-k holds only a small share of it. That share is what the table measures.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from vidrec_jax.data import world as world_lib  # pylint: disable=g-import-not-at-top
+from vidrec_jax.data.datasets import logs  # pylint: disable=g-import-not-at-top
+from vidrec_jax.data.world_config import WorldConfig  # pylint: disable=g-import-not-at-top
+
+
+def read_pairs(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(user, item, timestamp) of the release's pairs file: 0-based world ids."""
+  name = [f for f in os.listdir(folder) if f.endswith("_pairs.csv")]
+  if len(name) != 1:
+    raise SystemExit(f"--release: {folder} holds {len(name)} *_pairs.csv files; allowed: one")
+  a = np.loadtxt(os.path.join(folder, name[0]), delimiter=",", skiprows=1, dtype=np.int64,
+                 ndmin=2)
+  return a[:, 0] - 1, a[:, 1] - 1, a[:, 2]
+
+
+def queries(user, item, time, min_interactions, keep_last):
+  """Per split (valid, test): (users, targets, histories as a list of arrays), after the
+  dataset's filtering and leave-one-out split; and the training clicks of each item."""
+  keep = logs.user_filter(user, time, min_interactions, keep_last)
+  user, item, time = user[keep], item[keep], time[keep]
+  order = np.argsort(time, kind="stable")
+  user, item = user[order], item[order]
+  split = logs.leave_one_out(user)
+  out = {}
+  by_user = {}
+  for u, i, s in zip(user.tolist(), item.tolist(), split.tolist()):
+    by_user.setdefault(u, []).append((i, s))
+  for k, name in ((1, "valid"), (2, "test")):
+    us, ts, hs = [], [], []
+    for u, seq in by_user.items():
+      for pos, (i, s) in enumerate(seq):
+        if s == k:
+          us.append(u)
+          ts.append(i)
+          hs.append(np.array([j for j, _ in seq[:pos] if j != i], np.int64))
+    out[name] = (np.array(us), np.array(ts), hs)
+  return out, np.bincount(item[split == 0], minlength=0)
+
+
+def ranks(scores: np.ndarray, targets: np.ndarray, histories: list) -> np.ndarray:
+  """0-based rank of each row's target among the row's candidates (history removed; ties
+  against the target)."""
+  s = scores.copy()
+  for r, h in enumerate(histories):
+    s[r, h] = -np.inf
+  t = s[np.arange(len(s)), targets]
+  return (s >= t[:, None]).sum(1) - 1
+
+
+def metrics(r: np.ndarray, ks) -> dict:
+  out = {}
+  for k in ks:
+    hit = r < k
+    out[f"hr@{k}"] = float(hit.mean())
+    out[f"ndcg@{k}"] = float((hit / np.log2(r + 2.0)).mean())
+  return out
+
+
+def ceiling(folder: str, ks=(10, 20), min_interactions: int = 5, keep_last: int = 13,
+            batch: int = 2048) -> dict:
+  """The rankers' valid and test metrics (`test/masked/oracle/hr@10`, ...,
+  `test/masked/new/content/hr@10`, `test/count`) on a release the synthetic world wrote."""
+  stamp = json.load(open(os.path.join(folder, "world_config.json")))
+  world = world_lib.World(WorldConfig.from_args(  # exposure_taste 0 is left out of stamps
+      {"exposure_taste": 0.0, **stamp["world"], "layout": "microlens"}))
+  n_items = len(world.videos)
+  qs, train_clicks = queries(*read_pairs(folder), min_interactions, keep_last)
+  def train_clicks_of(items):
+    return np.where(items < len(train_clicks), train_clicks[np.minimum(items, len(train_clicks) - 1)], 0)
+
+  tie = np.random.default_rng(0).random(n_items) * 1e-6  # a fixed random order within ties
+  pop = np.zeros(n_items, np.float64)
+  pop[:len(train_clicks)] = train_clicks
+  pop += tie
+  results = {}
+  for split, (users, targets, hist) in qs.items():
+    rows = {name: [] for name in ("oracle", "content", "popularity")}
+    for start in range(0, len(users), batch):
+      u = users[start:start + batch]
+      t, h = targets[start:start + batch], hist[start:start + batch]
+      content = (world.user_taste[u] @ world.features.T
+                 + world.user_order_taste[u] @ world.order_features.T)
+      rows["content"].append(ranks(content + tie[None], t, h))
+      rows["oracle"].append(ranks(content + world.video_bias[None], t, h))
+      rows["popularity"].append(ranks(np.broadcast_to(pop, (len(u), n_items)), t, h))
+    new = train_clicks_of(targets) == 0  # targets with no training click (as `new` in full_sort)
+    for name, r in rows.items():
+      r = np.concatenate(r)
+      for key, v in metrics(r, ks).items():
+        results[f"{split}/masked/{name}/{key}"] = v
+      if new.any():
+        for key, v in metrics(r[new], ks).items():
+          results[f"{split}/masked/new/{name}/{key}"] = v
+    results[f"{split}/masked/new/count"] = int(new.sum())
+    candidates = n_items - np.array([len(x) for x in hist])
+    for k in ks:
+      results[f"{split}/masked/random/hr@{k}"] = float(np.mean(k / candidates))
+    results[f"{split}/count"] = len(users)
+  return results
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  results = ceiling(f.release, [int(k) for k in f.ks], f.min_interactions, f.keep_last, f.batch)
+  for key in sorted(results):
+    print(f"{key}: {results[key]:.4f}" if isinstance(results[key], float) else
+          f"{key}: {results[key]}")
+  if f.out:
+    with open(f.out, "w") as out:
+      json.dump(results, out, indent=1, sort_keys=True)
+
+
+if __name__ == "__main__":  # flags defined here only: benchmarks/microlens.py imports `ceiling`
+  flags.DEFINE_string("release", None, "A release folder the synthetic world wrote.")
+  flags.DEFINE_integer("min_interactions", 5, "MicroLens' protocol: 5.")
+  flags.DEFINE_integer("keep_last", 13, "MicroLens' protocol: 13.")
+  flags.DEFINE_list("ks", ["10", "20"], "Cut-offs.")
+  flags.DEFINE_integer("batch", 2048, "Users scored at once.")
+  flags.DEFINE_string("out", "", "Also write the metrics here as JSON.")
+  flags.mark_flag_as_required("release")
+  app.run(main)
