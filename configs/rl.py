@@ -7,8 +7,13 @@ to the supervised greedy click model, the same click model de-biased by importan
 
   python -m vidrec_jax.main --config=configs/rl.py --workdir=/tmp/vidrec_rl
 
-writes WORKDIR/eval/rl.json (`return/<policy>` with `/std` and `/seeds`, `ips/...`, `snips/...`
-(weighted as the policy is served), `ips_softmax/...`, `snips_softmax/...` (its softmax),
+then serve one trained policy (its top K over the corpus; vidrec_jax/rl/serve.py):
+
+  python -m vidrec_jax.main --config=configs/rl.py --workdir=/tmp/vidrec_rl --mode=export \
+      --policy=reinforce_topk [--rl_seed=0] [--checkpoint=best]
+
+The experiment writes WORKDIR/eval/rl.json (`return/<policy>` with `/std` and `/seeds`,
+`ips/...`, `snips/...` (weighted as the policy is served), `ips_softmax/...`, `snips_softmax/...` (its softmax),
 `gain/<policy>` against greedy) and WORKDIR/eval/rl_returns.png.
 
 Variants: `smoke` (tiny, seconds), `estimated` (the behaviour policy's propensities are learned
@@ -47,6 +52,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
                  log_every=100, eval_every=100, checkpoint_every=500,
                  best_metric="valid/return", best_mode="max", early_stopping=5)
   c.evals = ml_collections.ConfigDict()  # the simulator evaluates (rl/evaluation.py)
+  # Served (--mode=recommend / export --policy=NAME): the policy's logits are the one score.
+  c.recommend.fusion = "score"
   c.rl = ml_collections.ConfigDict(dict(
       seeds=tuple(range(args["seeds"])),
       policies=("random", "greedy", "ips_click", "reinforce", "reinforce_offpolicy",

@@ -89,6 +89,15 @@ def rl(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return rl_experiment.run(run, workdir)
 
 
+def restore_policy(config: ml_collections.ConfigDict, workdir: str, which: str, policy: str,
+                   seed: int | None):
+  """One trained policy of the RL experiment in `workdir` (rl/serve.py `PolicyRun`): the latest
+  (or best) checkpoint of `policy` on seed `seed` (None: the first of rl.seeds)."""
+  from vidrec_jax.rl import serve  # pylint: disable=g-import-not-at-top
+  config_io.check(workdir, config, trainers.record_terms(config))
+  return serve.restore(run_spec.resolve(config), workdir, which, policy, seed)
+
+
 def restore(config: ml_collections.ConfigDict, workdir: str, which: str, purpose: str
             ) -> tuple[Context, dict, int]:
   """The run's context and the latest (or, with which='best', the best) checkpoint's

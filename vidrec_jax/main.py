@@ -39,6 +39,12 @@ _USER = flags.DEFINE_string("user", None, "--mode=recommend: the user id as the 
 _K = flags.DEFINE_integer("k", None, "--mode=recommend: list length (default: config.recommend.k).")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", "", "--mode=export: the bundle's folder "
                                   "('' = WORKDIR/export).")
+_POLICY = flags.DEFINE_string("policy", "", "--mode=recommend/export of an RL experiment's "
+                              "workdir (configs/rl.py): the trained policy of rl.policies to "
+                              "serve.")
+_RL_SEED = flags.DEFINE_integer("rl_seed", None, "--mode=recommend/export of an RL experiment: "
+                                "the seed whose policy is served (default: the first of "
+                                "rl.seeds).")
 _DISTRIBUTED = flags.DEFINE_enum(
     "distributed", "off", ["off", "auto", "explicit"],
     "Multi-process JAX: off (one process; unless --coordinator_address or VIDREC_COORDINATOR is "
@@ -69,6 +75,24 @@ def _recommend():
   return recommend
 
 
+def _serve_policy(config, workdir: str) -> None:
+  """--mode=recommend / export of an RL experiment: the --policy trained on --rl_seed."""
+  # pylint: disable=g-import-not-at-top
+  from vidrec_jax import experiment
+  from vidrec_jax.rl import serve
+  # pylint: enable=g-import-not-at-top
+  which = _CHECKPOINT.value
+  p = experiment.restore_policy(config, workdir, which, _POLICY.value, _RL_SEED.value)
+  s = serve.servable(p)
+  rec = _recommend()
+  if config.mode == "recommend":
+    rec.recommend_servable(s, p.spec, workdir, _USER.value, _K.value, which)
+  else:
+    rec.export_servable(s, p.spec, workdir, _EXPORT_DIR.value or None, which,
+                        lambda ids, size: serve.thumbnails(p.world, ids, size),
+                        policy=p.policy, rl_seed=p.seed)
+
+
 def jax_process_index() -> int:
   import jax  # pylint: disable=g-import-not-at-top
   return jax.process_index()
@@ -94,6 +118,11 @@ def main(argv):
   if config.mode == "recommend" and (not _USER.value or (_K.value is not None and _K.value < 1)):
     print("error: --mode=recommend needs --user=ID (and --k, when given, >= 1)", file=sys.stderr)
     sys.exit(EXIT_BAD_CONFIG)
+  serves_policy = config.mode in ("recommend", "export") and config.model.name == "policy"
+  if (_POLICY.value or _RL_SEED.value is not None) and not serves_policy:
+    print("error: --policy and --rl_seed choose what --mode=recommend/export serves of an RL "
+          "experiment (configs/rl.py); this is not one", file=sys.stderr)
+    sys.exit(EXIT_BAD_CONFIG)
 
   from vidrec_jax import experiment  # pylint: disable=g-import-not-at-top
   from vidrec_jax.train import distributed  # pylint: disable=g-import-not-at-top
@@ -116,8 +145,13 @@ def main(argv):
            "export": lambda c, w: _recommend().export(
                experiment.restore(c, w, _CHECKPOINT.value, "export"), w,
                _EXPORT_DIR.value or None, _CHECKPOINT.value)}
+  if serves_policy:
+    modes["recommend"] = modes["export"] = _serve_policy
   try:
     modes[config.mode](config, _WORKDIR.value)
+  except validate.ConfigError as e:  # a policy or seed the experiment does not have
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(EXIT_BAD_CONFIG)
   except run_errors() as e:
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)

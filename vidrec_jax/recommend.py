@@ -9,7 +9,7 @@
              and the ranker as serialized `jax.export` functions, the user vocabulary, the
              fusion formula and a checksummed manifest
 
-Both run the same exported user tower and ranker (`_Serving`), so a bundle answers exactly as
+Both run the same exported user tower and ranker (`Servable`), so a bundle answers exactly as
 --mode=recommend does. The catalog is encoded once per checkpoint: its item vectors are kept in
 WORKDIR/recommend/item_vectors-STEP.npz (the two most recent steps) and read back by every later
 call, so a recommendation costs a user tower and one ranker call, not a pass over the videos.
@@ -22,6 +22,8 @@ Served (validate.py refuses the others in one line):
                                  the ranker attends over the history once per candidate
   sequential (sasrec)            the history -> the user state; retrieval and ranking are its
                                  dot product with every item (one head, `score`)
+  policy (the RL experiment)     built by vidrec_jax/rl/serve.py (--policy=NAME), served by
+                                 `recommend_servable` / `export_servable` below
 A history tower's bundle holds every catalog video's vector as a history item and each user's
 logged clicks, so it also answers for a history given in the request; with
 `recommend.exclude_watched` the history's videos are not listed, and a user with no history gets
@@ -50,14 +52,12 @@ from vidrec_jax.models import user_towers
 from vidrec_jax.models.partitioning import logical_to_spec
 from vidrec_jax.serving import fusion as fusion_lib
 from vidrec_jax.serving import retrieval
+from vidrec_jax.serving.servable import Servable
+from vidrec_jax.serving.servable import export_fn
 from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import steps
 from vidrec_jax.train.context import Context
 from vidrec_jax.validate import serving_heads
-
-# The bundle's functions are lowered for these platforms, so it serves on any of them.
-PLATFORMS = ("cpu", "cuda", "tpu")
-
 
 def user_rows(ctx: Context) -> dict[str, int]:
   """Raw user id (as the dataset's logs name it) -> user vocabulary row, for every user seen in
@@ -66,36 +66,6 @@ def user_rows(ctx: Context) -> dict[str, int]:
   ids = np.flatnonzero(vocab.table != vocab.size)
   raw = names[ids] if names is not None else ids
   return {str(r): int(vocab.table[i]) for r, i in zip(raw, ids)}
-
-
-def _export(fn, *args: jax.ShapeDtypeStruct):
-  """`fn` as a `jax.export` function for PLATFORMS (this machine's platform alone when a
-  lowering for another one fails)."""
-  try:
-    return jax.export.export(jax.jit(fn), platforms=PLATFORMS)(*args)
-  except Exception as e:  # noqa: BLE001 - any lowering failure: serve this platform only
-    logging.warning("export for %s failed (%s: %s); exporting for %s only", PLATFORMS,
-                    type(e).__name__, str(e).splitlines()[0][:200], jax.default_backend())
-    return jax.export.export(jax.jit(fn))(*args)
-
-
-@dataclasses.dataclass
-class _Serving:
-  """A checkpoint's servable parts: the catalog's vectors and the exported functions."""
-
-  items: serving.Items
-  user_tower: jax.export.Exported
-  ranker: jax.export.Exported
-  users: dict[str, int]
-  oov_row: int
-  candidates: int
-  step: int
-  mesh: jax.sharding.Mesh
-  rules: tuple
-  heads: tuple[str, ...]
-  exclude_watched: bool
-  histories: serving.Histories | None = None
-  user_input: str = "row"  # bundle.USER_INPUTS
 
 
 def _history_kind(ctx: Context) -> bool:
@@ -171,7 +141,7 @@ def _user_rows_with_clicks(ctx: Context) -> tuple[dict[str, int], serving.Histor
   return {str(r): i for i, r in enumerate(raw)}, h
 
 
-def _build(restored: Restored, workdir: str) -> _Serving:
+def _build(restored: Restored, workdir: str) -> Servable:
   """The restored checkpoint's catalog vectors (cached per checkpoint), and its exported user
   tower and ranker."""
   ctx, params, step = restored
@@ -207,7 +177,7 @@ def _build(restored: Restored, workdir: str) -> _Serving:
     def ranker(u, cands):
       return steps.eval_step(setup, host, jnp.broadcast_to(u[None], cands.shape), cands)
   if not attends:
-    ranker = _export(ranker, jax.ShapeDtypeStruct((d,), f32),
+    ranker = export_fn(ranker, jax.ShapeDtypeStruct((d,), f32),
                      jax.ShapeDtypeStruct((candidates, d), f32))
   common = dict(items=items, candidates=candidates, step=step, mesh=setup.mesh,
                 rules=setup.rules, heads=serving_heads(ctx.run.model),
@@ -216,7 +186,7 @@ def _build(restored: Restored, workdir: str) -> _Serving:
     def user_tower(rows):
       u = steps.encode_users_step(setup, host, {"user": rows})
       return {"user": u, "retrieval": setup.model(host).retrieval_user(u)}
-    return _Serving(user_tower=_export(user_tower, jax.ShapeDtypeStruct((1,), jnp.int32)),
+    return Servable(user_tower=export_fn(user_tower, jax.ShapeDtypeStruct((1,), jnp.int32)),
                     ranker=ranker, users=user_rows(ctx), oov_row=ctx.user_vocab.size, **common)
 
   model = setup.model(host)
@@ -246,17 +216,17 @@ def _build(restored: Restored, workdir: str) -> _Serving:
           jnp.broadcast_to(v[None], (c,) + v.shape), jnp.broadcast_to(mask[None], (c,) +
                                                                      mask.shape), cands)
       return steps.eval_step(setup, host, u, cands)
-    return _Serving(user_tower=None, ranker=_export(
+    return Servable(user_tower=None, ranker=export_fn(
         attending_ranker, jax.ShapeDtypeStruct((max_len, h), f32),
         jax.ShapeDtypeStruct((max_len,), f32), jax.ShapeDtypeStruct((candidates, d), f32)),
                     users=users, oov_row=len(users), histories=histories,
                     user_input="history_candidate", **common)
-  return _Serving(user_tower=_export(user_tower, *history_shapes), ranker=ranker,
+  return Servable(user_tower=export_fn(user_tower, *history_shapes), ranker=ranker,
                   users=users, oov_row=len(users), histories=histories, user_input="history",
                   **common)
 
 
-def _answer(s: _Serving, user: str, k: int, fuse) -> list[dict]:
+def _answer(s: Servable, user: str, k: int, fuse) -> list[dict]:
   """The records for raw user id `user`, as `serving.Bundle.recommend` gives them."""
   row = s.users.get(user, s.oov_row)
   h = s.histories
@@ -267,7 +237,7 @@ def _answer(s: _Serving, user: str, k: int, fuse) -> list[dict]:
       exclude_watched=s.exclude_watched, candidate_attention=s.user_input == "history_candidate")
 
 
-def _on_mesh(s: _Serving) -> serving.Items:
+def _on_mesh(s: Servable) -> serving.Items:
   """The items with their retrieval vectors laid out over the mesh by the logical axis
   'catalog': the retrieval stage's scores and top-k run sharded by catalog rows (one process;
   with several, every process holds the whole catalog)."""
@@ -299,10 +269,15 @@ def recommend(restored: Restored, workdir: str, user: str, k: int | None = None,
     The JSON written: user, k, checkpoint, checkpoint_step, fusion, candidates, records
     (rank, video_id, title, content_type, score, scores, cold) and, for an unknown user, note.
   """
-  run = restored[0].run
+  return recommend_servable(_build(restored, workdir), restored[0].run, workdir, user, k, which)
+
+
+def recommend_servable(s: Servable, run, workdir: str, user: str, k: int | None = None,
+                       which: str = "latest") -> dict:
+  """`recommend` of a built servable (a recommender's or an RL policy's) and its run's
+  settings."""
   r = run.recommend
   k = r.k if k is None else k
-  s = _build(restored, workdir)
   if k > s.candidates:
     logging.warning("k=%d is more than the %d candidates: listing %d", k, s.candidates,
                     s.candidates)
@@ -351,7 +326,7 @@ def thumbnails(ctx: Context, video_ids: np.ndarray, size: int):
       yield from pool.map(one, video_ids[a:a + 256])
 
 
-def query_vectors(s: _Serving, n: int, seed: int) -> np.ndarray:
+def query_vectors(s: Servable, n: int, seed: int) -> np.ndarray:
   """Retrieval-space vectors of up to `n` users drawn at random (`seed`) from the bundle's
   users (a history tower's from their logged clicks): the queries an index is tuned and
   measured on."""
@@ -372,14 +347,24 @@ def export(restored: Restored, workdir: str, export_dir: str | None = None,
   """Writes the serving bundle of the restored (latest or best: `which`) checkpoint to
   `export_dir` (default WORKDIR/export) and returns that folder; `vidrec_jax.serving.load`
   reads it."""
-  export_dir = export_dir or os.path.join(workdir, "export")
   run = restored[0].run
-  s = _build(restored, workdir)
+  return export_servable(
+      _build(restored, workdir), run, workdir, export_dir, which,
+      lambda ids, size: thumbnails(restored[0], ids, size))
+
+
+def export_servable(s: Servable, run, workdir: str, export_dir: str | None, which: str,
+                    thumbnail_fn, **meta_extra) -> str:
+  """`export` of a built servable (a recommender's or an RL policy's) and its run's settings;
+  `thumbnail_fn(video_ids, size)` yields each video's JPEG; `meta_extra` goes in the manifest's
+  meta."""
+  export_dir = export_dir or os.path.join(workdir, "export")
   r = run.recommend
   meta = dict(heads=list(s.heads), k=min(r.k, s.candidates),
               candidates=s.candidates, checkpoint_step=s.step, checkpoint=which,
               dataset=run.data.dataset.name, model=run.model.name,
-              user_tower=run.model.user_tower.name, exclude_watched=s.exclude_watched)
+              user_tower=run.model.user_tower.name, exclude_watched=s.exclude_watched,
+              **meta_extra)
   if jax.process_index() != 0:
     return export_dir
   retriever, report = None, None
@@ -391,8 +376,7 @@ def export(restored: Restored, workdir: str, export_dir: str | None = None,
                                         queries[:half], queries[half:], s.candidates,
                                         r.retrieval_target, seed=run.seed)
     logging.info("retrieval index: %s", report)
-  thumbs = (thumbnails(restored[0], s.items.video_ids, r.thumbnails) if r.thumbnails
-            else None)
+  thumbs = thumbnail_fn(s.items.video_ids, r.thumbnails) if r.thumbnails else None
   path = serving.write_bundle(export_dir, s.items, s.user_tower, s.ranker, s.users, s.oov_row,
                               r.fusion, meta, s.histories, retriever, report, thumbs,
                               s.user_input)

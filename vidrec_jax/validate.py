@@ -154,16 +154,16 @@ def _validate_mesh(c: ml_collections.ConfigDict) -> None:
 def serving_heads(model_cfg) -> tuple[str, ...]:
   """The ranker outputs a served model's fusion formula reads: the model's heads; the
   sequential model's one score (the user state's dot product with the item)."""
-  return ("score",) if model_cfg.name == "sequential" else tuple(model_cfg.heads)
+  return (("score",) if model_cfg.name in ("sequential", "policy")  # the RL policy's logits
+          else tuple(model_cfg.heads))
 
 
 def _validate_recommend(c: ml_collections.ConfigDict) -> None:
   """The `recommend` section and the models --mode=recommend / export serve (vidrec_jax/
   recommend.py); checked in those modes only, so a serving setting never blocks training."""
   from vidrec_jax.serving import fusion  # pylint: disable=g-import-not-at-top
-  check(c.model.name in ("two_tower", "sequential"), "model.name", c.model.name,
-        f"--mode={c.mode} serves the 'two_tower' and 'sequential' models (the RL policy is not "
-        "served yet)")
+  check(c.model.name in ("two_tower", "sequential", "policy"), "model.name", c.model.name,
+        f"--mode={c.mode} serves the 'two_tower', 'sequential' and RL 'policy' models")
   r = c.recommend
   positive_int(r.k, "recommend.k")
   positive_int(r.candidates, "recommend.candidates")
@@ -209,8 +209,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.mode in ("recommend", "export"):
     _validate_recommend(config)
   if config.mode == "rl" or TRAINERS.get(config.train.trainer).runs_experiment:
-    check(config.mode in ("rl", "train"), "mode", config.mode, "the RL experiment runs with "
-          "--mode=rl (or train); a rerun evaluates finished policies without retraining them")
+    check(config.mode in ("rl", "train", "recommend", "export"), "mode", config.mode,
+          "the RL experiment runs with --mode=rl (or train; a rerun evaluates finished "
+          "policies without retraining them) and serves a trained policy with "
+          "--mode=recommend / export --policy=NAME")
     from vidrec_jax.rl import config as rl_config  # pylint: disable=g-import-not-at-top
     rl_config.validate(run_spec.resolve(config))
 
