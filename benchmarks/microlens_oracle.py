@@ -16,16 +16,20 @@ are broken by a fixed random order, as a model's tiny differences would; other t
 against the target, as the evaluator counts them.
 
 Rankers:
-  oracle      the true click logit (user taste x video factors, plus the video's bias)
-  content     the content part alone (taste x factors): the best a model that sees only the
-              content (not which video, so not its bias) does
+  oracle      the chance that a video is the user's next click, up to a constant: how often
+              it is in a slate shown to the user (uniform, or with `exposure_taste` the feed's
+              `slate_size` draws from exp(exposure_taste x the persona's affinity)) times the
+              true click probability
+              (user taste x video factors, plus the video's bias); for warm videos this is the
+              Bayes ranking (the cold pool's different share after publication is ignored)
+  content     the same without the video's bias: the best a model that sees only the content
+              (not which video) does
   popularity  training clicks of each item (the best any user-blind model does here)
   random      uniform: HR@k = k / candidates, in expectation (computed, not drawn)
 
-A next-item ranker learns which video a user clicks next; in this world the videos shown are
-drawn uniformly from the catalog (slates of `slate_size`), so the chance that a video is the
-next click is its click probability over the sum of everyone else's, and even the oracle's
-top-k holds only a small share of it. That share is what the table measures.
+With slates drawn uniformly from the catalog, the chance that a video is the next click is its
+click probability over the sum of everyone else's, and even the oracle's top-k holds only a
+small share of it; a feed concentrates it. That share is what the table measures.
 """
 
 import json
@@ -77,6 +81,20 @@ def queries(user, item, time, min_interactions, keep_last):
   return out, np.bincount(item[split == 0], minlength=0)
 
 
+def log_inclusion(world: world_lib.World) -> np.ndarray:
+  """(personas, N) log P(a video is in a slate shown to the persona's users): uniform, or the
+  feed's `slate_size` draws from exp(exposure_taste x affinity) over the warm videos (repeats
+  redrawn uniformly: ignored here)."""
+  c = world.config
+  n = len(world.videos)
+  if c.exposure_taste <= 0:
+    return np.zeros((len(world.persona_taste), n))
+  logits = c.exposure_taste * (world.persona_taste @ world.features.T).astype(np.float64)
+  w = np.exp(logits - logits.max(1, keepdims=True))
+  w /= w.sum(1, keepdims=True)
+  return np.log(-np.expm1(c.slate_size * np.log1p(-np.minimum(w, 1 - 1e-12))))
+
+
 def ranks(scores: np.ndarray, targets: np.ndarray, histories: list) -> np.ndarray:
   """0-based rank of each row's target among the row's candidates (history removed; ties
   against the target)."""
@@ -104,6 +122,7 @@ def ceiling(folder: str, ks=(10, 20), min_interactions: int = 5, keep_last: int 
   world = world_lib.World(WorldConfig.from_args(  # exposure_taste 0 is left out of stamps
       {"exposure_taste": 0.0, **stamp["world"], "layout": "microlens"}))
   n_items = len(world.videos)
+  exposure = log_inclusion(world)
   qs, train_clicks = queries(*read_pairs(folder), min_interactions, keep_last)
   def train_clicks_of(items):
     return np.where(items < len(train_clicks), train_clicks[np.minimum(items, len(train_clicks) - 1)], 0)
@@ -118,10 +137,14 @@ def ceiling(folder: str, ks=(10, 20), min_interactions: int = 5, keep_last: int 
     for start in range(0, len(users), batch):
       u = users[start:start + batch]
       t, h = targets[start:start + batch], hist[start:start + batch]
-      content = (world.user_taste[u] @ world.features.T
-                 + world.user_order_taste[u] @ world.order_features.T)
-      rows["content"].append(ranks(content + tie[None], t, h))
-      rows["oracle"].append(ranks(content + world.video_bias[None], t, h))
+      taste = (world.user_taste[u] @ world.features.T
+               + world.user_order_taste[u] @ world.order_features.T)
+      shown = exposure[world.user_persona[u]]
+      base = world.config.base_logit + world.user_bias[u][:, None]
+      for name, logit in (("content", base + taste), ("oracle", base + taste
+                                                      + world.video_bias[None])):
+        score = shown - np.logaddexp(0.0, -logit)  # log exposure + log sigmoid(logit)
+        rows[name].append(ranks(score + tie[None], t, h))
       rows["popularity"].append(ranks(np.broadcast_to(pop, (len(u), n_items)), t, h))
     new = train_clicks_of(targets) == 0  # targets with no training click (as `new` in full_sort)
     for name, r in rows.items():

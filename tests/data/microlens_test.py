@@ -9,12 +9,14 @@ import json
 import os
 import tempfile
 
+import numpy as np
 from absl.testing import absltest
 
 from tests import helpers
 from vidrec_jax import experiment
 from vidrec_jax import validate
 from vidrec_jax.data import datasets
+from vidrec_jax.data import microlens_layout
 from vidrec_jax.data import world as world_lib
 from vidrec_jax.data import video_io
 from vidrec_jax.data.datasets import DataError
@@ -123,7 +125,11 @@ class MicroLensLayoutTest(absltest.TestCase):
     self.assertLen(covers, len(world.videos))
     t = _read(folder)
     clicks = world.impressions["click"] > 0
-    self.assertEqual(len(t.user), int(clicks.sum()))  # every click, no row lost or doubled
+    pairs = set(zip(world.impressions["user_id"][clicks].tolist(),
+                    world.impressions["video_id"][clicks].tolist()))
+    self.assertLess(len(pairs), int(clicks.sum()))  # this world has repeated clicks ...
+    self.assertEqual(len(t.user), len(pairs))  # ... and the release one row per user and video
+    self.assertLen(set(zip(t.user.tolist(), t.item.tolist())), len(t.user))
     self.assertEqual(sorted(set(t.user_raw)),
                      sorted({str(u + 1) for u in world.impressions["user_id"][clicks]}))
     titles = dict(zip(t.item_raw, t.title))
@@ -142,6 +148,12 @@ class MicroLensLayoutTest(absltest.TestCase):
     c.data.dataset.num_users += 1
     with self.assertRaisesRegex(DataError, "data.dataset.num_users: 24 -> 25"):
       experiment.generate(c, workdir)
+
+  def test_first_clicks_keeps_each_users_first_click_on_each_video(self):
+    user = np.array([0, 0, 1, 0, 1, 0, 2])
+    video = np.array([5, 5, 5, 7, 5, 5, 7])
+    click = np.array([0, 1, 1, 1, 1, 1, 0])
+    np.testing.assert_array_equal(microlens_layout.first_clicks(user, video, click), [1, 2, 3])
 
   def test_the_layout_is_for_generate_only(self):
     c = helpers.load_config("smoke")

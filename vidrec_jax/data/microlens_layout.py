@@ -2,8 +2,9 @@
 --config.data.dataset.layout=microlens`), read back by the `microlens` dataset exactly as a
 downloaded release is (data/datasets/microlens.py):
 
-  DIR/MicroLens-<size>_pairs.csv       `user,item,timestamp` header, then every click in time
-                                       order (timestamps in milliseconds)
+  DIR/MicroLens-<size>_pairs.csv       `user,item,timestamp` header, then each user's first
+                                       click on each video, in time order (timestamps in
+                                       milliseconds)
   DIR/MicroLens-<size>_title_en.csv    no header: `item,title`
   DIR/MicroLens-<size>_videos/<item>.mp4
   DIR/MicroLens-<size>_covers/<item>.jpg   each video's middle frame
@@ -30,6 +31,7 @@ from vidrec_jax.data import world as world_lib
 
 FOLDER = "microlens"  # under the run's data dir
 _STAMP = "world_config.json"  # not a MicroLens name: the reader ignores it
+PAIRS = "first click of each user and video"  # what _pairs.csv holds (older folders: every click)
 
 
 def size_name(num_users: int) -> str:
@@ -55,7 +57,7 @@ def _write(folder: str, config: world_lib.WorldConfig, show_progress: bool) -> N
     for v in world.videos:
       f.write(f"{v.video_id + 1},{v.title}\n")
   imp = world.impressions
-  clicked = np.flatnonzero(imp["click"] > 0)  # in time order already
+  clicked = first_clicks(imp["user_id"], imp["video_id"], imp["click"])
   with files.atomic_path(prefix + "_pairs.csv") as tmp, open(tmp, "w") as f:
     f.write("user,item,timestamp\n")
     for start in range(0, len(clicked), 100_000):
@@ -67,11 +69,23 @@ def _write(folder: str, config: world_lib.WorldConfig, show_progress: bool) -> N
                len(world.videos), len(clicked), folder)
 
 
+def first_clicks(user: np.ndarray, video: np.ndarray, click: np.ndarray) -> np.ndarray:
+  """Rows (in their time order) of each user's first click on each video. A video clicked
+  again is not a new pair: under the history-masked full sort, which removes the history's
+  videos other than the target, a repeated target would be the one history video left among
+  the candidates, so a model that ranks watched videos first would find it without skill."""
+  rows = np.flatnonzero(np.asarray(click) > 0)
+  key = np.asarray(user, np.int64)[rows] * (int(np.max(video)) + 1) + np.asarray(video)[rows]
+  _, first = np.unique(key, return_index=True)
+  return rows[np.sort(first)]
+
+
 def ensure(data_dir: str, config: world_lib.WorldConfig, show_progress: bool = True) -> str:
   """The world of `config` as a MicroLens release folder under `data_dir`; built once, never
   overwritten (data/build.py). Returns the folder."""
   folder = os.path.join(data_dir, FOLDER)
-  stamp = json.loads(json.dumps({"world": config.settings(), "layout": "microlens"}))
+  stamp = json.loads(json.dumps({"world": config.settings(), "layout": "microlens",
+                                 "pairs": PAIRS}))
   build.build_once(folder, _STAMP, stamp, lambda d: _write(d, config, show_progress),
                    {"world.": "data.dataset."})
   return folder
