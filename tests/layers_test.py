@@ -3,7 +3,7 @@ down the layers or sideways within one, and no modules import each other in a ci
 
 From the bottom: leaves (files, registry, config checks and records, metrics, pretrained
 checkpoints) -> data -> models -> train -> eval -> rl / tuning / serving / reporting -> entry
-points (main, cli, experiment, validate, recommend, sweep, report). Imports under
+points (main, cli, experiment, validate, recommend, export, sweep, report). Imports under
 `if TYPE_CHECKING:` are for annotations only and are not counted.
 """
 
@@ -20,7 +20,7 @@ LAYERS = {
     "checkpoints": 0,
     "data": 1, "models": 2, "train": 3, "eval": 4,
     "rl": 5, "tuning": 5, "serving": 5, "reporting": 5,
-    "main": 6, "cli": 6, "experiment": 6, "validate": 6, "recommend": 6, "sweep": 6,
+    "main": 6, "cli": 6, "experiment": 6, "validate": 6, "recommend": 6, "export": 6, "sweep": 6,
     "report": 6, "": 6,
 }
 # Upward imports that are the design: a sweep runs and validates training runs.

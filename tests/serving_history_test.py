@@ -14,6 +14,7 @@ from absl.testing import absltest
 
 from tests import helpers
 from vidrec_jax import experiment
+from vidrec_jax import export
 from vidrec_jax import recommend
 from vidrec_jax import serving
 from vidrec_jax.data import sequences
@@ -38,7 +39,7 @@ class _HistoryServing:
     experiment.train(cls.cfg, cls.workdir)
     cls.cfg.mode = "export"
     cls.restored = experiment.restore(cls.cfg, cls.workdir, "latest", "export")
-    cls.bundle_dir = recommend.export(cls.restored, cls.workdir,
+    cls.bundle_dir = export.export(cls.restored, cls.workdir,
                                       os.path.join(tempfile.mkdtemp(), "b"))
     cls.bundle = serving.load(cls.bundle_dir)
     cls.user = sorted(cls.bundle.users)[0]

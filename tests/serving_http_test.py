@@ -22,13 +22,14 @@ from PIL import Image
 
 from tests import helpers
 from vidrec_jax import experiment
+from vidrec_jax import export
 from vidrec_jax import recommend
 from vidrec_jax.serving import http
 
 
 def _export(cfg, workdir: str) -> tuple[str, dict]:
   restored = experiment.restore(cfg, workdir, "latest", "export")
-  folder = recommend.export(restored, workdir, os.path.join(tempfile.mkdtemp(), "bundle"))
+  folder = export.export(restored, workdir, os.path.join(tempfile.mkdtemp(), "bundle"))
   return folder, restored
 
 

@@ -11,7 +11,7 @@ from absl.testing import parameterized
 
 from tests import helpers
 from vidrec_jax import experiment
-from vidrec_jax import recommend
+from vidrec_jax import export
 from vidrec_jax import serving
 from vidrec_jax import validate
 from vidrec_jax.serving import retrieval
@@ -90,7 +90,7 @@ class ExportTest(absltest.TestCase):
     restored = experiment.restore(cfg, cls.workdir, "latest", "export")
     cls.bundles = {}
     for name in retrieval.RETRIEVALS:
-      cls.bundles[name] = recommend.export(_with_retrieval(restored, name), cls.workdir,
+      cls.bundles[name] = export.export(_with_retrieval(restored, name), cls.workdir,
                                            os.path.join(tempfile.mkdtemp(), name))
 
   def test_manifest_reports_the_index_and_the_lists_follow_it(self):

@@ -15,6 +15,7 @@ from absl.testing import absltest
 
 from tests import helpers
 from vidrec_jax import experiment
+from vidrec_jax import export
 from vidrec_jax import recommend
 from vidrec_jax import serving
 from vidrec_jax.config_checks import ConfigError
@@ -42,7 +43,7 @@ class PolicyServingTest(absltest.TestCase):
     cls.policy = experiment.restore_policy(_config("export"), cls.workdir, "latest",
                                            "reinforce_topk", None)
     cls.servable = serve.servable(cls.policy)
-    cls.bundle_dir = recommend.export_servable(
+    cls.bundle_dir = export.export_servable(
         cls.servable, cls.policy.spec, cls.workdir, os.path.join(tempfile.mkdtemp(), "b"),
         "latest", lambda ids, size: serve.thumbnails(cls.policy.world, ids, size),
         policy="reinforce_topk", rl_seed=0)

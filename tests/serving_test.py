@@ -240,6 +240,7 @@ class MultitaskTrunkTest(absltest.TestCase):
 
   def test_the_multitask_model_serves(self):
     from vidrec_jax import experiment  # pylint: disable=g-import-not-at-top
+    from vidrec_jax import export  # pylint: disable=g-import-not-at-top
     from vidrec_jax import recommend  # pylint: disable=g-import-not-at-top
     cfg = helpers.load_config("smoke,ple", "multitask.py")
     cfg.data.data_dir = helpers.smoke_world_dir()
@@ -248,7 +249,7 @@ class MultitaskTrunkTest(absltest.TestCase):
     experiment.train(cfg, workdir)
     cfg.mode = "export"
     restored = experiment.restore(cfg, workdir, "latest", "export")
-    b = serving.load(recommend.export(restored, workdir, os.path.join(workdir, "bundle")))
+    b = serving.load(export.export(restored, workdir, os.path.join(workdir, "bundle")))
     self.assertEqual(b.heads, tuple(cfg.model.heads))
     self.assertEqual(b.fusion, cfg.recommend.fusion)
     user = sorted(b.users)[0]

@@ -6,7 +6,7 @@ only), `extract` (write the caches of the pretrained parts), `sweep` (the hyperp
 search of `config.sweep` with `sweep.trials` trials, as `python -m vidrec_jax.sweep`), `rl`
 (the reinforcement-learning experiment of `config.rl`: configs/rl.py), `recommend` (the top
 `--k` videos for `--user`, printed and written to WORKDIR/recommend/USER.json) and `export` (the
-serving bundle in `--export_dir`); those two are vidrec_jax/recommend.py.
+serving bundle in `--export_dir`): vidrec_jax/recommend.py and vidrec_jax/export.py.
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def _recommend():
   return recommend
 
 
+def _export():
+  from vidrec_jax import export  # pylint: disable=g-import-not-at-top
+  return export
+
+
 def _serve_policy(config, workdir: str) -> None:
   """--mode=recommend / export of an RL experiment: the --policy trained on --rl_seed."""
   # pylint: disable=g-import-not-at-top
@@ -84,11 +89,10 @@ def _serve_policy(config, workdir: str) -> None:
   which = _CHECKPOINT.value
   p = experiment.restore_policy(config, workdir, which, _POLICY.value, _RL_SEED.value)
   s = serve.servable(p)
-  rec = _recommend()
   if config.mode == "recommend":
-    rec.recommend_servable(s, p.spec, workdir, _USER.value, _K.value, which)
+    _recommend().recommend_servable(s, p.spec, workdir, _USER.value, _K.value, which)
   else:
-    rec.export_servable(s, p.spec, workdir, _EXPORT_DIR.value or None, which,
+    _export().export_servable(s, p.spec, workdir, _EXPORT_DIR.value or None, which,
                         lambda ids, size: serve.thumbnails(p.world, ids, size),
                         policy=p.policy, rl_seed=p.seed)
 
@@ -142,7 +146,7 @@ def main(argv):
            "recommend": lambda c, w: _recommend().recommend(
                experiment.restore(c, w, _CHECKPOINT.value, "recommend from"), w, _USER.value,
                _K.value, _CHECKPOINT.value),
-           "export": lambda c, w: _recommend().export(
+           "export": lambda c, w: _export().export(
                experiment.restore(c, w, _CHECKPOINT.value, "export"), w,
                _EXPORT_DIR.value or None, _CHECKPOINT.value)}
   if serves_policy:

@@ -1,16 +1,11 @@
-"""--mode=recommend and --mode=export: a trained checkpoint's two-stage recommendations.
-
-  recommend  top-k videos for one user (`--user`, the dataset's raw id): retrieval of the
-             `recommend.candidates` nearest catalog videos by retrieval vector (the whole
-             catalog, cold-start videos included, on the mesh by the logical axis 'catalog'),
-             then the heads' predictions of those candidates fused by `recommend.fusion`;
-             printed and written to WORKDIR/recommend/USER.json
-  export     the serving bundle (vidrec_jax/serving/): the catalog's vectors, the user tower
-             and the ranker as serialized `jax.export` functions, the user vocabulary, the
-             fusion formula and a checksummed manifest
-
-Both run the same exported user tower and ranker (`Servable`), so a bundle answers exactly as
---mode=recommend does. The catalog is encoded once per checkpoint: its item vectors are kept in
+"""--mode=recommend: a trained checkpoint's two-stage recommendations for one user (`--user`, the
+dataset's raw id): retrieval of the `recommend.candidates` nearest catalog videos by retrieval
+vector (the whole catalog, cold-start videos included, on the mesh by the logical axis
+'catalog'), then the heads' predictions of those candidates fused by `recommend.fusion`;
+printed and written to WORKDIR/recommend/USER.json. `build` makes the checkpoint's servable
+(the catalog's vectors, the user tower and the ranker as `jax.export` functions), which
+--mode=export (vidrec_jax/export.py) writes as the bundle: both run the same functions, so a
+bundle answers exactly as --mode=recommend does. The catalog is encoded once per checkpoint: its item vectors are kept in
 WORKDIR/recommend/item_vectors-STEP.npz (the two most recent steps) and read back by every later
 call, so a recommendation costs a user tower and one ranker call, not a pass over the videos.
 
@@ -23,7 +18,7 @@ Served (validate.py refuses the others in one line):
   sequential (sasrec)            the history -> the user state; retrieval and ranking are its
                                  dot product with every item (one head, `score`)
   policy (the RL experiment)     built by vidrec_jax/rl/serve.py (--policy=NAME), served by
-                                 `recommend_servable` / `export_servable` below
+                                 `recommend_servable` and export.py's `export_servable`
 A history tower's bundle holds every catalog video's vector as a history item and each user's
 logged clicks, so it also answers for a history given in the request; with
 `recommend.exclude_watched` the history's videos are not listed, and a user with no history gets
@@ -51,7 +46,6 @@ from vidrec_jax.eval.encode import Encoder
 from vidrec_jax.models import user_towers
 from vidrec_jax.models.partitioning import logical_to_spec
 from vidrec_jax.serving import fusion as fusion_lib
-from vidrec_jax.serving import retrieval
 from vidrec_jax.serving.servable import Servable
 from vidrec_jax.serving.servable import export_fn
 from vidrec_jax.train import catalog as catalog_lib
@@ -141,7 +135,7 @@ def _user_rows_with_clicks(ctx: Context) -> tuple[dict[str, int], serving.Histor
   return {str(r): i for i, r in enumerate(raw)}, h
 
 
-def _build(restored: Restored, workdir: str) -> Servable:
+def build(restored: Restored, workdir: str) -> Servable:
   """The restored checkpoint's catalog vectors (cached per checkpoint), and its exported user
   tower and ranker."""
   ctx, params, step = restored
@@ -269,7 +263,7 @@ def recommend(restored: Restored, workdir: str, user: str, k: int | None = None,
     The JSON written: user, k, checkpoint, checkpoint_step, fusion, candidates, records
     (rank, video_id, title, content_type, score, scores, cold) and, for an unknown user, note.
   """
-  return recommend_servable(_build(restored, workdir), restored[0].run, workdir, user, k, which)
+  return recommend_servable(build(restored, workdir), restored[0].run, workdir, user, k, which)
 
 
 def recommend_servable(s: Servable, run, workdir: str, user: str, k: int | None = None,
@@ -298,90 +292,3 @@ def recommend_servable(s: Servable, run, workdir: str, user: str, k: int | None 
   logging.info("wrote %d recommendations for user %r (checkpoint step %d) to %s", len(records),
                user, s.step, path)
   return out
-
-
-def thumbnails(ctx: Context, video_ids: np.ndarray, size: int):
-  """One JPEG (size x size, the middle frame; b'' when the video cannot be decoded) per video,
-  in order, decoded by two threads (PyAV decodes without the GIL) and yielded as they come."""
-  import concurrent.futures  # pylint: disable=g-import-not-at-top
-  import io  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  from vidrec_jax.data import video_io  # pylint: disable=g-import-not-at-top
-  cat = ctx.dataset.catalog
-
-  def one(v: int) -> bytes:
-    path = cat.path(int(v))
-    if not path:
-      return b""
-    try:
-      frame = video_io.middle_frame(path, size)
-    except video_io.VideoDecodeError as e:
-      logging.warning("no thumbnail for video %d: %s", v, e)
-      return b""
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
-  with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    for a in range(0, len(video_ids), 256):  # a bounded window of work in flight
-      yield from pool.map(one, video_ids[a:a + 256])
-
-
-def query_vectors(s: Servable, n: int, seed: int) -> np.ndarray:
-  """Retrieval-space vectors of up to `n` users drawn at random (`seed`) from the bundle's
-  users (a history tower's from their logged clicks): the queries an index is tuned and
-  measured on."""
-  rows = np.array(sorted(set(s.users.values())), np.int64)
-  rows = np.random.default_rng(seed).permutation(rows)[:n]
-  user_fn = None if s.user_tower is None else jax.jit(s.user_tower.call)
-  h = s.histories
-  queries = (serving.user_query(user_fn, s.items, row=int(row),
-                                clicks=None if h is None else h.logged(int(row)), histories=h,
-                                candidate_attention=s.user_input == "history_candidate")[0]
-             for row in rows)
-  out = [q for q in queries if q is not None]  # users with nothing to go on have no query
-  return np.stack(out) if out else np.zeros((0, s.items.retrieval.shape[1]), np.float32)
-
-
-def export(restored: Restored, workdir: str, export_dir: str | None = None,
-           which: str = "latest") -> str:
-  """Writes the serving bundle of the restored (latest or best: `which`) checkpoint to
-  `export_dir` (default WORKDIR/export) and returns that folder; `vidrec_jax.serving.load`
-  reads it."""
-  run = restored[0].run
-  return export_servable(
-      _build(restored, workdir), run, workdir, export_dir, which,
-      lambda ids, size: thumbnails(restored[0], ids, size))
-
-
-def export_servable(s: Servable, run, workdir: str, export_dir: str | None, which: str,
-                    thumbnail_fn, **meta_extra) -> str:
-  """`export` of a built servable (a recommender's or an RL policy's) and its run's settings;
-  `thumbnail_fn(video_ids, size)` yields each video's JPEG; `meta_extra` goes in the manifest's
-  meta."""
-  export_dir = export_dir or os.path.join(workdir, "export")
-  r = run.recommend
-  meta = dict(heads=list(s.heads), k=min(r.k, s.candidates),
-              candidates=s.candidates, checkpoint_step=s.step, checkpoint=which,
-              dataset=run.data.dataset.name, model=run.model.name,
-              user_tower=run.model.user_tower.name, exclude_watched=s.exclude_watched,
-              **meta_extra)
-  if jax.process_index() != 0:
-    return export_dir
-  retriever, report = None, None
-  choice = retrieval.resolve(r.retrieval, len(s.items))
-  if choice != "exact":
-    queries = query_vectors(s, r.retrieval_queries, seed=run.seed)
-    half = len(queries) // 2
-    retriever, report = retrieval.build(choice, np.asarray(s.items.retrieval),
-                                        queries[:half], queries[half:], s.candidates,
-                                        r.retrieval_target, seed=run.seed)
-    logging.info("retrieval index: %s", report)
-  thumbs = thumbnail_fn(s.items.video_ids, r.thumbnails) if r.thumbnails else None
-  path = serving.write_bundle(export_dir, s.items, s.user_tower, s.ranker, s.users, s.oov_row,
-                              r.fusion, meta, s.histories, retriever, report, thumbs,
-                              s.user_input)
-  logging.info("wrote the serving bundle of checkpoint step %d (%d videos, %d users) to %s",
-               s.step, len(s.items), len(s.users), path)
-  print(f"exported checkpoint step {s.step} to {export_dir}")
-  return export_dir
-
