@@ -26,6 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from vidrec_jax.data import exposure
 from vidrec_jax.data import response
 from vidrec_jax.data.world_config import WorldConfig
 
@@ -231,7 +232,8 @@ class World:
     slate_t = rng.uniform(0, c.horizon_seconds, num_slates)
     late = slate_t >= self.train_end
     if c.exposure_taste > 0:
-      video = self._feed_slates(users, late, warm, cold).reshape(-1)
+      video = exposure.feed_slates(c, self.persona_taste, self.features,
+                                   self.user_persona[users], late, warm, cold).reshape(-1)
     else:
       rows = []
       for s in range(num_slates):
@@ -268,42 +270,6 @@ class World:
     out = {k: np.asarray(v)[order] for k, v in out.items()}
     out["split"] = self.split_of(out["timestamp"])
     out["cold"] = np.array([self.videos[v].cold for v in out["video_id"]], dtype=np.int64)
-    return out
-
-  def _feed_slates(self, users: np.ndarray, late: np.ndarray, warm: np.ndarray,
-                   cold: np.ndarray) -> np.ndarray:
-    """(num_slates, slate_size) videos shown by a segment-level feed: each slot drawn from the
-    published videos with probability proportional to exp(exposure_taste * the persona's
-    affinity), without repeats within a slate; after publication a slot shows a cold video with
-    probability `cold_share_after_publish`, as the uniform slates. From a generator of its own
-    (worlds with exposure_taste = 0 draw exactly what they drew before it existed)."""
-    c = self.config
-    rng = np.random.default_rng([c.seed, 2])
-    persona = self.user_persona[users]
-    out = np.empty((len(users), c.slate_size), np.int64)
-    cold_slot = late[:, None] & (rng.random(out.shape) < c.cold_share_after_publish) & (
-        len(cold) > 0)
-    for pool, slot in ((warm, ~cold_slot), (cold, cold_slot)):
-      if not len(pool):
-        continue
-      logits = c.exposure_taste * (self.persona_taste @ self.features[pool].T)  # (P, |pool|)
-      cdf = np.cumsum(np.exp(logits - logits.max(1, keepdims=True)), axis=1)
-      cdf /= cdf[:, -1:]
-      for p in range(len(cdf)):
-        rows, cols = np.nonzero(slot & (persona == p)[:, None])
-        draw = np.searchsorted(cdf[p], rng.random(len(rows)), side="right")
-        out[rows, cols] = pool[np.minimum(draw, len(pool) - 1)]
-    # A video twice in one slate: redraw that slot uniformly among the pool's videos not shown.
-    for s in np.flatnonzero([len(set(r)) < len(r) for r in out.tolist()]):
-      seen = set()
-      for j in range(c.slate_size):
-        v = int(out[s, j])
-        if v in seen:
-          pool = cold if cold_slot[s, j] and len(cold) > c.slate_size else warm
-          rest = np.setdiff1d(pool, list(seen) + out[s].tolist())
-          v = int(rng.choice(rest)) if len(rest) else v
-          out[s, j] = v
-        seen.add(v)
     return out
 
   def split_impressions(self, split: str) -> dict[str, np.ndarray]:
