@@ -150,7 +150,7 @@ class HttpTest(absltest.TestCase):
     self.assertEqual(self.client.get("/healthz").status_code, 200)  # still serving
 
   def test_concurrent_requests_are_answered_each_as_alone(self):
-    # Requests that arrive together are batched (http.Batcher): each gets its own list.
+    # Requests that arrive together are batched (http_support.Batcher): each gets its own list.
     import asyncio  # pylint: disable=g-import-not-at-top
     import httpx  # pylint: disable=g-import-not-at-top
     app = http.make_app(self.service)

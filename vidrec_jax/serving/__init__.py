@@ -1,9 +1,16 @@
 """Serving: two-stage recommendation (retrieval, then ranking with a fusion formula) and the
 bundle `--mode=export` writes, answered from the bundle alone.
 
-  two_stage.py  retrieval of the nearest candidates, ranking, the fused order; a record's line
-  bundle.py     the bundle's files and manifest: `write_bundle`, and `load` that checks them
-  fusion.py     the fusion formula: parsed with `ast`, never evaluated as Python
+  two_stage.py      retrieval of the nearest candidates, ranking, the fused order; a record's
+                    line
+  bundle_format.py  the bundle's files and manifest, and `write_bundle`
+  bundle.py         `load`, which checks a bundle against its manifest, and `Bundle`, which
+                    answers
+  fusion.py         the fusion formula: parsed with `ast`, never evaluated as Python
+  retrieval.py      exact search, and building, tuning and loading an index (ann.py: FAISS,
+                    ScaNN)
+  http.py           the HTTP service (http_support.py: request batching, the metrics
+                    middleware; page.py: the page)
 
 This package imports jax and numpy only, never the trainer (models, train, data), so a server
 needs nothing else: `serving.load(export_dir).recommend(user_id, k)`. A bundle of a
@@ -13,20 +20,20 @@ user it does not know. `--mode=recommend`
 videos in the same order. The names below are the package's API.
 """
 
-from vidrec_jax.serving.bundle import FILES
-from vidrec_jax.serving.bundle import FORMAT_VERSION
-from vidrec_jax.serving.bundle import FUSION
-from vidrec_jax.serving.bundle import HISTORIES
-from vidrec_jax.serving.bundle import ITEM_ARRAYS
-from vidrec_jax.serving.bundle import ITEMS
-from vidrec_jax.serving.bundle import MANIFEST
-from vidrec_jax.serving.bundle import RANKER
-from vidrec_jax.serving.bundle import USER_TOWER
-from vidrec_jax.serving.bundle import USERS
+from vidrec_jax.serving.bundle_format import FILES
+from vidrec_jax.serving.bundle_format import FORMAT_VERSION
+from vidrec_jax.serving.bundle_format import FUSION
+from vidrec_jax.serving.bundle_format import HISTORIES
+from vidrec_jax.serving.bundle_format import ITEM_ARRAYS
+from vidrec_jax.serving.bundle_format import ITEMS
+from vidrec_jax.serving.bundle_format import MANIFEST
+from vidrec_jax.serving.bundle_format import RANKER
+from vidrec_jax.serving.bundle_format import USER_TOWER
+from vidrec_jax.serving.bundle_format import USERS
 from vidrec_jax.serving.bundle import Bundle
-from vidrec_jax.serving.bundle import BundleError
+from vidrec_jax.serving.bundle_format import BundleError
 from vidrec_jax.serving.bundle import load
-from vidrec_jax.serving.bundle import write_bundle
+from vidrec_jax.serving.bundle_format import write_bundle
 from vidrec_jax.serving.two_stage import Histories
 from vidrec_jax.serving.two_stage import answer
 from vidrec_jax.serving.two_stage import Items
