@@ -14,6 +14,7 @@ from vidrec_jax import experiment
 from vidrec_jax import export
 from vidrec_jax import serving
 from vidrec_jax import validate
+from vidrec_jax.serving import ann
 from vidrec_jax.serving import retrieval
 
 
@@ -50,6 +51,22 @@ class IndexTest(parameterized.TestCase):
     again = retrieval.load(name, d, items, index.params())
     for q in queries[:5]:
       np.testing.assert_array_equal(again.search(q, 50), index.search(q, 50))
+
+  def test_scann_keeps_the_depth_of_least_work_that_meets_the_target(self):
+    items = _clustered(20000, 16, 4)
+    queries = _clustered(200, 16, 5)
+    tune, truth = queries[:100], retrieval.exact_top(items, queries[:100], 100)
+    index, report = retrieval.build("scann", items, tune, queries[100:], 100, 0.97)
+    self.assertIn(report["reorder"], ann.Scann.depths)
+    chosen = index.cost(len(items), 16)
+    met = 0
+    for depth in ann.Scann.depths:  # each depth tuned alone: none meets it for less work
+      other, r = retrieval.tune_probes(index.with_depth(depth), tune, truth, 100, 0.97)
+      if r >= 0.97:
+        met += 1
+        self.assertLessEqual(chosen, other.cost(len(items), 16) + 1e-9, depth)
+    self.assertGreaterEqual(met, 1)
+    self.assertGreaterEqual(report["tune_recall@100"], 0.97)
 
   def test_exact_is_the_exact_top(self):
     items = _clustered(500, 8, 2)

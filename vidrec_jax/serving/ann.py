@@ -136,11 +136,15 @@ def faiss_params(params, ef: int):
 
 class Scann:
   """A ScaNN tree (num_leaves partitions), anisotropic quantisation, exact re-ranking of the
-  best `reorder` candidates (1000: with 400, recall@100 stopped at 0.948 with every leaf
-  searched, on 20,000 items drawn as benchmarks/serving.py draws them); leaves_to_search
-  partitions scanned per query."""
+  best `reorder` candidates; leaves_to_search partitions scanned per query.
+
+  Both are set per search, so tuning chooses both (`depths`, `cost`): the re-ranking depth
+  bounds the recall whatever the leaves (1,000 stopped at 0.941 at a million items with every
+  leaf searched: benchmarks/results/serving.md), and a deeper one reaches the target with fewer
+  leaves scanned, for less work a query."""
 
   name = "scann"
+  depths = (1000, 2000, 4000)  # re-ranking depths tuning tries
 
   def __init__(self, searcher, leaves_to_search: int, num_leaves: int, reorder: int):
     self.searcher, self.leaves = searcher, int(leaves_to_search)
@@ -167,6 +171,14 @@ class Scann:
 
   def with_probes(self, p: int) -> "Scann":
     return Scann(self.searcher, p, self.num_leaves, self.reorder)
+
+  def with_depth(self, depth: int) -> "Scann":
+    return Scann(self.searcher, self.leaves, self.num_leaves, depth)
+
+  def cost(self, n: int, dim: int) -> float:
+    """Estimated work of a query over `n` items (multiply-adds): the quantised scores of the
+    scanned leaves' items (a lookup per 2 dimensions) and the exact re-ranking."""
+    return self.leaves / self.num_leaves * n * dim / 2 + self.reorder * dim
 
   def search(self, query: np.ndarray, n: int) -> np.ndarray:
     return self.search_batch(np.asarray(query, np.float32)[None], n)[0]
