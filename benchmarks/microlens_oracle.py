@@ -19,9 +19,10 @@ Rankers:
   oracle      the chance that a video is the user's next click, up to a constant: how often
               it is in a slate shown to the user (uniform, or with `exposure_taste` the feed's
               `slate_size` draws from exp(exposure_taste x the persona's affinity)) times the
-              true click probability
-              (user taste x video factors, plus the video's bias); for warm videos this is the
-              Bayes ranking (the cold pool's different share after publication is ignored)
+              true click probability (user taste x video factors, plus the video's bias): the
+              Bayes ranking given the time of the click (before or after the cold videos'
+              publication, when a share of every slate shows them), but for the repeats within
+              a slate that the feed redraws uniformly
   content     the same without the video's bias: the best a model that sees only the content
               (not which video) does
   popularity  training clicks of each item (the best any user-blind model does here)
@@ -58,41 +59,49 @@ def read_pairs(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def queries(user, item, time, min_interactions, keep_last):
-  """Per split (valid, test): (users, targets, histories as a list of arrays), after the
-  dataset's filtering and leave-one-out split; and the training clicks of each item."""
+  """Per split (valid, test): (users, targets, the targets' times, histories as a list of
+  arrays), after the dataset's filtering and leave-one-out split; and the training clicks of
+  each item."""
   keep = logs.user_filter(user, time, min_interactions, keep_last)
   user, item, time = user[keep], item[keep], time[keep]
   order = np.argsort(time, kind="stable")
-  user, item = user[order], item[order]
+  user, item, time = user[order], item[order], time[order]
   split = logs.leave_one_out(user)
   out = {}
   by_user = {}
-  for u, i, s in zip(user.tolist(), item.tolist(), split.tolist()):
-    by_user.setdefault(u, []).append((i, s))
+  for u, i, t, s in zip(user.tolist(), item.tolist(), time.tolist(), split.tolist()):
+    by_user.setdefault(u, []).append((i, t, s))
   for k, name in ((1, "valid"), (2, "test")):
-    us, ts, hs = [], [], []
+    us, ts, times, hs = [], [], [], []
     for u, seq in by_user.items():
-      for pos, (i, s) in enumerate(seq):
+      for pos, (i, t, s) in enumerate(seq):
         if s == k:
           us.append(u)
           ts.append(i)
-          hs.append(np.array([j for j, _ in seq[:pos] if j != i], np.int64))
-    out[name] = (np.array(us), np.array(ts), hs)
+          times.append(t)
+          hs.append(np.array([j for j, _, _ in seq[:pos] if j != i], np.int64))
+    out[name] = (np.array(us), np.array(ts), np.array(times), hs)
   return out, np.bincount(item[split == 0], minlength=0)
 
 
-def log_inclusion(world: world_lib.World) -> np.ndarray:
-  """(personas, N) log P(a video is in a slate shown to the persona's users): uniform, or the
-  feed's `slate_size` draws from exp(exposure_taste x affinity) over the warm videos (repeats
-  redrawn uniformly: ignored here)."""
+def log_inclusion(world: world_lib.World, late: bool) -> np.ndarray:
+  """(personas, N) log P(a video is in a slate shown to the persona's users) before (`late`
+  False) or after the cold videos' publication: the slate's slots drawn uniformly, or by the
+  feed from exp(exposure_taste x affinity), over the warm videos, and after publication a
+  `cold_share_after_publish` share of them over the cold ones (repeats within a slate, redrawn
+  uniformly, are ignored here)."""
   c = world.config
-  n = len(world.videos)
-  if c.exposure_taste <= 0:
-    return np.zeros((len(world.persona_taste), n))
-  logits = c.exposure_taste * (world.persona_taste @ world.features.T).astype(np.float64)
-  w = np.exp(logits - logits.max(1, keepdims=True))
-  w /= w.sum(1, keepdims=True)
-  return np.log(-np.expm1(c.slate_size * np.log1p(-np.minimum(w, 1 - 1e-12))))
+  cold = np.array([v.cold for v in world.videos])
+  out = np.full((len(world.persona_taste), len(world.videos)), -np.inf)
+  share = c.cold_share_after_publish if late and cold.any() else 0.0
+  for pool, slots in ((~cold, c.slate_size * (1 - share)), (cold, c.slate_size * share)):
+    if slots <= 0 or not pool.any():
+      continue
+    logits = c.exposure_taste * (world.persona_taste @ world.features[pool].T).astype(np.float64)
+    w = np.exp(logits - logits.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    out[:, pool] = np.log(-np.expm1(slots * np.log1p(-np.minimum(w, 1 - 1e-12))))
+  return out
 
 
 def ranks(scores: np.ndarray, targets: np.ndarray, histories: list) -> np.ndarray:
@@ -122,7 +131,7 @@ def ceiling(folder: str, ks=(10, 20), min_interactions: int = 5, keep_last: int 
   world = world_lib.World(WorldConfig.from_args(  # exposure_taste 0 is left out of stamps
       {"exposure_taste": 0.0, **stamp["world"], "layout": "microlens"}))
   n_items = len(world.videos)
-  exposure = log_inclusion(world)
+  exposure = {late: log_inclusion(world, late) for late in (False, True)}
   qs, train_clicks = queries(*read_pairs(folder), min_interactions, keep_last)
   def train_clicks_of(items):
     return np.where(items < len(train_clicks), train_clicks[np.minimum(items, len(train_clicks) - 1)], 0)
@@ -132,14 +141,16 @@ def ceiling(folder: str, ks=(10, 20), min_interactions: int = 5, keep_last: int 
   pop[:len(train_clicks)] = train_clicks
   pop += tie
   results = {}
-  for split, (users, targets, hist) in qs.items():
+  for split, (users, targets, times, hist) in qs.items():
     rows = {name: [] for name in ("oracle", "content", "popularity")}
     for start in range(0, len(users), batch):
       u = users[start:start + batch]
       t, h = targets[start:start + batch], hist[start:start + batch]
       taste = (world.user_taste[u] @ world.features.T
                + world.user_order_taste[u] @ world.order_features.T)
-      shown = exposure[world.user_persona[u]]
+      late = times[start:start + batch] / 1000.0 >= world.train_end
+      shown = np.where(late[:, None], exposure[True][world.user_persona[u]],
+                       exposure[False][world.user_persona[u]])
       base = world.config.base_logit + world.user_bias[u][:, None]
       for name, logit in (("content", base + taste), ("oracle", base + taste
                                                       + world.video_bias[None])):
