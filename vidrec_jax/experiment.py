@@ -21,7 +21,6 @@ from absl import logging
 
 from vidrec_jax import config_io
 from vidrec_jax import run_spec
-from vidrec_jax.data import flow_cache
 from vidrec_jax.eval.evaluators import Evaluation
 from vidrec_jax.models import encoders
 from vidrec_jax.train import checkpointing
@@ -150,6 +149,6 @@ def extract(config: ml_collections.ConfigDict, workdir: str) -> None:
     extract_lib.extract(run, dataset, wd.features)
   workdir_lib.prepare_text_cache(run, wd, dataset)
   form = encoders.flow_cache_form(run.model)
-  if form is not None:
-    distributed.host0_then_barrier(
-        "vidrec_flow_cache", lambda: flow_cache.ensure(dataset.catalog, run.data, wd.flow, form))
+  if form is not None:  # every process estimates and writes a shard of the videos
+    from vidrec_jax.train import extract as extract_lib  # pylint: disable=g-import-not-at-top
+    extract_lib.extract_flow(dataset.catalog, run.data, wd.flow, form)

@@ -219,8 +219,8 @@ class PipelineTest(absltest.TestCase):
     self.assertEqual(meta["form"], "histograms")
     np.testing.assert_allclose(features.load_cache(hist_dir)[3],
                                motion.flow_histograms(ops.video_flow(frames)), atol=1e-5)
-    self.assertLess(os.path.getsize(os.path.join(hist_dir, flow_cache.SHARD)) * 5,
-                    os.path.getsize(os.path.join(cache_dir, flow_cache.SHARD)))
+    self.assertLess(os.path.getsize(os.path.join(hist_dir, flow_cache.shard_name(0, 1))) * 5,
+                    os.path.getsize(os.path.join(cache_dir, flow_cache.shard_name(0, 1))))
     with mock.patch.object(flow_cache, "write") as write:  # finished: not written again
       flow_cache.ensure(catalog, c.data, hist_dir, "histograms")
     write.assert_not_called()

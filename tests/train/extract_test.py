@@ -16,6 +16,7 @@ from absl.testing import absltest
 from tests import helpers
 from vidrec_jax.data import datasets
 from vidrec_jax.data import features
+from vidrec_jax.data import flow_cache
 from vidrec_jax.data import ops
 from vidrec_jax.data import video_io
 from vidrec_jax.data.clips import CachedFeatures
@@ -23,6 +24,7 @@ from vidrec_jax.data.clips import ClipSampler
 from vidrec_jax.data.clips import PixelFrames
 from vidrec_jax.models.backbones import part as backbone_part
 from vidrec_jax.models import backbones
+from vidrec_jax import run_spec
 
 CONFIG = os.path.join(helpers.REPO, "configs", "pretrained.py")
 
@@ -95,11 +97,13 @@ class ExtractTest(absltest.TestCase):
     self.assertEqual(bad["next_features"].shape, (4, dim))
 
   def test_two_processes_write_one_shard_each_with_the_same_features(self):
+    # The flow variant: --mode=extract writes the feature cache and the flow cache, each
+    # process one shard of each.
     workdir = tempfile.mkdtemp()
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     r = subprocess.run(["bash", os.path.join(helpers.REPO, "launch", "local.sh"), "2",
-                        f"--config={CONFIG}:smoke", f"--workdir={workdir}",
+                        f"--config={CONFIG}:smoke,flow", f"--workdir={workdir}",
                         f"--config.data.data_dir={self.data_dir}", "--mode=extract"],
                        capture_output=True, text=True, env=env, cwd=helpers.REPO, timeout=600,
                        check=False)
@@ -115,6 +119,20 @@ class ExtractTest(absltest.TestCase):
     self.assertEqual(sorted(two), sorted(one))
     for vid in one:
       np.testing.assert_allclose(two[vid], one[vid], rtol=1e-5, atol=1e-5)
+    # The flow cache: two shards, the broken video (process 1's) counted once, and the same
+    # fields as one process writes.
+    flow_dir = os.path.join(workdir, "flow")
+    meta = features.read_meta(flow_dir)
+    self.assertEqual(meta["shards"], [flow_cache.shard_name(i, 2) for i in range(2)])
+    self.assertEqual(meta["failed"], 1)
+    data = run_spec.resolve(helpers.load_config("smoke,flow", "pretrained.py")).data
+    single = os.path.join(tempfile.mkdtemp(), "flow")
+    flow_cache.write(self.catalog, data, single, show_progress=False, form=meta["form"])
+    two, one = features.load_cache(flow_dir), features.load_cache(single)
+    self.assertEqual(sorted(two), sorted(one))
+    self.assertNotIn(self.bad_id, two)
+    for vid in one:
+      np.testing.assert_array_equal(two[vid], one[vid])
 
   def test_flow_stream_beside_cached_features(self):
     # The flow variant reads this workdir's feature cache and writes a flow cache of its own.

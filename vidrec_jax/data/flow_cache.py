@@ -32,8 +32,12 @@ from vidrec_jax.data.datasets import Catalog
 from vidrec_jax.run_spec import DataSpec
 
 ESTIMATOR = "coarse_to_fine_lk/1"  # data/flow.py estimate_flow, its defaults
-SHARD = "flow-00000-of-00001.array_record"
 FORMS = ("fields", "histograms")
+
+
+def shard_name(index: int, count: int) -> str:
+  """Process `index` of `count`'s shard (one process: flow-00000-of-00001.array_record)."""
+  return f"flow-{index:05d}-of-{count:05d}.array_record"
 
 
 def expected_meta(data: DataSpec) -> dict:
@@ -64,20 +68,35 @@ def ensure(catalog: Catalog, data: DataSpec, cache_dir: str, form: str) -> dict:
 def write(catalog: Catalog, data: DataSpec, cache_dir: str, show_progress: bool = True,
           form: str = "fields") -> dict:
   """Estimates the flow of every catalog video at `data`'s frame size and cached frame count
-  and writes it in `form` (FORMS); returns the metadata written."""
+  and writes it in `form` (FORMS), in one process; returns the metadata written. Several
+  processes split the videos instead (train/extract.py `extract_flow`: `begin`, a
+  `write_shard` each, `finish`)."""
+  begin(cache_dir, form)
+  failed = write_shard(catalog, data, cache_dir, form, 0, 1, show_progress)
+  return finish(catalog, data, cache_dir, form, 1, failed)
+
+
+def begin(cache_dir: str, form: str) -> None:
+  """Readies `cache_dir` for a (re)write: a rewrite is unfinished until its metadata is back."""
   if form not in FORMS:
     raise ValueError(f"flow cache form {form!r}; allowed: {', '.join(FORMS)}")
-  d = data
   os.makedirs(cache_dir, exist_ok=True)
   meta_path = os.path.join(cache_dir, features.META)
   if os.path.exists(meta_path):
-    os.remove(meta_path)  # a rewrite is unfinished until its metadata is back
+    os.remove(meta_path)
+
+
+def write_shard(catalog: Catalog, data: DataSpec, cache_dir: str, form: str, index: int,
+                count: int, show_progress: bool = True) -> int:
+  """Shard `index` of `count`: the flow of videos index, index + count, ...; returns how many
+  of them could not be decoded (each reported by path and skipped)."""
+  d = data
   failed = 0
-  shard = os.path.join(cache_dir, SHARD)
+  shard = os.path.join(cache_dir, shard_name(index, count))
   with files.atomic_path(shard) as tmp:
     writer = features.ShardWriter(tmp)
-    for vid in tqdm.tqdm(range(len(catalog)), desc="flow cache", disable=not show_progress,
-                         mininterval=2.0):
+    for vid in tqdm.tqdm(range(index, len(catalog), count), desc="flow cache",
+                         disable=not show_progress, mininterval=2.0):
       path = catalog.path(vid)
       try:
         if not path:
@@ -91,8 +110,15 @@ def write(catalog: Catalog, data: DataSpec, cache_dir: str, show_progress: bool 
       writer.write(vid, np.arange(len(frames)),
                    field if form == "fields" else motion.flow_histograms(field))
     writer.close(final_path=shard)
-  meta = dict(expected_meta(data), form=form, shards=[SHARD], videos=len(catalog),
-              failed=failed)
+  return failed
+
+
+def finish(catalog: Catalog, data: DataSpec, cache_dir: str, form: str, count: int,
+           failed: int) -> dict:
+  """Writes the metadata of a cache whose `count` shards are all written (`failed` videos
+  skipped in all) and returns it."""
+  meta = dict(expected_meta(data), form=form, shards=[shard_name(i, count) for i in range(count)],
+              videos=len(catalog), failed=failed)
   features.write_meta(cache_dir, meta)
   logging.info("flow cache: %d videos (%d undecodable) in %s", len(catalog) - failed, failed,
                cache_dir)

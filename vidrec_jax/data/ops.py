@@ -124,7 +124,7 @@ def video_flow(frames: np.ndarray) -> np.ndarray:
     return out
   n = _bucket(t - 1)
   pad = np.zeros((n - (t - 1),) + frames.shape[1:], np.uint8)
-  with jax.default_device(jax.devices("cpu")[0]):
+  with jax.default_device(jax.local_devices(backend="cpu")[0]):  # this process's own
     field = flow.estimate_flow(np.concatenate([frames[:-1], pad]),
                                np.concatenate([frames[1:], pad]))
   out[:-1] = np.asarray(field)[:t - 1]

@@ -25,6 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vidrec_jax import files
 from vidrec_jax.data import features
+from vidrec_jax.data import flow_cache
 from vidrec_jax.data import ops
 from vidrec_jax.data import pipeline
 from vidrec_jax.data import video_io
@@ -181,3 +182,23 @@ def extract(run: RunSpec, dataset: RecDataset, out_dir: str) -> dict:
   distributed.host0_then_barrier("vidrec_extract_meta",
                                  lambda: features.write_meta(out_dir, meta))
   return meta
+
+
+def extract_flow(catalog: Catalog, data, cache_dir: str, form: str) -> dict:
+  """The flow cache of `form` for every catalog video in `cache_dir` (data/flow_cache.py),
+  written unless a finished one serves it; with several processes each estimates and writes
+  the shard of videos p, p + P, ... (as `extract` shards the features) and process 0 writes the
+  metadata once every shard is in place. Returns the metadata."""
+  try:
+    return flow_cache.check(cache_dir, data, form)
+  except features.CacheError:
+    pass
+  pi, pc = jax.process_index(), jax.process_count()
+  distributed.host0_then_barrier("vidrec_flow_begin", lambda: flow_cache.begin(cache_dir, form))
+  failed = flow_cache.write_shard(catalog, data, cache_dir, form, pi, pc, show_progress=pi == 0)
+  if pc > 1:
+    failed = int(np.asarray(multihost_utils.process_allgather(np.int32(failed))).sum())
+    multihost_utils.sync_global_devices("vidrec_flow_shards")
+  distributed.host0_then_barrier(
+      "vidrec_flow_meta", lambda: flow_cache.finish(catalog, data, cache_dir, form, pc, failed))
+  return flow_cache.check(cache_dir, data, form)

@@ -87,16 +87,15 @@ def prepare_feature_cache(run: RunSpec, wd: Workdir,
 
 def prepare_flow_cache(run: RunSpec, wd: Workdir,
                        dataset: datasets.RecDataset, extract_missing: bool = True) -> None:
-  """When the flow stream reads the offline flow cache: writes a missing one (process 0, with
-  `extract_missing`), then checks that it fits the run (a one-line CacheError)."""
+  """When the flow stream reads the offline flow cache: writes a missing one (every process a
+  shard, with `extract_missing`), then checks that it fits the run (a one-line CacheError)."""
   form = encoders.flow_cache_form(run.model)
   if form is None:
     return
   if extract_missing and not os.path.exists(os.path.join(wd.flow, features.META)):
+    from vidrec_jax.train import extract  # pylint: disable=g-import-not-at-top
     logging.info("no flow cache in %s yet: estimating it first", wd.flow)
-    distributed.host0_then_barrier(
-        "vidrec_flow_cache", lambda: flow_cache.write(dataset.catalog, run.data, wd.flow,
-                                                      form=form))
+    extract.extract_flow(dataset.catalog, run.data, wd.flow, form)
   flow_cache.check(wd.flow, run.data, form)
 
 
