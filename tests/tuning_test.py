@@ -257,14 +257,14 @@ class SharedCachesTest(absltest.TestCase):
     c.data.data_dir = helpers.smoke_world_dir()
     root = tempfile.mkdtemp()
     self.addCleanup(shutil.rmtree, root, ignore_errors=True)
-    with mock.patch.object(flow_cache, "write", wraps=flow_cache.write) as write:
+    with mock.patch.object(flow_cache, "write_shard", wraps=flow_cache.write_shard) as write:
       shared = study_lib.Sweep(c, root)._shared()
       self.assertEqual(shared, {"data.data_dir": c.data.data_dir,
                                 "data.flow_cache": os.path.join(root, "flow")})
       trial = space.apply(c, {**space.trial_settings(c.sweep), **shared})
       trial_root = os.path.join(root, "trials", "0000")
       context_lib.prepare_data(trial, workdir_lib.Workdir.of(trial, trial_root))
-    self.assertEqual(write.call_count, 1)
+    self.assertEqual(write.call_count, 1)  # one process: one shard, written once
     self.assertFalse(os.path.exists(os.path.join(trial_root, "flow")))
 
 
