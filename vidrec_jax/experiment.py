@@ -103,18 +103,9 @@ def restore(config: ml_collections.ConfigDict, workdir: str, which: str, purpose
   parameters and step; `purpose` completes the missing-checkpoint error ('evaluate')."""
   config_io.check(workdir, config, trainers.record_terms(config))
   ctx = make_context(run_spec.resolve(config), workdir, prepare=False)
-  t = ctx.run.train
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), t.checkpoint_every,
-                                    t.keep_checkpoints, t.best_metric, t.best_mode)
-  try:
-    if which == "best" and ckpt.best is None:
-      raise FileNotFoundError("--checkpoint=best needs config.train.best_metric to be set")
-    restored = ckpt.restore(ctx.setup.abstract_state, best=which == "best")
-  finally:
-    ckpt.close()
-  if restored is None:
-    where = ckpt.directory if which != "best" else checkpointing.best_directory(ckpt.directory)
-    raise FileNotFoundError(f"no checkpoint in {where} to {purpose}")
+  restored = checkpointing.restore_for_serving(
+      os.path.join(workdir, "checkpoints"), ctx.run.train, ctx.setup.abstract_state, which,
+      f"to {purpose}")
   return ctx, restored.state.params, int(restored.step)
 
 

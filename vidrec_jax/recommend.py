@@ -5,9 +5,10 @@ vector (the whole catalog, cold-start videos included, on the mesh by the logica
 printed and written to WORKDIR/recommend/USER.json. `build` makes the checkpoint's servable
 (the catalog's vectors, the user tower and the ranker as `jax.export` functions), which
 --mode=export (vidrec_jax/export.py) writes as the bundle: both run the same functions, so a
-bundle answers exactly as --mode=recommend does. The catalog is encoded once per checkpoint: its item vectors are kept in
-WORKDIR/recommend/item_vectors-STEP.npz (the two most recent steps) and read back by every later
-call, so a recommendation costs a user tower and one ranker call, not a pass over the videos.
+bundle answers exactly as --mode=recommend does. The catalog is encoded once per checkpoint: its
+item vectors are kept in WORKDIR/recommend/item_vectors-STEP.npz (the two most recent steps) and
+read back by every later call, so a recommendation costs a user tower and one ranker call, not
+a pass over the videos.
 
 Served (validate.py refuses the others in one line):
   two_tower + id user tower      user vocabulary rows -> user vectors; the heads rank
@@ -121,17 +122,13 @@ def _user_rows_with_clicks(ctx: Context) -> tuple[dict[str, int], serving.Histor
                                     for k in ("user_id", "video_id", order)))
   users = np.fromiter(seqs, np.int64, len(seqs))
   last = [seqs[int(u)][-max_len:] for u in users]
-  clicks = np.concatenate(last).astype(np.int64) if last else np.zeros(0, np.int64)
-  offsets = np.r_[0, np.cumsum([len(s) for s in last]), 0].astype(np.int64)
-  offsets[-1] = offsets[-2]  # the OOV row: no clicks
   names = ds.users
   raw = names[users] if names is not None else users
   train = ds.split("train").columns
   tpos = train["click"] > 0 if "click" in train else np.ones(len(train["video_id"]), bool)
   n = len(ds.catalog)
   popularity = np.bincount(np.asarray(train["video_id"])[tpos], minlength=n)[:n]
-  h = serving.Histories(vectors=np.zeros((n, 0), np.float32), offsets=offsets, clicks=clicks,
-                        popularity=popularity.astype(np.int64), max_len=max_len)
+  h = serving.Histories.from_rows(last, np.zeros((n, 0), np.float32), popularity, max_len)
   return {str(r): i for i, r in enumerate(raw)}, h
 
 

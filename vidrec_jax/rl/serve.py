@@ -82,26 +82,16 @@ def restore(spec: RunSpec, workdir: str, which: str, policy: str, seed: int | No
                             "(--mode=rl) first")
   logs = logs_lib.Logs.load(logs_path)
   setup = Setup(spec, 1, sim.num_videos, mesh_lib.make_mesh(spec.mesh))
-  t = spec.train
-  ckpt = checkpointing.Checkpointer(os.path.join(directory, policy, "checkpoints"),
-                                    t.checkpoint_every, t.keep_checkpoints, t.best_metric,
-                                    t.best_mode)
-  try:
-    if which == "best" and ckpt.best is None:
-      raise FileNotFoundError("--checkpoint=best needs config.train.best_metric to be set")
-    restored = ckpt.restore(setup.abstract_state, best=which == "best")
-  finally:
-    ckpt.close()
-  if restored is None:
-    trained = type(POLICIES.get(policy)).trainer is not Policy.trainer  # it overrides `trainer`
-    raise FileNotFoundError(
-        f"no checkpoint of policy {policy!r} in {os.path.join(directory, policy)}"
-        + ("" if trained else " (an untrained policy has no model to serve)"))
+  trained = type(POLICIES.get(policy)).trainer is not Policy.trainer  # it overrides `trainer`
+  restored = checkpointing.restore_for_serving(
+      os.path.join(directory, policy, "checkpoints"), spec.train, setup.abstract_state, which,
+      f"of policy {policy!r}" + ("" if trained else
+                                 " (an untrained policy has no model to serve)"))
   popularity = np.bincount(logs.video[logs.clicked], minlength=sim.num_videos)
   return PolicyRun(spec=spec, world=world, setup=setup, params=restored.state.params,
                    step=int(restored.step), catalog=catalog_arrays(sim, logs),
                    histories=np.asarray(logs.final_histories, np.int64),
-                   popularity=popularity[:sim.num_videos].astype(np.int64), policy=policy,
+                   popularity=popularity.astype(np.int64), policy=policy,
                    seed=seed)
 
 
@@ -124,12 +114,8 @@ def servable(p: PolicyRun) -> servable_lib.Servable:
                                         for v in videos]),
                 cold=np.array([v.cold for v in videos], bool))
   max_len = p.spec.data.history.max_len
-  rows = [h[h >= 0][-max_len:] for h in p.histories]
-  clicks = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
-  offsets = np.r_[0, np.cumsum([len(h) for h in rows]), 0].astype(np.int64)
-  offsets[-1] = offsets[-2]  # the row after the last user (unknown users): no history
-  histories = Histories(vectors=vecs, offsets=offsets, clicks=clicks,
-                        popularity=p.popularity, max_len=max_len)
+  histories = Histories.from_rows([h[h >= 0][-max_len:] for h in p.histories], vecs,
+                                  p.popularity, max_len)
   f32 = jnp.float32
   d = lifted.shape[1]
   candidates = min(p.spec.recommend.candidates, n)

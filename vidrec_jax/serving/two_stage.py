@@ -47,6 +47,17 @@ class Histories:
   popularity: np.ndarray  # (N,) int64 training clicks of every catalog id
   max_len: int  # the longest history the tower reads (the most recent `max_len` clicks)
 
+  @classmethod
+  def from_rows(cls, rows, vectors: np.ndarray, popularity: np.ndarray,
+                max_len: int) -> "Histories":
+    """From each user row's clicks (video ids, time order); the row after the last one, the
+    unknown users', has none."""
+    clicks = np.concatenate(rows).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
+    offsets = np.r_[0, np.cumsum([len(r) for r in rows]), 0].astype(np.int64)
+    offsets[-1] = offsets[-2]
+    return cls(vectors=vectors, offsets=offsets, clicks=clicks,
+               popularity=np.asarray(popularity, np.int64), max_len=max_len)
+
   def logged(self, row: int) -> np.ndarray:
     """The logged clicks (video ids, time order) of user row `row`."""
     return self.clicks[self.offsets[row]:self.offsets[row + 1]]

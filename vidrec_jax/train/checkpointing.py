@@ -157,3 +157,22 @@ class Checkpointer:
 
 def best_directory(directory: str) -> str:
   return directory.rstrip("/") + "_best"
+
+
+def restore_for_serving(directory: str, train, abstract_state, which: str, purpose: str
+                        ) -> Restored:
+  """The latest (or, with which='best', the best) checkpoint in `directory`, restored onto
+  `abstract_state` with `train`'s (a TrainSpec) checkpoint settings; a FileNotFoundError ends
+  with `purpose` ('to evaluate') when there is none."""
+  ckpt = Checkpointer(directory, train.checkpoint_every, train.keep_checkpoints,
+                      train.best_metric, train.best_mode)
+  try:
+    if which == "best" and ckpt.best is None:
+      raise FileNotFoundError("--checkpoint=best needs config.train.best_metric to be set")
+    restored = ckpt.restore(abstract_state, best=which == "best")
+  finally:
+    ckpt.close()
+  if restored is None:
+    where = directory if which != "best" else best_directory(directory)
+    raise FileNotFoundError(f"no checkpoint in {where} {purpose}")
+  return restored
