@@ -152,8 +152,14 @@ class Scann:
 
   @classmethod
   def build(cls, vectors: np.ndarray, seed: int, reorder: int = 1000) -> "Scann":
+    """The index of `vectors`, the same for the same vectors and seed. ScaNN's builder takes
+    no seed, so the seed goes into its config's k-means fields (the tree's and the quantiser's
+    clustering and sampling seeds), and the tree's centres start from k-means++, which follows
+    that seed: its default random start does not, and two builds of one seed differed in most
+    rows (tests/serving_retrieval_test.py)."""
+    from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
+    from scann.proto import scann_pb2  # pylint: disable=g-import-not-at-top
     from scann.scann_ops.py import scann_ops_pybind  # pylint: disable=g-import-not-at-top
-    del seed  # ScaNN's builder takes none: two builds can differ (benchmarks/results/serving.md)
     x = np.ascontiguousarray(vectors, np.float32)
     n = len(x)
     leaves = int(max(1, min(2 * np.sqrt(n), n // 20)))
@@ -161,8 +167,15 @@ class Scann:
     b = scann_ops_pybind.builder(x, min(100, n), "dot_product")
     if leaves > 1:
       b = b.tree(num_leaves=leaves, num_leaves_to_search=1,
-                 training_sample_size=min(n, 250_000))
-    searcher = b.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(reorder).build()
+                 training_sample_size=min(n, 250_000), random_init=False)
+    b = b.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(reorder)
+    config = text_format.Parse(b.create_config(), scann_pb2.ScannConfig())
+    s = int(seed) + 1  # 0 is ScaNN's "no seed given"
+    if config.HasField("partitioning"):
+      config.partitioning.clustering_seed = s
+    ah = config.hash.asymmetric_hash
+    ah.clustering_seed, ah.sampling_seed = s, s
+    searcher = scann_ops_pybind.create_searcher(x, text_format.MessageToString(config))
     return cls(searcher, 1, leaves, reorder)
 
   @property
