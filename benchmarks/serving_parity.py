@@ -5,8 +5,9 @@
 
 The run's flags are `python -m vidrec_jax.main`'s (the config, its overrides, the workdir and
 --checkpoint). Users are drawn with --seed from the bundle's; each
-user's list comes from `vidrec_jax.recommend.recommend` (what --mode=recommend prints and
-writes) and from `serving.load(E).recommend`; printed: how many lists are identical (same
+user's list comes from `vidrec_jax.recommend.recommend_servable` over the checkpoint's servable,
+built once (what --mode=recommend builds, prints and writes) and from
+`serving.load(E).recommend`; printed: how many lists are identical (same
 videos, same order) and the largest score difference.
 """
 
@@ -36,9 +37,11 @@ def main(argv):
   bundle = serving.load(_BUNDLE.value)
   users = np.random.default_rng(_SEED.value).permutation(sorted(bundle.users))[:_USERS.value]
   k = bundle.k
+  servable = recommend.build(restored, workdir)  # what recommend.recommend builds per call
   same, worst = 0, 0.0
   for u in users:
-    want = recommend.recommend(restored, workdir, str(u), k, which)["records"]
+    want = recommend.recommend_servable(servable, restored[0].run, workdir, str(u), k,
+                                        which)["records"]
     got = bundle.recommend(str(u), k)
     if [r["video_id"] for r in got] == [r["video_id"] for r in want]:
       same += 1
