@@ -154,9 +154,10 @@ class Scann:
   def build(cls, vectors: np.ndarray, seed: int, reorder: int = 1000) -> "Scann":
     """The index of `vectors`, the same for the same vectors and seed. ScaNN's builder takes
     no seed, so the seed goes into its config's k-means fields (the tree's and the quantiser's
-    clustering and sampling seeds), and the tree's centres start from k-means++, which follows
-    that seed: its default random start does not, and two builds of one seed differed in most
-    rows (tests/serving_retrieval_test.py)."""
+    clustering and sampling seeds), the tree's centres start from k-means++, which follows
+    that seed (its default random start does not), and training runs on one thread (on
+    several, the outcome depended on how the threads were scheduled): without any one of
+    these, two builds of one seed differed in most rows (tests/serving_retrieval_test.py)."""
     from google.protobuf import text_format  # pylint: disable=g-import-not-at-top
     from scann.proto import scann_pb2  # pylint: disable=g-import-not-at-top
     from scann.scann_ops.py import scann_ops_pybind  # pylint: disable=g-import-not-at-top
@@ -175,7 +176,7 @@ class Scann:
       config.partitioning.clustering_seed = s
     ah = config.hash.asymmetric_hash
     ah.clustering_seed, ah.sampling_seed = s, s
-    searcher = scann_ops_pybind.create_searcher(x, text_format.MessageToString(config))
+    searcher = scann_ops_pybind.create_searcher(x, text_format.MessageToString(config), 1)
     return cls(searcher, 1, leaves, reorder)
 
   @property
