@@ -16,10 +16,21 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
   order = np.argsort(x, kind="mergesort")
   ranks = np.empty(len(x), np.float64)
   sx = x[order]
-  boundaries = np.concatenate([[0], np.flatnonzero(np.diff(sx)) + 1, [len(x)]])
-  for a, b in zip(boundaries[:-1], boundaries[1:]):
-    ranks[order[a:b]] = (a + b + 1) / 2.0
+  starts = np.flatnonzero(np.r_[True, sx[1:] != sx[:-1]]) if len(x) else np.zeros(0, np.int64)
+  ends = np.r_[starts[1:], len(x)]
+  ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # a tie's mean position
   return ranks
+
+
+def _group_rows(groups: np.ndarray) -> list[np.ndarray]:
+  """Each group's row indices, groups in sorted order, rows in input order: one stable sort,
+  where a pass over every row per group (`groups == g`) grew as users × impressions."""
+  groups = np.asarray(groups)
+  if not len(groups):
+    return []
+  order = np.argsort(groups, kind="stable")
+  g = groups[order]
+  return np.split(order, np.flatnonzero(g[1:] != g[:-1]) + 1)
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -35,12 +46,11 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def group_auc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
   """Mean per-group AUC weighted by group size, over groups that have both classes."""
   total, weight = 0.0, 0
-  for g in np.unique(groups):
-    sel = groups == g
+  for sel in _group_rows(groups):
     a = auc(labels[sel], scores[sel])
     if not np.isnan(a):
-      total += a * sel.sum()
-      weight += sel.sum()
+      total += a * len(sel)
+      weight += len(sel)
   return total / weight if weight else float("nan")
 
 
@@ -81,8 +91,7 @@ def ndcg_at_k(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int
   tied scores share their positions' discounts (no dependence on the input order)."""
   vals = []
   discounts = dcg_discounts(k)
-  for g in np.unique(groups):
-    sel = np.flatnonzero(groups == g)
+  for sel in _group_rows(groups):
     y = np.asarray(labels[sel], np.float64)
     if y.sum() <= 0:
       continue

@@ -33,6 +33,24 @@ class MetricsTest(absltest.TestCase):
     # group 0: auc 1 (3 items), group 1: auc 0 (2 items), group 2 has one class.
     self.assertAlmostEqual(M.group_auc(g, y, s), 3 / 5)
 
+  def test_grouped_metrics_with_interleaved_groups_match_each_group_alone(self):
+    # Users' impressions arrive interleaved and unsorted (as an eval split holds them); each
+    # group's metric must be the one of its rows alone, in their input order.
+    rng = np.random.default_rng(3)
+    g = rng.choice(np.array([907, 3, 55, 12, 400, 8]), 300)
+    y = rng.random(300) < 0.3
+    s = np.round(rng.random(300), 1)  # ties, so the order inside a group matters to nothing
+    aucs, sizes, ndcgs = [], [], []
+    for u in (3, 8, 12, 55, 400, 907):
+      sel = g == u
+      aucs.append(brute_auc(y[sel], s[sel]))
+      sizes.append(sel.sum())
+      ndcgs.append(M.ndcg_at_k(np.zeros(sel.sum(), int), y[sel], s[sel], 5))
+    self.assertAlmostEqual(M.group_auc(g, y, s), np.average(aucs, weights=sizes), places=12)
+    self.assertAlmostEqual(M.ndcg_at_k(g, y, s, 5), np.mean(ndcgs), places=12)
+    self.assertTrue(np.isnan(M.group_auc(np.zeros(0, int), np.zeros(0), np.zeros(0))))
+    self.assertTrue(np.isnan(M.ndcg_at_k(np.zeros(0, int), np.zeros(0), np.zeros(0), 5)))
+
   def test_ndcg(self):
     g = np.array([0, 0, 0, 1, 1])
     y = np.array([0, 1, 0, 0, 0])
