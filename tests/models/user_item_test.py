@@ -3,6 +3,7 @@ constructed batch, and the retrieval-then-ranking evaluator against its list met
 
 import functools
 import types
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -136,6 +137,20 @@ class TwoStageEvaluatorTest(absltest.TestCase):
     np.testing.assert_allclose(out["test/full_rank/ndcg@3"],
                                np.mean(metrics_lib.ndcg_of_lists(ranked, relevant, 3)))
     self.assertEqual(out["test/retrieval/users"], 2)
+    # Memory bounded by the block of users scored against the catalog, not by every user:
+    # one user's row at a time here, and the same metrics.
+    asked = []
+
+    def predict(c):
+      asked.append(len(c["user_id"]))
+      return {"click": click[c["user_id"], c["video_id"]]}
+    enc.predict = predict
+    with mock.patch.object(two_stage, "PAIRS_PER_CHUNK", n):
+      blocked = ev.evaluate(enc, None)
+    self.assertEqual(asked, [n, n])
+    self.assertEqual(blocked.keys(), out.keys())
+    for key, value in out.items():
+      np.testing.assert_allclose(blocked[key], value, err_msg=key)
 
 
 class ConfigTest(absltest.TestCase):

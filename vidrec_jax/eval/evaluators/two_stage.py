@@ -28,6 +28,7 @@ from vidrec_jax.models.partitioning import activation_sharding
 from vidrec_jax.train import steps
 
 USER_CHUNK = 256  # users per stage-1 call
+PAIRS_PER_CHUNK = 1 << 22  # (user, video) pairs the whole-catalog reference scores at a time
 
 
 @EVALUATORS.register("two_stage")
@@ -94,20 +95,26 @@ class TwoStageEvaluator(Evaluator):
       cold_rel = [{v for v in r if catalog.cold[v]} for r in relevant]
       recall = metrics_lib.recall_of_lists(cand, relevant, self.k)
       cold_recall = metrics_lib.recall_of_lists(cand, cold_rel, self.k)
-      # Stage 2 on the candidates; the click head on the whole catalog for the reference.
-      every = np.repeat(users, n_videos)
-      scores = enc.predict({"user_id": every, "video_id": np.tile(np.arange(n_videos),
-                                                                    len(users)),
-                            "timestamp": np.zeros(len(every), np.int64)})["click"]
-      scores = scores.reshape(len(users), n_videos)
-      scores = np.where(enc.decodable[None, :], scores, -np.inf)
-      c = cand[:, :self.candidates]
-      order = np.argsort(-np.take_along_axis(scores, c, axis=1), axis=1, kind="stable")
-      two_stage = np.take_along_axis(c, order, axis=1)
-      full = np.argsort(-scores, axis=1, kind="stable")[:, :self.ndcg_k]
       n = self.ndcg_k
-      ts = metrics_lib.ndcg_of_lists(two_stage, relevant, n)
-      fr = metrics_lib.ndcg_of_lists(full, relevant, n)
+      ts, fr = np.zeros(len(users)), np.zeros(len(users))
+      # Stage 2 on the candidates; the click head on the whole catalog for the reference, a
+      # block of users at a time: the users × videos scores never exist whole (at 20,000
+      # videos and 60,000 users they would be 9.6 GB of ids alone).
+      step = max(1, PAIRS_PER_CHUNK // max(n_videos, 1))
+      for a in range(0, len(users), step):
+        block = users[a:a + step]
+        every = np.repeat(block, n_videos)
+        scores = enc.predict({"user_id": every, "video_id": np.tile(np.arange(n_videos),
+                                                                      len(block)),
+                              "timestamp": np.zeros(len(every), np.int64)})["click"]
+        scores = scores.reshape(len(block), n_videos)
+        scores = np.where(enc.decodable[None, :], scores, -np.inf)
+        c = cand[a:a + step, :self.candidates]
+        order = np.argsort(-np.take_along_axis(scores, c, axis=1), axis=1, kind="stable")
+        two_stage = np.take_along_axis(c, order, axis=1)
+        full = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+        ts[a:a + step] = metrics_lib.ndcg_of_lists(two_stage, relevant[a:a + step], n)
+        fr[a:a + step] = metrics_lib.ndcg_of_lists(full, relevant[a:a + step], n)
       p = f"{split}/"
       out.update({
           f"{p}retrieval/users": float(len(users)),
