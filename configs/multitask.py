@@ -101,7 +101,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if "given" in variants:
     m.given_click = ("like",) + ((watch,) if watch != "watch_time_logistic" else ())
   c.evals.two_stage = ml_collections.ConfigDict(dict(
-      type="two_stage", splits=("valid", "test"), k=50, candidates=100, ndcg_k=10))
+      type="two_stage", splits=("valid", "test"), k=50, candidates=100, ndcg_k=10,
+      reference_users=5000))  # the whole-catalog reference: a seeded sample past 5,000 users
   c.recommend.fusion = f"click * (1 + 0.05 * {watch}) + 0.5 * like"
   c.seed = c.data.shuffle_seed = args.get("seed", ARGUMENTS["seed"])
   c.data.dataset.seed = args.get("world_seed", ARGUMENTS["world_seed"])

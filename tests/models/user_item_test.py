@@ -137,8 +137,14 @@ class TwoStageEvaluatorTest(absltest.TestCase):
     np.testing.assert_allclose(out["test/full_rank/ndcg@3"],
                                np.mean(metrics_lib.ndcg_of_lists(ranked, relevant, 3)))
     self.assertEqual(out["test/retrieval/users"], 2)
+    self.assertEqual(out["test/full_rank/users"], 2)
+    # Stage 2 ranks each user's candidates by the click head.
+    two = np.take_along_axis(cand[:, :6], np.argsort(-np.take_along_axis(
+        click, cand[:, :6], axis=1), axis=1, kind="stable"), axis=1)
+    np.testing.assert_allclose(out["test/two_stage/ndcg@3"],
+                               np.mean(metrics_lib.ndcg_of_lists(two, relevant, 3)))
     # Memory bounded by the block of users scored against the catalog, not by every user:
-    # one user's row at a time here, and the same metrics.
+    # the candidates of every user once (2 × 6 pairs), then one user's catalog at a time.
     asked = []
 
     def predict(c):
@@ -147,10 +153,23 @@ class TwoStageEvaluatorTest(absltest.TestCase):
     enc.predict = predict
     with mock.patch.object(two_stage, "PAIRS_PER_CHUNK", n):
       blocked = ev.evaluate(enc, None)
-    self.assertEqual(asked, [n, n])
+    self.assertEqual(asked, [12, n, n])
     self.assertEqual(blocked.keys(), out.keys())
     for key, value in out.items():
       np.testing.assert_allclose(blocked[key], value, err_msg=key)
+    # A reference on a sample of users: the ratio compares the two stages on those users only.
+    ctx.run = types.SimpleNamespace(seed=0)
+    one = two_stage.TwoStageEvaluator(ctx, splits=("test",), k=4, candidates=6, ndcg_k=3,
+                                      reference_users=1).evaluate(enc, None)
+    self.assertEqual(one["test/full_rank/users"], 1)
+    self.assertEqual(one["test/two_stage/ndcg@3"], out["test/two_stage/ndcg@3"])  # every user
+    per_user_full = metrics_lib.ndcg_of_lists(ranked, relevant, 3)
+    per_user_two = metrics_lib.ndcg_of_lists(two, relevant, 3)
+    u = [i for i in range(2) if np.isclose(one["test/full_rank/ndcg@3"], per_user_full[i])]
+    self.assertNotEqual(u, [])
+    if per_user_full[u[0]] > 0:
+      self.assertAlmostEqual(one["test/two_stage/ndcg_ratio"],
+                             per_user_two[u[0]] / per_user_full[u[0]])
 
 
 class ConfigTest(absltest.TestCase):
