@@ -16,7 +16,7 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
   order = np.argsort(x, kind="mergesort")
   ranks = np.empty(len(x), np.float64)
   sx = x[order]
-  starts = np.flatnonzero(np.r_[True, sx[1:] != sx[:-1]]) if len(x) else np.zeros(0, np.int64)
+  starts = np.flatnonzero(np.r_[True, sx[1:] != sx[:-1]])  # empty x: one empty tie group
   ends = np.r_[starts[1:], len(x)]
   ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # a tie's mean position
   return ranks
