@@ -48,6 +48,28 @@ def _dataset(config, data_dir, process_index=0, process_count=1, start_batch=0):
       start_batch=start_batch)
 
 
+def _blas_threads(_):
+  """The thread count of numpy's BLAS in the process that runs it (a loader worker's map); the
+  test's imports load other BLAS libraries too (OpenCV's), which the loader never calls."""
+  import threadpoolctl  # pylint: disable=g-import-not-at-top
+  (n,) = [i["num_threads"] for i in threadpoolctl.threadpool_info()
+          if i["user_api"] == "blas" and "numpy" in i["filepath"]]
+  return np.int32(n)
+
+
+def _worker_blas_threads() -> set[int]:
+  """BLAS threads seen by the elements of a one-worker loader whose workers start with two
+  (OPENBLAS_NUM_THREADS, read when a spawned worker imports numpy)."""
+  import grain  # pylint: disable=g-import-not-at-top
+  with mock.patch.dict(os.environ, {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}):
+    it = iter(pipeline.iterable(grain.MapDataset.range(3).map(_blas_threads),
+                                pipeline.LoaderOptions(1, 1, 1)))
+    try:
+      return {int(x) for x in it}
+    finally:
+      pipeline.close(it)
+
+
 def _assert_batches_equal(test, a, b):
   test.assertEqual(sorted(a), sorted(b))
   for k in a:
@@ -115,6 +137,12 @@ class PipelineTest(absltest.TestCase):
       got = next(half)
       rows = slice(c.data.batch_size // 2, None)
       _assert_batches_equal(self, {k: v[rows] for k, v in e.items()}, got)
+
+  def test_loader_workers_run_blas_on_one_thread(self):
+    # The workers are the loader's parallelism: BLAS threads beside them oversubscribe the cores.
+    self.assertEqual(_worker_blas_threads(), {1})
+    with mock.patch.object(pipeline, "one_blas_thread", lambda i, n: None):
+      self.assertEqual(_worker_blas_threads(), {2})  # what a worker would run with, unset
 
   def test_global_batch_is_the_same_for_any_process_count(self):
     one = iter(_dataset(self.config, self.data_dir))

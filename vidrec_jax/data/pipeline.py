@@ -19,6 +19,7 @@ import dataclasses
 
 import grain
 import numpy as np
+import threadpoolctl
 
 from vidrec_jax.data.clips import ClipSampler
 from vidrec_jax.data.datasets import DataError
@@ -124,14 +125,26 @@ def iterable(ds: grain.MapDataset, options: LoaderOptions, **mp) -> grain.IterDa
   batches still in flight when the run exits were reported as "leaked shared_memory objects"
   (in about one run in five). The copy costs ~5% of the loader's throughput at the demo's batch
   sizes (benchmarks/decode.py: 604 vs 635 clips/s), far above what training consumes.
+
+  Each worker runs numpy's linear algebra (the feature whitening's projections) on one thread
+  (`one_blas_thread`): the workers are the parallelism, and OpenBLAS's own threads beside them
+  and the training step oversubscribed the cores. At 20,000 videos that made the loader four
+  times slower (benchmarks/results/scale.md).
   """
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=options.read_threads,
                                             prefetch_buffer_size=options.prefetch_batches))
   if options.num_workers > 0:
     it = grain.experimental.WithOptionsIterDataset(
         it, grain.experimental.DatasetOptions(min_shm_size=1 << 62))  # never shared memory
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=options.num_workers, **mp))
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=options.num_workers, **mp),
+                        worker_init_fn=one_blas_thread)
   return it
+
+
+def one_blas_thread(worker_index: int, worker_count: int) -> None:
+  """A loader worker's start (Grain's `worker_init_fn`): numpy's BLAS on one thread."""
+  del worker_index, worker_count
+  threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
 def clip_log_q(video_ids: np.ndarray, groups: np.ndarray) -> np.ndarray:
