@@ -74,6 +74,24 @@ class ResilienceTest(absltest.TestCase):
     self.assertEqual(r.returncode, 0, r.stderr[-3000:])
     self.assertIn(f"restored checkpoint at step {step}", r.stderr)
 
+  def test_sigterm_in_the_final_evaluation_exits_at_once_and_a_rerun_evaluates(self):
+    # The final evaluation follows the last checkpoint; at a large catalog it takes longer than
+    # a scheduler's grace period, so a signal abandons it rather than waiting for its end.
+    workdir = tempfile.mkdtemp()
+    proc = _start(workdir, "--config.train.steps=3")
+    _wait_for(proc, "final evaluation at step 3")
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    self.assertEqual(proc.wait(timeout=120), 0, rest[-3000:])
+    self.assertIn("preempted in the final evaluation: step 3 is saved", rest)
+    self.assertFalse(os.path.exists(os.path.join(workdir, "eval", "metrics.json")))
+    r = subprocess.run(_cmd(workdir, "--config.train.steps=3"), capture_output=True, text=True,
+                       env=_env(), cwd=helpers.REPO, timeout=300, check=False)
+    self.assertEqual(r.returncode, 0, r.stderr[-3000:])
+    self.assertIn("restored checkpoint at step 3", r.stderr)
+    self.assertNotIn("step 3:", r.stderr)  # nothing retrained
+    self.assertTrue(os.path.exists(os.path.join(workdir, "eval", "metrics.json")))
+
   def test_kill_9_then_restart_is_bit_identical_to_an_uninterrupted_run(self):
     steps = ["--config.train.steps=10", "--config.train.checkpoint_every=2"]
     ref = tempfile.mkdtemp()

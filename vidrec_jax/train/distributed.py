@@ -12,6 +12,7 @@ run the flags are combined every step so all processes stop at the same step.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from typing import Callable, TypeVar
@@ -61,22 +62,47 @@ def initialize(mode: str, coordinator_address: str = "", num_processes: int = 0,
                jax.device_count())
 
 
+class Preempted(Exception):
+  """A signal came while `Preemption.raising` was on: the work in progress is abandoned."""
+
+
 class Preemption:
   """SIGTERM (and SIGINT when asked) -> `should_stop(step)` is True at the next step boundary,
-  on every process at the same step."""
+  on every process at the same step; inside `raising`, the signal raises `Preempted` at once."""
 
   def __init__(self, signals=(signal.SIGTERM,)):
     self.requested = False
+    self._raise = False
     self._previous = {}
     for s in signals:
       self._previous[s] = signal.signal(s, self._handle)
 
   def _handle(self, signum, frame):
     del frame
+    if self._raise:
+      logging.warning("received signal %d: abandoning the work after the last checkpoint",
+                      signum)
+      self.requested = True
+      raise Preempted(f"signal {signum}")
     if not self.requested:
       logging.warning("received signal %d: saving at the next step boundary, then exiting",
                       signum)
     self.requested = True
+
+  @contextlib.contextmanager
+  def raising(self):
+    """Within, a signal (or one already received) raises `Preempted` rather than waiting for a
+    step boundary: for work that follows the last checkpoint and that a resumed run redoes (the
+    final evaluation, which takes minutes at a large catalog, longer than a scheduler's grace
+    period). In a multi-process run every process is expected to get the signal, as on a
+    preempted slice; one that does not waits in its next collective until it is killed."""
+    if self.requested:
+      raise Preempted("a signal before the final work")
+    self._raise = True
+    try:
+      yield
+    finally:
+      self._raise = False
 
   def should_stop(self) -> bool:
     if jax.process_count() == 1:

@@ -138,11 +138,19 @@ def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = 
         pipeline.close(batches)  # loader workers stop before evaluation needs the CPU
     if stopped_at is not None:
       return {"preempted_at_step": float(stopped_at)}
-    if t.early_stopping:
-      results = _evaluate_best(setup, evaluation, ckpt, state, last)
-    else:
-      results = evaluation.evaluate(state.params)
-      ckpt.save_best(t.steps, state, results)
+    ckpt.wait()  # the last step is on disk before the final evaluation begins
+    logging.info("final evaluation at step %d", last)
+    try:
+      if t.early_stopping:
+        results = _evaluate_best(setup, evaluation, ckpt, state, last, preemption.raising)
+      else:
+        with preemption.raising():
+          results = evaluation.evaluate(state.params)
+        ckpt.save_best(t.steps, state, results)
+    except distributed.Preempted:
+      logging.warning("preempted in the final evaluation: step %d is saved in %s; rerun the "
+                      "same command to evaluate it", last, ckpt.directory)
+      return {"preempted_at_step": float(last)}
     ckpt.wait()
     if ckpt.best_metric and host0:
       logging.info("best checkpoint by %s: step %s in %s", ckpt.best_metric, ckpt.best_step(),
@@ -156,15 +164,19 @@ def run(trainer, evaluation: Evaluation, workdir: str, on_eval: OnEval | None = 
     summaries.close()
 
 
-def _evaluate_best(setup, evaluation, ckpt, state, step: int) -> dict[str, float]:
+def _evaluate_best(setup, evaluation, ckpt, state, step: int, guard) -> dict[str, float]:
   """With early stopping: the last state is offered as a best candidate, then the best
-  checkpoint's parameters are what the final evaluation reports."""
-  ckpt.save_best(step, state, evaluation.evaluate(state.params, ("valid",)))
+  checkpoint's parameters are what the final evaluation reports. The evaluations run inside
+  `guard` (a signal abandons them); saving the best candidate does not."""
+  with guard():
+    valid = evaluation.evaluate(state.params, ("valid",))
+  ckpt.save_best(step, state, valid)
   ckpt.wait()
   best = ckpt.restore(setup.abstract_state, best=True)
   logging.info("final evaluation of the best checkpoint by %s: step %d", ckpt.best_metric,
                best.step)
-  results = evaluation.evaluate(best.state.params)
+  with guard():
+    results = evaluation.evaluate(best.state.params)
   results["train/best_step"] = float(best.step)
   results["train/last_step"] = float(step)
   return results
