@@ -1,6 +1,9 @@
 """The dataset registry and its one schema: the synthetic world read as a RecDataset, cold-start
 videos derived from publish times, one-line errors for unknown names and splits."""
 
+import os
+import tempfile
+
 import numpy as np
 from absl.testing import absltest
 
@@ -8,6 +11,18 @@ from tests import helpers
 from vidrec_jax.data import datasets
 from vidrec_jax.data import world as world_lib
 from vidrec_jax.registry import UnknownNameError
+
+
+class _Source:  # a split's record source: random access by lists of indices
+  def __init__(self, rows):
+    self.rows, self.reads = rows, []
+
+  def __len__(self):
+    return len(self.rows)
+
+  def __getitems__(self, idx):
+    self.reads.append(len(idx))
+    return [self.rows[i] for i in idx]
 
 
 class DatasetsTest(absltest.TestCase):
@@ -32,17 +47,7 @@ class DatasetsTest(absltest.TestCase):
       self.assertLen(cols[k], len(ds.split("test")))
 
   def test_columns_are_read_a_chunk_at_a_time_with_the_same_values(self):
-    class Source:  # a split's record source: random access by lists of indices
-      def __init__(self, rows):
-        self.rows, self.reads = rows, []
-
-      def __len__(self):
-        return len(self.rows)
-
-      def __getitems__(self, idx):
-        self.reads.append(len(idx))
-        return [self.rows[i] for i in idx]
-
+    Source = _Source  # pylint: disable=invalid-name
     rows = [{"user_id": i, "title": b"x" * (i % 5), "watch": i / 3.0} for i in range(10)]
     source = Source(rows)
     split = datasets.schema.Split("train", source)
@@ -54,6 +59,34 @@ class DatasetsTest(absltest.TestCase):
       np.testing.assert_array_equal(cols[k], want)
       self.assertEqual(cols[k].dtype, want.dtype)  # widths from the longest chunk, as whole
     self.assertEqual(datasets.schema.Split("valid", Source([])).columns, {})
+
+  def test_columns_are_stored_once_then_mapped_from_disk(self):
+    rows = [{"user_id": i, "title": b"t" * (i % 3), "watch": i / 3.0} for i in range(7)]
+    folder = os.path.join(tempfile.mkdtemp(), "columns", "train")
+    first = datasets.schema.Split("train", _Source(rows), folder).columns
+    source = _Source(rows)
+    again = datasets.schema.Split("train", source, folder).columns
+    self.assertEqual(source.reads, [])  # not decoded again
+    for k in rows[0]:
+      self.assertIsInstance(again[k], np.memmap)
+      self.assertFalse(again[k].flags.writeable)
+      np.testing.assert_array_equal(again[k], first[k])
+      self.assertEqual(again[k].dtype, first[k].dtype)
+    # Stored for another number of records: decoded, not trusted.
+    fewer = _Source(rows[:5])
+    cols = datasets.schema.Split("train", fewer, folder).columns
+    self.assertNotEqual(fewer.reads, [])
+    np.testing.assert_array_equal(cols["user_id"], np.arange(5))
+    # A folder that cannot be written: decoded each time, no error, nothing left behind.
+    blocked = tempfile.mkdtemp()
+    with open(os.path.join(blocked, "file"), "w"):
+      pass
+    unwritable = os.path.join(blocked, "file", "train")  # its parent is a file
+    for _ in range(2):
+      source = _Source(rows)
+      cols = datasets.schema.Split("train", source, unwritable).columns
+      self.assertNotEqual(source.reads, [])
+      np.testing.assert_array_equal(cols["watch"], [r["watch"] for r in rows])
 
   def test_cold_start_comes_from_publish_times(self):
     ds = self.ds

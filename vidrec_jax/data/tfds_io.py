@@ -48,6 +48,12 @@ def write(data_dir: str, name: str, version: str, builders: list) -> None:
   canonicalize(data_dir, name, version)
 
 
+def column_dir(data_dir: str, name: str, version: str, config: str, split: str) -> str:
+  """Where a split's decoded columns are stored (datasets/schema.py `Split`): inside the
+  dataset's version folder, so they are replaced, moved and removed with the dataset."""
+  return os.path.join(data_dir, name, config, version, "columns", split)
+
+
 def open_source(data_dir: str, name: str, version: str, config: str, split: str,
                 builder: Callable, hint: str):
   """The ArrayRecord data source of one split, or a one-line DataError (`hint` says how to

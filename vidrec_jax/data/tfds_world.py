@@ -87,6 +87,10 @@ def write(data_dir: str, world: world_lib.World) -> None:
                 [builder(data_dir, name, world) for name in ("impressions", "videos")])
 
 
+def column_dir(data_dir: str, config: str, split: str) -> str:
+  return tfds_io.column_dir(data_dir, NAME, VERSION, config, split)
+
+
 def open_source(data_dir: str, config: str, split: str):
   """One split's data source, or a one-line DataError."""
   return tfds_io.open_source(data_dir, NAME, VERSION, config, split, builder,

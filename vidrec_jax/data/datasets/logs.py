@@ -170,10 +170,13 @@ class LogSource(DatasetSource):
                  args["name"], len(t.user_raw), len(t.item_raw), n[0], n[1], n[2])
 
   def load(self, data_dir: str, args: Mapping[str, Any]) -> schema.RecDataset:
-    splits = {s: schema.Split(s, tfds_logs.open_source(data_dir, "interactions", s))
-              for s in self.splits}
-    cols = schema.Split("catalog", tfds_logs.open_source(data_dir, "videos", "catalog")).columns
-    users = schema.Split("users", tfds_logs.open_source(data_dir, "users", "users")).columns
+    def split(config, name):
+      return schema.Split(name, tfds_logs.open_source(data_dir, config, name),
+                          tfds_logs.column_dir(data_dir, config, name))
+
+    splits = {s: split("interactions", s) for s in self.splits}
+    cols = split("videos", "catalog").columns
+    users = split("users", "users").columns
     order = np.argsort(cols["video_id"])
 
     def text(k):
