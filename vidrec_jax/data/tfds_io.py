@@ -22,20 +22,26 @@ from vidrec_jax.data.datasets.schema import DataError
 
 def canonicalize(data_dir: str, name: str, version: str) -> None:
   """Rewrites every ArrayRecord file of builder `name` under `data_dir` with deterministically
-  serialised examples (same records, same order, same writer options), atomically."""
+  serialised examples (same records, same order, same writer options), atomically. Records
+  are read `CANONICAL_CHUNK` at a time, so a shard is never held in memory whole."""
   pattern = os.path.join(data_dir, name, "*", version, "*.array_record-*")
   for path in sorted(glob.glob(pattern)):
     reader = array_record_module.ArrayRecordReader(path)
-    options = reader.writer_options_string()
-    records = reader.read_all()
-    reader.close()
-    with files.atomic_path(path) as tmp:
-      writer = array_record_module.ArrayRecordWriter(tmp, options)
-      for raw in records:
-        example = tf_example_pb2.Example()
-        example.ParseFromString(raw)
-        writer.write(example.SerializeToString(deterministic=True))
-      writer.close()
+    try:
+      options, n = reader.writer_options_string(), reader.num_records()
+      with files.atomic_path(path) as tmp:
+        writer = array_record_module.ArrayRecordWriter(tmp, options)
+        for start in range(0, n, CANONICAL_CHUNK):
+          for raw in reader.read(start, min(n, start + CANONICAL_CHUNK)):
+            example = tf_example_pb2.Example()
+            example.ParseFromString(raw)
+            writer.write(example.SerializeToString(deterministic=True))
+        writer.close()
+    finally:
+      reader.close()
+
+
+CANONICAL_CHUNK = 8192  # records in memory at a time while canonicalising
 
 
 def write(data_dir: str, name: str, version: str, builders: list) -> None:
