@@ -18,6 +18,10 @@ from tensorflow_datasets.proto import tf_example_pb2
 
 from vidrec_jax import files
 from vidrec_jax.data.datasets.schema import DataError
+from vidrec_jax.data.datasets.schema import Split
+
+
+CANONICAL_CHUNK = 8192  # records in memory at a time while canonicalising
 
 
 def canonicalize(data_dir: str, name: str, version: str) -> None:
@@ -41,9 +45,6 @@ def canonicalize(data_dir: str, name: str, version: str) -> None:
       reader.close()
 
 
-CANONICAL_CHUNK = 8192  # records in memory at a time while canonicalising
-
-
 def write(data_dir: str, name: str, version: str, builders: list) -> None:
   """Writes the builders' datasets (ArrayRecord) from scratch, then canonicalises them."""
   root = os.path.join(data_dir, name)
@@ -54,10 +55,12 @@ def write(data_dir: str, name: str, version: str, builders: list) -> None:
   canonicalize(data_dir, name, version)
 
 
-def column_dir(data_dir: str, name: str, version: str, config: str, split: str) -> str:
-  """Where a split's decoded columns are stored (datasets/schema.py `Split`): inside the
-  dataset's version folder, so they are replaced, moved and removed with the dataset."""
-  return os.path.join(data_dir, name, config, version, "columns", split)
+def open_split(data_dir: str, name: str, version: str, config: str, split: str,
+               builder: Callable, hint: str) -> Split:
+  """One split as a `Split` over `open_source`, its decoded columns stored inside the dataset's
+  version folder (so they are replaced, moved and removed with the dataset)."""
+  return Split(split, open_source(data_dir, name, version, config, split, builder, hint),
+               os.path.join(data_dir, name, config, version, "columns", split))
 
 
 def open_source(data_dir: str, name: str, version: str, config: str, split: str,

@@ -118,11 +118,8 @@ def write(data_dir: str, tables: LogTables) -> None:
                 [builder(data_dir, c, tables) for c in ("interactions", "videos", "users")])
 
 
-def column_dir(data_dir: str, config: str, split: str) -> str:
-  return tfds_io.column_dir(data_dir, NAME, VERSION, config, split)
-
-
-def open_source(data_dir: str, config: str, split: str):
-  return tfds_io.open_source(data_dir, NAME, VERSION, config, split, builder,
-                             "it is written on the first run that owns data_dir, or with "
-                             "--mode=generate")
+def open_split(data_dir: str, config: str, split: str):
+  """One split's records (datasets/schema.py `Split`, its columns stored), or a DataError."""
+  return tfds_io.open_split(data_dir, NAME, VERSION, config, split, builder,
+                            "it is written on the first run that owns data_dir, or with "
+                            "--mode=generate")

@@ -87,12 +87,14 @@ def write(data_dir: str, world: world_lib.World) -> None:
                 [builder(data_dir, name, world) for name in ("impressions", "videos")])
 
 
-def column_dir(data_dir: str, config: str, split: str) -> str:
-  return tfds_io.column_dir(data_dir, NAME, VERSION, config, split)
+_HINT = "generate it with --mode=generate, or set config.data.data_dir to a generated world"
 
 
 def open_source(data_dir: str, config: str, split: str):
   """One split's data source, or a one-line DataError."""
-  return tfds_io.open_source(data_dir, NAME, VERSION, config, split, builder,
-                             "generate it with --mode=generate, or set config.data.data_dir to "
-                             "a generated world")
+  return tfds_io.open_source(data_dir, NAME, VERSION, config, split, builder, _HINT)
+
+
+def open_split(data_dir: str, config: str, split: str):
+  """One split's records (datasets/schema.py `Split`, its columns stored), or a DataError."""
+  return tfds_io.open_split(data_dir, NAME, VERSION, config, split, builder, _HINT)

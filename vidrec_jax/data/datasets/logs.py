@@ -170,13 +170,9 @@ class LogSource(DatasetSource):
                  args["name"], len(t.user_raw), len(t.item_raw), n[0], n[1], n[2])
 
   def load(self, data_dir: str, args: Mapping[str, Any]) -> schema.RecDataset:
-    def split(config, name):
-      return schema.Split(name, tfds_logs.open_source(data_dir, config, name),
-                          tfds_logs.column_dir(data_dir, config, name))
-
-    splits = {s: split("interactions", s) for s in self.splits}
-    cols = split("videos", "catalog").columns
-    users = split("users", "users").columns
+    splits = {s: tfds_logs.open_split(data_dir, "interactions", s) for s in self.splits}
+    cols = tfds_logs.open_split(data_dir, "videos", "catalog").columns
+    users = tfds_logs.open_split(data_dir, "users", "users").columns
     order = np.argsort(cols["video_id"])
 
     def text(k):

@@ -103,12 +103,8 @@ class SyntheticWorld(DatasetSource):
       generate.ensure(data_dir, world)
 
   def load(self, data_dir: str, args: Mapping[str, Any]) -> schema.RecDataset:
-    def split(config, name):
-      return schema.Split(name, open_source(data_dir, config, name),
-                          tfds_world.column_dir(data_dir, config, name))
-
-    splits = {s: split("impressions", s) for s in self.splits}
-    cols = split("videos", "catalog").columns
+    splits = {s: tfds_world.open_split(data_dir, "impressions", s) for s in self.splits}
+    cols = tfds_world.open_split(data_dir, "videos", "catalog").columns
     order = np.argsort(cols["video_id"])
     if not np.array_equal(cols["video_id"][order], np.arange(len(order))):
       raise schema.DataError(f"video ids in {data_dir} are not 0..N-1")
