@@ -54,6 +54,51 @@ class LeaveOneOutTest(absltest.TestCase):
     np.testing.assert_array_equal(t.split, [0, 2, 0, 1, 2])
     np.testing.assert_array_equal(t.publish_time, [3, 5, 1])
 
+  def test_rows_keep_each_id_once_and_drop_exact_duplicates_after_their_first(self):
+    rows = logs.Rows()
+    data = [("u1", "10", 5), ("u2", "2", 3), ("u1", "10", 5), ("u1", "7", 5), ("u2", "2", 4),
+            ("u1", "10", 5), ("u2", "2", 3)]
+    for n, (u, i, t) in enumerate(data, start=2):
+      rows.add(u, i, t, n)
+    for n in range(20):
+      rows.bad.add(f"line {100 + n}")
+    users, items, times, dup = rows.finish()
+    self.assertEqual(list(users.vocab), ["u1", "u2"])  # each distinct id once
+    self.assertEqual(list(items.vocab), ["10", "2", "7"])
+    kept = [(users.vocab[u], items.vocab[i], t)
+            for u, i, t in zip(users.codes, items.codes, times)]
+    self.assertEqual(kept, [data[k] for k in (0, 1, 3, 4)])  # file order, first kept
+    self.assertLen(dup, 3)
+    self.assertEqual(dup.names, ["line 4 (u1, 10, 5)", "line 7 (u1, 10, 5)",
+                                 "line 8 (u2, 2, 3)"])
+    # A corrupt file's bad rows are counted, not all kept: the report names the first five.
+    self.assertLen(rows.bad, 20)
+    self.assertEqual(rows.bad.names, [f"line {100 + n}" for n in range(5)])
+    with self.assertLogs(level="WARNING") as out:
+      logs.report("bad rows", "f.csv", rows.bad)
+    self.assertIn("f.csv: 20 bad rows skipped (first: line 100; line 101; line 102; line 103; "
+                  "line 104)", out.output[0])
+
+  def test_coded_rows_give_the_same_tables_as_raw_ids(self):
+    user = np.array(["u3", "u1", "u2", "u1", "u3", "u1", "u2", "u1", "u3", "u1"])
+    item = np.array(["10", "2", "7", "2", "10", "9", "7", "10", "2", "7"])
+    time = np.array([5, 3, 5, 9, 1, 2, 2, 7, 8, 4])
+    rows = logs.Rows()
+    for n, (u, i, t) in enumerate(zip(user, item, time)):
+      rows.add(str(u), str(i), int(t), n)
+    coded_user, coded_item, coded_time, _ = rows.finish()
+    meta = (np.array(["10", "2", "7", "99"]), np.array(["A", "B", "C", "D"]),
+            np.full(4, ""), np.full(4, ""))
+    for filtering in (dict(min_interactions=0, keep_last=0),
+                      dict(min_interactions=3, keep_last=2)):
+      a = logs.LogSource.tables(movielens.MovieLens100K(), filtering, *meta, user, item, time)
+      b = logs.LogSource.tables(movielens.MovieLens100K(), filtering, *meta, coded_user,
+                                coded_item, coded_time)
+      for f in ("user_raw", "item_raw", "title", "user", "item", "timestamp", "split",
+                "publish_time"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    self.assertEqual(list(b.item_raw), ["2", "7", "10", "99"])  # numbers sort as numbers
+    self.assertEqual(list(b.user_raw), ["u1", "u3"])  # u2's two rows filtered out
 
   def test_user_filter_drops_short_users_then_keeps_each_users_last(self):
     # u1: 5 rows (times 1..5, one tie at 3), u2: 2 rows, u3: 4 rows.

@@ -16,6 +16,8 @@ ones (0: off). RecBole's protocol for ML-100K is 0 and 0; MicroLens' is 5 and 13
 from __future__ import annotations
 
 import abc
+import array
+import dataclasses
 import json
 from typing import Any, Mapping
 
@@ -55,19 +57,110 @@ def leave_one_out(user: np.ndarray) -> np.ndarray:
 def dense_ids(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(sorted unique raw ids, the dense id of each entry); ids that are all integers sort as
   numbers, others as strings."""
-  raw = np.asarray([str(r) for r in raw])
-  uniq = np.unique(raw)
+  raw = np.asarray(raw)
+  uniq, inverse = np.unique(raw.astype(str) if raw.size else np.zeros(0, str),
+                            return_inverse=True)
   if uniq.size and all(r.lstrip("-").isdigit() for r in uniq):
-    uniq = uniq[np.argsort(uniq.astype(np.int64), kind="stable")]
-  lookup = {r: i for i, r in enumerate(uniq)}
-  return uniq, np.array([lookup[r] for r in raw], np.int64)
+    order = np.argsort(uniq.astype(np.int64), kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    uniq, inverse = uniq[order], rank[inverse]
+  return uniq, inverse.reshape(-1).astype(np.int64)
 
 
-def report(what: str, where: str, bad: list[str], limit: int = 5) -> None:
+@dataclasses.dataclass(frozen=True)
+class Coded:
+  """Raw ids by code: row i's raw id is `vocab[codes[i]]`. A reader keeps each distinct id once
+  and a row as an int64, instead of a Python string a row."""
+  vocab: np.ndarray  # (v,) str: the distinct raw ids
+  codes: np.ndarray  # (n,) int64
+
+  @classmethod
+  def of(cls, raw: Any) -> Coded:
+    """`raw` itself when coded already, else its distinct ids and each row's code."""
+    if isinstance(raw, Coded):
+      return raw
+    vocab, codes = np.unique(np.asarray(raw).astype(str), return_inverse=True)
+    return cls(vocab, codes.reshape(-1).astype(np.int64))
+
+  def dense(self, keep: np.ndarray, item_raw: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """`dense_ids` of the kept rows' raw ids (with the `item_raw` table first, when given):
+    (sorted unique raw ids, the dense id of each kept row)."""
+    codes = self.codes[keep]
+    present = np.unique(codes)
+    extra = np.zeros(0, str) if item_raw is None else np.asarray(item_raw).astype(str)
+    uniq, dense = dense_ids(np.concatenate([extra, self.vocab[present]]))
+    lookup = np.zeros(len(self.vocab), np.int64)
+    lookup[present] = dense[len(extra):]
+    return uniq, lookup[codes]
+
+
+class Skipped:
+  """Bad entries of a file, counted, the first `limit` named: a corrupt file's millions of bad
+  rows are not all kept."""
+
+  def __init__(self, limit: int = 5):
+    self.count, self.names, self.limit = 0, [], limit
+
+  def add(self, name: str) -> None:
+    self.count += 1
+    if len(self.names) < self.limit:
+      self.names.append(name)
+
+  def __len__(self) -> int:
+    return self.count
+
+
+def report(what: str, where: str, bad: list[str] | Skipped, limit: int = 5) -> None:
   """Logs how many `bad` entries were skipped, naming the first few."""
-  if bad:
+  if len(bad):
+    names = bad.names if isinstance(bad, Skipped) else bad
     logging.warning("%s: %d %s skipped (first: %s)", where, len(bad), what,
-                    "; ".join(bad[:limit]))
+                    "; ".join(names[:limit]))
+
+
+class Rows:
+  """Interaction rows as a reader parses them, kept as codes (`Coded`: each distinct user and
+  item id once, a row as three int64s and its line number: 32 bytes a row, where Python tuples
+  in a duplicate-check set take ~400 bytes a row measured, benchmarks/log_read.py). `finish`
+  drops exact duplicate rows, the first occurrence in file order kept, counted and named."""
+
+  def __init__(self):
+    self.users: dict[str, int] = {}
+    self.items: dict[str, int] = {}
+    self._cols = {k: array.array("q") for k in ("user", "item", "time", "line")}
+    self.bad = Skipped()
+
+  def add(self, user: str, item: str, time: int, line: int) -> None:
+    c = self._cols
+    c["user"].append(self.users.setdefault(user, len(self.users)))
+    c["item"].append(self.items.setdefault(item, len(self.items)))
+    c["time"].append(time)
+    c["line"].append(line)
+
+  def __len__(self) -> int:
+    return len(self._cols["line"])
+
+  def finish(self) -> tuple[Coded, Coded, np.ndarray, Skipped]:
+    """(users, items, times) of the rows without exact duplicates, and the duplicates."""
+    u, i, t, line = (np.frombuffer(self._cols[k], np.int64) if len(self) else
+                     np.zeros(0, np.int64) for k in ("user", "item", "time", "line"))
+    order = np.lexsort((line, t, i, u))  # equal rows together, the first in the file first
+    repeat = np.ones(len(order), bool)
+    for col in (u, i, t):
+      s = col[order]
+      repeat[1:] &= s[1:] == s[:-1]
+    repeat[:1] = False
+    dup = np.zeros(len(order), bool)
+    dup[order[repeat]] = True
+    users, items = (np.array(list(v), dtype=str) for v in (self.users, self.items))
+    dups = Skipped()
+    for r in np.flatnonzero(dup)[:dups.limit]:
+      dups.names.append(f"line {line[r]} ({users[u[r]]}, {items[i[r]]}, {t[r]})")
+    dups.count = int(dup.sum())
+    keep = ~dup
+    return (Coded(users, u[keep]), Coded(items, i[keep]), t[keep], dups)
 
 
 def user_filter(user: np.ndarray, time: np.ndarray, min_interactions: int, keep_last: int
@@ -114,27 +207,27 @@ class LogSource(DatasetSource):
     """What identifies the source files (paths, sizes, modification times)."""
 
   def tables(self, args: Mapping[str, Any], item_raw: np.ndarray, title: np.ndarray,
-             genres: np.ndarray, path: np.ndarray, user_rows: np.ndarray,
-             item_rows: np.ndarray, time_rows: np.ndarray) -> tfds_logs.LogTables:
-    """Dense ids, chronological order and the split, from cleaned rows (raw ids) and the item
-    table (raw ids with their metadata), after the filtering of `args` (`user_filter`)."""
-    keep = user_filter(user_rows, time_rows, args["min_interactions"], args["keep_last"])
+             genres: np.ndarray, path: np.ndarray, user_rows: np.ndarray | Coded,
+             item_rows: np.ndarray | Coded, time_rows: np.ndarray) -> tfds_logs.LogTables:
+    """Dense ids, chronological order and the split, from cleaned rows (raw ids, or `Coded`
+    from `Rows`) and the item table (raw ids with their metadata), after the filtering of
+    `args` (`user_filter`)."""
+    user_rows, item_rows = Coded.of(user_rows), Coded.of(item_rows)
+    time_rows = np.asarray(time_rows, np.int64)
+    keep = user_filter(user_rows.codes, time_rows, args["min_interactions"],
+                       args["keep_last"])
     if not keep.all():
       logging.info("filtering (min_interactions=%d, keep_last=%d) keeps %d of %d interactions",
                    args["min_interactions"], args["keep_last"], int(keep.sum()), len(keep))
-    user_rows, item_rows = np.asarray(user_rows)[keep], np.asarray(item_rows)[keep]
-    time_rows = np.asarray(time_rows)[keep]
-    if not len(user_rows):
+    if not keep.any():
       raise schema.DataError("no interaction is left after the filtering "
                              f"(min_interactions={args['min_interactions']})")
-    items, _ = dense_ids(np.concatenate([np.asarray(item_raw, str),
-                                         np.asarray(item_rows, str)]))
-    pos = {r: i for i, r in enumerate(items)}
+    items, item = item_rows.dense(keep, item_raw)
     meta = {str(r): (t, g, p) for r, t, g, p in zip(item_raw, title, genres, path)}
-    users, user = dense_ids(user_rows)
-    item = np.array([pos[str(r)] for r in item_rows], np.int64)
-    order = np.argsort(np.asarray(time_rows, np.int64), kind="stable")
-    user, item, ts = user[order], item[order], np.asarray(time_rows, np.int64)[order]
+    users, user = user_rows.dense(keep)
+    time_rows = time_rows[keep]
+    order = np.argsort(time_rows, kind="stable")
+    user, item, ts = user[order], item[order], time_rows[order]
     first_seen = np.full(len(items), ts.max() + 1 if len(ts) else 0, np.int64)
     np.minimum.at(first_seen, item, ts)
     cols = [meta.get(str(r), ("", "", "")) for r in items]

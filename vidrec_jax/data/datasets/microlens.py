@@ -41,6 +41,8 @@ from vidrec_jax.data.datasets import DATASETS
 from vidrec_jax.data.datasets import schema
 from vidrec_jax.data.datasets.logs import LogSource
 from vidrec_jax.data.datasets.logs import report
+from vidrec_jax.data.datasets.logs import Rows
+from vidrec_jax.data.datasets.logs import Skipped
 from vidrec_jax.data.text_clean import decode_utf8
 
 PARTS = ("pairs.csv", "pairs.tsv", "title_en.csv", "titles.csv", "videos", "covers")
@@ -70,9 +72,9 @@ def release(root: str) -> tuple[str, dict[str, str]]:
   return size, parts
 
 
-def _pairs_csv(path: str) -> tuple[list[tuple[str, str, int]], list[str], list[str]]:
-  """(rows, bad rows, duplicate rows) of a pairs .csv read by position."""
-  rows, bad, dup, seen = [], [], [], set()
+def _pairs_csv(path: str) -> tuple[Rows, Skipped]:
+  """(rows, duplicate rows) of a pairs .csv read by position (bad rows in `rows.bad`)."""
+  rows = Rows()
   with open(path, newline="", encoding="utf-8", errors="replace") as f:
     for n, row in enumerate(csv.reader(f), start=1):
       fields = [x.strip() for x in row]
@@ -81,22 +83,18 @@ def _pairs_csv(path: str) -> tuple[list[tuple[str, str, int]], list[str], list[s
       try:
         if len(fields) != 3 or not fields[0] or not fields[1]:
           raise ValueError
-        key = (fields[0], fields[1], int(fields[2]))
+        time = int(fields[2])
       except ValueError:
-        bad.append(f"line {n} ({','.join(fields)[:60]!r})")
+        rows.bad.add(f"line {n} ({','.join(fields)[:60]!r})")
         continue
-      if key in seen:
-        dup.append(f"line {n} ({key[0]}, {key[1]}, {key[2]})")
-        continue
-      seen.add(key)
-      rows.append(key)
-  return rows, bad, dup
+      rows.add(fields[0], fields[1], time, n)
+  return rows, Skipped()
 
 
-def _pairs_tsv(path: str) -> tuple[list[tuple[str, str, int]], list[str], list[str]]:
-  """(rows, bad lines, duplicate lines) of a pairs .tsv: each user's items in time order, the
-  position in the sequence standing for the time."""
-  rows, bad, dup, users = [], [], [], set()
+def _pairs_tsv(path: str) -> tuple[Rows, Skipped]:
+  """(rows, duplicate lines) of a pairs .tsv: each user's items in time order, the position in
+  the sequence standing for the time (bad lines in `rows.bad`)."""
+  rows, dup = Rows(), Skipped()
   with open(path, encoding="utf-8", errors="replace") as f:
     for n, line in enumerate(f, start=1):
       if not line.strip():
@@ -104,14 +102,14 @@ def _pairs_tsv(path: str) -> tuple[list[tuple[str, str, int]], list[str], list[s
       user, tab, items = line.rstrip("\n").partition("\t")
       user, seq = user.strip(), items.split()
       if not tab or not user or not seq:
-        bad.append(f"line {n} ({line.strip()[:60]!r})")
+        rows.bad.add(f"line {n} ({line.strip()[:60]!r})")
         continue
-      if user in users:
-        dup.append(f"line {n} (user {user} again)")
+      if user in rows.users:
+        dup.add(f"line {n} (user {user} again)")
         continue
-      users.add(user)
-      rows.extend((user, item, k) for k, item in enumerate(seq))
-  return rows, bad, dup
+      for k, item in enumerate(seq):
+        rows.add(user, item, k, n)
+  return rows, dup
 
 
 def _titles(parts: dict[str, str]) -> dict[str, str]:
@@ -208,19 +206,20 @@ class MicroLens(LogSource):
   def read(self, args) -> tfds_logs.LogTables:
     size, parts = release(args["path"])
     path = parts.get("pairs.csv") or parts["pairs.tsv"]
-    rows, bad, dup = (_pairs_csv(path) if path.endswith(".csv") else _pairs_tsv(path))
-    report("rows with a missing field or a timestamp that is not an integer", path, bad)
-    report("duplicate rows", path, dup)
-    if not rows:
+    rows, dup_users = (_pairs_csv(path) if path.endswith(".csv") else _pairs_tsv(path))
+    report("rows with a missing field or a timestamp that is not an integer", path, rows.bad)
+    if not len(rows):
       raise schema.DataError(f"{path} holds no valid interaction")
-    users, items, times = (np.array(c) for c in zip(*rows))
+    users, items, times, dup = rows.finish()
+    del rows  # its parse buffers (32 bytes a row)
+    report("duplicate rows", path, dup_users)  # a .tsv's users given twice
+    report("duplicate rows", path, dup)  # a .csv's exact duplicates
     titles = _titles(parts)
-    ids = np.array(sorted(set(items.tolist())))
-    logging.info("MicroLens-%s: %d interactions of %d users with %d items", size, len(rows),
-                 len(set(users.tolist())), len(ids))
-    return self.tables(args, ids, np.array([titles[i] if i in titles else "" for i in ids]),
-                       np.full(len(ids), ""), _media(parts, ids), users, items,
-                       times.astype(np.int64))
+    ids = np.sort(items.vocab)
+    logging.info("MicroLens-%s: %d interactions of %d users with %d items", size, len(times),
+                 len(users.vocab), len(ids))
+    return self.tables(args, ids, np.array([titles.get(i, "") for i in ids]),
+                       np.full(len(ids), ""), _media(parts, ids), users, items, times)
 
 
 DATASETS.register("microlens", MicroLens())

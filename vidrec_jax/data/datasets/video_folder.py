@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 from absl import logging
@@ -29,13 +29,15 @@ from vidrec_jax.data.datasets import DATASETS
 from vidrec_jax.data.datasets import schema
 from vidrec_jax.data.datasets.logs import LogSource
 from vidrec_jax.data.datasets.logs import report
+from vidrec_jax.data.datasets.logs import Rows
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".flv", ".mkv", ".mov")
 INTERACTIONS, TITLES, VIDEOS = "interactions.csv", "titles.csv", "videos"
 
 
-def _rows(path: str, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
-  """(line number, the values of `columns`) of every row of a CSV file with a header."""
+def _rows(path: str, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+  """(line number, the values of `columns`) of every row of a CSV file with a header, streamed
+  (the header checked before the first row)."""
   if not os.path.isfile(path):
     raise schema.DataError(f"{path} does not exist; expected a CSV file with the header "
                            f"{','.join(columns)}")
@@ -47,8 +49,8 @@ def _rows(path: str, columns: tuple[str, ...]) -> list[tuple[int, list[str]]]:
       raise schema.DataError(f"{path}: columns {header} lack {', '.join(missing)}; expected a "
                              f"header with {','.join(columns)}")
     idx = [header.index(c) for c in columns]
-    return [(n, [(row[i].strip() if i < len(row) else "") for i in idx])
-            for n, row in enumerate(reader, start=2)]
+    for n, row in enumerate(reader, start=2):
+      yield n, [(row[i].strip() if i < len(row) else "") for i in idx]
 
 
 def _videos(root: str) -> dict[str, str]:
@@ -86,26 +88,22 @@ class VideoFolder(LogSource):
     if not os.path.isdir(root):
       raise schema.DataError(f"video folder {root} does not exist")
     inter = os.path.join(root, INTERACTIONS)
-    users, items, times, bad, dup, seen = [], [], [], [], [], set()
+    rows = Rows()
     for n, (u, i, t) in _rows(inter, ("user", "item", "timestamp")):
       try:
         if not u or not i:
           raise ValueError
         ts = int(t)
       except ValueError:
-        bad.append(f"line {n} ({u!r}, {i!r}, {t!r})")
+        rows.bad.add(f"line {n} ({u!r}, {i!r}, {t!r})")
         continue
-      if (u, i, ts) in seen:
-        dup.append(f"line {n} ({u}, {i}, {ts})")
-        continue
-      seen.add((u, i, ts))
-      users.append(u)
-      items.append(i)
-      times.append(ts)
-    report("rows with an empty id or a timestamp that is not an integer", inter, bad)
-    report("duplicate rows", inter, dup)
-    if not users:
+      rows.add(u, i, ts, n)
+    report("rows with an empty id or a timestamp that is not an integer", inter, rows.bad)
+    if not len(rows):
       raise schema.DataError(f"{inter} holds no valid interaction")
+    users, items, times, dup = rows.finish()
+    del rows  # its parse buffers
+    report("duplicate rows", inter, dup)
 
     titles_path = os.path.join(root, TITLES)
     titles: dict[str, str] = {}
@@ -118,13 +116,13 @@ class VideoFolder(LogSource):
       else:
         titles.setdefault(i, title)
     report("title rows without an item id or a title", titles_path, no_title)
-    untitled = sorted(set(items) - set(titles))
+    untitled = sorted(set(items.vocab.tolist()) - set(titles))
     if untitled:
       logging.warning("%s: %d items have no title and keep an empty one (first: %s)",
                       titles_path, len(untitled), ", ".join(untitled[:5]))
 
     videos = _videos(root)
-    ids = np.array(sorted(set(items) | set(titles)))
+    ids = np.array(sorted(set(items.vocab.tolist()) | set(titles)))
     missing = [i for i in ids if i not in videos]
     empty = [i for i in ids if i in videos and os.path.getsize(videos[i]) == 0]
     for what, bad_items in (("no video file", missing), ("an empty video file", empty)):
@@ -135,7 +133,7 @@ class VideoFolder(LogSource):
     paths = np.array([videos.get(i, "") if i not in empty else "" for i in ids])
     return self.tables(args, ids, np.array([titles.get(i, "") for i in ids]),
                        np.full(len(ids), ""),
-                       paths, np.array(users), np.array(items), np.array(times, np.int64))
+                       paths, users, items, times)
 
 
 DATASETS.register("video_folder", VideoFolder())
