@@ -157,17 +157,25 @@ def measure(args: list[str], dirs: list[str], log: str) -> dict:
 
 
 def train_steps(workdir: str, name: str, batch: int) -> int:
-  """Steps for --epochs passes over the generated world's training interactions."""
+  """Steps for --epochs passes over the run's training examples: the multitask config's
+  training impressions, the next-item trainer's history windows (its epoch, as it logs
+  `steps_per_epoch`: a window is a user's sequence of up to `data.history.max_len` targets)."""
+  # pylint: disable=g-import-not-at-top
   if name == "multitask":
-    from vidrec_jax.data import tfds_world  # pylint: disable=g-import-not-at-top
-    from configs import multitask  # pylint: disable=g-import-not-at-top
+    from vidrec_jax.data import tfds_world
+    from configs import multitask
     n = len(tfds_world.open_source(os.path.join(workdir, "data"), "impressions", "train"))
     batch *= multitask.get_config("").data.impressions_per_clip  # impressions a step
-  else:  # next-item positions: every user's interactions but the last two (leave-one-out)
-    folder = os.path.join(release_dir(workdir), "data", "microlens")
-    pairs = [f for f in os.listdir(folder) if f.endswith("_pairs.csv")][0]
-    with open(os.path.join(folder, pairs)) as f:
-      n = sum(1 for _ in f) - 1
+  else:
+    from vidrec_jax.data import sequences
+    from vidrec_jax.data import tfds_logs
+    from configs import microlens
+    h = microlens.get_config(CONFIGS[name].partition(":")[2]).data.history
+    train = tfds_logs.open_split(os.path.join(workdir, "data"), "interactions",
+                                 "train").columns
+    n = len(sequences.training_windows(sequences.user_sequences(
+        train["user_id"], train["video_id"], train["order"]), h.max_len, h.stride))
+  # pylint: enable=g-import-not-at-top
   return max(1, math.ceil(_EPOCHS.value * n / batch))
 
 
