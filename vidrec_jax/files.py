@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from typing import Any, Iterator
 
 
@@ -18,11 +19,14 @@ from typing import Any, Iterator
 def atomic_path(path: str) -> Iterator[str]:
   """Yields a temporary path to write; on success it replaces `path`, on error it is removed.
 
-  The temporary name keeps the extension last (`x.tmp.mp4` for `x.mp4`), so writers that pick
-  a format by extension (PyAV containers, numpy) behave as for `path`.
+  The temporary name keeps the extension last (`x.tmp-<pid>-<token>.mp4` for `x.mp4`), so
+  writers that pick a format by extension (PyAV containers, numpy) behave as for `path`. It is
+  unique to the writer: two processes writing one path at once (two hosts of a sweep on a
+  shared disk writing its config.json) each rename their own complete file, the last one wins,
+  and neither finds its temporary file taken by the other.
   """
   root, ext = os.path.splitext(path)
-  tmp = f"{root}.tmp{ext}"
+  tmp = f"{root}.tmp-{os.getpid()}-{secrets.token_hex(4)}{ext}"
   try:
     yield tmp
     os.replace(tmp, path)
