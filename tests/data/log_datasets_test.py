@@ -62,7 +62,8 @@ class LeaveOneOutTest(absltest.TestCase):
       rows.add(u, i, t, n)
     for n in range(20):
       rows.bad.add(f"line {100 + n}")
-    users, items, times, dup = rows.finish()
+    users, items, times = rows.finish()
+    dup = rows.duplicates
     self.assertEqual(list(users.vocab), ["u1", "u2"])  # each distinct id once
     self.assertEqual(list(items.vocab), ["10", "2", "7"])
     kept = [(users.vocab[u], items.vocab[i], t)
@@ -86,7 +87,7 @@ class LeaveOneOutTest(absltest.TestCase):
     rows = logs.Rows()
     for n, (u, i, t) in enumerate(zip(user, item, time)):
       rows.add(str(u), str(i), int(t), n)
-    coded_user, coded_item, coded_time, _ = rows.finish()
+    coded_user, coded_item, coded_time = rows.finish()
     meta = (np.array(["10", "2", "7", "99"]), np.array(["A", "B", "C", "D"]),
             np.full(4, ""), np.full(4, ""))
     for filtering in (dict(min_interactions=0, keep_last=0),

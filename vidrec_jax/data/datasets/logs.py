@@ -108,6 +108,11 @@ class Skipped:
     if len(self.names) < self.limit:
       self.names.append(name)
 
+  def extend(self, names: list[str], count: int) -> None:
+    """Adds `count` entries, of which `names` are the first."""
+    self.count += count
+    self.names += names[:max(0, self.limit - len(self.names))]
+
   def __len__(self) -> int:
     return self.count
 
@@ -124,13 +129,14 @@ class Rows:
   """Interaction rows as a reader parses them, kept as codes (`Coded`: each distinct user and
   item id once, a row as three int64s and its line number: 32 bytes a row, where Python tuples
   in a duplicate-check set take ~400 bytes a row measured, benchmarks/log_read.py). `finish`
-  drops exact duplicate rows, the first occurrence in file order kept, counted and named."""
+  drops exact duplicate rows, the first occurrence in file order kept, and counts and names them
+  in `duplicates` beside those the reader found itself (e.g. a user's sequence given twice)."""
 
   def __init__(self):
     self.users: dict[str, int] = {}
     self.items: dict[str, int] = {}
     self._cols = {k: array.array("q") for k in ("user", "item", "time", "line")}
-    self.bad = Skipped()
+    self.bad, self.duplicates = Skipped(), Skipped()
 
   def add(self, user: str, item: str, time: int, line: int) -> None:
     c = self._cols
@@ -142,8 +148,8 @@ class Rows:
   def __len__(self) -> int:
     return len(self._cols["line"])
 
-  def finish(self) -> tuple[Coded, Coded, np.ndarray, Skipped]:
-    """(users, items, times) of the rows without exact duplicates, and the duplicates."""
+  def finish(self) -> tuple[Coded, Coded, np.ndarray]:
+    """(users, items, times) of the rows without exact duplicates (added to `duplicates`)."""
     u, i, t, line = (np.frombuffer(self._cols[k], np.int64) if len(self) else
                      np.zeros(0, np.int64) for k in ("user", "item", "time", "line"))
     order = np.lexsort((line, t, i, u))  # equal rows together, the first in the file first
@@ -155,12 +161,11 @@ class Rows:
     dup = np.zeros(len(order), bool)
     dup[order[repeat]] = True
     users, items = (np.array(list(v), dtype=str) for v in (self.users, self.items))
-    dups = Skipped()
-    for r in np.flatnonzero(dup)[:dups.limit]:
-      dups.names.append(f"line {line[r]} ({users[u[r]]}, {items[i[r]]}, {t[r]})")
-    dups.count = int(dup.sum())
+    self.duplicates.extend([f"line {line[r]} ({users[u[r]]}, {items[i[r]]}, {t[r]})"
+                            for r in np.flatnonzero(dup)[:self.duplicates.limit]],
+                           int(dup.sum()))
     keep = ~dup
-    return (Coded(users, u[keep]), Coded(items, i[keep]), t[keep], dups)
+    return Coded(users, u[keep]), Coded(items, i[keep]), t[keep]
 
 
 def user_filter(user: np.ndarray, time: np.ndarray, min_interactions: int, keep_last: int

@@ -42,7 +42,6 @@ from vidrec_jax.data.datasets import schema
 from vidrec_jax.data.datasets.logs import LogSource
 from vidrec_jax.data.datasets.logs import report
 from vidrec_jax.data.datasets.logs import Rows
-from vidrec_jax.data.datasets.logs import Skipped
 from vidrec_jax.data.text_clean import decode_utf8
 
 PARTS = ("pairs.csv", "pairs.tsv", "title_en.csv", "titles.csv", "videos", "covers")
@@ -72,8 +71,8 @@ def release(root: str) -> tuple[str, dict[str, str]]:
   return size, parts
 
 
-def _pairs_csv(path: str) -> tuple[Rows, Skipped]:
-  """(rows, duplicate rows) of a pairs .csv read by position (bad rows in `rows.bad`)."""
+def _pairs_csv(path: str) -> Rows:
+  """The rows of a pairs .csv read by position (bad rows in `rows.bad`)."""
   rows = Rows()
   with open(path, newline="", encoding="utf-8", errors="replace") as f:
     for n, row in enumerate(csv.reader(f), start=1):
@@ -88,13 +87,14 @@ def _pairs_csv(path: str) -> tuple[Rows, Skipped]:
         rows.bad.add(f"line {n} ({','.join(fields)[:60]!r})")
         continue
       rows.add(fields[0], fields[1], time, n)
-  return rows, Skipped()
+  return rows
 
 
-def _pairs_tsv(path: str) -> tuple[Rows, Skipped]:
-  """(rows, duplicate lines) of a pairs .tsv: each user's items in time order, the position in
-  the sequence standing for the time (bad lines in `rows.bad`)."""
-  rows, dup = Rows(), Skipped()
+def _pairs_tsv(path: str) -> Rows:
+  """The rows of a pairs .tsv: each user's items in time order, the position in the sequence
+  standing for the time (bad lines in `rows.bad`, a user's line given again in
+  `rows.duplicates`)."""
+  rows = Rows()
   with open(path, encoding="utf-8", errors="replace") as f:
     for n, line in enumerate(f, start=1):
       if not line.strip():
@@ -105,11 +105,11 @@ def _pairs_tsv(path: str) -> tuple[Rows, Skipped]:
         rows.bad.add(f"line {n} ({line.strip()[:60]!r})")
         continue
       if user in rows.users:
-        dup.add(f"line {n} (user {user} again)")
+        rows.duplicates.add(f"line {n} (user {user} again)")
         continue
       for k, item in enumerate(seq):
         rows.add(user, item, k, n)
-  return rows, dup
+  return rows
 
 
 def _titles(parts: dict[str, str]) -> dict[str, str]:
@@ -206,14 +206,13 @@ class MicroLens(LogSource):
   def read(self, args) -> tfds_logs.LogTables:
     size, parts = release(args["path"])
     path = parts.get("pairs.csv") or parts["pairs.tsv"]
-    rows, dup_users = (_pairs_csv(path) if path.endswith(".csv") else _pairs_tsv(path))
+    rows = _pairs_csv(path) if path.endswith(".csv") else _pairs_tsv(path)
     report("rows with a missing field or a timestamp that is not an integer", path, rows.bad)
     if not len(rows):
       raise schema.DataError(f"{path} holds no valid interaction")
-    users, items, times, dup = rows.finish()
+    users, items, times = rows.finish()
+    report("duplicate rows", path, rows.duplicates)
     del rows  # its parse buffers (32 bytes a row)
-    report("duplicate rows", path, dup_users)  # a .tsv's users given twice
-    report("duplicate rows", path, dup)  # a .csv's exact duplicates
     titles = _titles(parts)
     ids = np.sort(items.vocab)
     logging.info("MicroLens-%s: %d interactions of %d users with %d items", size, len(times),

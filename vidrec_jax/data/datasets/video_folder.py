@@ -101,9 +101,9 @@ class VideoFolder(LogSource):
     report("rows with an empty id or a timestamp that is not an integer", inter, rows.bad)
     if not len(rows):
       raise schema.DataError(f"{inter} holds no valid interaction")
-    users, items, times, dup = rows.finish()
+    users, items, times = rows.finish()
+    report("duplicate rows", inter, rows.duplicates)
     del rows  # its parse buffers
-    report("duplicate rows", inter, dup)
 
     titles_path = os.path.join(root, TITLES)
     titles: dict[str, str] = {}
