@@ -15,7 +15,8 @@ Configs:
              published late (benchmarks/main_runner.py LATE_PUBLISH, as benchmarks/microlens.py
              reads it): generate ->
              build (the release read into the run's TFDS dataset) -> extract (the feature
-             cache) -> train -> eval (both protocols, every user, the full catalog)
+             cache) -> train -> eval (both protocols, every user, the full catalog) ->
+             export -> recommend
 
 `cpu_seconds` is the phase's user + system CPU time, its worker processes' included: unlike
 the wall time, it hardly moves when other jobs share the machine.
@@ -200,7 +201,9 @@ def phases(name: str, workdir: str, videos: int) -> list[tuple[str, list[str]]]:
           ("build", release + ["--mode=generate"]),
           ("extract", release + ["--mode=extract"]),
           ("train", release + ["--mode=train", "--config.train.eval_every=0"]),
-          ("eval", release + ["--mode=eval"])]
+          ("eval", release + ["--mode=eval"]),
+          ("export", release + ["--mode=export"]),
+          ("recommend", release + ["--mode=recommend", "--user=7"])]
 
 
 def release_dir(workdir: str) -> str:
