@@ -12,7 +12,9 @@ Steps (each skipped when its output exists, so a rerun resumes):
            catalog published in the last 5% of the horizon, so that the test period has items
            new to training: main_runner.LATE_PUBLISH) into ROOT/release
   build    the release read into the runs' TFDS dataset and the frozen backbone's feature cache,
-           once (`configs/microlens.py:frozen --mode=extract`, ROOT/build), shared by every run
+           once (`configs/microlens.py:frozen --mode=extract`, ROOT/build), shared by every run;
+           with the `tower` variant also its flow-histogram and title-embedding caches
+           (`configs/microlens.py:tower --mode=extract` on the same build)
   runs     `configs/microlens.py:VARIANT,seed=S` for each variant and seed (ROOT/VARIANT_S),
            trained with periodic validation; the checkpoint of best valid masked NDCG@10
            (the config's best_metric) is evaluated once on test
@@ -80,9 +82,9 @@ def release_folder() -> str:
   return folder
 
 
-def build(folder: str, features: bool) -> str:
+def build(folder: str, features: bool, tower: bool = False) -> str:
   """The runs' shared dataset and, when a variant reads it, the frozen feature cache (--build,
-  else ROOT/build)."""
+  else ROOT/build); with `tower`, the flow-histogram and title caches of that variant too."""
   work = _BUILD.value or os.path.join(_ROOT.value, "build")
   done = (os.path.join(work, "features", "meta.json") if features
           else os.path.join(work, "data", "dataset_stamp.json"))
@@ -91,6 +93,13 @@ def build(folder: str, features: bool) -> str:
     secs, _ = main_runner.run(["--config=configs/microlens.py:frozen", f"--workdir={work}",
                                f"--config.data.dataset.path={folder}",
                                f"--mode={'extract' if features else 'generate'}"])
+    print(f"  {secs:.0f} s", flush=True)
+  tower_done = all(os.path.exists(os.path.join(work, d, "meta.json"))
+                   for d in ("flow", "text_features"))
+  if tower and not tower_done:
+    print("build: flow-histogram and title caches ...", flush=True)
+    secs, _ = main_runner.run(["--config=configs/microlens.py:tower", f"--workdir={work}",
+                               f"--config.data.dataset.path={folder}", "--mode=extract"])
     print(f"  {secs:.0f} s", flush=True)
   return work
 
@@ -104,6 +113,9 @@ def train(folder: str, shared: str, variant: str, seed: int) -> dict:
             f"--config.data.dataset.path={folder}",
             f"--config.data.data_dir={os.path.join(shared, 'data')}",
             f"--config.data.feature_cache={os.path.join(shared, 'features')}"]
+    if variant == "tower":
+      args += [f"--config.data.flow_cache={os.path.join(shared, 'flow')}",
+               f"--config.data.text_cache={os.path.join(shared, 'text_features')}"]
     if _STEPS.value:
       args.append(f"--config.train.steps={_STEPS.value}")
     if _EVAL_EVERY.value:
@@ -179,7 +191,8 @@ def main(argv):
   del argv
   os.makedirs(_ROOT.value, exist_ok=True)
   folder = release_folder()
-  shared = build(folder, features=any(v != "id" for v in _VARIANTS.value))
+  shared = build(folder, features=any(v != "id" for v in _VARIANTS.value),
+                 tower="tower" in _VARIANTS.value)
   results = {"release": _RELEASE.value or f"synthetic world {_WORLD_SEED.value}, "
              f"{_VIDEOS.value} videos", "command": " ".join(["python benchmarks/microlens.py"]
                                                            + sys.argv[1:]), "runs": {},

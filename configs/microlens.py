@@ -19,6 +19,11 @@ Variants, as MicroLens' table:
   frozen  a frozen ImageNet EfficientNet-Lite0's frame features, cached once, plus the ID
   e2e     the backbone's top 2 blocks trained end to end on decoded frames (our TSN sampling of
           `data.num_frames` frames, not their 5 consecutive middle frames), plus the ID
+  tower   our best item tower on top of `frozen`: the frozen features' top 64 principal
+          components, whitened, joined by each frame's optical-flow histograms (motion, which a
+          still-image network misses), as `configs/multitask.py`'s default `white`; plus the
+          cached title embedding of the frozen all-MiniLM-L6-v2 (MicroLens ships titles); plus
+          the ID
   smoke   tiny, for a miniature release (tests/helpers.py `make_microlens_folder`)
 Typed arguments: those of configs/demo.py (e.g. `seed=1`, `steps=500`). Without the release, a
 synthetic world in its layout stands in (`--mode=generate --config.data.dataset.layout=microlens`
@@ -26,7 +31,10 @@ with any synthetic config, `exposure_taste` > 0 for a feed's slates: docs/real_d
 Measured on the feed world (benchmarks/results/microlens.md): `id` is ahead of `frozen` at
 1,000 videos (Welch p = 0.0002) and level with it on test at 5,000 (ahead on valid), both near
 the world's oracle; at 20,000 videos on the uniform-slate world level within noise (p = 0.62),
-where even the oracle hits 0.0015; `e2e` is not measured (its frames at 224² need a GPU).
+where even the oracle hits 0.0015; `tower` is behind `id` on valid at 1,000 videos on feed worlds
+17 and 18 (Welch p = 0.0015, 0.027), level with `frozen`, and alone with `frozen` in hitting new
+items (5 and 4 hits in three runs against 0, level within noise); `e2e` is not measured (its
+frames at 224² need a GPU).
 """
 
 import ml_collections
@@ -34,7 +42,8 @@ import ml_collections
 from configs import base
 from configs.common import parse_arg
 
-VARIANTS = ("id", "frozen", "e2e", "smoke")
+VARIANTS = ("id", "frozen", "e2e", "tower", "smoke")
+WHITEN = 64  # `tower`: principal components of the cached features joined by flow histograms
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
@@ -60,13 +69,16 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       full_sort=dict(type="full_sort", splits=("valid", "test"), ks=(10, 20),
                      periodic_queries=10000)))
   for v in variants:
-    if v in ("frozen", "e2e"):
+    if v in ("frozen", "e2e", "tower"):
       c.model.frame_encoder = ml_collections.ConfigDict(dict(
           name="backbone", features=64, hidden=128, temporal_difference="none"))
       c.model.backbone.update(outputs=("stage3", "stage5"), grid=2,
-                              from_cache=v == "frozen",
-                              train_mode="frozen" if v == "frozen" else "top_blocks",
+                              from_cache=v != "e2e",
+                              train_mode="top_blocks" if v == "e2e" else "frozen",
                               top_blocks=2)
+      if v == "tower":
+        c.model.backbone.update(whiten=WHITEN, whiten_flow=True)
+        c.model.text.item_tower = True
     elif v == "smoke":
       c.data.update(batch_size=4, eval_batch_size=16, num_workers=0, frame_size=32,
                     cache_frames=8, history=dict(max_len=6, stride=6))

@@ -20,7 +20,8 @@ CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only"
     ("movielens.py", v) for v in ("", "sasrec", "long_context", "sampled", "titles", "smoke",
                                   "smoke,sampled")] + [
     ("video_folder.py", v) for v in ("", "id_only", "titles_only", "smoke", "smoke,id_only")
-      ] + [("microlens.py", v) for v in ("", "id", "frozen", "e2e", "smoke", "smoke,e2e")] + [("rl.py", v) for v in ("", "smoke", "estimated", "smoke,estimated", "seeds=1,steps=10")
+      ] + [("microlens.py", v) for v in ("", "id", "frozen", "e2e", "tower", "smoke", "smoke,e2e",
+                                         "smoke,tower")] + [("rl.py", v) for v in ("", "smoke", "estimated", "smoke,estimated", "seeds=1,steps=10")
         ] + [("encoder_ablation.py", f"{t},{e}") for t in ("appearance", "motion", "order")
              for e in ("rgb", "flow", "attention", "both", "pyramid")] + [
     ("encoder_ablation.py", v) for v in ("", "smoke", "smoke,order,pyramid", "seed=2,batch=8")]

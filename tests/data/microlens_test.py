@@ -14,14 +14,19 @@ from absl.testing import absltest
 
 from tests import helpers
 from vidrec_jax import experiment
+from vidrec_jax import run_spec
 from vidrec_jax import validate
 from vidrec_jax.data import datasets
+from vidrec_jax.data import features
 from vidrec_jax.data import microlens_layout
 from vidrec_jax.data import world as world_lib
 from vidrec_jax.data import video_io
 from vidrec_jax.data.datasets import DataError
 from vidrec_jax.data.datasets import microlens
 from vidrec_jax.data.datasets import synthetic
+from vidrec_jax.models import sequential
+from vidrec_jax.train import catalog as catalog_lib
+from vidrec_jax.train import context
 
 
 def _read(path: str, min_interactions: int = 0, keep_last: int = 0):
@@ -201,6 +206,42 @@ class MicroLensTrainTest(absltest.TestCase):
     self.assertEqual(record["train"]["trainer_args"], {"mask_history": True})
     self.assertEqual(record["train"]["best_metric"], "valid/masked/ndcg@10")
     self.assertTrue(os.listdir(os.path.join(workdir, "checkpoints_best")))
+
+  def test_the_tower_variant_reads_whitened_motion_and_titles(self):
+    # configs/microlens.py:tower: the frozen features whitened with each frame's flow
+    # histograms (the flow cache in its histogram form, not fields), the cached title
+    # embeddings, and the ID; the video without a file keeps its ID and title.
+    folder = self.create_tempdir().full_path
+    helpers.make_microlens_folder(folder)
+    helpers.require_text_model()
+    c = helpers.load_config("smoke,tower", "microlens.py")
+    c.data.dataset.path = folder
+    workdir = self.create_tempdir().full_path
+    metrics = experiment.train(c, workdir)
+    self.assertIn("test/masked/hr@10", metrics)
+    with open(os.path.join(workdir, "flow", "meta.json")) as f:
+      self.assertEqual(json.load(f)["form"], "histograms")
+    run = run_spec.resolve(c)
+    self.assertEqual(sequential.content_tables(run.model), {"title": 384, "video": 128})
+    ctx = context.make_context(run, workdir, prepare=False)
+    catalog = catalog_lib.catalog_arrays(ctx)
+    video = catalog["video"]
+    self.assertEqual(video.shape, (len(ctx.dataset.catalog), 128))
+    has_file = np.abs(video).sum(1) > 0
+    self.assertEqual(int((~has_file).sum()), 1)  # the item with a cover only
+    # Each row: the mean and max over frames of the whitened features joined by the frame's
+    # motion histograms (21 columns), fitted on the training videos.
+    white = ctx.whitening
+    self.assertTrue(white.flow)
+    dim = int(features.read_meta(ctx.workdir.features)["dim"])
+    self.assertEqual((white.dim, white.mean.shape[0]), (64, dim + 21))
+    vid = int(np.flatnonzero(has_file)[0])
+    frames = white(features.load_cache(ctx.workdir.features)[vid],
+                   features.load_cache(ctx.workdir.flow)[vid])
+    np.testing.assert_allclose(video[vid], np.concatenate([frames.mean(0), frames.max(0)]),
+                               rtol=1e-5, atol=1e-5)
+    self.assertEqual(catalog["title"].shape, (len(ctx.dataset.catalog), 384))
+    self.assertTrue((np.abs(catalog["title"]).sum(1) > 0).all())
 
   def test_sasrec_with_video_features_trains_and_evaluates_on_the_release(self):
     folder = self.create_tempdir().full_path
