@@ -55,8 +55,8 @@ _VARIANTS = flags.DEFINE_list("variants", ["id", "frozen"], "configs/microlens.p
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds.")
 _STEPS = flags.DEFINE_integer("steps", 0, "train.steps of every run (0: the config's).")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 0, "train.eval_every (0: the config's).")
-_EXTRA = flags.DEFINE_list("overrides", [], "More --config.X=Y overrides for every run "
-                           "(without the leading --config.).")
+_EXTRA = flags.DEFINE_list("overrides", [], "More --config.X=Y overrides for every run and "
+                           "the build (without the leading --config.).")
 _RESULTS = flags.DEFINE_string("results", os.path.join(main_runner.REPO, "benchmarks", "results",
                                                      "microlens.md"), "The results table.")
 
@@ -82,6 +82,12 @@ def release_folder() -> str:
   return folder
 
 
+def overrides() -> list[str]:
+  """--overrides as main.py flags; the build takes them too, so that data settings (e.g.
+  `data.frame_selection=middle,data.cache_frames=5`) reach the caches the runs read."""
+  return [f"--config.{o}" for o in _EXTRA.value]
+
+
 def build(folder: str, features: bool, tower: bool = False) -> str:
   """The runs' shared dataset and, when a variant reads it, the frozen feature cache (--build,
   else ROOT/build); with `tower`, the flow-histogram and title caches of that variant too."""
@@ -92,14 +98,15 @@ def build(folder: str, features: bool, tower: bool = False) -> str:
     print(f"build: dataset{' and frozen feature cache' if features else ''} ...", flush=True)
     secs, _ = main_runner.run(["--config=configs/microlens.py:frozen", f"--workdir={work}",
                                f"--config.data.dataset.path={folder}",
-                               f"--mode={'extract' if features else 'generate'}"])
+                               f"--mode={'extract' if features else 'generate'}"] + overrides())
     print(f"  {secs:.0f} s", flush=True)
   tower_done = all(os.path.exists(os.path.join(work, d, "meta.json"))
                    for d in ("flow", "text_features"))
   if tower and not tower_done:
     print("build: flow-histogram and title caches ...", flush=True)
     secs, _ = main_runner.run(["--config=configs/microlens.py:tower", f"--workdir={work}",
-                               f"--config.data.dataset.path={folder}", "--mode=extract"])
+                               f"--config.data.dataset.path={folder}", "--mode=extract"]
+                              + overrides())
     print(f"  {secs:.0f} s", flush=True)
   return work
 
@@ -120,7 +127,7 @@ def train(folder: str, shared: str, variant: str, seed: int) -> dict:
       args.append(f"--config.train.steps={_STEPS.value}")
     if _EVAL_EVERY.value:
       args.append(f"--config.train.eval_every={_EVAL_EVERY.value}")
-    args += [f"--config.{o}" for o in _EXTRA.value]
+    args += overrides()
     print(f"{variant} seed {seed} ...", flush=True)
     secs, _ = main_runner.run(args + ["--mode=train"])  # resumes an interrupted run
     print(f"  {secs:.0f} s", flush=True)

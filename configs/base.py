@@ -62,7 +62,8 @@ def base_config() -> ml_collections.ConfigDict:
       batch_size=64, impressions_per_clip=4, eval_batch_size=256, num_workers=2, read_threads=1,
       prefetch_batches=2, shuffle_seed=0, cache_videos=2000,
       feature_cache="",  # '' = WORKDIR/features (backbone features, --mode=extract)
-      cache_frames=64,  # frames kept per video (evenly spaced): decoding and the feature cache
+      cache_frames=64,  # frames kept per video: decoding and the feature cache
+      frame_selection="spaced",  # which: 'spaced' over the video, or 'middle' (consecutive)
       text_cache="",  # '' = WORKDIR/text_features (title embeddings of a frozen text tower)
       flow_cache="",  # '' = WORKDIR/flow (optical flow, model.frame_encoder.flow_source='cache')
       # Watch histories of sequential models: windows of max_len items, `stride` new targets each.

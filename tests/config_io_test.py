@@ -64,6 +64,18 @@ class ConfigOfRecordTest(absltest.TestCase):
     self.assertIn("model.frame_encoder.input_dropout: 0.3 -> 0.0",
                   config_io.changed_fields(saved, c, terms))
 
+  def test_a_record_without_frame_selection_ran_spread_frames(self):
+    # data.frame_selection was added after workdirs were recorded: such a workdir resumes
+    # with the spread frames it was trained on, and refuses MicroLens' middle frames.
+    c = helpers.load_config("frozen", "microlens.py")
+    c.data.dataset.path = "/a/folder"
+    saved = config_io.resolved(c)
+    del saved["data"]["frame_selection"]
+    self.assertEqual(config_io.changed_fields(saved, c), [])
+    c.data.frame_selection = "middle"
+    self.assertEqual(config_io.changed_fields(saved, c),
+                     ["data.frame_selection: '(absent)' -> 'middle'"])
+
   def test_the_record_fills_in_defaults_and_skips_inert_fields(self):
     c = helpers.load_config("basic", "multitask.py")
     terms = recommender.record_terms(c)

@@ -21,7 +21,9 @@ CASES = [("demo.py", v) for v in ("", "conv", "smoke", "id_only", "conv,id_only"
                                   "smoke,sampled")] + [
     ("video_folder.py", v) for v in ("", "id_only", "titles_only", "smoke", "smoke,id_only")
       ] + [("microlens.py", v) for v in ("", "id", "frozen", "e2e", "tower", "smoke", "smoke,e2e",
-                                         "smoke,tower")] + [("rl.py", v) for v in ("", "smoke", "estimated", "smoke,estimated", "seeds=1,steps=10")
+                                         "smoke,tower", "frozen,middle",
+                                         "smoke,e2e,middle")] + [
+    ("rl.py", v) for v in ("", "smoke", "estimated", "smoke,estimated", "seeds=1,steps=10")
         ] + [("encoder_ablation.py", f"{t},{e}") for t in ("appearance", "motion", "order")
              for e in ("rgb", "flow", "attention", "both", "pyramid")] + [
     ("encoder_ablation.py", v) for v in ("", "smoke", "smoke,order,pyramid", "seed=2,batch=8")]
@@ -35,6 +37,17 @@ class ConfigsTest(parameterized.TestCase):
     if name in ("video_folder.py", "microlens.py"):
       c.data.dataset.path = "/a/folder"  # the one argument without a default
     validate.validate(c)
+
+  def test_frame_selection_is_one_of_the_decoders(self):
+    c = helpers.load_config("frozen,middle", "microlens.py")
+    c.data.dataset.path = "/a/folder"
+    self.assertEqual((c.data.frame_selection, c.data.cache_frames, c.data.num_frames),
+                     ("middle", 5, 5))
+    c.data.frame_selection = "centre"
+    with self.assertRaisesRegex(validate.ConfigError, "data.frame_selection='centre'.*allowed: "
+                                "spaced, middle") as cm:
+      validate.validate(c)
+    self.assertNotIn("\n", str(cm.exception))
 
   def test_models_and_their_trainers_and_evaluators_must_fit(self):
     c = helpers.load_config("smoke", "movielens.py")

@@ -85,15 +85,21 @@ def resolved(config: ml_collections.ConfigDict, terms: PartTerms = PartTerms()) 
   return out
 
 
+# Fields added to the base config after runs were recorded without them: field -> what such a
+# record ran with (a run of the same value resumes in its workdir).
+ADDED_FIELDS = {"data.frame_selection": "spaced"}
+
+
 def changed_fields(saved: dict, config: ml_collections.ConfigDict,
                    terms: PartTerms = PartTerms()) -> list[str]:
   """Fields outside MAY_CHANGE whose value differs, as 'field: old -> new'."""
   old, new = flat(saved), flat(resolved(config, terms))
   missing = object()
+  defaults = {**ADDED_FIELDS, **terms.defaults}
 
   def neutral(k: str) -> bool:  # does nothing here, or absent from the record and at its default
-    return terms.inert(k) or (k not in old and k in terms.defaults
-                              and new.get(k, missing) == terms.defaults[k])
+    return terms.inert(k) or (k not in old and k in defaults
+                              and new.get(k, missing) == defaults[k])
 
   return [f"{k}: {old.get(k, '(absent)')!r} -> {new.get(k, '(absent)')!r}"
           for k in sorted(set(old) | set(new))

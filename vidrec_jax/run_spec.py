@@ -119,6 +119,7 @@ class DataSpec:
   impressions_per_clip: int
   cache_videos: int
   cache_frames: int
+  frame_selection: str
   num_workers: int
   read_threads: int
   prefetch_batches: int

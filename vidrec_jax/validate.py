@@ -19,6 +19,7 @@ from vidrec_jax.config_checks import check_needs
 from vidrec_jax.config_checks import positive_int
 from vidrec_jax.data import datasets
 from vidrec_jax.data import ops
+from vidrec_jax.data import video_io
 from vidrec_jax.eval.evaluators import EVALUATORS
 from vidrec_jax.eval.evaluators import evaluator_kwargs
 from vidrec_jax.models import encoders
@@ -58,6 +59,8 @@ def _validate_data(c: ml_collections.ConfigDict) -> datasets.DatasetSource:
         d.num_workers, "expected an integer >= 0")
   check(d.normalization in ops.NORMALIZATIONS, "data.normalization", d.normalization,
         f"allowed: {', '.join(ops.NORMALIZATIONS)}")
+  check(d.frame_selection in video_io.SELECTIONS, "data.frame_selection", d.frame_selection,
+        f"allowed: {', '.join(video_io.SELECTIONS)}")
   return source
 
 

@@ -34,6 +34,18 @@ def entries(videos: int = 40) -> dict[int, np.ndarray]:
 
 class CacheTableTest(absltest.TestCase):
 
+  def test_a_cache_written_before_frame_selection_existed_serves_spaced_frames_only(self):
+    cache_dir = self.create_tempdir().full_path
+    features.write_meta(cache_dir, {"frame_size": 224, "max_frames": 16})
+    features.check_meta(cache_dir, {"frame_size": 224, "selection": "spaced"})
+    with self.assertRaisesRegex(features.CacheError, "extracted with selection='spaced', the "
+                                "config asks for 'middle'") as cm:
+      features.check_meta(cache_dir, {"frame_size": 224, "selection": "middle"})
+    self.assertNotIn("\n", str(cm.exception))
+    features.write_meta(cache_dir, {"frame_size": 224, "selection": "middle"})
+    with self.assertRaisesRegex(features.CacheError, "selection='middle'"):
+      features.check_meta(cache_dir, {"frame_size": 224, "selection": "spaced"})
+
   def test_reads_every_entry_by_record_from_the_indexed_shards(self):
     cache, want = tempfile.mkdtemp(), entries()
     write_cache(cache, want)

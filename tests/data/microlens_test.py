@@ -27,6 +27,7 @@ from vidrec_jax.data.datasets import synthetic
 from vidrec_jax.models import sequential
 from vidrec_jax.train import catalog as catalog_lib
 from vidrec_jax.train import context
+from vidrec_jax.train import extract as extract_lib
 
 
 def _read(path: str, min_interactions: int = 0, keep_last: int = 0):
@@ -242,6 +243,32 @@ class MicroLensTrainTest(absltest.TestCase):
                                rtol=1e-5, atol=1e-5)
     self.assertEqual(catalog["title"].shape, (len(ctx.dataset.catalog), 384))
     self.assertTrue((np.abs(catalog["title"]).sum(1) > 0).all())
+
+  def test_middle_extracts_five_consecutive_middle_frames_and_keeps_its_own_cache(self):
+    folder = self.create_tempdir().full_path
+    helpers.make_microlens_folder(folder)
+    c = helpers.load_config("smoke,frozen,middle", "microlens.py")
+    c.data.dataset.path = folder
+    workdir = self.create_tempdir().full_path
+    experiment.extract(c, workdir)
+    meta = features.read_meta(os.path.join(workdir, "features"))
+    self.assertEqual((meta["selection"], meta["max_frames"]), ("middle", 5))
+    ds = datasets.get(c.data.dataset, os.path.join(workdir, "data"))
+    table = features.load_cache(os.path.join(workdir, "features"))
+    vid = next(v for v in table if len(table[v]) == 5)
+    path = ds.catalog.path(vid)
+    _, index = video_io.read_frames(path, max_frames=5, selection="middle")
+    n = len(video_io.read_frames(path)[1])
+    self.assertGreater(n, 5)
+    np.testing.assert_array_equal(index, np.arange(5) + (n - 5) // 2)  # consecutive, centred
+    # Our spread frames need their own cache: a run of `frozen` refuses this one in one line.
+    spread = helpers.load_config("smoke,frozen", "microlens.py")
+    spread.data.dataset.path = folder
+    spread.data.cache_frames = 5
+    with self.assertRaisesRegex(features.CacheError, "selection='middle', the config asks for "
+                                "'spaced'"):
+      features.check_meta(os.path.join(workdir, "features"),
+                          extract_lib.expected_meta(run_spec.resolve(spread)))
 
   def test_sasrec_with_video_features_trains_and_evaluates_on_the_release(self):
     folder = self.create_tempdir().full_path

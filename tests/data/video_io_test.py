@@ -43,6 +43,22 @@ class VideoIOTest(parameterized.TestCase):
     np.testing.assert_allclose(frames.mean(axis=(1, 2, 3)), index * 20 + 30, atol=6)
     np.testing.assert_array_equal(video_io.read_frames(path, max_frames=64)[1], np.arange(11))
 
+  @parameterized.parameters("mp4", "flv")
+  def test_middle_keeps_consecutive_frames_around_the_middle(self, fmt):
+    # MicroLens' frames: `max_frames` consecutive ones centred on the video's middle.
+    path = os.path.join(self.dir, f"long.{fmt}")
+    video_io.write_video(path, _clip(11), fps=8)
+    frames, index = video_io.read_frames(path, max_frames=5, selection="middle")
+    np.testing.assert_array_equal(index, [3, 4, 5, 6, 7])
+    np.testing.assert_allclose(frames.mean(axis=(1, 2, 3)), index * 20 + 30, atol=6)
+    np.testing.assert_array_equal(video_io.read_frames(path, max_frames=4, selection="middle")[1],
+                                  [3, 4, 5, 6])
+    # A video no longer than max_frames keeps every frame, whichever the selection.
+    np.testing.assert_array_equal(
+        video_io.read_frames(path, max_frames=11, selection="middle")[1], np.arange(11))
+    with self.assertRaisesRegex(ValueError, "frame selection 'centre': allowed spaced, middle"):
+      video_io.frame_indices(11, 5, "centre")
+
   def test_frames_keep_their_aspect_ratio(self):
     # 48 x 16: blue, red and green thirds. Short side 16 and a centre crop keep the red third
     # only; squashing the frame to a square would keep all three colours.

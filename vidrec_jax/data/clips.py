@@ -23,18 +23,19 @@ from vidrec_jax.data.datasets import Catalog
 class PixelFrames:
   """Decoded frames (uint8 (T, S, S, 3)) of each video, with a per-process LRU of videos.
 
-  At most `max_frames` evenly spaced frames of a video are decoded and kept (streaming: a long
-  film never sits in memory whole); frames keep their aspect ratio (short side resize, centre
-  crop). A catalog entry without a video file (reported when the dataset was prepared) has no
-  frames.
+  At most `max_frames` frames of a video are decoded and kept, evenly spaced or consecutive
+  around the middle (`selection`), by streaming: a long film never sits in memory whole. Frames
+  keep their aspect ratio (short side resize, centre crop). A catalog entry without a video
+  file (reported when the dataset was prepared) has no frames.
   """
 
   source = ops.PIXELS
 
   def __init__(self, catalog: Catalog, frame_size: int, normalization: str, cache_videos: int,
-               max_frames: int, stored: dict[str, str] | None = None):
+               max_frames: int, stored: dict[str, str] | None = None,
+               selection: str = "spaced"):
     self.catalog, self.frame_size, self.cache_videos = catalog, frame_size, cache_videos
-    self.max_frames = max_frames
+    self.max_frames, self.selection = max_frames, selection
     self.normalization = normalization
     self.item_shape = (frame_size, frame_size, 3)
     self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
@@ -87,7 +88,7 @@ class PixelFrames:
     if video_id in self._bad or not path:
       return None
     try:
-      frames = video_io.decode_video(path, self.frame_size, self.max_frames)
+      frames = video_io.decode_video(path, self.frame_size, self.max_frames, self.selection)
     except video_io.VideoDecodeError as e:
       self._bad.add(video_id)
       logging.warning("skipping undecodable video %s", e)

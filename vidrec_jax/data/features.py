@@ -93,12 +93,18 @@ def read_meta(cache_dir: str) -> dict:
     return json.load(f)
 
 
+# Settings added to the metadata after caches without them were written: such a cache was made
+# with the setting's value here.
+META_DEFAULTS = {"selection": "spaced"}
+
+
 def check_meta(cache_dir: str, expected: dict) -> dict:
   """The cache's metadata, or a CacheError naming the first setting that differs."""
   meta = read_meta(cache_dir)
   for k, v in expected.items():
-    if json.loads(json.dumps(v)) != meta.get(k):
-      raise CacheError(f"feature cache {cache_dir} was extracted with {k}={meta.get(k)!r}, the "
+    have = meta.get(k, META_DEFAULTS.get(k))
+    if json.loads(json.dumps(v)) != have:
+      raise CacheError(f"feature cache {cache_dir} was extracted with {k}={have!r}, the "
                        f"config asks for {v!r}; run --mode=extract again")
   return meta
 

@@ -10,7 +10,8 @@ A fields cache serves a histograms reader too (the histograms are computed on re
 
 Training from it reads each sampled frame's field (the `flow` clip op) instead of estimating it
 in the train step or in the loader. The frames are decoded as the pixel pipeline decodes them
-(data.frame_size, up to data.cache_frames evenly spaced frames), so the fields line up with the
+(data.frame_size, up to data.cache_frames frames as data.frame_selection picks them), so the
+fields line up with the
 frames the RGB stream sees. An undecodable video is reported by path, counted in the metadata and
 skipped; the loader then estimates its flow itself (and finds it undecodable too).
 """
@@ -43,7 +44,7 @@ def shard_name(index: int, count: int) -> str:
 def expected_meta(data: DataSpec) -> dict:
   """Settings a flow cache must have been written with to serve these data settings."""
   return dict(kind="flow", estimator=ESTIMATOR, frame_size=data.frame_size,
-              max_frames=data.cache_frames)
+              max_frames=data.cache_frames, selection=data.frame_selection)
 
 
 def check(cache_dir: str, data: DataSpec, form: str) -> dict:
@@ -101,7 +102,7 @@ def write_shard(catalog: Catalog, data: DataSpec, cache_dir: str, form: str, ind
       try:
         if not path:
           raise video_io.VideoDecodeError(f"video {vid} has no video file")
-        frames = video_io.decode_video(path, d.frame_size, d.cache_frames)
+        frames = video_io.decode_video(path, d.frame_size, d.cache_frames, d.frame_selection)
       except video_io.VideoDecodeError as e:
         failed += 1
         logging.warning("flow cache: skipping undecodable video %s", e)

@@ -138,7 +138,7 @@ class Context:
     if source == ops.PIXELS:
       stored = self._stored_caches(ops.PIXELS)
       frames = PixelFrames(self.dataset.catalog, d.frame_size, d.normalization, cache_videos,
-                           d.cache_frames, stored=stored)
+                           d.cache_frames, stored=stored, selection=d.frame_selection)
     elif source == ops.FEATURES:
       frames = CachedFeatures(self.workdir.features,
                               int(features.read_meta(self.workdir.features)["dim"]),

@@ -44,22 +44,26 @@ def expected_meta(run: RunSpec) -> dict:
   b, d = backbone_part.BackboneArgs.from_config(run.model), run.data
   return dict(backbone=b.name, checkpoint=b.checkpoint, outputs=list(b.outputs), grid=b.grid,
               frame_size=d.frame_size, normalization=d.normalization,
-              max_frames=d.cache_frames, dim=backbone_part.feature_dim(b))
+              max_frames=d.cache_frames, selection=d.frame_selection,
+              dim=backbone_part.feature_dim(b))
 
 
 class _Decode(grain.transforms.Map):
-  """video id -> up to `max_frames` evenly spaced decoded frames, normalised (or an error)."""
+  """video id -> up to `max_frames` decoded frames (`selection`: video_io.frame_indices),
+  normalised (or an error)."""
 
-  def __init__(self, catalog: Catalog, frame_size: int, normalization: str, max_frames: int):
+  def __init__(self, catalog: Catalog, frame_size: int, normalization: str, max_frames: int,
+               selection: str = "spaced"):
     self.catalog, self.frame_size = catalog, frame_size
-    self.normalization, self.max_frames = normalization, max_frames
+    self.normalization, self.max_frames, self.selection = normalization, max_frames, selection
 
   def map(self, video_id):
     path = self.catalog.path(int(video_id))
     if not path:
       return {"video_id": int(video_id), "error": f"video {int(video_id)} has no video file"}
     try:
-      frames, idx = video_io.read_frames(path, self.frame_size, self.max_frames)
+      frames, idx = video_io.read_frames(path, self.frame_size, self.max_frames,
+                                         self.selection)
     except video_io.VideoDecodeError as e:
       return {"video_id": int(video_id), "error": str(e)}
     return {"video_id": int(video_id), "frame_index": idx.astype(np.int32),
@@ -151,7 +155,7 @@ def extract(run: RunSpec, dataset: RecDataset, out_dir: str) -> dict:
   bs = max(run.model.backbone.extract_batch_size // ndev, 1) * ndev
   ds = pipeline.iterable(
       grain.MapDataset.source(ids).map(_Decode(catalog, d.frame_size, d.normalization,
-                                               d.cache_frames)),
+                                               d.cache_frames, d.frame_selection)),
       pipeline.LoaderOptions(d.num_workers, d.read_threads, prefetch_batches=4))
   shard = features.shard_path(out_dir, pi, pc)
   bad: list[int] = []  # video ids this process could not decode
