@@ -11,9 +11,9 @@ A fields cache serves a histograms reader too (the histograms are computed on re
 Training from it reads each sampled frame's field (the `flow` clip op) instead of estimating it
 in the train step or in the loader. The frames are decoded as the pixel pipeline decodes them
 (data.frame_size, up to data.cache_frames frames as data.frame_selection picks them), so the
-fields line up with the
-frames the RGB stream sees. An undecodable video is reported by path, counted in the metadata and
-skipped; the loader then estimates its flow itself (and finds it undecodable too).
+fields line up with the frames the RGB stream sees. An undecodable video is reported by path,
+counted in the metadata and skipped; the loader then estimates its flow itself (and finds it
+undecodable too).
 """
 
 from __future__ import annotations
